@@ -1,0 +1,124 @@
+# cprof-bpf build. `make` builds build/cprof-bpf; `make test`, `make demo`, `make bench`.
+# Quiet by default; V=1 shows the commands. SAN=1 builds with ASan+UBSan into build/san/.
+
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
+
+ARCH       := x86
+SAN        ?= 0
+OUT        := build$(if $(filter 1,$(SAN)),/san)
+BPF_OUT    := build/bpf
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+LLVM_STRIP ?= llvm-strip
+CC         ?= gcc
+VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+PKGS       := libbpf libelf libdw zlib libprotobuf-c libmicrohttpd
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	      -D_GNU_SOURCE -DCPROF_VERSION='"$(VERSION)"' -Ibpf -I$(BPF_OUT) -Iuser -I$(OUT)/gen
+ifeq ($(SAN),1)
+CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS    += -fsanitize=address,undefined
+endif
+LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd) -lpthread
+
+BPF_CFLAGS := -target bpf -g -O2 -D__TARGET_ARCH_$(ARCH) -Ivmlinux/$(ARCH) -Ibpf -Wall -Werror
+
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS  := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.skel.h,$(BPF_SRCS))
+
+PROTO_C    := $(OUT)/gen/profile.pb-c.c
+USER_SRCS  := $(shell find user -name '*.c' | sort)
+USER_OBJS  := $(patsubst %.c,$(OUT)/obj/%.o,$(USER_SRCS)) $(OUT)/obj/gen/profile.pb-c.o
+# Everything but main.o, so unit tests link the modules they test.
+LIB_OBJS   := $(filter-out $(OUT)/obj/user/main.o,$(USER_OBJS))
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRCS))
+
+DEPS_STAMP := build/.deps-ok
+
+.PHONY: all deps test unit e2e demo bench vmlinux format format-check clean fuzz
+all: $(OUT)/cprof-bpf
+
+# `make` installs what is missing; the stamp keeps later builds from asking dpkg each time.
+$(DEPS_STAMP): tools/install-deps.sh
+	$(Q)mkdir -p build
+	$(Q)bash tools/install-deps.sh
+	$(Q)touch $@
+deps: $(DEPS_STAMP)
+
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) vmlinux/$(ARCH)/vmlinux.h | $(DEPS_STAMP)
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+
+$(BPF_OUT)/%.skel.h: $(BPF_OUT)/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+$(OUT)/gen/profile.pb-c.c: user/pprof/profile.proto | $(DEPS_STAMP)
+	$(call msg,PROTOC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)protoc-c --c_out=$(OUT)/gen --proto_path=user/pprof user/pprof/profile.proto
+
+$(OUT)/obj/gen/profile.pb-c.o: $(PROTO_C)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(filter-out -Werror -Wextra,$(CFLAGS)) -c $< -o $@
+
+$(OUT)/obj/%.o: %.c $(BPF_SKELS) $(PROTO_C) | $(DEPS_STAMP)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OUT)/cprof-bpf: $(USER_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $< $(LIB_OBJS) $(LDLIBS) -lcmocka $(LDFLAGS) -o $@
+
+unit: $(UNIT_BINS)
+
+# The suite runs against both the release build and the ASan+UBSan build.
+test: all $(DEPS_STAMP)
+	$(Q)$(MAKE) --no-print-directory SAN=1 all unit
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory format-check
+	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+demo: all
+	$(Q)bash tools/demo.sh
+
+bench: all
+	$(Q)bash tools/install-deps.sh --bench
+	$(Q)bash tools/bench/run.sh
+
+vmlinux:
+	$(Q)bash tools/gen-vmlinux.sh $(ARCH)
+
+FORMAT_SRCS = $(shell find user bpf tests/unit tests/fixtures -name '*.[ch]' 2>/dev/null)
+format:
+	$(Q)clang-format -i $(FORMAT_SRCS)
+format-check:
+	$(Q)clang-format --dry-run --Werror $(FORMAT_SRCS)
+
+clean:
+	$(Q)rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

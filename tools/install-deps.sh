@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that building, testing, benchmarking and the demo need.
+# Idempotent: installs only what is missing, and runs `apt-get update` only when it must.
+set -euo pipefail
+
+# Build: BPF compile, skeletons, libbpf, ELF/DWARF, protobuf, HTTP, gzip.
+BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
+	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev pkg-config make gcc"
+# Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
+# binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests.
+TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
+	libclang-rt-14-dev curl"
+
+want="$BUILD_PKGS $TEST_PKGS"
+if [ "${1:-}" = "--bench" ]; then
+	# Benchmarks compare against the tools users would otherwise pick.
+	want="$want linux-perf bpftrace bpfcc-tools libjemalloc-dev"
+fi
+
+missing=""
+for p in $want; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages:$missing; run as root (sudo make)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Update the package lists once if they are empty or a first try fails.
+if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

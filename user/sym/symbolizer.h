@@ -1,0 +1,74 @@
+/* Symbolizer: turns (pid, address) into a mapping and a chain of frames (function, file, line),
+ * innermost first. Symbol data is read lazily and cached by the file's build-id (or path +
+ * inode when there is none) and shared by every process that maps the same file. A process's
+ * mappings are snapshotted when symbolizer__add_pid() is called, so a process that exits later
+ * can still be symbolized. Kernel addresses resolve through /proc/kallsyms. */
+#ifndef CPROF_SYM_SYMBOLIZER_H
+#define CPROF_SYM_SYMBOLIZER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Most frames one address can expand to (the function plus the functions inlined into it). */
+#define SYM_MAX_INLINE 16
+
+/* A mapping as pprof's Mapping message needs it. One object per (process, mapped file range);
+ * pointers stay valid until symbolizer__free(), so callers may key on them. */
+struct sym_mapping {
+	uint64_t start, limit, offset;
+	const char *path;     /* the file, as pprof shows it; "[kernel.kallsyms]", "[vdso]" */
+	const char *build_id; /* lowercase hex GNU build-id, "" when the file has none */
+	bool has_functions;   /* the file had a symbol table we could read */
+	bool has_filenames;   /* DWARF line info was found */
+	bool has_line_numbers;
+	bool has_inline_frames;
+};
+
+struct sym_frame {
+	const char *function;	 /* display name (demangled); never NULL: a stub "lib.so+0x12" */
+	const char *system_name; /* the raw (mangled) symbol name; may equal function */
+	const char *file;	 /* source file, or NULL */
+	int64_t line;		 /* 0 when unknown */
+	int64_t start_line;	 /* the function's first line, 0 when unknown */
+};
+
+struct sym_result {
+	const struct sym_mapping *mapping; /* NULL: the address is in no known mapping */
+	int nframes;			   /* >= 1 */
+	struct sym_frame frames[SYM_MAX_INLINE]; /* innermost first */
+};
+
+enum sym_demangle {
+	SYM_DEMANGLE_FULL = 0,
+	SYM_DEMANGLE_NONE,
+};
+
+struct symbolizer_opts {
+	enum sym_demangle demangle;
+	bool no_kernel; /* do not read /proc/kallsyms */
+};
+
+struct symbolizer;
+
+struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts);
+void symbolizer__free(struct symbolizer *s);
+
+/* Snapshots pid's mappings now (and opens what it needs to read them later: a deleted binary
+ * is reached through /proc/PID/map_files). Calling it again for a known pid refreshes the
+ * snapshot (after exec or dlopen). Returns 0 or -errno (-ESRCH: process gone). */
+int symbolizer__add_pid(struct symbolizer *s, pid_t pid);
+/* Forgets pid's snapshot (pid reuse). */
+void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
+
+/* Resolves a user-space address of pid. is_return: addr is a return address (every frame but
+ * the leaf), so look up addr - 1. Unknown pid: the pid is added first. Never fails: an address
+ * that cannot be resolved gets a stub frame ("libfoo.so+0x1234", or "0x7f..." outside any
+ * mapping). Returns 0, or -errno only for allocation failure. */
+int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
+		     struct sym_result *res);
+/* Resolves a kernel address ("[kernel.kallsyms]" mapping; module functions read "fn [mod]"). */
+int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return,
+		       struct sym_result *res);
+
+#endif
