@@ -57,8 +57,8 @@ struct pprof_raw_sample {
 
 /* How the builder resolves addresses; called once per unique (pid, address, is_return) for
  * user frames and once per unique (address, is_return) for kernel frames. Both return 0 or
- * -errno and fill res (see sym/symbolizer.h). symbolizer__user/__kernel fit as they are, with
- * ctx = the struct symbolizer. */
+ * -errno and fill res (see sym/symbolizer.h). The record path wraps symbolizer__user and
+ * symbolizer__kernel in these; tests pass fakes. */
 struct pprof_resolver {
 	int (*user)(void *ctx, pid_t pid, uint64_t addr, bool is_return, struct sym_result *res);
 	int (*kernel)(void *ctx, uint64_t addr, bool is_return, struct sym_result *res);
