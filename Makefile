@@ -2,6 +2,7 @@
 # Quiet by default; V=1 shows the commands. SAN=1 builds with ASan+UBSan into build/san/.
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 ARCH       := x86

@@ -17,7 +17,7 @@ void log_msg(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-int log__libbpf_print(int level, const char *fmt, va_list args)
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
 	/* libbpf's warnings are noise for users unless -v: most are probes of optional features. */
 	int ours = level == LIBBPF_WARN ? LOG_INFO : LOG_DEBUG;
@@ -26,4 +26,9 @@ int log__libbpf_print(int level, const char *fmt, va_list args)
 		return 0;
 	fputs("libbpf: ", stderr);
 	return vfprintf(stderr, fmt, args);
+}
+
+void log__route_libbpf(void)
+{
+	libbpf_set_print(libbpf_print);
 }

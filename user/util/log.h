@@ -1,5 +1,5 @@
 /* Logging: a few levels, one verbosity switch (-v), everything on stderr prefixed "cprof-bpf: ".
- * libbpf's own messages are routed through the same switch (log__libbpf_print). */
+ * libbpf's own messages are routed through the same switch (log__route_libbpf). */
 #ifndef CPROF_UTIL_LOG_H
 #define CPROF_UTIL_LOG_H
 
@@ -17,7 +17,8 @@ enum log_level {
 extern int log_verbosity;
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int log__libbpf_print(int level, const char *fmt, va_list args);
+/* Routes libbpf's messages through log_verbosity. */
+void log__route_libbpf(void);
 
 #define pr_err(...)   log_msg(LOG_ERROR, __VA_ARGS__)
 #define pr_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -1,0 +1,173 @@
+/* What every cprof-bpf program shares: the target filter, the stack and aggregation maps, the
+ * loss counters and the new-process notices. Each program includes this once; its skeleton then
+ * carries its own instance of each map, sized by user space before load. */
+#ifndef CPROF_COMMON_BPF_H
+#define CPROF_COMMON_BPF_H
+
+#include "cprof.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* Profile every process (-a) rather than the pids in `targets`. */
+const volatile bool target_all = false;
+/* Add processes forked by a target to the targets (for `-- CMD`, whose work may be in children). */
+const volatile bool follow_children = false;
+/* Which stacks to take. */
+const volatile bool want_user_stack = true;
+const volatile bool want_kern_stack = true;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPROF_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, CPROF_DEFAULT_MAX_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, CPROF_MAX_STACK * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CPROF_STAT_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Processes already announced to user space. LRU: an old entry evicted only means one more
+ * (harmless) notice for that process. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} proc_events SEC(".maps");
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &which);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline bool is_target(__u32 pid)
+{
+	if (target_all)
+		return true;
+	return bpf_map_lookup_elem(&targets, &pid) != NULL;
+}
+
+static __always_inline void proc_notify(__u32 pid, __u32 kind)
+{
+	struct cprof_proc_event *e;
+
+	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(CPROF_STAT_EVENTS_LOST);
+		return;
+	}
+	e->pid = pid;
+	e->kind = kind;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Tells user space the first time a process is sampled, so it can read the process's mappings
+ * while the process is alive. One map lookup per sample; a notice once per process. */
+static __always_inline void proc_seen(__u32 pid)
+{
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&seen, &pid))
+		return;
+	if (bpf_map_update_elem(&seen, &pid, &one, BPF_NOEXIST) == 0)
+		proc_notify(pid, CPROF_PROC_NEW);
+}
+
+/* Fills the key's stacks for the current context. Kernel threads have no user stack; a sample
+ * taken in user mode has no kernel stack: neither counts as a loss. */
+static __always_inline void key_stacks(void *ctx, struct cprof_key *key, bool in_kernel,
+				       bool has_mm)
+{
+	long id;
+
+	key->user_stack_id = -1;
+	key->kern_stack_id = -1;
+	if (want_user_stack && has_mm) {
+		id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		if (id >= 0)
+			key->user_stack_id = id;
+		else
+			stat_inc(id == -EEXIST ? CPROF_STAT_USTACK_COLLIDE : CPROF_STAT_USTACK_ERR);
+	}
+	if (want_kern_stack && in_kernel) {
+		id = bpf_get_stackid(ctx, &stacks, 0);
+		if (id >= 0)
+			key->kern_stack_id = id;
+		else
+			stat_inc(id == -EEXIST ? CPROF_STAT_KSTACK_COLLIDE : CPROF_STAT_KSTACK_ERR);
+	}
+}
+
+/* Adds delta to the u64 counter of key in an aggregation HASH map, creating it if needed. */
+static __always_inline void count_add(void *map, struct cprof_key *key, __u64 delta)
+{
+	__u64 *v = bpf_map_lookup_elem(map, key);
+	long err;
+
+	if (v) {
+		__sync_fetch_and_add(v, delta);
+		return;
+	}
+	err = bpf_map_update_elem(map, key, &delta, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* Another CPU created it between our lookup and update. */
+		v = bpf_map_lookup_elem(map, key);
+		if (v)
+			__sync_fetch_and_add(v, delta);
+	} else if (err) {
+		stat_inc(CPROF_STAT_KEYS_FULL);
+	}
+}
+
+/* Follows children of targets (follow_children): a forked process becomes a target. */
+static __always_inline void follow_fork(struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	__u32 cpid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+
+	if (!follow_children || target_all || cpid == ppid) /* a new thread, not a process */
+		return;
+	if (bpf_map_lookup_elem(&targets, &ppid))
+		bpf_map_update_elem(&targets, &cpid, &one, BPF_ANY);
+}
+
+#define CPROF_COMMON_PROGS                                                                         \
+	SEC("tp_btf/sched_process_fork")                                                          \
+	int BPF_PROG(cprof_fork, struct task_struct *parent, struct task_struct *child)          \
+	{                                                                                          \
+		follow_fork(parent, child);                                                        \
+		return 0;                                                                          \
+	}                                                                                          \
+	SEC("tp_btf/sched_process_exec")                                                          \
+	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) \
+	{                                                                                          \
+		__u32 pid = bpf_get_current_pid_tgid() >> 32;                                      \
+		if (is_target(pid) && bpf_map_lookup_elem(&seen, &pid))                            \
+			proc_notify(pid, CPROF_PROC_EXEC);                                         \
+		return 0;                                                                          \
+	}
+
+#endif

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+/* CPU profiler: a perf cpu-clock event on every CPU runs on_sample; samples of target processes
+ * are counted in `counts` by (pid, thread name, user stack, kernel stack). Nothing per sample
+ * reaches user space. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "common.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPROF_DEFAULT_MAX_KEYS);
+	__type(key, struct cprof_key);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+SEC("perf_event")
+int on_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct task_struct *task;
+	struct cprof_key key = {};
+	bool in_kernel;
+
+	if (tid == 0) { /* the idle task of this CPU */
+		stat_inc(CPROF_STAT_IDLE);
+		return 0;
+	}
+	if (!is_target(pid))
+		return 0;
+	stat_inc(CPROF_STAT_SAMPLES);
+
+	task = bpf_get_current_task_btf();
+	in_kernel = (ctx->regs.cs & 3) == 0;
+	key.pid = pid;
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	key_stacks(ctx, &key, in_kernel, task->mm != NULL);
+	count_add(&counts, &key, 1);
+	proc_seen(pid);
+	return 0;
+}
+
+CPROF_COMMON_PROGS
+
+char LICENSE[] SEC("license") = "GPL";

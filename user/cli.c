@@ -1,0 +1,277 @@
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "collect/collector.h"
+#include "util/log.h"
+
+#define MAX_FREQ     10000	/* Hz; more costs more than it tells */
+#define MAX_DURATION 31536000.0 /* one year, in seconds */
+
+static const char usage[] =
+	"Usage: cprof-bpf [record] (-p PID[,PID...] | -a | -- CMD [ARGS...]) [options]\n"
+	"       cprof-bpf --help | --version\n"
+	"\n"
+	"Profiles running processes with eBPF and writes a pprof profile (go tool pprof).\n"
+	"\n"
+	"Targets:\n"
+	"  -p, --pid PID[,PID...]   profile these processes (all their threads)\n"
+	"  -a, --all                profile the whole system (idle excluded)\n"
+	"  -- CMD [ARGS...]         run CMD and profile it (and its children) until it exits\n"
+	"\n"
+	"Options:\n"
+	"  -t, --type TYPE          profile type: cpu (default)\n"
+	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target exits)\n"
+	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
+	"  -o, --output FILE        output file; - for stdout (default: TYPE.pb.gz for pprof,\n"
+	"                           stdout for folded and top)\n"
+	"  -f, --format FMT         pprof (default), folded (flame graph input), top (table)\n"
+	"      --top N              rows of --format top (default 20; 0 = all)\n"
+	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
+	"      --no-kernel          user stacks only\n"
+	"      --demangle MODE      full (default) or none\n"
+	"  -v, --verbose            more messages (-vv: debug, libbpf too)\n"
+	"  -q, --quiet              errors only\n"
+	"  -h, --help               this help\n"
+	"  -V, --version            the version\n"
+	"\n"
+	"Examples:\n"
+	"  sudo cprof-bpf -p 1234 -d 30 -o cpu.pb.gz && go tool pprof -top cpu.pb.gz\n"
+	"  sudo cprof-bpf -a -d 10 --format top\n"
+	"  sudo cprof-bpf -F 999 -o - -- ./my-benchmark --iterations 100 > cpu.pb.gz\n"
+	"  sudo cprof-bpf -p 1234 -d 5 --format folded | flamegraph.pl > cpu.svg\n"
+	"\n"
+	"Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
+
+int cli__parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int cli__parse_seconds(const char *s, double min, double max, double *out)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_pids(const char *arg, struct record_opts *o)
+{
+	char *copy = strdup(arg), *tok, *save = NULL;
+	pid_t *pids;
+	long v;
+	int err = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (cli__parse_long(tok, 1, 4194304, &v)) {
+			pr_err("invalid pid '%s': expected a number from 1 to 4194304\n", tok);
+			err = -EINVAL;
+			break;
+		}
+		if (o->npids >= CPROF_MAX_TARGETS) {
+			pr_err("too many pids (at most %d)\n", CPROF_MAX_TARGETS);
+			err = -EINVAL;
+			break;
+		}
+		pids = realloc(o->pids, (o->npids + 1) * sizeof(*pids));
+		if (!pids) {
+			err = -ENOMEM;
+			break;
+		}
+		o->pids = pids;
+		o->pids[o->npids++] = (pid_t)v;
+	}
+	free(copy);
+	if (!err && o->npids == 0) {
+		pr_err("-p needs at least one pid\n");
+		err = -EINVAL;
+	}
+	return err;
+}
+
+enum {
+	OPT_TOP = 0x100,
+	OPT_MAX_STACKS,
+	OPT_NO_KERNEL,
+	OPT_DEMANGLE,
+};
+
+static const struct option long_opts[] = {
+	{"pid", required_argument, NULL, 'p'},
+	{"all", no_argument, NULL, 'a'},
+	{"type", required_argument, NULL, 't'},
+	{"duration", required_argument, NULL, 'd'},
+	{"freq", required_argument, NULL, 'F'},
+	{"output", required_argument, NULL, 'o'},
+	{"format", required_argument, NULL, 'f'},
+	{"top", required_argument, NULL, OPT_TOP},
+	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
+	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{},
+};
+
+static int parse_one(int opt, const char *arg, struct record_opts *o)
+{
+	long v;
+
+	switch (opt) {
+	case 'p':
+		return parse_pids(arg, o);
+	case 'a':
+		o->all = true;
+		return 0;
+	case 't':
+		if (!collector__find(arg)) {
+			pr_err("unknown profile type '%s' (known: %s)\n", arg, collector__names());
+			return -EINVAL;
+		}
+		o->type = arg;
+		return 0;
+	case 'd':
+		if (cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->duration)) {
+			pr_err("invalid duration '%s': expected seconds, more than 0\n", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case 'F':
+		if (cli__parse_long(arg, 1, MAX_FREQ, &v)) {
+			pr_err("invalid frequency '%s': expected 1 to %d Hz\n", arg, MAX_FREQ);
+			return -EINVAL;
+		}
+		o->freq = (int)v;
+		return 0;
+	case 'o':
+		o->output = arg;
+		return 0;
+	case 'f':
+		if (strcmp(arg, "pprof") == 0)
+			o->format = FORMAT_PPROF;
+		else if (strcmp(arg, "folded") == 0)
+			o->format = FORMAT_FOLDED;
+		else if (strcmp(arg, "top") == 0)
+			o->format = FORMAT_TOP;
+		else {
+			pr_err("unknown format '%s' (known: pprof,folded,top)\n", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_TOP:
+		if (cli__parse_long(arg, 0, 1000000, &v)) {
+			pr_err("invalid --top '%s'\n", arg);
+			return -EINVAL;
+		}
+		o->top_rows = (int)v;
+		return 0;
+	case OPT_MAX_STACKS:
+		if (cli__parse_long(arg, 64, 1048576, &v)) {
+			pr_err("invalid --max-stacks '%s': expected 64 to 1048576\n", arg);
+			return -EINVAL;
+		}
+		o->max_keys = (uint32_t)v;
+		return 0;
+	case OPT_NO_KERNEL:
+		o->no_kernel = true;
+		return 0;
+	case OPT_DEMANGLE:
+		if (strcmp(arg, "full") && strcmp(arg, "none")) {
+			pr_err("invalid --demangle '%s' (full or none)\n", arg);
+			return -EINVAL;
+		}
+		o->demangle = strcmp(arg, "full") == 0;
+		return 0;
+	case 'v':
+		log_verbosity++;
+		return 0;
+	case 'q':
+		log_verbosity = LOG_ERROR;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+int cli__parse_record(int argc, char **argv, struct record_opts *o)
+{
+	int opt, err, ntargets;
+
+	memset(o, 0, sizeof(*o));
+	o->type = "cpu";
+	o->freq = 99;
+	o->top_rows = 20;
+	o->demangle = true;
+	optind = 1;
+	opterr = 0;
+	/* '+': stop at the first non-option, so `-- CMD -x` keeps CMD's own flags. */
+	while ((opt = getopt_long(argc, argv, "+p:at:d:F:o:f:vqhV", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			fputs(usage, stdout);
+			return 1;
+		case 'V':
+			printf("cprof-bpf %s\n", CPROF_VERSION);
+			return 1;
+		case '?':
+			if (optopt)
+				pr_err("option -%c needs a value or is unknown; see --help\n",
+				       optopt);
+			else
+				pr_err("unknown option '%s'; see --help\n", argv[optind - 1]);
+			return -EINVAL;
+		case ':':
+			pr_err("option needs a value; see --help\n");
+			return -EINVAL;
+		}
+		err = parse_one(opt, optarg, o);
+		if (err)
+			return err;
+	}
+	if (optind < argc) {
+		if (strcmp(argv[optind - 1], "--") != 0) {
+			pr_err("unexpected argument '%s' (a command goes after --)\n", argv[optind]);
+			return -EINVAL;
+		}
+		o->cmd = &argv[optind];
+	}
+	ntargets = (o->npids > 0) + o->all + (o->cmd != NULL);
+	if (ntargets != 1) {
+		pr_err(ntargets ? "choose one target: -p, -a or -- CMD\n"
+				: "no target: give -p PID, -a or -- CMD (see --help)\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void cli__free_record(struct record_opts *o)
+{
+	free(o->pids);
+	o->pids = NULL;
+}

@@ -1,0 +1,223 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collect/collector.h"
+#include "util/log.h"
+
+extern const struct collector_ops cpu_collector_ops;
+
+static const struct collector_ops *const all_ops[] = {
+	&cpu_collector_ops,
+};
+
+const struct collector_ops *collector__find(const char *type)
+{
+	for (size_t i = 0; i < sizeof(all_ops) / sizeof(all_ops[0]); i++)
+		if (strcmp(all_ops[i]->name, type) == 0)
+			return all_ops[i];
+	return NULL;
+}
+
+const char *collector__names(void)
+{
+	static char names[128];
+
+	if (!names[0]) {
+		for (size_t i = 0; i < sizeof(all_ops) / sizeof(all_ops[0]); i++) {
+			if (i)
+				strncat(names, ",", sizeof(names) - strlen(names) - 1);
+			strncat(names, all_ops[i]->name, sizeof(names) - strlen(names) - 1);
+		}
+	}
+	return names;
+}
+
+static int handle_proc_event(void *ctx, void *data, size_t size)
+{
+	struct collector *c = ctx;
+
+	if (size < sizeof(struct cprof_proc_event))
+		return 0;
+	if (c->opts.on_proc)
+		c->opts.on_proc(c->opts.ctx, data);
+	return 0;
+}
+
+int collector__bind(struct collector *c, struct bpf_object *obj)
+{
+	c->obj = obj;
+	c->targets = bpf_object__find_map_by_name(obj, "targets");
+	c->stacks = bpf_object__find_map_by_name(obj, "stacks");
+	c->stats = bpf_object__find_map_by_name(obj, "stats");
+	c->proc_events = bpf_object__find_map_by_name(obj, "proc_events");
+	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
+		return -ENOENT;
+	return 0;
+}
+
+int collector__add_target(struct collector *c, pid_t pid)
+{
+	__u32 key = pid;
+	__u8 one = 1;
+
+	if (bpf_map__update_elem(c->targets, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int collector__open(const struct collector_ops *ops, const struct collect_opts *o,
+		    struct collector **out)
+{
+	struct collector *c;
+	int err;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->ops = ops;
+	c->opts = *o;
+	err = ops->open(c);
+	if (err)
+		goto cleanup;
+	if (!c->obj) {
+		err = -EINVAL;
+		goto cleanup;
+	}
+	for (size_t i = 0; !o->all && i < o->npids; i++) {
+		err = collector__add_target(c, o->pids[i]);
+		if (err) {
+			pr_err("cannot add target %d: %s\n", o->pids[i], strerror(-err));
+			goto cleanup;
+		}
+	}
+	if (o->load_only)
+		goto done;
+	c->rb = ring_buffer__new(bpf_map__fd(c->proc_events), handle_proc_event, c, NULL);
+	if (!c->rb) {
+		err = -errno;
+		pr_err("cannot open the ring buffer: %s\n", strerror(-err));
+		goto cleanup;
+	}
+done:
+	*out = c;
+	return 0;
+cleanup:
+	collector__free(c);
+	return err;
+}
+
+void collector__free(struct collector *c)
+{
+	if (!c)
+		return;
+	ring_buffer__free(c->rb);
+	if (c->ops && c->ops->close)
+		c->ops->close(c);
+	free(c);
+}
+
+int collector__poll(struct collector *c, int timeout_ms)
+{
+	int n = ring_buffer__poll(c->rb, timeout_ms);
+
+	if (n == -EINTR)
+		return 0;
+	return n < 0 ? n : 0;
+}
+
+int collector__stats(struct collector *c, struct collect_stats *st)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 *vals;
+
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
+	vals = calloc(ncpu, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	*st = c->ustats;
+	for (__u32 i = 0; i < CPROF_STAT_NR; i++) {
+		if (bpf_map__lookup_elem(c->stats, &i, sizeof(i), vals, ncpu * sizeof(*vals), 0))
+			continue;
+		st->bpf[i] = 0;
+		for (int cpu = 0; cpu < ncpu; cpu++)
+			st->bpf[i] += vals[cpu];
+	}
+	free(vals);
+	return 0;
+}
+
+int collector__drain(struct collector *c, struct pprof_builder *b)
+{
+	return c->ops->drain(c, b);
+}
+
+uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips)
+{
+	uint32_t n = 0;
+
+	if (id < 0)
+		return 0;
+	if (bpf_map__lookup_elem(c->stacks, &id, sizeof(id), ips, CPROF_MAX_STACK * sizeof(*ips),
+				 0)) {
+		c->ustats.lost_stack_reads++;
+		return 0;
+	}
+	while (n < CPROF_MAX_STACK && ips[n])
+		n++;
+	if (n == CPROF_MAX_STACK)
+		c->ustats.truncated_stacks++;
+	return n;
+}
+
+int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_size, bool del,
+			 int (*fn)(struct collector *c, const struct cprof_key *k, const void *val,
+				   void *ctx),
+			 void *ctx)
+{
+	struct cprof_key key, next;
+	struct cprof_key *prev = NULL;
+	void *val;
+	int fd = bpf_map__fd(map), err = 0;
+
+	val = malloc(value_size);
+	if (!val)
+		return -ENOMEM;
+	/* Keys are collected first when deleting, since deleting while iterating restarts the walk
+	 * from the beginning on a hash map. At the end of a session the programs are detached, so
+	 * the map no longer changes under us. */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, val))
+			continue; /* deleted meanwhile */
+		err = fn(c, &key, val, ctx);
+		if (err)
+			break;
+	}
+	if (!err && del) {
+		while (bpf_map_get_next_key(fd, NULL, &next) == 0)
+			if (bpf_map_delete_elem(fd, &next))
+				break;
+	}
+	free(val);
+	return err;
+}
+
+void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint64_t *ubuf,
+			   uint64_t *kbuf, struct pprof_raw_sample *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->pid = k->pid;
+	s->ustack = ubuf;
+	s->nustack = collector__read_stack(c, k->user_stack_id, ubuf);
+	s->kstack = kbuf;
+	s->nkstack = collector__read_stack(c, k->kern_stack_id, kbuf);
+	s->labels[0] = (struct pprof_label){.key = "pid", .num = k->pid};
+	s->labels[1] = (struct pprof_label){.key = "comm", .str = k->comm};
+	s->nlabels = 2;
+}

@@ -1,0 +1,112 @@
+/* Collectors: one per profile type. Each opens its BPF skeleton, configures and loads it,
+ * attaches, and at the end drains its aggregation maps into a pprof builder. The generic part
+ * here owns what every type shares: the target filter, the process notices and the counters of
+ * what was lost. */
+#ifndef CPROF_COLLECT_COLLECTOR_H
+#define CPROF_COLLECT_COLLECTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/types.h>
+
+#include "cprof.h"
+#include "pprof/builder.h"
+
+struct bpf_object;
+struct bpf_map;
+struct ring_buffer;
+
+struct collect_opts {
+	bool all;	     /* whole system */
+	const pid_t *pids;   /* targets, when !all */
+	size_t npids;
+	bool follow_children; /* processes forked by targets become targets */
+	bool no_kernel_stacks;
+	int freq;	     /* cpu: samples per second per CPU */
+	uint32_t max_keys;   /* aggregation map entries; 0 = default */
+	uint32_t max_stacks; /* stack map entries; 0 = default */
+	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	/* Called from collector__poll for each process notice (new process, exec). */
+	void (*on_proc)(void *ctx, const struct cprof_proc_event *e);
+	void *ctx;
+};
+
+/* What was counted and lost, summed over CPUs (enum cprof_stat), plus what user space found. */
+struct collect_stats {
+	uint64_t bpf[CPROF_STAT_NR];
+	uint64_t truncated_stacks; /* stacks that hit CPROF_MAX_STACK frames */
+	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
+};
+
+struct collector;
+
+struct collector_ops {
+	const char *name;
+	/* Opens the skeleton, sets rodata and map sizes from c->opts, loads and attaches. Fills
+	 * c->obj and the shared maps through collector__bind(). */
+	int (*open)(struct collector *c);
+	/* Drains aggregated samples into b (maps may be cleared). */
+	int (*drain)(struct collector *c, struct pprof_builder *b);
+	/* Detaches and frees the skeleton. Safe on a half-opened collector. */
+	void (*close)(struct collector *c);
+	/* Sample types and period of this profile type. */
+	void (*pprof_config)(const struct collector *c, struct pprof_config *cfg);
+};
+
+struct collector {
+	const struct collector_ops *ops;
+	struct collect_opts opts;
+	struct bpf_object *obj;
+	struct bpf_map *targets, *stacks, *stats, *proc_events;
+	struct ring_buffer *rb;
+	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
+	void *priv;
+};
+
+/* The profile types, by name ("cpu"), NULL if unknown. */
+const struct collector_ops *collector__find(const char *type);
+/* Comma-separated list of the known type names, for messages. */
+const char *collector__names(void);
+
+/* Opens, loads and attaches the collector for ops. Returns 0 or -errno (reported with pr_err). */
+int collector__open(const struct collector_ops *ops, const struct collect_opts *o,
+		    struct collector **out);
+void collector__free(struct collector *c);
+/* Waits up to timeout_ms for process notices and handles them. Returns 0 or -errno. */
+int collector__poll(struct collector *c, int timeout_ms);
+/* Adds a target process at run time. */
+int collector__add_target(struct collector *c, pid_t pid);
+/* Sums the BPF counters into st (and copies the user-side ones). */
+int collector__stats(struct collector *c, struct collect_stats *st);
+/* Drains into b. */
+int collector__drain(struct collector *c, struct pprof_builder *b);
+
+/* For collectors: remembers the shared maps of a loaded object (by their common names). */
+int collector__bind(struct collector *c, struct bpf_object *obj);
+
+/* For collectors: reads a stack from the stack map into ips (leaf first); returns the number
+ * of frames (0 when id < 0 or the stack is gone, which is counted). */
+uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips);
+
+/* For collectors: walks a HASH map of struct cprof_key -> value_size bytes, deleting what it
+ * returns when del is set, and calls fn for each entry. Returns 0 or -errno. */
+int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_size, bool del,
+			 int (*fn)(struct collector *c, const struct cprof_key *k, const void *val,
+				   void *ctx),
+			 void *ctx);
+
+/* For collectors: fills a raw sample's stacks and pid/comm labels from key. ubuf and kbuf must
+ * hold CPROF_MAX_STACK entries. */
+void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint64_t *ubuf,
+			   uint64_t *kbuf, struct pprof_raw_sample *s);
+
+/* Sets the rodata fields every program shares (see bpf/common.bpf.h). */
+#define COLLECTOR_SET_COMMON_RODATA(skel, o)                                                       \
+	do {                                                                                       \
+		(skel)->rodata->target_all = (o)->all;                                             \
+		(skel)->rodata->follow_children = (o)->follow_children;                            \
+		(skel)->rodata->want_kern_stack = !(o)->no_kernel_stacks;                          \
+	} while (0)
+
+#endif
