@@ -1,0 +1,108 @@
+/* Unit tests of the generic hash map: insert, find, duplicates and growth. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util/hashmap.h"
+
+static uint64_t str_hash(const void *key, void *ctx)
+{
+	(void)ctx;
+	return hashmap__hash_str(HASHMAP_HASH_INIT, key);
+}
+
+static bool str_equal(const void *a, const void *b, void *ctx)
+{
+	(void)ctx;
+	return strcmp(a, b) == 0;
+}
+
+/* A deliberately bad hash: every key collides, so probing alone must keep them apart. */
+static uint64_t const_hash(const void *key, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	return 42;
+}
+
+static void fill_and_check(struct hashmap *m, int n)
+{
+	char **keys = calloc(n, sizeof(*keys));
+	void *val;
+	int i;
+
+	assert_non_null(keys);
+	for (i = 0; i < n; i++) {
+		assert_true(asprintf(&keys[i], "key-%d", i) > 0);
+		assert_int_equal(hashmap__insert(m, keys[i], (void *)(uintptr_t)i), 0);
+	}
+	assert_int_equal(hashmap__size(m), n);
+	for (i = 0; i < n; i++) {
+		char probe[32];
+
+		/* A different pointer with equal contents finds the entry. */
+		snprintf(probe, sizeof(probe), "key-%d", i);
+		assert_true(hashmap__find(m, probe, &val));
+		assert_int_equal((uintptr_t)val, i);
+		assert_int_equal(hashmap__insert(m, probe, NULL), -EEXIST);
+	}
+	assert_false(hashmap__find(m, "missing", &val));
+	assert_false(hashmap__find(m, "key-", NULL));
+	for (i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+static void test_insert_find_grow(void **state)
+{
+	struct hashmap *m = hashmap__new(str_hash, str_equal, NULL);
+
+	(void)state;
+	assert_non_null(m);
+	fill_and_check(m, 10000);
+	hashmap__free(m);
+}
+
+static void test_collisions(void **state)
+{
+	struct hashmap *m = hashmap__new(const_hash, str_equal, NULL);
+
+	(void)state;
+	assert_non_null(m);
+	fill_and_check(m, 200);
+	hashmap__free(m);
+	hashmap__free(NULL);
+}
+
+static void test_hash_helpers(void **state)
+{
+	uint64_t a, b;
+
+	(void)state;
+	/* Chaining keeps field boundaries: ("ab", "c") differs from ("a", "bc"). */
+	a = hashmap__hash_str(hashmap__hash_str(HASHMAP_HASH_INIT, "ab"), "c");
+	b = hashmap__hash_str(hashmap__hash_str(HASHMAP_HASH_INIT, "a"), "bc");
+	assert_int_not_equal(a, b);
+	assert_int_equal(hashmap__hash_u64(HASHMAP_HASH_INIT, 7),
+			 hashmap__hash_u64(HASHMAP_HASH_INIT, 7));
+	assert_int_not_equal(hashmap__hash_u64(HASHMAP_HASH_INIT, 7),
+			     hashmap__hash_u64(HASHMAP_HASH_INIT, 8));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_insert_find_grow),
+		cmocka_unit_test(test_collisions),
+		cmocka_unit_test(test_hash_helpers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
