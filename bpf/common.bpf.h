@@ -155,14 +155,14 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 }
 
 #define CPROF_COMMON_PROGS                                                                         \
-	SEC("tp_btf/sched_process_fork")                                                          \
-	int BPF_PROG(cprof_fork, struct task_struct *parent, struct task_struct *child)          \
+	SEC("tp_btf/sched_process_fork")                                                           \
+	int BPF_PROG(cprof_fork, struct task_struct *parent, struct task_struct *child)            \
 	{                                                                                          \
 		follow_fork(parent, child);                                                        \
 		return 0;                                                                          \
 	}                                                                                          \
-	SEC("tp_btf/sched_process_exec")                                                          \
-	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) \
+	SEC("tp_btf/sched_process_exec")                                                           \
+	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)  \
 	{                                                                                          \
 		__u32 pid = bpf_get_current_pid_tgid() >> 32;                                      \
 		if (is_target(pid) && bpf_map_lookup_elem(&seen, &pid))                            \

@@ -25,7 +25,8 @@ static const char usage[] =
 	"\n"
 	"Options:\n"
 	"  -t, --type TYPE          profile type: cpu (default)\n"
-	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target exits)\n"
+	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
+	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"  -o, --output FILE        output file; - for stdout (default: TYPE.pb.gz for pprof,\n"
 	"                           stdout for folded and top)\n"
@@ -256,7 +257,8 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	}
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--") != 0) {
-			pr_err("unexpected argument '%s' (a command goes after --)\n", argv[optind]);
+			pr_err("unexpected argument '%s' (a command goes after --)\n",
+			       argv[optind]);
 			return -EINVAL;
 		}
 		o->cmd = &argv[optind];

@@ -13,19 +13,19 @@ enum out_format {
 };
 
 struct record_opts {
-	const char *type;    /* "cpu" */
-	pid_t *pids;	     /* -p */
+	const char *type; /* "cpu" */
+	pid_t *pids;	  /* -p */
 	size_t npids;
-	bool all;	     /* -a */
-	char **cmd;	     /* -- CMD ARGS (NULL-terminated), or NULL */
-	double duration;     /* -d seconds; 0 = until Ctrl-C / target exit */
-	int freq;	     /* -F Hz */
-	const char *output;  /* -o; "-" = stdout; NULL = default for the format */
+	bool all;	    /* -a */
+	char **cmd;	    /* -- CMD ARGS (NULL-terminated), or NULL */
+	double duration;    /* -d seconds; 0 = until Ctrl-C / target exit */
+	int freq;	    /* -F Hz */
+	const char *output; /* -o; "-" = stdout; NULL = default for the format */
 	enum out_format format;
-	int top_rows;	     /* --format top: rows shown */
-	uint32_t max_keys;   /* --max-stacks: aggregation map entries */
-	bool no_kernel;	     /* --no-kernel */
-	bool demangle;	     /* --demangle=full|none */
+	int top_rows;	   /* --format top: rows shown */
+	uint32_t max_keys; /* --max-stacks: aggregation map entries */
+	bool no_kernel;	   /* --no-kernel */
+	bool demangle;	   /* --demangle=full|none */
 };
 
 /* Parses argv for `record` (the default subcommand). Returns 0, 1 when it printed --help or

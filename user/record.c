@@ -39,13 +39,13 @@ struct session {
 	const struct record_opts *o;
 	struct symbolizer *sym;
 	struct collector *col;
-	pid_t child;	       /* -- CMD */
-	int child_gate;	       /* write end of the pipe the child waits on before exec */
+	pid_t child;	/* -- CMD */
+	int child_gate; /* write end of the pipe the child waits on before exec */
 	int child_status;
 	bool child_exited;
-	const char *out_path;  /* NULL: stdout */
+	const char *out_path; /* NULL: stdout */
 	char default_path[64];
-	char *tmp_path;	       /* the output being written, renamed at the end */
+	char *tmp_path; /* the output being written, renamed at the end */
 	FILE *out;
 	uint64_t procs_seen;
 	uint64_t procs_missed; /* processes gone before their mappings could be read */
@@ -223,9 +223,12 @@ struct drop {
 static void report_drops(struct session *s, struct pprof_builder *b, const struct collect_stats *st)
 {
 	const struct drop drops[] = {
-		{st->bpf[CPROF_STAT_KEYS_FULL], "samples dropped: aggregation map full (--max-stacks)"},
-		{st->bpf[CPROF_STAT_USTACK_COLLIDE], "user stacks lost to stack-map hash collisions"},
-		{st->bpf[CPROF_STAT_KSTACK_COLLIDE], "kernel stacks lost to stack-map hash collisions"},
+		{st->bpf[CPROF_STAT_KEYS_FULL],
+		 "samples dropped: aggregation map full (--max-stacks)"},
+		{st->bpf[CPROF_STAT_USTACK_COLLIDE],
+		 "user stacks lost to stack-map hash collisions"},
+		{st->bpf[CPROF_STAT_KSTACK_COLLIDE],
+		 "kernel stacks lost to stack-map hash collisions"},
 		{st->bpf[CPROF_STAT_USTACK_ERR], "user stacks that could not be read"},
 		{st->bpf[CPROF_STAT_KSTACK_ERR], "kernel stacks that could not be read"},
 		{st->lost_stack_reads, "stacks evicted before they were read"},
@@ -313,7 +316,8 @@ cleanup:
 static int start_session(struct session *s)
 {
 	const struct record_opts *o = s->o;
-	struct symbolizer_opts so = {.demangle = o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
+	struct symbolizer_opts so = {.demangle =
+					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
 				     .no_kernel = o->no_kernel};
 	struct collect_opts co = {
 		.all = o->all,

@@ -18,8 +18,8 @@ struct bpf_map;
 struct ring_buffer;
 
 struct collect_opts {
-	bool all;	     /* whole system */
-	const pid_t *pids;   /* targets, when !all */
+	bool all;	   /* whole system */
+	const pid_t *pids; /* targets, when !all */
 	size_t npids;
 	bool follow_children; /* processes forked by targets become targets */
 	bool no_kernel_stacks;

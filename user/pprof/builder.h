@@ -26,8 +26,8 @@ struct pprof_config {
 	struct pprof_value_type sample_types[PPROF_MAX_VALUES];
 	struct pprof_value_type period_type;
 	int64_t period;
-	int64_t time_nanos;	 /* start of collection, wall clock */
-	int64_t duration_nanos;	 /* may also be set later with pprof_builder__set_duration */
+	int64_t time_nanos;	/* start of collection, wall clock */
+	int64_t duration_nanos; /* may also be set later with pprof_builder__set_duration */
 	const char *default_sample_type; /* NULL: the last one, as pprof does */
 };
 

@@ -14,9 +14,9 @@ struct proc_map {
 	uint64_t offset;     /* file offset of start */
 	uint64_t inode;
 	uint32_t dev_major, dev_minor;
-	char perms[5];	     /* "r-xp" */
-	char *path;	     /* as /proc shows it, " (deleted)" stripped; NULL when anonymous */
-	bool deleted;	     /* the file was deleted or replaced since it was mapped */
+	char perms[5]; /* "r-xp" */
+	char *path;    /* as /proc shows it, " (deleted)" stripped; NULL when anonymous */
+	bool deleted;  /* the file was deleted or replaced since it was mapped */
 };
 
 struct proc_maps {

@@ -34,8 +34,8 @@ struct sym_frame {
 };
 
 struct sym_result {
-	const struct sym_mapping *mapping; /* NULL: the address is in no known mapping */
-	int nframes;			   /* >= 1 */
+	const struct sym_mapping *mapping;	 /* NULL: the address is in no known mapping */
+	int nframes;				 /* >= 1 */
 	struct sym_frame frames[SYM_MAX_INLINE]; /* innermost first */
 };
 
@@ -68,7 +68,6 @@ void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
 		     struct sym_result *res);
 /* Resolves a kernel address ("[kernel.kallsyms]" mapping; module functions read "fn [mod]"). */
-int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return,
-		       struct sym_result *res);
+int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res);
 
 #endif

@@ -26,8 +26,8 @@ static int has_cap(int cap)
 
 int preflight__check(void)
 {
-	const char *btf = getenv("CPROF_BTF_PATH") ? getenv("CPROF_BTF_PATH")
-						     : "/sys/kernel/btf/vmlinux";
+	const char *btf =
+		getenv("CPROF_BTF_PATH") ? getenv("CPROF_BTF_PATH") : "/sys/kernel/btf/vmlinux";
 
 	if (!(has_cap(CAP_SYS_ADMIN) || (has_cap(CAP_BPF) && has_cap(CAP_PERFMON)))) {
 		pr_err("not permitted: run as root, or with CAP_BPF and CAP_PERFMON\n");
