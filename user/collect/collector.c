@@ -151,6 +151,12 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	return 0;
 }
 
+void collector__stop(struct collector *c)
+{
+	if (c->ops->stop)
+		c->ops->stop(c);
+}
+
 int collector__drain(struct collector *c, struct pprof_builder *b)
 {
 	return c->ops->drain(c, b);

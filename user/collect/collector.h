@@ -46,6 +46,8 @@ struct collector_ops {
 	/* Opens the skeleton, sets rodata and map sizes from c->opts, loads and attaches. Fills
 	 * c->obj and the shared maps through collector__bind(). */
 	int (*open)(struct collector *c);
+	/* Stops the events (detach) but keeps the maps, so a drain sees a quiet map. Optional. */
+	void (*stop)(struct collector *c);
 	/* Drains aggregated samples into b (maps may be cleared). */
 	int (*drain)(struct collector *c, struct pprof_builder *b);
 	/* Detaches and frees the skeleton. Safe on a half-opened collector. */
@@ -79,6 +81,8 @@ int collector__poll(struct collector *c, int timeout_ms);
 int collector__add_target(struct collector *c, pid_t pid);
 /* Sums the BPF counters into st (and copies the user-side ones). */
 int collector__stats(struct collector *c, struct collect_stats *st);
+/* Stops collecting (detaches what produces samples); the maps stay readable. */
+void collector__stop(struct collector *c);
 /* Drains into b. */
 int collector__drain(struct collector *c, struct pprof_builder *b);
 

@@ -114,14 +114,23 @@ static int cpu_open(struct collector *c)
 	return cpu_attach_events(c, p);
 }
 
+static void cpu_stop(struct collector *c)
+{
+	struct cpu_priv *p = c->priv;
+
+	for (int i = 0; p && i < p->nlinks; i++)
+		bpf_link__destroy(p->links[i]);
+	if (p)
+		p->nlinks = 0;
+}
+
 static void cpu_close(struct collector *c)
 {
 	struct cpu_priv *p = c->priv;
 
 	if (!p)
 		return;
-	for (int i = 0; i < p->nlinks; i++)
-		bpf_link__destroy(p->links[i]);
+	cpu_stop(c);
 	free(p->links);
 	cpu_bpf__destroy(p->skel);
 	free(p);
@@ -177,6 +186,7 @@ static void cpu_pprof_config(const struct collector *c, struct pprof_config *cfg
 const struct collector_ops cpu_collector_ops = {
 	.name = "cpu",
 	.open = cpu_open,
+	.stop = cpu_stop,
 	.drain = cpu_drain,
 	.close = cpu_close,
 	.pprof_config = cpu_pprof_config,

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""CPU profiling overhead, side by side in one run: throughput of a CPU-bound workload (both
+cores busy) with no profiler, under cprof-bpf, perf record -g and bpftrace at the same rate, plus
+each profiler's own CPU time, peak RSS and the time from the end of sampling to the file.
+
+    tools/bench/bench_cpu.py [--seconds 10] [--rounds 2] [--freq 99]
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPROF = os.path.join(ROOT, "build", "cprof-bpf")
+
+
+def build(tmp):
+    exe = os.path.join(tmp, "cpuburn")
+    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
+                    os.path.join(ROOT, "tools", "bench", "cpuburn.c")], check=True)
+    return exe
+
+
+def run_once(exe, secs, profiler, tmp):
+    """Starts the workload, attaches profiler(pid) -> argv; returns (ops, cpu_s, rss_mb, tail_s)."""
+    w = subprocess.Popen([exe, str(secs)], stdout=subprocess.PIPE, text=True)
+    prof = None
+    if profiler:
+        argv = profiler(w.pid, tmp)
+        prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    out, _ = w.communicate()
+    t_exit = time.monotonic()
+    ops = int(re.search(r"ops (\d+)", out).group(1))
+    if not prof:
+        return ops, 0.0, 0.0, 0.0
+    if "bpftrace" in argv[0]:
+        prof.send_signal(2)  # bpftrace does not stop with its target
+    _, status, ru = os.wait4(prof.pid, 0)
+    tail = time.monotonic() - t_exit
+    prof.stderr.read()
+    prof.returncode = status
+    return ops, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, tail
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--freq", type=int, default=99)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="cprof-bench-")
+    exe = build(tmp)
+    f = str(a.freq)
+    configs = [("none", None),
+               (f"cprof-bpf -F {f}", lambda pid, d: [CPROF, "-q", "-p", str(pid), "-F", f, "-o",
+                                                      os.path.join(d, "c.pb.gz")])]
+    if shutil.which("perf"):
+        configs.append((f"perf record -F {f} -g", lambda pid, d: [
+            "perf", "record", "-q", "-F", f, "-g", "-p", str(pid), "-o",
+            os.path.join(d, "perf.data")]))
+    if shutil.which("bpftrace"):
+        configs.append((f"bpftrace profile:hz:{f}", lambda pid, d: [
+            "bpftrace", "-e", f"profile:hz:{f} /pid == {pid}/ {{ @[ustack, kstack] = count(); }}"]))
+    if shutil.which("profile-bpfcc"):
+        configs.append((f"profile-bpfcc -F {f}", lambda pid, d: [
+            "profile-bpfcc", "-F", f, "-p", str(pid), "-f", "3600"]))
+    results = {name: [] for name, _ in configs}
+    for _ in range(a.rounds):
+        for name, prof in configs:
+            results[name].append(run_once(exe, a.seconds, prof, tmp))
+    base = statistics.median(r[0] for r in results["none"])
+    print(f"CPU-bound workload, 2 threads, {a.seconds:g} s, median of {a.rounds} rounds")
+    print(f"{'profiler':28} {'throughput':>10} {'own CPU s':>10} {'peak RSS MB':>12} "
+          f"{'end->file s':>12}")
+    for name, _ in configs:
+        rs = results[name]
+        ops = statistics.median(r[0] for r in rs)
+        print(f"{name:28} {ops / base:10.3f} {statistics.median(r[1] for r in rs):10.2f} "
+              f"{statistics.median(r[2] for r in rs):12.1f} "
+              f"{statistics.median(r[3] for r in rs):12.2f}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "capture.h"
+#include "collect/collector.h"
+#include "proc/maps.h"
+#include "util/log.h"
+
+struct capture {
+	const struct capture_opts *o;
+	struct symbolizer *sym;
+	struct collector *col;
+	uint64_t procs_missed; /* processes gone before their mappings could be read */
+};
+
+static int64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+static void on_proc(void *ctx, const struct cprof_proc_event *e)
+{
+	struct capture *c = ctx;
+	int err = symbolizer__add_pid(c->sym, e->pid);
+
+	if (err == -ESRCH || err == -ENOENT)
+		c->procs_missed++;
+	else if (err)
+		pr_debug("cannot read the mappings of pid %u: %s\n", e->pid, strerror(-err));
+}
+
+static int resolve_user(void *ctx, pid_t pid, uint64_t addr, bool is_return, struct sym_result *r)
+{
+	return symbolizer__user(ctx, pid, addr, is_return, r);
+}
+
+static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_result *r)
+{
+	return symbolizer__kernel(ctx, addr, is_return, r);
+}
+
+static bool targets_alive(const struct capture *c)
+{
+	if (c->o->all)
+		return true;
+	for (size_t i = 0; i < c->o->npids; i++)
+		if (proc__exists(c->o->pids[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool stop_requested(const struct capture *c)
+{
+	return c->o->should_stop && c->o->should_stop(c->o->ctx);
+}
+
+static void collect_loop(struct capture *c)
+{
+	const struct capture_opts *o = c->o;
+	int64_t deadline = o->duration > 0 ? now_ns(CLOCK_MONOTONIC) + (int64_t)(o->duration * 1e9)
+					   : INT64_MAX;
+	int64_t left;
+	int err;
+
+	while (!stop_requested(c)) {
+		left = deadline - now_ns(CLOCK_MONOTONIC);
+		if (left <= 0)
+			break;
+		err = collector__poll(c->col, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+		if (err) {
+			pr_warn("polling process notices: %s\n", strerror(-err));
+			break;
+		}
+		if (!targets_alive(c)) {
+			pr_info("the target exited; writing what was collected\n");
+			break;
+		}
+	}
+	/* Notices still queued name processes that may yet be alive: read them now. */
+	collector__poll(c->col, 0);
+}
+
+struct drop {
+	uint64_t n;
+	const char *what;
+};
+
+/* Says what was lost, on stderr and in the profile's comments: never a silently short profile. */
+static void report_drops(struct capture *c, struct pprof_builder *b, const struct collect_stats *st)
+{
+	const struct drop drops[] = {
+		{st->bpf[CPROF_STAT_KEYS_FULL],
+		 "samples dropped: aggregation map full (--max-stacks)"},
+		{st->bpf[CPROF_STAT_USTACK_COLLIDE],
+		 "user stacks lost to stack-map hash collisions"},
+		{st->bpf[CPROF_STAT_KSTACK_COLLIDE],
+		 "kernel stacks lost to stack-map hash collisions"},
+		{st->bpf[CPROF_STAT_USTACK_ERR], "user stacks that could not be read"},
+		{st->bpf[CPROF_STAT_KSTACK_ERR], "kernel stacks that could not be read"},
+		{st->lost_stack_reads, "stacks evicted before they were read"},
+		{st->truncated_stacks, "stacks truncated at the depth limit"},
+		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
+		{c->procs_missed, "processes that exited before their mappings were read"},
+	};
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
+		if (!drops[i].n)
+			continue;
+		total += drops[i].n;
+		pprof_builder__add_comment(b, "dropped: %llu %s", (unsigned long long)drops[i].n,
+					   drops[i].what);
+		pr_warn("%llu %s\n", (unsigned long long)drops[i].n, drops[i].what);
+	}
+	if (!total)
+		pprof_builder__add_comment(b, "dropped: nothing");
+}
+
+static void add_target_comment(const struct capture_opts *o, struct pprof_builder *b)
+{
+	char comm[64];
+
+	if (o->target_desc) {
+		pprof_builder__add_comment(b, "target: %s", o->target_desc);
+	} else if (o->all) {
+		pprof_builder__add_comment(b, "target: whole system");
+	} else {
+		for (size_t i = 0; i < o->npids; i++) {
+			if (proc__comm(o->pids[i], comm, sizeof(comm)))
+				snprintf(comm, sizeof(comm), "exited");
+			pprof_builder__add_comment(b, "target: pid %d (%s)", o->pids[i], comm);
+		}
+	}
+}
+
+static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builder **out)
+{
+	const struct capture_opts *o = c->o;
+	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym};
+	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = dur};
+	struct collect_stats st = {};
+	struct pprof_builder *b;
+	int err;
+
+	c->col->ops->pprof_config(c->col, &cfg);
+	b = pprof_builder__new(&cfg, &res);
+	if (!b)
+		return -ENOMEM;
+	pprof_builder__add_comment(b, "cprof-bpf %s", CPROF_VERSION);
+	add_target_comment(o, b);
+	if (strcmp(o->type, "cpu") == 0)
+		pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", o->freq);
+	else
+		pprof_builder__add_comment(b, "type: %s", o->type);
+	err = collector__drain(c->col, b);
+	if (err) {
+		pr_err("cannot read the collected samples: %s\n", strerror(-err));
+		pprof_builder__free(b);
+		return err;
+	}
+	if (collector__stats(c->col, &st) == 0)
+		report_drops(c, b, &st);
+	pr_info("%zu distinct stacks, %llu samples\n", pprof_builder__nsamples(b),
+		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
+	if (st.bpf[CPROF_STAT_SAMPLES] == 0)
+		pr_warn("no samples: the target did not run while profiled\n");
+	*out = b;
+	return 0;
+}
+
+int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pprof_builder **out)
+{
+	struct capture c = {.o = o, .sym = sym};
+	struct collect_opts co = {
+		.all = o->all,
+		.pids = o->pids,
+		.npids = o->npids,
+		.follow_children = o->follow_children,
+		.no_kernel_stacks = o->no_kernel,
+		.freq = o->freq,
+		.max_keys = o->max_keys,
+		.on_proc = on_proc,
+		.ctx = &c,
+	};
+	const struct collector_ops *ops = collector__find(o->type);
+	int64_t t0, m0;
+	int err;
+
+	if (!ops)
+		return -EINVAL;
+	for (size_t i = 0; i < o->npids; i++) {
+		err = symbolizer__add_pid(sym, o->pids[i]);
+		if (err)
+			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
+				 strerror(-err));
+	}
+	t0 = now_ns(CLOCK_REALTIME);
+	m0 = now_ns(CLOCK_MONOTONIC);
+	err = collector__open(ops, &co, &c.col);
+	if (err)
+		return err;
+	if (o->attached)
+		o->attached(o->ctx);
+	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
+	collect_loop(&c);
+	collector__stop(c.col);
+	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
+	collector__free(c.col);
+	return err;
+}
