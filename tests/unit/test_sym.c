@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -358,9 +359,22 @@ static void test_stripped(void **state)
 	symbolizer__free(s);
 }
 
-/* The snapshot outlives the process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* The snapshot outlives the process; the files it holds open are closed by free. */
 static void test_exited(void **state)
 {
+	int fds = count_fds();
 	struct symbolizer *s = symbolizer__new(NULL);
 	struct fixture_proc fp;
 
@@ -375,7 +389,9 @@ static void test_exited(void **state)
 	/* Re-adding a gone process fails and keeps the snapshot. */
 	assert_int_equal(symbolizer__add_pid(s, fp.pid), -ESRCH);
 	check_function(s, &fp, "fix_pie", "fixture_beta");
+	assert_true(count_fds() > fds);
 	symbolizer__free(s);
+	assert_int_equal(count_fds(), fds);
 }
 
 /* A binary deleted after it started is read through /proc/PID/map_files, even after exit. */

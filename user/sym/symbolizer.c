@@ -36,15 +36,19 @@ struct sym_proc {
 	size_t n;
 };
 
+/* A growable array of owned pointers. */
+struct ptr_vec {
+	void **items;
+	size_t n, cap;
+};
+
 struct symbolizer {
 	struct symbolizer_opts opts;
-	struct hashmap *procs;	  /* pid -> struct sym_proc * */
-	struct hashmap *modules;  /* interned key -> struct sym_module * (NULL: unreadable) */
-	struct hashmap *strings;  /* interned strings, key == value */
-	struct sym_module **mods; /* every module, owned; modules live until symbolizer__free */
-	size_t nmods, mods_cap;
-	struct sym_mapping **mappings; /* every mapping handed out, owned */
-	size_t nmappings, mappings_cap;
+	struct hashmap *procs;	 /* pid -> struct sym_proc * */
+	struct hashmap *modules; /* interned key -> struct sym_module * (NULL: unreadable) */
+	struct hashmap *strings; /* interned strings, key == value */
+	struct ptr_vec mods;	 /* every struct sym_module; they live until symbolizer__free */
+	struct ptr_vec mappings; /* every struct sym_mapping handed out */
 	struct kallsyms *ksyms;
 	bool ksyms_tried;
 	struct sym_mapping kernel_mapping;
@@ -75,18 +79,19 @@ static const char *symbolizer__intern(struct symbolizer *s, const char *str)
 	return copy;
 }
 
-static int symbolizer__push(void **arr, size_t *n, size_t *cap, void *item)
+static int ptr_vec__push(struct ptr_vec *v, void *item)
 {
-	void **a = *arr, **tmp;
+	size_t cap = v->cap ? v->cap * 2 : 16;
+	void **tmp;
 
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 16;
-		tmp = realloc(a, *cap * sizeof(*tmp));
+	if (v->n == v->cap) {
+		tmp = realloc(v->items, cap * sizeof(*tmp));
 		if (!tmp)
 			return -ENOMEM;
-		*arr = a = tmp;
+		v->items = tmp;
+		v->cap = cap;
 	}
-	a[(*n)++] = item;
+	v->items[v->n++] = item;
 	return 0;
 }
 
@@ -143,12 +148,12 @@ void symbolizer__free(struct symbolizer *s)
 		hashmap__for_each(s->procs, symbolizer__free_proc, NULL);
 	hashmap__free(s->procs);
 	hashmap__free(s->modules);
-	for (i = 0; i < s->nmods; i++)
-		sym_module__free(s->mods[i]);
-	free(s->mods);
-	for (i = 0; i < s->nmappings; i++)
-		free(s->mappings[i]);
-	free(s->mappings);
+	for (i = 0; i < s->mods.n; i++)
+		sym_module__free(s->mods.items[i]);
+	free(s->mods.items);
+	for (i = 0; i < s->mappings.n; i++)
+		free(s->mappings.items[i]);
+	free(s->mappings.items);
 	if (s->strings)
 		hashmap__for_each(s->strings, symbolizer__free_string, NULL);
 	hashmap__free(s->strings);
@@ -214,7 +219,7 @@ static int symbolizer__adopt(struct symbolizer *s, const char *key, struct sym_m
 			     struct sym_module **out)
 {
 	char idkey[160];
-	const char *ikey = NULL;
+	const char *ikey;
 	void *found;
 	int err;
 
@@ -229,9 +234,8 @@ static int symbolizer__adopt(struct symbolizer *s, const char *key, struct sym_m
 		if (hashmap__find(s->modules, ikey, &found)) {
 			sym_module__free(m);
 			m = found;
-			ikey = NULL;
 		} else {
-			err = symbolizer__push((void **)&s->mods, &s->nmods, &s->mods_cap, m);
+			err = ptr_vec__push(&s->mods, m);
 			if (err)
 				goto cleanup;
 			err = hashmap__add(s->modules, ikey, m);
@@ -242,11 +246,11 @@ static int symbolizer__adopt(struct symbolizer *s, const char *key, struct sym_m
 			}
 		}
 	} else if (m) {
-		err = symbolizer__push((void **)&s->mods, &s->nmods, &s->mods_cap, m);
+		err = ptr_vec__push(&s->mods, m);
 		if (err)
 			goto cleanup;
 	}
-	/* key may equal the build-id key (the vDSO); a failure here only costs a re-open. */
+	/* A failure here only costs opening the file again for the next process. */
 	if (key && !hashmap__find(s->modules, key, NULL))
 		hashmap__add(s->modules, key, m);
 	*out = m;
@@ -386,7 +390,7 @@ static struct sym_mapping *symbolizer__mapping(struct symbolizer *s, const struc
 	m->path = path;
 	m->build_id = e->module ? sym_module__build_id(e->module) : "";
 	m->has_functions = e->module && sym_module__has_symtab(e->module);
-	if (symbolizer__push((void **)&s->mappings, &s->nmappings, &s->mappings_cap, m)) {
+	if (ptr_vec__push(&s->mappings, m)) {
 		free(m);
 		return NULL;
 	}
