@@ -39,9 +39,12 @@ BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRCS))
 BPF_SKELS  := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.skel.h,$(BPF_SRCS))
 
-PROTO_C    := $(OUT)/gen/profile.pb-c.c
+# The generated protobuf code exists only once user/pprof/profile.proto does.
+PROTO_SRC  := $(wildcard user/pprof/profile.proto)
+PROTO_C    := $(if $(PROTO_SRC),$(OUT)/gen/profile.pb-c.c)
 USER_SRCS  := $(shell find user -name '*.c' | sort)
-USER_OBJS  := $(patsubst %.c,$(OUT)/obj/%.o,$(USER_SRCS)) $(OUT)/obj/gen/profile.pb-c.o
+USER_OBJS  := $(patsubst %.c,$(OUT)/obj/%.o,$(USER_SRCS)) \
+	      $(if $(PROTO_SRC),$(OUT)/obj/gen/profile.pb-c.o)
 # Everything but main.o, so unit tests link the modules they test.
 LIB_OBJS   := $(filter-out $(OUT)/obj/user/main.o,$(USER_OBJS))
 

@@ -34,7 +34,9 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	stat_inc(CPROF_STAT_SAMPLES);
 
 	task = bpf_get_current_task_btf();
-	in_kernel = (ctx->regs.cs & 3) == 0;
+	/* Kernel text is in the upper half of the address space on x86-64; ctx only allows full
+	 * 8-byte loads of regs, so the ip says it, not the 2-byte cs. */
+	in_kernel = (__s64)ctx->regs.ip < 0;
 	key.pid = pid;
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	key_stacks(ctx, &key, in_kernel, task->mm != NULL);

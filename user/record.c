@@ -218,8 +218,10 @@ int record__run(const struct record_opts *o)
 			return 1;
 		}
 	}
-	if (open_output(&s))
+	if (open_output(&s)) {
+		free(s.tmp_path);
 		return 1;
+	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	log__route_libbpf();

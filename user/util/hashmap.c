@@ -6,8 +6,8 @@
 
 /* Linear probing over a power-of-two table, grown to keep the load under 3/4 so probe chains
  * stay short. Each slot caches the full hash: most mismatches are rejected without calling the
- * equality callback, and growing never calls the hash callback again. There is no removal, so
- * no tombstones are needed. */
+ * equality callback, and growing never calls the hash callback again. Removal shifts the
+ * following entries of the run back, so no tombstones are needed. */
 #define HASHMAP_MIN_CAP 16
 
 struct hashmap_slot {
@@ -170,4 +170,63 @@ uint64_t hashmap__hash_str(uint64_t h, const char *s)
 uint64_t hashmap__hash_u64(uint64_t h, uint64_t v)
 {
 	return hashmap__hash_bytes(h, &v, sizeof(v));
+}
+
+bool hashmap__delete(struct hashmap *m, const void *key, const void **old_key, void **old_value)
+{
+	struct hashmap_slot *s = hashmap__probe(m, key, hashmap__mix(m->hash(key, m->ctx)));
+	size_t mask = m->cap - 1, hole, i;
+
+	if (!s->key)
+		return false;
+	if (old_key)
+		*old_key = s->key;
+	if (old_value)
+		*old_value = s->value;
+	/* Backward-shift: move later entries of the run into the hole when the hole lies between
+	 * their home slot and where they are now, so every remaining key stays reachable. */
+	hole = (size_t)(s - m->slots);
+	for (i = (hole + 1) & mask; m->slots[i].key; i = (i + 1) & mask) {
+		size_t home = m->slots[i].hash & mask;
+
+		if (((i - home) & mask) >= ((i - hole) & mask)) {
+			m->slots[hole] = m->slots[i];
+			hole = i;
+		}
+	}
+	m->slots[hole].key = NULL;
+	m->slots[hole].value = NULL;
+	m->size--;
+	return true;
+}
+
+void hashmap__for_each(const struct hashmap *m, hashmap_visit_fn fn, void *ctx)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key)
+			fn(m->slots[i].key, m->slots[i].value, ctx);
+}
+
+uint64_t hashmap__str_hash(const void *key, void *ctx)
+{
+	(void)ctx;
+	return hashmap__hash_str(HASHMAP_HASH_INIT, key);
+}
+
+bool hashmap__str_equal(const void *a, const void *b, void *ctx)
+{
+	(void)ctx;
+	return strcmp(a, b) == 0;
+}
+
+uint64_t hashmap__int_hash(const void *key, void *ctx)
+{
+	(void)ctx;
+	return (uint64_t)(uintptr_t)key;
+}
+
+bool hashmap__int_equal(const void *a, const void *b, void *ctx)
+{
+	(void)ctx;
+	return a == b;
 }

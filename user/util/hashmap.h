@@ -23,7 +23,21 @@ void hashmap__free(struct hashmap *m);
 bool hashmap__find(const struct hashmap *m, const void *key, void **value);
 /* Adds key -> value. Returns 0, -EEXIST when an equal key is in the map, or -ENOMEM. */
 int hashmap__insert(struct hashmap *m, const void *key, void *value);
+/* Removes key; the stored key and value are returned through old_key/old_value (either may be
+ * NULL) so the caller can free them. Returns false when key is absent. */
+bool hashmap__delete(struct hashmap *m, const void *key, const void **old_key, void **old_value);
 size_t hashmap__size(const struct hashmap *m);
+
+typedef void (*hashmap_visit_fn)(const void *key, void *value, void *ctx);
+/* Calls fn for every entry, in no particular order. fn must not change the map. */
+void hashmap__for_each(const struct hashmap *m, hashmap_visit_fn fn, void *ctx);
+
+/* Ready-made callbacks: NUL-terminated strings, and integers stored in the key pointer itself
+ * ((void *)(uintptr_t)n, n != 0). */
+uint64_t hashmap__str_hash(const void *key, void *ctx);
+bool hashmap__str_equal(const void *a, const void *b, void *ctx);
+uint64_t hashmap__int_hash(const void *key, void *ctx);
+bool hashmap__int_equal(const void *a, const void *b, void *ctx);
 
 /* Hash helpers for callbacks. Combine several fields by chaining: h = hashmap__hash_u64(h, x). */
 uint64_t hashmap__hash_bytes(uint64_t h, const void *data, size_t len);

@@ -1,0 +1,231 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proc/maps.h"
+
+#define DELETED_SUFFIX " (deleted)"
+
+static int proc__errno(int e)
+{
+	/* A missing /proc/PID means the process is gone, whatever the file. */
+	return e == ENOENT ? -ESRCH : -e;
+}
+
+/* Parses one maps line into m. Returns 0, 1 for a line to skip (malformed), or -ENOMEM. */
+static int proc_maps__parse_line(char *line, struct proc_map *m)
+{
+	unsigned long long start, end, offset, inode;
+	unsigned int major, minor;
+	size_t len, slen = strlen(DELETED_SUFFIX);
+	char perms[5];
+	char *path;
+	int n = -1;
+
+	if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &offset, &major,
+		   &minor, &inode, &n) != 7 ||
+	    end < start)
+		return 1;
+	memset(m, 0, sizeof(*m));
+	m->start = start;
+	m->end = end;
+	m->offset = offset;
+	m->inode = inode;
+	m->dev_major = major;
+	m->dev_minor = minor;
+	memcpy(m->perms, perms, sizeof(m->perms));
+
+	/* The path is the rest of the line; it may contain spaces, so no %s. */
+	if (n < 0)
+		return 0;
+	path = line + n;
+	len = strlen(path);
+	while (len && path[len - 1] == '\n')
+		path[--len] = '\0';
+	if (!len)
+		return 0;
+	if (len > slen && !strcmp(path + len - slen, DELETED_SUFFIX)) {
+		path[len - slen] = '\0';
+		m->deleted = true;
+	}
+	m->path = strdup(path);
+	return m->path ? 0 : -ENOMEM;
+}
+
+int proc_maps__parse(FILE *f, pid_t pid, struct proc_maps **out)
+{
+	struct proc_maps *pm;
+	struct proc_map *tmp;
+	size_t cap = 0, linecap = 0;
+	char *line = NULL;
+	int err = 0;
+
+	*out = NULL;
+	pm = calloc(1, sizeof(*pm));
+	if (!pm)
+		return -ENOMEM;
+	pm->pid = pid;
+	while (getline(&line, &linecap, f) >= 0) {
+		if (pm->n == cap) {
+			cap = cap ? cap * 2 : 64;
+			tmp = realloc(pm->maps, cap * sizeof(*tmp));
+			if (!tmp) {
+				err = -ENOMEM;
+				goto cleanup;
+			}
+			pm->maps = tmp;
+		}
+		err = proc_maps__parse_line(line, &pm->maps[pm->n]);
+		if (err < 0)
+			goto cleanup;
+		if (err == 0)
+			pm->n++;
+		err = 0;
+	}
+	if (ferror(f)) {
+		err = proc__errno(errno ? errno : EIO);
+		goto cleanup;
+	}
+	*out = pm;
+	pm = NULL;
+cleanup:
+	free(line);
+	proc_maps__free(pm);
+	return err;
+}
+
+int proc_maps__read(pid_t pid, struct proc_maps **out)
+{
+	char path[64];
+	FILE *f;
+	int err;
+
+	*out = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return proc__errno(errno);
+	errno = 0;
+	err = proc_maps__parse(f, pid, out);
+	fclose(f);
+	return err;
+}
+
+const struct proc_map *proc_maps__find(const struct proc_maps *m, uint64_t addr)
+{
+	size_t lo = 0, hi, mid;
+
+	if (!m || !m->n)
+		return NULL;
+	/* Find the last mapping with start <= addr. */
+	hi = m->n;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (m->maps[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	return addr < m->maps[lo - 1].end ? &m->maps[lo - 1] : NULL;
+}
+
+void proc_maps__free(struct proc_maps *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->n; i++)
+		free(m->maps[i].path);
+	free(m->maps);
+	free(m);
+}
+
+int proc__comm(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	size_t n;
+	FILE *f;
+	int err = 0;
+
+	if (!len)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return proc__errno(errno);
+	if (!fgets(buf, len, f)) {
+		err = ferror(f) ? -EIO : -ESRCH;
+		buf[0] = '\0';
+		goto cleanup;
+	}
+	n = strcspn(buf, "\n");
+	buf[n] = '\0';
+cleanup:
+	fclose(f);
+	return err;
+}
+
+int proc__exe(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	if (!len)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, buf, len);
+	if (n < 0) {
+		buf[0] = '\0';
+		return proc__errno(errno);
+	}
+	if ((size_t)n >= len) {
+		buf[len - 1] = '\0';
+		return -ENAMETOOLONG;
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+/* The state letter of /proc/PID/stat ('R', 'S', 'Z' ...), or 0 when it cannot be read. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "pid (comm) S ...": comm may hold spaces and parentheses, so look from the end. */
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+int proc__exists(pid_t pid)
+{
+	char state;
+
+	if (pid <= 0)
+		return -ESRCH;
+	/* EPERM: the process exists but is not ours to signal. */
+	if (kill(pid, 0) && errno != EPERM)
+		return -ESRCH;
+	/* A zombie has exited: nothing of it runs or can be read any more. */
+	state = proc_state(pid);
+	if (state == 'Z' || state == 'X')
+		return -ESRCH;
+	return 0;
+}

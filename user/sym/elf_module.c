@@ -1,0 +1,379 @@
+#include <errno.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sym/module.h"
+#include "sym/names.h"
+
+/* Build-ids are 20 bytes (SHA-1) in practice; longer ones are truncated to this. */
+#define BUILD_ID_MAX 64
+/* How many preceding symbols a lookup checks when the nearest one ends before the address
+ * (a small symbol nested in a larger function, e.g. an assembly label typed as a function). */
+#define LOOKUP_BACKSCAN 4
+
+struct sym_load {
+	uint64_t offset, filesz, memsz, vaddr;
+};
+
+struct sym_symbol {
+	uint64_t addr;
+	uint64_t end; /* holds st_size until sym_module__finish_symbols() */
+	const char *name;
+	int rank; /* binding preference when addresses tie: lower wins */
+};
+
+struct sym_module {
+	Elf *elf;
+	int fd;	     /* -1 for an image in memory */
+	void *image; /* the image in memory, or NULL */
+	char build_id[2 * BUILD_ID_MAX + 1];
+	struct sym_load *loads;
+	size_t nloads;
+	bool has_symtab;
+	bool loaded; /* the symbol table was read, or could not be and will not be retried */
+	struct sym_symbol *syms; /* sorted by addr, one per address */
+	size_t nsyms;
+	char *strtabs[2]; /* copies of the string tables of .symtab and .dynsym */
+	/* DWARF comes here later: a Dwarf / Dwfl handle opened lazily on this same Elf. */
+};
+
+static bool sym_module__note_build_id(struct sym_module *m, Elf_Data *data)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t off = 0, name_off, desc_off, i, n;
+	const unsigned char *desc;
+	GElf_Nhdr nh;
+
+	if (!data || !data->d_buf)
+		return false;
+	while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
+		if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 || !nh.n_descsz ||
+		    memcmp((const char *)data->d_buf + name_off, "GNU", 4))
+			continue;
+		desc = (const unsigned char *)data->d_buf + desc_off;
+		n = nh.n_descsz < BUILD_ID_MAX ? nh.n_descsz : BUILD_ID_MAX;
+		for (i = 0; i < n; i++) {
+			m->build_id[2 * i] = hex[desc[i] >> 4];
+			m->build_id[2 * i + 1] = hex[desc[i] & 0xf];
+		}
+		m->build_id[2 * n] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static int sym_module__read_phdrs(struct sym_module *m)
+{
+	Elf_Data *data;
+	GElf_Phdr ph;
+	size_t phnum, i;
+
+	if (elf_getphdrnum(m->elf, &phnum))
+		return -ENOEXEC;
+	m->loads = calloc(phnum ? phnum : 1, sizeof(*m->loads));
+	if (!m->loads)
+		return -ENOMEM;
+	for (i = 0; i < phnum; i++) {
+		if (!gelf_getphdr(m->elf, i, &ph))
+			continue;
+		if (ph.p_type == PT_LOAD) {
+			m->loads[m->nloads].offset = ph.p_offset;
+			m->loads[m->nloads].filesz = ph.p_filesz;
+			m->loads[m->nloads].memsz = ph.p_memsz;
+			m->loads[m->nloads].vaddr = ph.p_vaddr;
+			m->nloads++;
+		} else if (ph.p_type == PT_NOTE && !m->build_id[0]) {
+			data = elf_getdata_rawchunk(m->elf, ph.p_offset, ph.p_filesz,
+						    ph.p_align == 8 ? ELF_T_NHDR8 : ELF_T_NHDR);
+			sym_module__note_build_id(m, data);
+		}
+	}
+	return 0;
+}
+
+static void sym_module__scan_sections(struct sym_module *m)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+
+	while ((scn = elf_nextscn(m->elf, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if ((sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM) && sh.sh_size)
+			m->has_symtab = true;
+		/* Files without PT_NOTE (rare) may still carry the note in a section. */
+		if (sh.sh_type == SHT_NOTE && !m->build_id[0])
+			sym_module__note_build_id(m, elf_getdata(scn, NULL));
+	}
+}
+
+static int sym_module__init(struct sym_module *m, struct sym_module **out)
+{
+	int err;
+
+	if (!m->elf || elf_kind(m->elf) != ELF_K_ELF) {
+		err = -ENOEXEC;
+		goto cleanup;
+	}
+	err = sym_module__read_phdrs(m);
+	if (err)
+		goto cleanup;
+	sym_module__scan_sections(m);
+	*out = m;
+	return 0;
+cleanup:
+	sym_module__free(m);
+	return err;
+}
+
+int sym_module__open_fd(int fd, struct sym_module **out)
+{
+	struct sym_module *m;
+
+	*out = NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		close(fd);
+		return -ENOMEM;
+	}
+	m->fd = fd;
+	elf_version(EV_CURRENT);
+	m->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	return sym_module__init(m, out);
+}
+
+int sym_module__open_mem(void *image, size_t size, struct sym_module **out)
+{
+	struct sym_module *m;
+
+	*out = NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		free(image);
+		return -ENOMEM;
+	}
+	m->fd = -1;
+	m->image = image;
+	elf_version(EV_CURRENT);
+	m->elf = elf_memory(image, size);
+	return sym_module__init(m, out);
+}
+
+void sym_module__free(struct sym_module *m)
+{
+	if (!m)
+		return;
+	if (m->elf)
+		elf_end(m->elf);
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m->image);
+	free(m->loads);
+	free(m->syms);
+	free(m->strtabs[0]);
+	free(m->strtabs[1]);
+	free(m);
+}
+
+const char *sym_module__build_id(const struct sym_module *m)
+{
+	return m->build_id;
+}
+
+bool sym_module__has_symtab(const struct sym_module *m)
+{
+	return m->has_symtab;
+}
+
+size_t sym_module__nsyms(const struct sym_module *m)
+{
+	return m->nsyms;
+}
+
+int sym_module__offset_to_vaddr(const struct sym_module *m, uint64_t off, uint64_t *vaddr)
+{
+	const struct sym_load *l;
+	size_t i;
+
+	for (i = 0; i < m->nloads; i++) {
+		l = &m->loads[i];
+		if (off >= l->offset && off - l->offset < (l->filesz ? l->filesz : l->memsz)) {
+			*vaddr = off - l->offset + l->vaddr;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int sym_symbol__cmp(const void *pa, const void *pb)
+{
+	const struct sym_symbol *a = pa, *b = pb;
+
+	if (a->addr != b->addr)
+		return a->addr < b->addr ? -1 : 1;
+	if (a->rank != b->rank)
+		return a->rank < b->rank ? -1 : 1;
+	return sym_name__cmp(a->name, b->name);
+}
+
+static int sym_symbol__rank(unsigned char bind)
+{
+	switch (bind) {
+	case STB_GLOBAL:
+		return 0;
+	case STB_WEAK:
+		return 1;
+	default:
+		return 2;
+	}
+}
+
+/* Appends the function symbols of one symbol table section to m->syms. */
+static int sym_module__read_symtab(struct sym_module *m, Elf_Scn *scn, const GElf_Shdr *sh,
+				   int slot, size_t *cap)
+{
+	Elf_Data *data, *strd;
+	Elf_Scn *strscn;
+	struct sym_symbol *tmp, *s;
+	size_t count, i;
+	GElf_Sym sym;
+	int type;
+
+	data = elf_getdata(scn, NULL);
+	strscn = elf_getscn(m->elf, sh->sh_link);
+	strd = strscn ? elf_getdata(strscn, NULL) : NULL;
+	if (!data || !strd || !strd->d_buf || !strd->d_size || !sh->sh_entsize || m->strtabs[slot])
+		return 0;
+	m->strtabs[slot] = malloc(strd->d_size + 1);
+	if (!m->strtabs[slot])
+		return -ENOMEM;
+	memcpy(m->strtabs[slot], strd->d_buf, strd->d_size);
+	m->strtabs[slot][strd->d_size] = '\0';
+
+	count = sh->sh_size / sh->sh_entsize;
+	if (m->nsyms + count > *cap) {
+		tmp = realloc(m->syms, (m->nsyms + count) * sizeof(*tmp));
+		if (!tmp)
+			return -ENOMEM;
+		m->syms = tmp;
+		*cap = m->nsyms + count;
+	}
+	for (i = 0; i < count; i++) {
+		if (!gelf_getsym(data, i, &sym))
+			continue;
+		type = GELF_ST_TYPE(sym.st_info);
+		if (type != STT_FUNC && type != STT_GNU_IFUNC)
+			continue;
+		if (sym.st_shndx == SHN_UNDEF || !sym.st_value || !sym.st_name ||
+		    sym.st_name >= strd->d_size)
+			continue;
+		s = &m->syms[m->nsyms++];
+		s->addr = sym.st_value;
+		s->end = sym.st_size;
+		s->name = m->strtabs[slot] + sym.st_name;
+		s->rank = sym_symbol__rank(GELF_ST_BIND(sym.st_info));
+	}
+	return 0;
+}
+
+/* The end of the PT_LOAD holding vaddr: where a last, sizeless symbol is taken to stop. */
+static uint64_t sym_module__load_end(const struct sym_module *m, uint64_t vaddr)
+{
+	const struct sym_load *l;
+	size_t i;
+
+	for (i = 0; i < m->nloads; i++) {
+		l = &m->loads[i];
+		if (vaddr >= l->vaddr && vaddr - l->vaddr < l->memsz)
+			return l->vaddr + l->memsz;
+	}
+	return vaddr + 1;
+}
+
+/* Sorts, keeps one symbol per address (global over weak over local, then sym_name__cmp) and
+ * turns sizes into ends. */
+static void sym_module__finish_symbols(struct sym_module *m)
+{
+	struct sym_symbol *s = m->syms;
+	size_t i, n = 0;
+
+	if (!m->nsyms)
+		return;
+	qsort(s, m->nsyms, sizeof(*s), sym_symbol__cmp);
+	for (i = 0; i < m->nsyms; i++) {
+		if (n && s[n - 1].addr == s[i].addr) {
+			if (s[i].end > s[n - 1].end)
+				s[n - 1].end = s[i].end;
+			continue;
+		}
+		s[n++] = s[i];
+	}
+	m->nsyms = n;
+	for (i = 0; i < n; i++) {
+		if (s[i].end)
+			s[i].end += s[i].addr;
+		else if (i + 1 < n)
+			s[i].end = s[i + 1].addr;
+		else
+			s[i].end = sym_module__load_end(m, s[i].addr);
+	}
+}
+
+static int sym_module__load_symbols(struct sym_module *m)
+{
+	Elf_Scn *scn = NULL;
+	size_t cap = 0;
+	GElf_Shdr sh;
+	int err;
+
+	while ((scn = elf_nextscn(m->elf, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
+			continue;
+		err = sym_module__read_symtab(m, scn, &sh, sh.sh_type == SHT_SYMTAB ? 0 : 1, &cap);
+		if (err)
+			return err;
+	}
+	sym_module__finish_symbols(m);
+	return 0;
+}
+
+int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
+{
+	size_t lo = 0, hi, mid, i;
+	int err;
+
+	if (!m->loaded) {
+		err = sym_module__load_symbols(m);
+		if (err) {
+			/* Drop the partial table; an allocation failure may pass, so retry later. */
+			free(m->syms);
+			free(m->strtabs[0]);
+			free(m->strtabs[1]);
+			m->syms = NULL;
+			m->strtabs[0] = m->strtabs[1] = NULL;
+			m->nsyms = 0;
+			return err;
+		}
+		m->loaded = true;
+	}
+	hi = m->nsyms;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (m->syms[mid].addr <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i > 0 && lo - i < LOOKUP_BACKSCAN; i--) {
+		if (vaddr < m->syms[i - 1].end) {
+			*name = m->syms[i - 1].name;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}

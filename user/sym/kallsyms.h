@@ -1,0 +1,23 @@
+/* Private to sym/: /proc/kallsyms text symbols, sorted for binary search. */
+#ifndef CPROF_SYM_KALLSYMS_H
+#define CPROF_SYM_KALLSYMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kallsyms;
+
+/* Reads the text symbols (t, T, w, W) of a file in /proc/kallsyms format. Module symbols are
+ * named "fn [module]". Returns 0 or -errno. */
+int kallsyms__load(const char *path, struct kallsyms **out);
+void kallsyms__free(struct kallsyms *k);
+/* The symbol at or before addr, or NULL (before the first symbol, or restricted). */
+const char *kallsyms__lookup(const struct kallsyms *k, uint64_t addr);
+/* Every address read as zero: kptr_restrict hides them from us. */
+bool kallsyms__restricted(const struct kallsyms *k);
+size_t kallsyms__count(const struct kallsyms *k);
+/* The lowest symbol address, 0 when there is none. */
+uint64_t kallsyms__min_addr(const struct kallsyms *k);
+
+#endif

@@ -1,0 +1,636 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "proc/maps.h"
+#include "sym/kallsyms.h"
+#include "sym/module.h"
+#include "sym/symbolizer.h"
+#include "util/hashmap.h"
+#include "util/log.h"
+
+#define KALLSYMS_PATH  "/proc/kallsyms"
+#define KERNEL_MAPPING "[kernel.kallsyms]"
+/* A vDSO is two or three pages; anything much larger is not one. */
+#define VDSO_MAX_SIZE (1 << 20)
+
+/* One executable file mapping of a process, as snapshotted by add_pid. */
+struct sym_entry {
+	uint64_t start, end, offset;
+	struct sym_mapping *mapping;
+	struct sym_module *module; /* NULL: the file could not be opened or is not ELF */
+	const char *base;	   /* the file's basename, for stubs */
+};
+
+struct sym_proc {
+	pid_t pid;
+	struct sym_entry *entries; /* sorted by start */
+	size_t n;
+};
+
+/* A growable array of owned pointers. */
+struct ptr_vec {
+	void **items;
+	size_t n, cap;
+};
+
+struct symbolizer {
+	struct symbolizer_opts opts;
+	struct hashmap *procs;	 /* pid -> struct sym_proc * */
+	struct hashmap *modules; /* interned key -> struct sym_module * (NULL: unreadable) */
+	struct hashmap *strings; /* interned strings, key == value */
+	struct ptr_vec mods;	 /* every struct sym_module; they live until symbolizer__free */
+	struct ptr_vec mappings; /* every struct sym_mapping handed out */
+	struct kallsyms *ksyms;
+	bool ksyms_tried;
+	struct sym_mapping kernel_mapping;
+};
+
+/* Raw symbol name -> display name. Demangling (C++, Rust) plugs in here, honoring
+ * opts.demangle; until then both names are the same string. */
+static const char *symbolizer__display_name(struct symbolizer *s, const char *name)
+{
+	(void)s;
+	return name;
+}
+
+static const char *symbolizer__intern(struct symbolizer *s, const char *str)
+{
+	void *found;
+	char *copy;
+
+	if (hashmap__find(s->strings, str, &found))
+		return found;
+	copy = strdup(str);
+	if (!copy)
+		return NULL;
+	if (hashmap__insert(s->strings, copy, copy)) {
+		free(copy);
+		return NULL;
+	}
+	return copy;
+}
+
+static int ptr_vec__push(struct ptr_vec *v, void *item)
+{
+	size_t cap = v->cap ? v->cap * 2 : 16;
+	void **tmp;
+
+	if (v->n == v->cap) {
+		tmp = realloc(v->items, cap * sizeof(*tmp));
+		if (!tmp)
+			return -ENOMEM;
+		v->items = tmp;
+		v->cap = cap;
+	}
+	v->items[v->n++] = item;
+	return 0;
+}
+
+struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts)
+{
+	struct symbolizer *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (opts)
+		s->opts = *opts;
+	s->procs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	s->modules = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
+	s->strings = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
+	if (!s->procs || !s->modules || !s->strings) {
+		symbolizer__free(s);
+		return NULL;
+	}
+	s->kernel_mapping.path = KERNEL_MAPPING;
+	s->kernel_mapping.build_id = "";
+	s->kernel_mapping.limit = UINT64_MAX;
+	return s;
+}
+
+static void sym_proc__free(struct sym_proc *p)
+{
+	if (!p)
+		return;
+	free(p->entries);
+	free(p);
+}
+
+static void symbolizer__free_proc(const void *key, void *value, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	sym_proc__free(value);
+}
+
+static void symbolizer__free_string(const void *key, void *value, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	free(value);
+}
+
+void symbolizer__free(struct symbolizer *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	if (s->procs)
+		hashmap__for_each(s->procs, symbolizer__free_proc, NULL);
+	hashmap__free(s->procs);
+	hashmap__free(s->modules);
+	for (i = 0; i < s->mods.n; i++)
+		sym_module__free(s->mods.items[i]);
+	free(s->mods.items);
+	for (i = 0; i < s->mappings.n; i++)
+		free(s->mappings.items[i]);
+	free(s->mappings.items);
+	if (s->strings)
+		hashmap__for_each(s->strings, symbolizer__free_string, NULL);
+	hashmap__free(s->strings);
+	kallsyms__free(s->ksyms);
+	free(s);
+}
+
+/* Whether pid sees the same root directory as we do, so its paths are ours. */
+static bool symbolizer__same_root(pid_t pid)
+{
+	struct stat ours, theirs;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	if (stat("/", &ours) || stat(path, &theirs))
+		return true;
+	return ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino;
+}
+
+/* Opens path and checks that it is the very file mapped (same device and inode). */
+static int symbolizer__open_checked(const char *path, const struct proc_map *map, bool check,
+				    struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) || !S_ISREG(st->st_mode) ||
+	    (check && (st->st_ino != map->inode || major(st->st_dev) != map->dev_major ||
+		       minor(st->st_dev) != map->dev_minor))) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/* Opens the file behind map: by its path when it is still there (through /proc/PID/root when
+ * pid lives in another mount namespace), else through /proc/PID/map_files, which reaches
+ * deleted and replaced files. Returns an fd or -errno. */
+static int symbolizer__open_mapped(pid_t pid, const struct proc_map *map, bool same_root,
+				   struct stat *st)
+{
+	char path[PATH_MAX + 64];
+	int fd = -ENOENT;
+
+	if (!map->deleted) {
+		if (same_root)
+			fd = symbolizer__open_checked(map->path, map, true, st);
+		else if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, map->path) <
+			 (int)sizeof(path))
+			fd = symbolizer__open_checked(path, map, true, st);
+		if (fd >= 0)
+			return fd;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
+		 map->start, map->end);
+	return symbolizer__open_checked(path, map, false, st);
+}
+
+/* Registers a new module under key (and its build-id), or returns the one already known by
+ * build-id, freeing m. */
+static int symbolizer__adopt(struct symbolizer *s, const char *key, struct sym_module *m,
+			     struct sym_module **out)
+{
+	char idkey[160];
+	const char *ikey;
+	void *found;
+	int err;
+
+	*out = NULL;
+	if (m && sym_module__build_id(m)[0]) {
+		snprintf(idkey, sizeof(idkey), "b:%s", sym_module__build_id(m));
+		ikey = symbolizer__intern(s, idkey);
+		if (!ikey) {
+			err = -ENOMEM;
+			goto cleanup;
+		}
+		if (hashmap__find(s->modules, ikey, &found)) {
+			sym_module__free(m);
+			m = found;
+		} else {
+			err = ptr_vec__push(&s->mods, m);
+			if (err)
+				goto cleanup;
+			err = hashmap__insert(s->modules, ikey, m);
+			if (err) {
+				/* s->mods owns it now. */
+				m = NULL;
+				goto cleanup;
+			}
+		}
+	} else if (m) {
+		err = ptr_vec__push(&s->mods, m);
+		if (err)
+			goto cleanup;
+	}
+	/* A failure here only costs opening the file again for the next process. */
+	if (key && !hashmap__find(s->modules, key, NULL))
+		hashmap__insert(s->modules, key, m);
+	*out = m;
+	return 0;
+cleanup:
+	sym_module__free(m);
+	return err;
+}
+
+static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct proc_map *map,
+				   bool same_root, struct sym_module **out)
+{
+	char key[PATH_MAX + 128];
+	struct sym_module *m = NULL;
+	const char *ikey;
+	struct stat st;
+	void *found;
+	int fd, err;
+
+	*out = NULL;
+	fd = symbolizer__open_mapped(pid, map, same_root, &st);
+	if (fd < 0) {
+		pr_debug("pid %d: cannot open %s: %s\n", (int)pid, map->path, strerror(-fd));
+		return 0;
+	}
+	/* The file's identity; build-ids (when the file has one) merge copies of one file. */
+	snprintf(key, sizeof(key), "f:%u:%u:%llu:%lld.%09ld:%lld:%s", major(st.st_dev),
+		 minor(st.st_dev), (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec,
+		 (long)st.st_mtim.tv_nsec, (long long)st.st_size, map->path);
+	ikey = symbolizer__intern(s, key);
+	if (!ikey) {
+		close(fd);
+		return -ENOMEM;
+	}
+	if (hashmap__find(s->modules, ikey, &found)) {
+		close(fd);
+		*out = found;
+		return 0;
+	}
+	err = sym_module__open_fd(fd, &m);
+	if (err == -ENOMEM)
+		return err;
+	if (err)
+		pr_debug("pid %d: %s: not a readable ELF file\n", (int)pid, map->path);
+	return symbolizer__adopt(s, ikey, m, out);
+}
+
+static int symbolizer__read_mem(pid_t pid, uint64_t addr, void *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, buf, size, (off_t)addr);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == size ? 0 : -EIO;
+}
+
+/* Our own vDSO, when it has the same size: the same kernel maps the same image. */
+static int symbolizer__own_vdso(void *buf, size_t size)
+{
+	const struct proc_map *map = NULL;
+	struct proc_maps *pm;
+	uint64_t base = getauxval(AT_SYSINFO_EHDR);
+	size_t i;
+	int err;
+
+	if (!base)
+		return -ENOENT;
+	err = proc_maps__read(getpid(), &pm);
+	if (err)
+		return err;
+	for (i = 0; i < pm->n; i++) {
+		if (pm->maps[i].start == base)
+			map = &pm->maps[i];
+	}
+	err = map && map->end - map->start == size ? 0 : -ENOENT;
+	if (!err)
+		memcpy(buf, (const void *)(uintptr_t)base, size);
+	proc_maps__free(pm);
+	return err;
+}
+
+static int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct proc_map *map,
+				   struct sym_module **out)
+{
+	size_t size = map->end - map->start;
+	struct sym_module *m;
+	void *img;
+	int err;
+
+	*out = NULL;
+	if (!size || size > VDSO_MAX_SIZE)
+		return 0;
+	img = malloc(size);
+	if (!img)
+		return -ENOMEM;
+	if (symbolizer__read_mem(pid, map->start, img, size) && symbolizer__own_vdso(img, size)) {
+		pr_debug("pid %d: cannot read its [vdso]\n", (int)pid);
+		free(img);
+		return 0;
+	}
+	err = sym_module__open_mem(img, size, &m);
+	if (err == -ENOMEM)
+		return err;
+	if (err)
+		return 0;
+	return symbolizer__adopt(s, NULL, m, out);
+}
+
+/* The sym_mapping for e: the previous snapshot's when nothing changed, so that callers keying
+ * on mapping pointers see one mapping per file range across refreshes. */
+static struct sym_mapping *symbolizer__mapping(struct symbolizer *s, const struct sym_proc *old,
+					       const struct sym_entry *e, const char *path)
+{
+	struct sym_mapping *m;
+	size_t i;
+
+	for (i = 0; old && i < old->n; i++) {
+		if (old->entries[i].start == e->start && old->entries[i].end == e->end &&
+		    old->entries[i].offset == e->offset && old->entries[i].module == e->module &&
+		    old->entries[i].mapping->path == path)
+			return old->entries[i].mapping;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->start = e->start;
+	m->limit = e->end;
+	m->offset = e->offset;
+	m->path = path;
+	m->build_id = e->module ? sym_module__build_id(e->module) : "";
+	m->has_functions = e->module && sym_module__has_symtab(e->module);
+	if (ptr_vec__push(&s->mappings, m)) {
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static int symbolizer__add_entry(struct symbolizer *s, struct sym_proc *p,
+				 const struct sym_proc *old, const struct proc_map *map,
+				 bool same_root)
+{
+	struct sym_module *mod = NULL;
+	struct sym_entry *e;
+	const char *slash, *path;
+	int err = 0;
+
+	/* Only code is symbolized; anonymous code (JIT) has no file to read. */
+	if (map->perms[2] != 'x' || !map->path)
+		return 0;
+	if (!strcmp(map->path, "[vdso]"))
+		err = symbolizer__vdso_module(s, p->pid, map, &mod);
+	else if (map->path[0] != '[')
+		err = symbolizer__file_module(s, p->pid, map, same_root, &mod);
+	if (err)
+		return err;
+	e = &p->entries[p->n];
+	e->start = map->start;
+	e->end = map->end;
+	e->offset = map->offset;
+	e->module = mod;
+	slash = strrchr(map->path, '/');
+	e->base = symbolizer__intern(s, slash ? slash + 1 : map->path);
+	path = symbolizer__intern(s, map->path);
+	if (!e->base || !path)
+		return -ENOMEM;
+	e->mapping = symbolizer__mapping(s, old, e, path);
+	if (!e->mapping)
+		return -ENOMEM;
+	p->n++;
+	return 0;
+}
+
+/* Replaces pid's snapshot with p (which the table owns from then on, also on failure). */
+static int symbolizer__set_proc(struct symbolizer *s, struct sym_proc *p)
+{
+	void *old;
+	int err;
+
+	if (hashmap__delete(s->procs, (void *)(uintptr_t)p->pid, NULL, &old))
+		sym_proc__free(old);
+	err = hashmap__insert(s->procs, (void *)(uintptr_t)p->pid, p);
+	if (err)
+		sym_proc__free(p);
+	return err;
+}
+
+static struct sym_proc *sym_proc__new(pid_t pid, size_t cap)
+{
+	struct sym_proc *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->pid = pid;
+	p->entries = calloc(cap ? cap : 1, sizeof(*p->entries));
+	if (!p->entries) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int symbolizer__add_pid(struct symbolizer *s, pid_t pid)
+{
+	struct sym_proc *p = NULL, *old = NULL;
+	struct proc_maps *pm = NULL;
+	bool same_root;
+	void *found;
+	size_t i;
+	int err;
+
+	err = proc_maps__read(pid, &pm);
+	if (err)
+		return err;
+	p = sym_proc__new(pid, pm->n);
+	if (!p) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	if (hashmap__find(s->procs, (void *)(uintptr_t)pid, &found))
+		old = found;
+	same_root = symbolizer__same_root(pid);
+	for (i = 0; i < pm->n; i++) {
+		err = symbolizer__add_entry(s, p, old, &pm->maps[i], same_root);
+		if (err)
+			goto cleanup;
+	}
+	err = symbolizer__set_proc(s, p);
+	p = NULL;
+cleanup:
+	sym_proc__free(p);
+	proc_maps__free(pm);
+	return err;
+}
+
+void symbolizer__remove_pid(struct symbolizer *s, pid_t pid)
+{
+	void *old;
+
+	if (hashmap__delete(s->procs, (void *)(uintptr_t)pid, NULL, &old))
+		sym_proc__free(old);
+}
+
+static const struct sym_entry *sym_proc__find(const struct sym_proc *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (p->entries[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo || addr >= p->entries[lo - 1].end)
+		return NULL;
+	return &p->entries[lo - 1];
+}
+
+static int symbolizer__set_frame(struct symbolizer *s, struct sym_result *res,
+				 const struct sym_mapping *mapping, const char *name)
+{
+	if (!name)
+		return -ENOMEM;
+	res->mapping = mapping;
+	res->nframes = 1;
+	res->frames[0].system_name = name;
+	res->frames[0].function = symbolizer__display_name(s, name);
+	res->frames[0].file = NULL;
+	res->frames[0].line = 0;
+	res->frames[0].start_line = 0;
+	return 0;
+}
+
+/* A frame for an address nothing resolves: "lib.so+0x1234" (file offset), or "0x7f..". */
+static int symbolizer__stub(struct symbolizer *s, struct sym_result *res,
+			    const struct sym_mapping *mapping, const char *base, uint64_t value)
+{
+	char buf[PATH_MAX + 32];
+
+	if (base)
+		snprintf(buf, sizeof(buf), "%s+0x%" PRIx64, base, value);
+	else
+		snprintf(buf, sizeof(buf), "0x%" PRIx64, value);
+	return symbolizer__set_frame(s, res, mapping, symbolizer__intern(s, buf));
+}
+
+static int symbolizer__proc(struct symbolizer *s, pid_t pid, struct sym_proc **out)
+{
+	struct sym_proc *p;
+	void *found;
+	int err;
+
+	if (hashmap__find(s->procs, (void *)(uintptr_t)pid, &found)) {
+		*out = found;
+		return 0;
+	}
+	err = symbolizer__add_pid(s, pid);
+	if (err == -ENOMEM)
+		return err;
+	if (err) {
+		/* Gone or unreadable: remember that, so its other frames do not retry. */
+		p = sym_proc__new(pid, 0);
+		if (!p)
+			return -ENOMEM;
+		err = symbolizer__set_proc(s, p);
+		if (err)
+			return err;
+	}
+	if (!hashmap__find(s->procs, (void *)(uintptr_t)pid, &found))
+		return -ENOMEM;
+	*out = found;
+	return 0;
+}
+
+int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
+		     struct sym_result *res)
+{
+	uint64_t look = is_return && addr ? addr - 1 : addr, vaddr;
+	const struct sym_entry *e;
+	const char *name = NULL;
+	struct sym_proc *p;
+	int err;
+
+	err = symbolizer__proc(s, pid, &p);
+	if (err)
+		return err;
+	e = sym_proc__find(p, look);
+	if (!e)
+		return symbolizer__stub(s, res, NULL, NULL, addr);
+	if (e->module &&
+	    !sym_module__offset_to_vaddr(e->module, look - e->start + e->offset, &vaddr)) {
+		err = sym_module__lookup(e->module, vaddr, &name);
+		if (err == -ENOMEM)
+			return err;
+		/* Now that the table is read, say whether it had any function at all. */
+		e->mapping->has_functions = sym_module__nsyms(e->module) > 0;
+	}
+	if (name)
+		return symbolizer__set_frame(s, res, e->mapping, name);
+	return symbolizer__stub(s, res, e->mapping, e->base, addr - e->start + e->offset);
+}
+
+static void symbolizer__load_kallsyms(struct symbolizer *s)
+{
+	int err;
+
+	s->ksyms_tried = true;
+	err = kallsyms__load(KALLSYMS_PATH, &s->ksyms);
+	if (err) {
+		pr_warn("cannot read %s: %s; kernel frames stay unsymbolized\n", KALLSYMS_PATH,
+			strerror(-err));
+		return;
+	}
+	if (kallsyms__restricted(s->ksyms))
+		pr_warn("%s shows no addresses (kernel.kptr_restrict); kernel frames stay "
+			"unsymbolized\n",
+			KALLSYMS_PATH);
+	s->kernel_mapping.start = kallsyms__min_addr(s->ksyms);
+	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
+}
+
+int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res)
+{
+	uint64_t look = is_return && addr ? addr - 1 : addr;
+	const char *name = NULL;
+
+	if (!s->opts.no_kernel && !s->ksyms_tried)
+		symbolizer__load_kallsyms(s);
+	if (s->ksyms)
+		name = kallsyms__lookup(s->ksyms, look);
+	if (name)
+		return symbolizer__set_frame(s, res, &s->kernel_mapping, name);
+	return symbolizer__stub(s, res, &s->kernel_mapping, NULL, addr);
+}
