@@ -32,6 +32,13 @@ static uint64_t const_hash(const void *key, void *ctx)
 	return 42;
 }
 
+static void count_visit(const void *key, void *value, void *ctx)
+{
+	(void)key;
+	(void)value;
+	(*(size_t *)ctx)++;
+}
+
 static void fill_and_check(struct hashmap *m, int n)
 {
 	char **keys = calloc(n, sizeof(*keys));
@@ -96,12 +103,57 @@ static void test_hash_helpers(void **state)
 			     hashmap__hash_u64(HASHMAP_HASH_INIT, 8));
 }
 
+/* Deletes every other key, in maps where all keys collide (one long run) and where they spread,
+ * and checks that every remaining key is still found and every deleted one is gone. */
+static void check_delete(hashmap_hash_fn hash)
+{
+	enum {
+		N = 2000
+	};
+	struct hashmap *m = hashmap__new(hash, hashmap__int_equal, NULL);
+	const void *old_key;
+	void *old_value;
+	size_t visited = 0;
+
+	assert_non_null(m);
+	for (uintptr_t i = 1; i <= N; i++)
+		assert_int_equal(hashmap__insert(m, (void *)i, (void *)(i * 10)), 0);
+	for (uintptr_t i = 2; i <= N; i += 2) {
+		assert_true(hashmap__delete(m, (void *)i, &old_key, &old_value));
+		assert_ptr_equal(old_key, (void *)i);
+		assert_ptr_equal(old_value, (void *)(i * 10));
+	}
+	assert_false(hashmap__delete(m, (void *)(uintptr_t)2, NULL, NULL));
+	assert_int_equal(hashmap__size(m), N / 2);
+	for (uintptr_t i = 1; i <= N; i++) {
+		void *v = NULL;
+
+		assert_int_equal(hashmap__find(m, (void *)i, &v), i % 2 == 1);
+		if (i % 2)
+			assert_ptr_equal(v, (void *)(i * 10));
+	}
+	hashmap__for_each(m, count_visit, &visited);
+	assert_int_equal(visited, N / 2);
+	/* Deleted slots are reusable. */
+	assert_int_equal(hashmap__insert(m, (void *)(uintptr_t)2, NULL), 0);
+	assert_true(hashmap__find(m, (void *)(uintptr_t)2, NULL));
+	hashmap__free(m);
+}
+
+static void test_delete(void **state)
+{
+	(void)state;
+	check_delete(hashmap__int_hash);
+	check_delete(const_hash);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_insert_find_grow),
 		cmocka_unit_test(test_collisions),
 		cmocka_unit_test(test_hash_helpers),
+		cmocka_unit_test(test_delete),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
