@@ -58,6 +58,8 @@ def test_whole_system_attributes_pids(workload, spawn, workdir):
     assert "hot_a" in rows, rows
     others, _ = pprof_top(out, "samples", extra=[f"-tagignore=pid={w.pid}"])
     assert "hot_a" not in others
+    # System-wide samples also name the executable.
+    assert f"exe:[{workload}]" in go_pprof("-raw", out).replace(" ", "")
 
 
 def test_command_and_its_children(workload, workdir):

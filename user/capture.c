@@ -7,12 +7,14 @@
 #include "capture.h"
 #include "collect/collector.h"
 #include "proc/maps.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 
 struct capture {
 	const struct capture_opts *o;
 	struct symbolizer *sym;
 	struct collector *col;
+	struct hashmap *exes;  /* pid -> executable path, system-wide only */
 	uint64_t procs_missed; /* processes gone before their mappings could be read */
 };
 
@@ -24,11 +26,47 @@ static int64_t now_ns(clockid_t clk)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
+/* Remembers a process's executable while it is alive, for the `exe` label. */
+static void note_exe(struct capture *c, pid_t pid)
+{
+	char path[4096], *copy, *old;
+	const void *key;
+
+	if (!c->exes || pid <= 0 || proc__exe(pid, path, sizeof(path)))
+		return;
+	copy = strdup(path);
+	if (!copy)
+		return;
+	if (hashmap__delete(c->exes, (void *)(uintptr_t)pid, &key, (void **)&old))
+		free(old);
+	if (hashmap__insert(c->exes, (void *)(uintptr_t)pid, copy))
+		free(copy);
+}
+
+static int exe_label(void *ctx, pid_t pid, struct pprof_label *labels, int max)
+{
+	struct capture *c = ctx;
+	void *exe;
+
+	if (max < 1 || !c->exes || !hashmap__find(c->exes, (void *)(uintptr_t)pid, &exe))
+		return 0;
+	labels[0] = (struct pprof_label){.key = "exe", .str = exe};
+	return 1;
+}
+
+static void free_exe(const void *key, void *value, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	free(value);
+}
+
 static void on_proc(void *ctx, const struct cprof_proc_event *e)
 {
 	struct capture *c = ctx;
 	int err = symbolizer__add_pid(c->sym, e->pid);
 
+	note_exe(c, e->pid);
 	if (err == -ESRCH || err == -ENOENT)
 		c->procs_missed++;
 	else if (err)
@@ -186,6 +224,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.on_proc = on_proc,
+		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,
 	};
 	const struct collector_ops *ops = collector__find(o->type);
@@ -194,6 +233,11 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 
 	if (!ops)
 		return -EINVAL;
+	if (o->all) {
+		c.exes = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+		if (!c.exes)
+			return -ENOMEM;
+	}
 	for (size_t i = 0; i < o->npids; i++) {
 		err = symbolizer__add_pid(sym, o->pids[i]);
 		if (err)
@@ -204,13 +248,18 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	m0 = now_ns(CLOCK_MONOTONIC);
 	err = collector__open(ops, &co, &c.col);
 	if (err)
-		return err;
+		goto cleanup;
 	if (o->attached)
 		o->attached(o->ctx);
 	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
 	collect_loop(&c);
 	collector__stop(c.col);
 	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
+cleanup:
 	collector__free(c.col);
+	if (c.exes) {
+		hashmap__for_each(c.exes, free_exe, NULL);
+		hashmap__free(c.exes);
+	}
 	return err;
 }

@@ -226,4 +226,7 @@ void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint6
 	s->labels[0] = (struct pprof_label){.key = "pid", .num = k->pid};
 	s->labels[1] = (struct pprof_label){.key = "comm", .str = k->comm};
 	s->nlabels = 2;
+	if (c->opts.pid_labels)
+		s->nlabels += c->opts.pid_labels(c->opts.ctx, k->pid, &s->labels[2],
+						 PPROF_MAX_LABELS - 2);
 }

@@ -27,6 +27,9 @@ struct collect_opts {
 	uint32_t max_keys;   /* aggregation map entries; 0 = default */
 	uint32_t max_stacks; /* stack map entries; 0 = default */
 	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
+	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
+	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
 	/* Called from collector__poll for each process notice (new process, exec). */
 	void (*on_proc)(void *ctx, const struct cprof_proc_event *e);
 	void *ctx;
