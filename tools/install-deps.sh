@@ -32,7 +32,7 @@ fi
 echo "install-deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 # Update the package lists once if they are empty or a first try fails.
-if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if ! apt-get install -o DPkg::Lock::Timeout=300 -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
+	apt-get update -o DPkg::Lock::Timeout=300 -qq
+	apt-get install -o DPkg::Lock::Timeout=300 -y -qq --no-install-recommends $missing >/dev/null
 fi
