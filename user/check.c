@@ -10,8 +10,6 @@
 #include "util/log.h"
 #include "util/preflight.h"
 
-static const char *const types[] = {"cpu"};
-
 /* Prints one line per program: type, configuration, program name, verified instructions. */
 static int check_one(const char *type, bool all)
 {
@@ -58,9 +56,9 @@ int check__run(int argc, char **argv)
 	if (preflight__check())
 		return 1;
 	log__route_libbpf();
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		failed |= check_one(types[i], false) != 0;
-		failed |= check_one(types[i], true) != 0;
+	for (size_t i = 0; collector__nth(i); i++) {
+		failed |= check_one(collector__nth(i)->name, false) != 0;
+		failed |= check_one(collector__nth(i)->name, true) != 0;
 	}
 	return failed ? 1 : 0;
 }

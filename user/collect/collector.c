@@ -22,6 +22,11 @@ const struct collector_ops *collector__find(const char *type)
 	return NULL;
 }
 
+const struct collector_ops *collector__nth(size_t i)
+{
+	return i < sizeof(all_ops) / sizeof(all_ops[0]) ? all_ops[i] : NULL;
+}
+
 const char *collector__names(void)
 {
 	static char names[128];

@@ -71,6 +71,8 @@ struct collector {
 
 /* The profile types, by name ("cpu"), NULL if unknown. */
 const struct collector_ops *collector__find(const char *type);
+/* The i-th known profile type (0-based), NULL past the last: for `check` and help texts. */
+const struct collector_ops *collector__nth(size_t i);
 /* Comma-separated list of the known type names, for messages. */
 const char *collector__names(void);
 
