@@ -23,7 +23,7 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-PKGS       := libbpf libelf libdw zlib libprotobuf-c libmicrohttpd
+PKGS       := libbpf libelf libdw zlib libprotobuf-c libmicrohttpd libcurl
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	      -D_GNU_SOURCE -DCPROF_VERSION='"$(VERSION)"' -Ibpf -I$(BPF_OUT) -Iuser -I$(OUT)/gen
@@ -31,7 +31,7 @@ ifeq ($(SAN),1)
 CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=address,undefined
 endif
-LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd) -lpthread
+LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd -lcurl) -lpthread
 
 BPF_CFLAGS := -target bpf -g -O2 -D__TARGET_ARCH_$(ARCH) -Ivmlinux/$(ARCH) -Ibpf -Wall -Werror
 

@@ -17,6 +17,9 @@ const volatile bool follow_children = false;
 /* Which stacks to take. */
 const volatile bool want_user_stack = true;
 const volatile bool want_kern_stack = true;
+/* Forget a process in `seen` when it exits and send a CPROF_PROC_EXIT notice (the agent evicts
+ * its state; a reused pid is then announced again). */
+const volatile bool notify_exit = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -167,6 +170,16 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 		__u32 pid = bpf_get_current_pid_tgid() >> 32;                                      \
 		if (is_target(pid) && bpf_map_lookup_elem(&seen, &pid))                            \
 			proc_notify(pid, CPROF_PROC_EXEC);                                         \
+		return 0;                                                                          \
+	}                                                                                          \
+	SEC("tp_btf/sched_process_exit")                                                           \
+	int BPF_PROG(cprof_exit, struct task_struct *p)                                            \
+	{                                                                                          \
+		__u32 pid = BPF_CORE_READ(p, tgid);                                                \
+		/* signal->live reaches 0 when the last thread of the process exits. */            \
+		if (notify_exit && BPF_CORE_READ(p, signal, live.counter) == 0 &&                  \
+		    bpf_map_delete_elem(&seen, &pid) == 0)                                         \
+			proc_notify(pid, CPROF_PROC_EXIT);                                         \
 		return 0;                                                                          \
 	}
 

@@ -3,9 +3,10 @@
 # Idempotent: installs only what is missing, and runs `apt-get update` only when it must.
 set -euo pipefail
 
-# Build: BPF compile, skeletons, libbpf, ELF/DWARF, protobuf, HTTP, gzip.
+# Build: BPF compile, skeletons, libbpf, ELF/DWARF, protobuf, HTTP server and client, gzip.
 BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
-	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev pkg-config make gcc"
+	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcurl4-openssl-dev pkg-config make
+	gcc"
 # Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
 # binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests.
 TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils

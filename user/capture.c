@@ -64,8 +64,11 @@ static void free_exe(const void *key, void *value, void *ctx)
 static void on_proc(void *ctx, const struct cprof_proc_event *e)
 {
 	struct capture *c = ctx;
-	int err = symbolizer__add_pid(c->sym, e->pid);
+	int err;
 
+	if (e->kind == CPROF_PROC_EXIT)
+		return;
+	err = symbolizer__add_pid(c->sym, e->pid);
 	note_exe(c, e->pid);
 	if (err == -ESRCH || err == -ENOENT)
 		c->procs_missed++;
@@ -81,6 +84,11 @@ static int resolve_user(void *ctx, pid_t pid, uint64_t addr, bool is_return, str
 static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_result *r)
 {
 	return symbolizer__kernel(ctx, addr, is_return, r);
+}
+
+struct pprof_resolver capture__resolver(struct symbolizer *sym)
+{
+	return (struct pprof_resolver){resolve_user, resolve_kernel, sym};
 }
 
 static bool targets_alive(const struct capture *c)
@@ -130,7 +138,8 @@ struct drop {
 };
 
 /* Says what was lost, on stderr and in the profile's comments: never a silently short profile. */
-static void report_drops(struct capture *c, struct pprof_builder *b, const struct collect_stats *st)
+void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
+			   uint64_t procs_missed)
 {
 	const struct drop drops[] = {
 		{st->bpf[CPROF_STAT_KEYS_FULL],
@@ -144,7 +153,7 @@ static void report_drops(struct capture *c, struct pprof_builder *b, const struc
 		{st->lost_stack_reads, "stacks evicted before they were read"},
 		{st->truncated_stacks, "stacks truncated at the depth limit"},
 		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
-		{c->procs_missed, "processes that exited before their mappings were read"},
+		{procs_missed, "processes that exited before their mappings were read"},
 	};
 	uint64_t total = 0;
 
@@ -203,7 +212,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		return err;
 	}
 	if (collector__stats(c->col, &st) == 0)
-		report_drops(c, b, &st);
+		capture__report_drops(b, &st, c->procs_missed);
 	pr_info("%zu distinct stacks, %llu samples\n", pprof_builder__nsamples(b),
 		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
 	if (st.bpf[CPROF_STAT_SAMPLES] == 0)

@@ -34,4 +34,13 @@ struct capture_opts {
  * addresses (its lifetime must cover the builder's). Returns 0 or -errno (already reported). */
 int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pprof_builder **out);
 
+struct collect_stats;
+/* Writes what was lost (st, and processes gone before their mappings were read) into b's
+ * comments and on stderr; "dropped: nothing" when nothing was. For sessions that drain
+ * collectors themselves (the agent). */
+void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
+			   uint64_t procs_missed);
+/* A resolver that symbolizes through sym. */
+struct pprof_resolver capture__resolver(struct symbolizer *sym);
+
 #endif

@@ -1,7 +1,9 @@
 /* cprof-bpf: subcommand dispatch. `record` is the default: `cprof-bpf -p PID` records. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/agent.h"
 #include "check.h"
 #include "cli.h"
 #include "record.h"
@@ -21,11 +23,30 @@ static int cmd_record(int argc, char **argv)
 	return ret;
 }
 
+static int cmd_agent(int argc, char **argv, bool watch)
+{
+	struct agent_opts o;
+	int err, ret;
+
+	err = agent_opts__parse(argc, argv, watch, &o);
+	if (err) {
+		agent_opts__free(&o);
+		return err > 0 ? 0 : 2;
+	}
+	ret = agent__run(&o);
+	agent_opts__free(&o);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check__run(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "agent") == 0)
+		return cmd_agent(argc - 1, argv + 1, false);
+	if (argc > 1 && strcmp(argv[1], "watch") == 0)
+		return cmd_agent(argc - 1, argv + 1, true);
 	if (argc > 1 && strcmp(argv[1], "record") == 0)
 		return cmd_record(argc - 1, argv + 1);
 	return cmd_record(argc, argv);

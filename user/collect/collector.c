@@ -120,6 +120,7 @@ void collector__free(struct collector *c)
 	if (!c)
 		return;
 	ring_buffer__free(c->rb);
+	free(c->stack_refs);
 	if (c->ops && c->ops->close)
 		c->ops->close(c);
 	free(c);
@@ -162,9 +163,15 @@ void collector__stop(struct collector *c)
 		c->ops->stop(c);
 }
 
+static void collector__trim_stacks(struct collector *c);
+
 int collector__drain(struct collector *c, struct pprof_builder *b)
 {
-	return c->ops->drain(c, b);
+	int err = c->ops->drain(c, b);
+
+	if (!err && c->opts.live)
+		collector__trim_stacks(c);
+	return err;
 }
 
 uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips)
@@ -185,27 +192,129 @@ uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips)
 	return n;
 }
 
+/* Remembers which stacks a drained key references, so a live trim keeps them. */
+static void collector__mark_refs(struct collector *c, const struct cprof_key *k)
+{
+	const __s32 ids[2] = {k->user_stack_id, k->kern_stack_id};
+
+	for (int i = 0; c->stack_refs && i < 2; i++)
+		if (ids[i] >= 0 && (__u32)ids[i] < c->nstack_ids)
+			c->stack_refs[ids[i] / 64] |= 1ull << (ids[i] % 64);
+}
+
+static void collector__note_drained(struct collector *c, struct bpf_map *map)
+{
+	for (int i = 0; i < c->ndrained; i++)
+		if (c->drained[i] == map)
+			return;
+	if (c->ndrained < (int)(sizeof(c->drained) / sizeof(c->drained[0])))
+		c->drained[c->ndrained++] = map;
+}
+
+/* Live drains mark the stacks they read; the stack map has ids below its bucket count, the
+ * next power of two of max_entries. */
+static int collector__init_refs(struct collector *c)
+{
+	__u32 n = 1;
+
+	if (!c->opts.live || c->stack_refs)
+		return 0;
+	while (n < bpf_map__max_entries(c->stacks))
+		n <<= 1;
+	c->stack_refs = calloc((n + 63) / 64, sizeof(*c->stack_refs));
+	if (!c->stack_refs)
+		return -ENOMEM;
+	c->nstack_ids = n;
+	return 0;
+}
+
+typedef int (*drain_fn)(struct collector *c, const struct cprof_key *k, const void *val, void *ctx);
+
+/* Takes and deletes entries bucket by bucket, atomically with respect to the BPF programs: an
+ * increment either happened before its bucket was taken (it is in this batch) or creates a new
+ * entry (the next drain). Returns -EOPNOTSUPP where the kernel has no batch operations. */
+static int collector__drain_batch(struct collector *c, int fd, size_t value_size, drain_fn fn,
+				  void *ctx)
+{
+	__u32 cap = 256, count, in = 0, out = 0;
+	struct cprof_key *keys = NULL;
+	bool first = true;
+	void *vals = NULL, *tmp;
+	int err = 0, ret;
+
+	for (;;) {
+		if (!keys) {
+			keys = calloc(cap, sizeof(*keys));
+			vals = calloc(cap, value_size);
+			if (!keys || !vals) {
+				err = -ENOMEM;
+				break;
+			}
+		}
+		count = cap;
+		ret = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in, &out, keys, vals,
+						      &count, NULL);
+		ret = ret < 0 ? -errno : 0;
+		if (ret == -ENOSPC && count == 0) {
+			/* One bucket holds more than cap entries: retry it with more room. */
+			cap *= 2;
+			free(keys);
+			free(vals);
+			keys = NULL;
+			vals = NULL;
+			continue;
+		}
+		if (ret && ret != -ENOENT) {
+			err = first && (ret == -EINVAL || ret == -EOPNOTSUPP ||
+					ret == -524 /* ENOTSUPP */)
+				      ? -EOPNOTSUPP
+				      : ret;
+			break;
+		}
+		for (__u32 i = 0; i < count && !err; i++) {
+			tmp = (char *)vals + (size_t)i * value_size;
+			collector__mark_refs(c, &keys[i]);
+			err = fn(c, &keys[i], tmp, ctx);
+		}
+		if (err || ret == -ENOENT)
+			break;
+		in = out;
+		first = false;
+	}
+	free(keys);
+	free(vals);
+	return err;
+}
+
 int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_size, bool del,
-			 int (*fn)(struct collector *c, const struct cprof_key *k, const void *val,
-				   void *ctx),
-			 void *ctx)
+			 drain_fn fn, void *ctx)
 {
 	struct cprof_key key, next;
 	struct cprof_key *prev = NULL;
 	void *val;
 	int fd = bpf_map__fd(map), err = 0;
 
+	err = collector__init_refs(c);
+	if (err)
+		return err;
+	collector__note_drained(c, map);
+	if (del) {
+		err = collector__drain_batch(c, fd, value_size, fn, ctx);
+		if (err != -EOPNOTSUPP)
+			return err;
+		err = 0;
+	}
 	val = malloc(value_size);
 	if (!val)
 		return -ENOMEM;
-	/* Keys are collected first when deleting, since deleting while iterating restarts the walk
-	 * from the beginning on a hash map. At the end of a session the programs are detached, so
-	 * the map no longer changes under us. */
+	/* Without batch operations, keys are collected first when deleting, since deleting while
+	 * iterating restarts the walk from the beginning on a hash map. */
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		key = next;
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, val))
 			continue; /* deleted meanwhile */
+		collector__mark_refs(c, &key);
 		err = fn(c, &key, val, ctx);
 		if (err)
 			break;
@@ -217,6 +326,42 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 	}
 	free(val);
 	return err;
+}
+
+/* After a live drain: deletes every stack that neither the keys just drained nor the keys
+ * created since (the next window's, rescanned now) reference. A stack in use stays; one
+ * deleted and needed again is stored again by the next sample that has it. The only stack that
+ * can go missing is one first used by a new key in the instant between the rescan and its
+ * deletion: that is counted as a lost stack read when drained. */
+static void collector__trim_stacks(struct collector *c)
+{
+	struct cprof_key key, next, *prev = NULL;
+	__u32 id, nid, *pid = NULL;
+	int fd;
+
+	if (!c->stack_refs)
+		return;
+	for (int i = 0; i < c->ndrained; i++) {
+		fd = bpf_map__fd(c->drained[i]);
+		prev = NULL;
+		while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+			key = next;
+			prev = &key;
+			collector__mark_refs(c, &key);
+		}
+	}
+	fd = bpf_map__fd(c->stacks);
+	/* A stack map's next key is the next used bucket after id, so deleting id on the way
+	 * does not restart the walk. */
+	while (bpf_map_get_next_key(fd, pid, &nid) == 0) {
+		id = nid;
+		pid = &id;
+		if (id < c->nstack_ids && (c->stack_refs[id / 64] & (1ull << (id % 64))))
+			continue;
+		if (bpf_map_delete_elem(fd, &id) == 0)
+			c->ustats.trimmed_stacks++;
+	}
+	memset(c->stack_refs, 0, (c->nstack_ids + 63) / 64 * sizeof(*c->stack_refs));
 }
 
 void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint64_t *ubuf,

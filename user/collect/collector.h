@@ -27,6 +27,10 @@ struct collect_opts {
 	uint32_t max_keys;   /* aggregation map entries; 0 = default */
 	uint32_t max_stacks; /* stack map entries; 0 = default */
 	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	/* Drained repeatedly while attached (the agent): each drain also trims the stack map of
+	 * stacks no key references any more, so long runs do not fill it. */
+	bool live;
+	bool notify_exit; /* CPROF_PROC_EXIT notices when a seen process exits */
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -40,6 +44,7 @@ struct collect_stats {
 	uint64_t bpf[CPROF_STAT_NR];
 	uint64_t truncated_stacks; /* stacks that hit CPROF_MAX_STACK frames */
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
+	uint64_t trimmed_stacks;   /* stacks deleted by live drains (not a loss) */
 };
 
 struct collector;
@@ -67,6 +72,12 @@ struct collector {
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
+	/* Live drains: stack ids referenced by the keys drained since the last trim (a bitmap of
+	 * the stack map's buckets), and the maps drained, rescanned before trimming. */
+	uint64_t *stack_refs;
+	uint32_t nstack_ids;
+	struct bpf_map *drained[4];
+	int ndrained;
 };
 
 /* The profile types, by name ("cpu"), NULL if unknown. */
@@ -99,7 +110,9 @@ int collector__bind(struct collector *c, struct bpf_object *obj);
 uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips);
 
 /* For collectors: walks a HASH map of struct cprof_key -> value_size bytes, deleting what it
- * returns when del is set, and calls fn for each entry. Returns 0 or -errno. */
+ * returns when del is set, and calls fn for each entry. Deleting uses
+ * bpf_map_lookup_and_delete_batch, so a sample counted while the drain runs lands either in this
+ * drain or in the next one, never in neither. Returns 0 or -errno. */
 int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_size, bool del,
 			 int (*fn)(struct collector *c, const struct cprof_key *k, const void *val,
 				   void *ctx),
@@ -116,6 +129,7 @@ void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint6
 		(skel)->rodata->target_all = (o)->all;                                             \
 		(skel)->rodata->follow_children = (o)->follow_children;                            \
 		(skel)->rodata->want_kern_stack = !(o)->no_kernel_stacks;                          \
+		(skel)->rodata->notify_exit = (o)->notify_exit;                                    \
 	} while (0)
 
 #endif

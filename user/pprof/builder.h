@@ -14,7 +14,7 @@
 #include "sym/symbolizer.h"
 
 #define PPROF_MAX_VALUES 4
-#define PPROF_MAX_LABELS 8
+#define PPROF_MAX_LABELS 12
 
 struct pprof_value_type {
 	const char *type; /* "samples", "cpu", "alloc_space" ... */
@@ -86,6 +86,8 @@ size_t pprof_builder__nsamples(const struct pprof_builder *b);
 /* Serialized profile.proto, gzip-compressed when gzip is true. *buf is malloc'd: free() it.
  * Returns 0 or -errno. */
 int pprof_builder__encode(struct pprof_builder *b, bool gzip, uint8_t **buf, size_t *len);
+/* gzip-compresses len bytes of in into *out (malloc'd). Returns 0 or -errno. */
+int pprof__gzip(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len);
 /* Writes the gzipped profile to f. Returns 0 or -errno. */
 int pprof_builder__write_pprof(struct pprof_builder *b, FILE *f);
 /* Brendan Gregg's folded format: "root;caller;leaf value" per line, root first, of the value at

@@ -220,7 +220,7 @@ static int encode__profile(const struct pprof_builder *b, struct pp_msgs *m,
 
 /* gzip (not raw deflate or zlib framing): windowBits 15 + 16 makes zlib write the gzip header
  * and trailer, which is what pprof looks for. */
-static int pp__gzip(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
+int pprof__gzip(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
 {
 	z_stream zs = {};
 	uint8_t *buf = NULL;
@@ -278,7 +278,7 @@ int pprof_builder__encode(struct pprof_builder *b, bool gzip, uint8_t **buf, siz
 		goto cleanup;
 	}
 	if (gzip) {
-		err = pp__gzip(raw, raw_len, buf, len);
+		err = pprof__gzip(raw, raw_len, buf, len);
 		goto cleanup;
 	}
 	*buf = raw;

@@ -1,0 +1,584 @@
+/* The agent's window loop: one system-wide cpu collector stays attached; every --interval its
+ * aggregation map is drained (lookup-and-delete, so nothing between windows is lost) into a
+ * pprof profile labelled per process, which is stored and/or pushed. Processes are announced by
+ * BPF when first sampled, on exec and on exit: mappings are read at once (short-lived processes
+ * keep their symbols) and the state of exited processes is dropped after their last window. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <curl/curl.h>
+
+#include "agent/agent.h"
+#include "agent/internal.h"
+#include "capture.h"
+#include "collect/collector.h"
+#include "proc/maps.h"
+#include "proc/stat.h"
+#include "sym/symbolizer.h"
+#include "util/hashmap.h"
+#include "util/log.h"
+#include "util/preflight.h"
+
+/* New processes a symbolizer takes before it is replaced by a fresh one (its caches of files
+ * and mappings only grow while it lives). */
+#define SYM_MAX_PROCS 4096
+/* Windows between checks that the processes we hold are still alive (exit notices can be
+ * lost when the ring buffer is full). */
+#define SWEEP_EVERY 6
+
+volatile sig_atomic_t agent_exiting;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	agent_exiting = 1;
+}
+
+int64_t agent__now_ns(int clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* What the agent knows of one process, for its labels. */
+struct aproc {
+	pid_t pid;
+	uint64_t starttime;
+	char *exe, *cgroup;
+	char container[16];
+	bool dead; /* exited: forget it once its last window is drained */
+};
+
+struct session {
+	struct agent *a;
+	struct collector *col;
+	struct symbolizer *sym;
+	struct symbolizer_opts so;
+	struct hashmap *procs; /* pid -> struct aproc */
+	struct bpf_map *seen;
+	uint64_t sym_adds; /* processes added to sym since it was created */
+	uint64_t procs_missed, procs_missed_prev;
+	struct collect_stats prev;
+	double cpu_prev;
+	uint64_t nwindow;
+};
+
+static void aproc__free(struct aproc *p)
+{
+	if (!p)
+		return;
+	free(p->exe);
+	free(p->cgroup);
+	free(p);
+}
+
+static void aproc__fill(struct aproc *p)
+{
+	char buf[4096];
+
+	free(p->exe);
+	free(p->cgroup);
+	p->exe = p->cgroup = NULL;
+	p->container[0] = 0;
+	if (proc__exe(p->pid, buf, sizeof(buf)) == 0)
+		p->exe = strdup(buf);
+	if (proc__cgroup(p->pid, buf, sizeof(buf)) == 0) {
+		p->cgroup = strdup(buf);
+		if (proc__container_id(buf, p->container, sizeof(p->container)))
+			p->container[0] = 0;
+	}
+}
+
+static struct aproc *procs__get(struct session *s, pid_t pid)
+{
+	void *found;
+
+	return hashmap__find(s->procs, (void *)(uintptr_t)pid, &found) ? found : NULL;
+}
+
+static void procs__drop(struct session *s, pid_t pid)
+{
+	void *old;
+	__u32 key = pid;
+
+	if (hashmap__delete(s->procs, (void *)(uintptr_t)pid, NULL, &old))
+		aproc__free(old);
+	symbolizer__remove_pid(s->sym, pid);
+	/* A reused pid must be announced again. */
+	if (s->seen)
+		bpf_map__delete_elem(s->seen, &key, sizeof(key), 0);
+}
+
+/* A process was seen (first sample, or exec): read what identifies and labels it, and its
+ * mappings, now, while it is alive. */
+static void procs__seen(struct session *s, pid_t pid, bool exec)
+{
+	struct proc_stat st = {};
+	struct aproc *p = procs__get(s, pid);
+	int err;
+
+	if (proc_stat__read(pid, &st)) {
+		if (!p)
+			s->procs_missed++;
+		return;
+	}
+	if (p && p->starttime != st.starttime) {
+		/* Exit notice lost, pid reused: a new process under an old number. */
+		p->starttime = st.starttime;
+		p->dead = false;
+		exec = true;
+	}
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p || hashmap__insert(s->procs, (void *)(uintptr_t)pid, p)) {
+			free(p);
+			return;
+		}
+		p->pid = pid;
+		p->starttime = st.starttime;
+		exec = true;
+	}
+	p->dead = false;
+	if (exec)
+		aproc__fill(p);
+	err = symbolizer__add_pid(s->sym, pid);
+	s->sym_adds++;
+	if (err == -ESRCH || err == -ENOENT)
+		s->procs_missed++;
+	else if (err)
+		pr_debug("cannot read the mappings of pid %d: %s\n", pid, strerror(-err));
+}
+
+static void on_proc(void *ctx, const struct cprof_proc_event *e)
+{
+	struct session *s = ctx;
+	struct aproc *p;
+
+	switch (e->kind) {
+	case CPROF_PROC_NEW:
+		procs__seen(s, (pid_t)e->pid, false);
+		break;
+	case CPROF_PROC_EXEC:
+		procs__seen(s, (pid_t)e->pid, true);
+		break;
+	case CPROF_PROC_EXIT:
+		p = procs__get(s, (pid_t)e->pid);
+		if (p)
+			p->dead = true;
+		break;
+	}
+}
+
+static int pid_labels(void *ctx, pid_t pid, struct pprof_label *l, int max)
+{
+	struct session *s = ctx;
+	const struct agent_opts *o = s->a->o;
+	struct aproc *p = procs__get(s, pid);
+	int n = 0;
+
+	if (!p) { /* its notice was lost: read what we can now */
+		procs__seen(s, pid, true);
+		p = procs__get(s, pid);
+	}
+	if (p && p->exe && n < max)
+		l[n++] = (struct pprof_label){.key = "exe", .str = p->exe};
+	if (p && p->cgroup && n < max)
+		l[n++] = (struct pprof_label){.key = "cgroup", .str = p->cgroup};
+	if (p && p->container[0] && n < max)
+		l[n++] = (struct pprof_label){.key = "container_id", .str = p->container};
+	if (n < max)
+		l[n++] = (struct pprof_label){.key = "host", .str = s->a->host};
+	for (int i = 0; i < o->nlabels && n < max; i++)
+		l[n++] = (struct pprof_label){.key = o->labels[i].key, .str = o->labels[i].value};
+	return n;
+}
+
+struct emit_ctx {
+	struct agent *a;
+	const char *labels;
+	int64_t from, until;
+	int freq;
+};
+
+static int push_part(void *ctx, const char *service, const uint8_t *gz, size_t len)
+{
+	struct emit_ctx *e = ctx;
+	struct push_item it = {.app = service,
+			       .labels = e->labels,
+			       .from = e->from,
+			       .until = e->until,
+			       .freq = e->freq,
+			       .body = gz,
+			       .len = len};
+
+	pusher__enqueue(e->a->push, &it); /* a failure is counted as a drop */
+	return 0;
+}
+
+/* "host=H,k=v,...,extra" for Pyroscope's name{...}. */
+static void push_labels(struct agent *a, const char *extra, char *out, size_t len)
+{
+	char v[256];
+	size_t n;
+
+	push__sanitize(a->host, v, sizeof(v));
+	snprintf(out, len, "host=%s", v);
+	for (int i = 0; i < a->o->nlabels; i++) {
+		if (strcmp(a->o->labels[i].key, "service_name") == 0)
+			continue;
+		push__sanitize(a->o->labels[i].value, v, sizeof(v));
+		n = strlen(out);
+		snprintf(out + n, len - n, ",%s=%s", a->o->labels[i].key, v);
+	}
+	if (extra && *extra) {
+		n = strlen(out);
+		snprintf(out + n, len - n, ",%s", extra);
+	}
+}
+
+int agent__emit(struct agent *a, const char *name, const uint8_t *raw, size_t rawlen,
+		const uint8_t *gz, size_t gzlen, int64_t from, int64_t until, int freq,
+		const char *extra_labels)
+{
+	char labels[2048], app[256];
+	struct emit_ctx e = {a, labels, from, until, freq};
+	const char *svc = a->o->app_name;
+	int err = 0;
+
+	if (a->store)
+		err = store__write(a->store, name, gz, gzlen);
+	if (!a->push)
+		return err;
+	push_labels(a, extra_labels, labels, sizeof(labels));
+	for (int i = 0; !svc && i < a->o->nlabels; i++)
+		if (strcmp(a->o->labels[i].key, "service_name") == 0)
+			svc = a->o->labels[i].value;
+	if (svc) {
+		push__sanitize(svc, app, sizeof(app));
+		return push_part(&e, app, gz, gzlen);
+	}
+	/* One push per service: each process's executable name. */
+	return split__by_label(raw, rawlen, "exe", true, "unknown", push_part, &e);
+}
+
+static void stats_delta(const struct collect_stats *now, const struct collect_stats *prev,
+			struct collect_stats *d)
+{
+	for (int i = 0; i < CPROF_STAT_NR; i++)
+		d->bpf[i] = now->bpf[i] - prev->bpf[i];
+	d->truncated_stacks = now->truncated_stacks - prev->truncated_stacks;
+	d->lost_stack_reads = now->lost_stack_reads - prev->lost_stack_reads;
+	d->trimmed_stacks = now->trimmed_stacks - prev->trimmed_stacks;
+}
+
+static void window_name(int64_t t0, char *buf, size_t len)
+{
+	time_t secs = t0 / 1000000000ll;
+	char stamp[32];
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+	snprintf(buf, len, "cpu-%s.%03dZ.pb.gz", stamp, (int)(t0 / 1000000 % 1000));
+}
+
+/* Drains one window [t0, now) into a profile and stores / pushes it. */
+static int window_flush(struct session *s, int64_t t0, int64_t m0)
+{
+	struct agent *a = s->a;
+	struct pprof_resolver res = capture__resolver(s->sym);
+	struct pprof_config cfg = {.time_nanos = t0};
+	struct collect_stats st = {}, d = {};
+	struct pprof_builder *b;
+	uint8_t *raw = NULL, *gz = NULL;
+	size_t rawlen = 0, gzlen = 0;
+	int64_t t1 = agent__now_ns(CLOCK_REALTIME), m1 = agent__now_ns(CLOCK_MONOTONIC);
+	double cpu;
+	uint64_t rss;
+	char name[96];
+	int err;
+
+	cfg.duration_nanos = m1 - m0;
+	s->col->ops->pprof_config(s->col, &cfg);
+	b = pprof_builder__new(&cfg, &res);
+	if (!b)
+		return -ENOMEM;
+	pprof_builder__add_comment(b, "cprof-bpf %s", CPROF_VERSION);
+	pprof_builder__add_comment(b, "target: whole system (agent on %s, window %llu)", a->host,
+				   (unsigned long long)s->nwindow);
+	pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", a->o->freq);
+	err = collector__drain(s->col, b);
+	if (err) {
+		pr_err("cannot read the collected samples: %s\n", strerror(-err));
+		goto out;
+	}
+	if (collector__stats(s->col, &st) == 0) {
+		stats_delta(&st, &s->prev, &d);
+		s->prev = st;
+	}
+	capture__report_drops(b, &d, s->procs_missed - s->procs_missed_prev);
+	metrics__self(&cpu, &rss);
+	pprof_builder__add_comment(b, "agent: own cpu %.2f%% of one core, rss %.1f MB",
+				   (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100,
+				   rss / 1048576.0);
+	err = pprof_builder__encode(b, false, &raw, &rawlen);
+	if (!err)
+		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
+	if (err)
+		goto out;
+	window_name(t0, name, sizeof(name));
+	agent__emit(a, name, raw, rawlen, gz, gzlen, t0 / 1000000000ll, t1 / 1000000000ll,
+		    a->o->freq, NULL);
+	pthread_mutex_lock(&a->lock);
+	a->m.windows++;
+	a->m.samples += d.bpf[CPROF_STAT_SAMPLES];
+	a->m.stacks += pprof_builder__nsamples(b);
+	for (int i = 0; i < CPROF_STAT_NR; i++)
+		a->m.drops[i] += d.bpf[i];
+	a->m.lost_stack_reads += d.lost_stack_reads;
+	a->m.truncated_stacks += d.truncated_stacks;
+	a->m.trimmed_stacks += d.trimmed_stacks;
+	a->m.procs_missed += s->procs_missed - s->procs_missed_prev;
+	a->m.own_cpu_pct = (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100;
+	a->m.own_cpu_seconds = cpu;
+	a->m.own_rss = rss;
+	a->m.last_window_mono = m1;
+	a->m.procs_tracked = hashmap__size(s->procs);
+	pthread_mutex_unlock(&a->lock);
+	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes; agent cpu %.2f%%, rss %.1f MB\n",
+		(unsigned long long)s->nwindow, (unsigned long long)d.bpf[CPROF_STAT_SAMPLES],
+		pprof_builder__nsamples(b), gzlen, a->m.own_cpu_pct, rss / 1048576.0);
+	s->cpu_prev = cpu;
+	s->procs_missed_prev = s->procs_missed;
+	s->nwindow++;
+out:
+	free(raw);
+	free(gz);
+	pprof_builder__free(b);
+	return err;
+}
+
+struct collect_pids {
+	pid_t *v;
+	size_t n, cap;
+	bool dead_only;
+};
+
+static void collect_pid(const void *key, void *value, void *ctx)
+{
+	struct collect_pids *c = ctx;
+	struct aproc *p = value;
+	pid_t *tmp;
+
+	(void)key;
+	if (c->dead_only && !p->dead)
+		return;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 64;
+		tmp = realloc(c->v, c->cap * sizeof(*tmp));
+		if (!tmp)
+			return;
+		c->v = tmp;
+	}
+	c->v[c->n++] = p->pid;
+}
+
+/* After a window: forgets exited processes (their samples are in the window just written),
+ * every SWEEP_EVERY windows also those whose exit notice was lost, and replaces the
+ * symbolizer when it has taken many processes or the agent is over --max-rss. */
+static void evict(struct session *s)
+{
+	struct collect_pids c = {.dead_only = s->nwindow % SWEEP_EVERY != 0};
+	struct proc_stat st;
+	uint64_t evicted = 0, rss;
+	struct aproc *p;
+	double cpu;
+
+	hashmap__for_each(s->procs, collect_pid, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		p = procs__get(s, c.v[i]);
+		if (!p)
+			continue;
+		if (!p->dead && proc_stat__read(p->pid, &st) == 0 && st.state != 'Z' &&
+		    st.starttime == p->starttime)
+			continue;
+		procs__drop(s, c.v[i]);
+		evicted++;
+	}
+	free(c.v);
+	metrics__self(&cpu, &rss);
+	if (s->sym_adds > SYM_MAX_PROCS || rss > s->a->o->max_rss) {
+		struct symbolizer *fresh = symbolizer__new(&s->so);
+
+		if (fresh) {
+			pr_info("dropping the symbol caches (%llu processes since the last time, "
+				"rss "
+				"%.1f MB)\n",
+				(unsigned long long)s->sym_adds, rss / 1048576.0);
+			symbolizer__free(s->sym);
+			s->sym = fresh;
+			s->sym_adds = 0;
+			c = (struct collect_pids){};
+			hashmap__for_each(s->procs, collect_pid, &c);
+			for (size_t i = 0; i < c.n; i++)
+				if (symbolizer__add_pid(s->sym, c.v[i]) == 0)
+					s->sym_adds++;
+			free(c.v);
+			pthread_mutex_lock(&s->a->lock);
+			s->a->m.sym_resets++;
+			pthread_mutex_unlock(&s->a->lock);
+		}
+	}
+	pthread_mutex_lock(&s->a->lock);
+	s->a->m.procs_evicted += evicted;
+	s->a->m.procs_tracked = hashmap__size(s->procs);
+	pthread_mutex_unlock(&s->a->lock);
+}
+
+static void free_aproc(const void *key, void *value, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	aproc__free(value);
+}
+
+static bool duration_over(const struct agent *a, int64_t start)
+{
+	return a->o->duration > 0 &&
+	       agent__now_ns(CLOCK_MONOTONIC) - start >= (int64_t)(a->o->duration * 1e9);
+}
+
+static int run_windows(struct agent *a)
+{
+	struct session s = {.a = a, .so = {.no_kernel = a->o->no_kernel}};
+	struct collect_opts co = {
+		.all = true,
+		.no_kernel_stacks = a->o->no_kernel,
+		.freq = a->o->freq,
+		.max_keys = a->o->max_keys,
+		.live = true,
+		.notify_exit = true,
+		.on_proc = on_proc,
+		.pid_labels = pid_labels,
+		.ctx = &s,
+	};
+	int64_t start = agent__now_ns(CLOCK_MONOTONIC), t0, m0, end, left;
+	int err;
+
+	s.sym = symbolizer__new(&s.so);
+	s.procs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!s.sym || !s.procs) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	err = collector__open(collector__find("cpu"), &co, &s.col);
+	if (err)
+		goto cleanup;
+	s.seen = bpf_object__find_map_by_name(s.col->obj, "seen");
+	metrics__self(&s.cpu_prev, &(uint64_t){0});
+	pr_info("agent: profiling the whole system at %d Hz, %g s windows\n", a->o->freq,
+		a->o->interval);
+	while (!agent_exiting && !duration_over(a, start)) {
+		t0 = agent__now_ns(CLOCK_REALTIME);
+		m0 = agent__now_ns(CLOCK_MONOTONIC);
+		end = m0 + (int64_t)(a->o->interval * 1e9);
+		if (a->o->duration > 0 && start + (int64_t)(a->o->duration * 1e9) < end)
+			end = start + (int64_t)(a->o->duration * 1e9);
+		while (!agent_exiting && (left = end - agent__now_ns(CLOCK_MONOTONIC)) > 0) {
+			err = collector__poll(s.col,
+					      left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+			if (err) {
+				pr_err("polling process notices: %s\n", strerror(-err));
+				goto cleanup;
+			}
+		}
+		/* Notices still queued name processes that may yet be alive: read them now. This
+		 * is also the SIGTERM path: the window so far is written before exiting. */
+		collector__poll(s.col, 0);
+		err = window_flush(&s, t0, m0);
+		if (err)
+			goto cleanup;
+		evict(&s);
+	}
+cleanup:
+	collector__free(s.col);
+	if (s.procs) {
+		hashmap__for_each(s.procs, free_aproc, NULL);
+		hashmap__free(s.procs);
+	}
+	symbolizer__free(s.sym);
+	return err;
+}
+
+static int run_watch(struct agent *a)
+{
+	int64_t start = agent__now_ns(CLOCK_MONOTONIC);
+
+	while (!agent_exiting && !duration_over(a, start)) {
+		for (size_t i = 0; i < a->o->npids; i++)
+			if (proc__exists(a->o->pids[i]) == 0)
+				goto alive;
+		pr_info("watch: every watched process has exited\n");
+		break;
+	alive:
+		usleep(100000);
+	}
+	return 0;
+}
+
+int agent__run(const struct agent_opts *o)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct agent a = {.o = o};
+	int err = 0;
+
+	if (preflight__check())
+		return 1;
+	for (size_t i = 0; o->watch && i < o->npids; i++) {
+		if (proc__exists(o->pids[i])) {
+			pr_err("no such process: %d\n", o->pids[i]);
+			return 1;
+		}
+	}
+	pthread_mutex_init(&a.lock, NULL);
+	a.m.started_mono = agent__now_ns(CLOCK_MONOTONIC);
+	if (o->host)
+		snprintf(a.host, sizeof(a.host), "%s", o->host);
+	else if (gethostname(a.host, sizeof(a.host) - 1))
+		snprintf(a.host, sizeof(a.host), "unknown");
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log__route_libbpf();
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	if (!o->no_store)
+		err = store__open(&a, &a.store);
+	if (!err && o->push_url)
+		err = pusher__start(&a, &a.push);
+	if (!err && o->listen)
+		err = agent_http__start(&a, &a.http);
+	if (!err && o->nrules)
+		err = triggers__start(&a, &a.trig);
+	if (!err)
+		err = o->watch ? run_watch(&a) : run_windows(&a);
+
+	agent_exiting = 1;
+	triggers__stop(a.trig); /* a capture under way stops and is written */
+	agent_http__stop(a.http);
+	pusher__stop(a.push, o->push_timeout);
+	store__close(a.store);
+	curl_global_cleanup();
+	pthread_mutex_destroy(&a.lock);
+	if (!err)
+		pr_info("agent: stopped\n");
+	return err ? 1 : 0;
+}

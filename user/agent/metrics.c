@@ -1,0 +1,136 @@
+/* The agent's counters as Prometheus text (/metrics), its health (/healthz), and its own cost. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+
+#include "agent/internal.h"
+
+void metrics__self(double *cpu_seconds, uint64_t *rss)
+{
+	struct rusage ru;
+	unsigned long size = 0, res = 0;
+	FILE *f;
+
+	*cpu_seconds = 0;
+	*rss = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		*cpu_seconds = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+			       ru.ru_stime.tv_usec / 1e6;
+	f = fopen("/proc/self/statm", "re");
+	if (f) {
+		if (fscanf(f, "%lu %lu", &size, &res) == 2)
+			*rss = (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+		fclose(f);
+	}
+}
+
+bool metrics__healthy(struct agent *a)
+{
+	int64_t now = agent__now_ns(CLOCK_MONOTONIC), last;
+	double slack = a->o->watch ? 0 : a->o->interval * 2 + 5;
+
+	pthread_mutex_lock(&a->lock);
+	last = a->m.last_window_mono ? a->m.last_window_mono : a->m.started_mono;
+	pthread_mutex_unlock(&a->lock);
+	return a->o->watch || now - last < (int64_t)(slack * 1e9);
+}
+
+struct buf {
+	char *p;
+	size_t n, cap;
+};
+
+static void put(struct buf *b, const char *name, const char *type, const char *help, double v)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line),
+			 "# HELP cprof_agent_%s %s\n# TYPE cprof_agent_%s %s\n"
+			 "cprof_agent_%s %.17g\n",
+			 name, help, name, type, name, v);
+	char *tmp;
+
+	if (n <= 0 || !b->p)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2;
+		tmp = realloc(b->p, b->cap);
+		if (!tmp) {
+			free(b->p);
+			b->p = NULL;
+			return;
+		}
+		b->p = tmp;
+	}
+	memcpy(b->p + b->n, line, n + 1);
+	b->n += n;
+}
+
+char *metrics__render(struct agent *a)
+{
+	struct buf b = {.p = malloc(4096), .cap = 4096};
+	struct agent_metrics m;
+	double cpu;
+	uint64_t rss;
+	uint64_t lost;
+
+	if (!b.p)
+		return NULL;
+	b.p[0] = 0;
+	metrics__self(&cpu, &rss);
+	pthread_mutex_lock(&a->lock);
+	m = a->m;
+	pthread_mutex_unlock(&a->lock);
+	lost = m.drops[CPROF_STAT_KEYS_FULL] + m.drops[CPROF_STAT_USTACK_COLLIDE] +
+	       m.drops[CPROF_STAT_KSTACK_COLLIDE] + m.drops[CPROF_STAT_USTACK_ERR] +
+	       m.drops[CPROF_STAT_KSTACK_ERR] + m.drops[CPROF_STAT_EVENTS_LOST] +
+	       m.lost_stack_reads;
+	put(&b, "windows_total", "counter", "Windows drained.", m.windows);
+	put(&b, "samples_total", "counter", "CPU samples taken.", m.samples);
+	put(&b, "samples_dropped_total", "counter",
+	    "Samples dropped because the aggregation map was full.", m.drops[CPROF_STAT_KEYS_FULL]);
+	put(&b, "stacks_lost_total", "counter",
+	    "Samples, stacks or notices lost (collisions, unreadable, evicted, ring buffer full).",
+	    lost);
+	put(&b, "stacks_truncated_total", "counter", "Stacks cut at the depth limit.",
+	    m.truncated_stacks);
+	put(&b, "stacks_trimmed_total", "counter", "Unused stacks deleted from the stack map.",
+	    m.trimmed_stacks);
+	put(&b, "procs_missed_total", "counter",
+	    "Processes that exited before their mappings were read.", m.procs_missed);
+	put(&b, "procs_tracked", "gauge", "Processes whose state the agent holds.",
+	    m.procs_tracked);
+	put(&b, "procs_evicted_total", "counter", "Exited processes forgotten.", m.procs_evicted);
+	put(&b, "symbol_cache_resets_total", "counter",
+	    "Times the symbol caches were dropped (size or --max-rss).", m.sym_resets);
+	put(&b, "store_written_total", "counter", "Profiles written to the local store.",
+	    m.store_written);
+	put(&b, "store_deleted_total", "counter", "Profiles deleted by retention.",
+	    m.store_deleted);
+	put(&b, "store_dropped_total", "counter",
+	    "Profiles not stored (disk space kept free, or write errors).", m.store_dropped);
+	put(&b, "store_bytes", "gauge", "Bytes in the local store.", m.store_bytes);
+	put(&b, "store_files", "gauge", "Profiles in the local store.", m.store_files);
+	put(&b, "push_enqueued_total", "counter", "Pushes queued.", m.push_enqueued);
+	put(&b, "push_sent_total", "counter", "Pushes the server accepted.", m.push_ok);
+	put(&b, "push_failed_total", "counter", "Push attempts that failed (retried).",
+	    m.push_failed);
+	put(&b, "push_dropped_total", "counter", "Pushes dropped: queue over its cap.",
+	    m.push_dropped);
+	put(&b, "push_rejected_total", "counter", "Pushes the server refused for good (4xx).",
+	    m.push_rejected);
+	put(&b, "queue_bytes", "gauge", "Bytes waiting in the push queue.", m.queue_bytes);
+	put(&b, "queue_files", "gauge", "Pushes waiting in the queue.", m.queue_files);
+	put(&b, "triggers_fired_total", "counter", "Trigger rules that fired.", m.triggers_fired);
+	put(&b, "triggers_skipped_total", "counter",
+	    "Fired triggers skipped: another capture was running.", m.triggers_skipped);
+	put(&b, "trigger_captures_total", "counter", "Triggered captures written.",
+	    m.trigger_captures);
+	put(&b, "cpu_seconds_total", "counter", "The agent's own CPU time.", cpu);
+	put(&b, "cpu_percent", "gauge", "The agent's own CPU, percent of one core, last window.",
+	    m.own_cpu_pct);
+	put(&b, "rss_bytes", "gauge", "The agent's own resident memory.", (double)rss);
+	return b.p;
+}

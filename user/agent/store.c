@@ -1,0 +1,274 @@
+/* Local store of the agent: one file per window, written atomically, bounded by age, total size
+ * and the free space of the file system. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "agent/internal.h"
+#include "util/log.h"
+
+#define STORE_SUFFIX ".pb.gz"
+
+struct store {
+	struct agent *a;
+	int dirfd;
+	uint64_t min_free; /* bytes (--min-free resolved against the file system) */
+	pthread_mutex_t lock;
+};
+
+struct stored {
+	char name[256];
+	uint64_t size;
+	int64_t mtime_ns;
+};
+
+static int stored_cmp(const void *x, const void *y)
+{
+	const struct stored *a = x, *b = y;
+
+	if (a->mtime_ns != b->mtime_ns)
+		return a->mtime_ns < b->mtime_ns ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+static bool is_profile(const char *name)
+{
+	size_t n = strlen(name), k = strlen(STORE_SUFFIX);
+
+	return name[0] != '.' && n > k && strcmp(name + n - k, STORE_SUFFIX) == 0;
+}
+
+/* The profiles in the store, oldest first. */
+static int store__list(struct store *s, struct stored **out, size_t *n)
+{
+	struct stored *v = NULL, *tmp;
+	size_t cap = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd = dup(s->dirfd);
+
+	*n = 0;
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		if (!is_profile(de->d_name) || strlen(de->d_name) >= sizeof(v->name) ||
+		    fstatat(s->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			tmp = realloc(v, cap * sizeof(*v));
+			if (!tmp) {
+				closedir(d);
+				free(v);
+				return -ENOMEM;
+			}
+			v = tmp;
+		}
+		snprintf(v[*n].name, sizeof(v[*n].name), "%s", de->d_name);
+		v[*n].size = (uint64_t)st.st_size;
+		v[*n].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+		(*n)++;
+	}
+	closedir(d);
+	if (*n)
+		qsort(v, *n, sizeof(*v), stored_cmp);
+	*out = v;
+	return 0;
+}
+
+static uint64_t free_bytes(struct store *s)
+{
+	struct statvfs vfs;
+
+	if (fstatvfs(s->dirfd, &vfs))
+		return UINT64_MAX; /* unknown: do not block writing on it */
+	return (uint64_t)vfs.f_bavail * vfs.f_frsize;
+}
+
+/* Deletes the oldest profiles while they are older than max_age, their total exceeds max_size
+ * less reserve, or the file system has less than min_free + reserve bytes free. Returns the
+ * number of files left. Called with s->lock held. */
+static size_t store__retain_locked(struct store *s, uint64_t reserve)
+{
+	const struct agent_opts *o = s->a->o;
+	int64_t now = agent__now_ns(CLOCK_REALTIME);
+	uint64_t total = 0, deleted = 0;
+	struct stored *v = NULL;
+	size_t n = 0, i;
+
+	if (store__list(s, &v, &n))
+		return 0;
+	for (i = 0; i < n; i++)
+		total += v[i].size;
+	for (i = 0; i < n; i++) {
+		bool old = o->max_age > 0 && now - v[i].mtime_ns > (int64_t)(o->max_age * 1e9);
+		bool big = o->max_size && total + reserve > o->max_size;
+		bool full = free_bytes(s) < s->min_free + reserve;
+
+		if (!old && !big && !full)
+			break;
+		if (unlinkat(s->dirfd, v[i].name, 0) == 0) {
+			total -= v[i].size;
+			deleted++;
+			pr_debug("store: deleted %s (%s)\n", v[i].name,
+				 old   ? "age"
+				 : big ? "total size"
+				       : "disk space");
+		}
+	}
+	pthread_mutex_lock(&s->a->lock);
+	s->a->m.store_deleted += deleted;
+	s->a->m.store_bytes = total;
+	s->a->m.store_files = n - deleted;
+	pthread_mutex_unlock(&s->a->lock);
+	free(v);
+	return n - deleted;
+}
+
+void store__retain(struct store *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	store__retain_locked(s, 0);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int store__write(struct store *s, const char *name, const void *buf, size_t len)
+{
+	char tmp[300];
+	int fd, err;
+
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	pthread_mutex_lock(&s->lock);
+	store__retain_locked(s, len);
+	if (free_bytes(s) < s->min_free + len) {
+		err = -ENOSPC;
+		goto out;
+	}
+	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = write_all(fd, buf, len);
+	/* The data reaches the disk before the name does: a crash leaves the old state or the
+	 * whole new file, never a torn one under the final name. */
+	if (!err && fdatasync(fd))
+		err = -errno;
+	if (close(fd) && !err)
+		err = -errno;
+	if (!err && renameat(s->dirfd, tmp, s->dirfd, name))
+		err = -errno;
+	if (err)
+		unlinkat(s->dirfd, tmp, 0);
+out:
+	pthread_mutex_lock(&s->a->lock);
+	if (err) {
+		s->a->m.store_dropped++;
+	} else {
+		s->a->m.store_written++;
+		s->a->m.store_bytes += len;
+		s->a->m.store_files++;
+	}
+	pthread_mutex_unlock(&s->a->lock);
+	pthread_mutex_unlock(&s->lock);
+	if (err)
+		pr_warn("store: %s not written (%s%s)\n", name, strerror(-err),
+			err == -ENOSPC ? ": the file system keeps --min-free free" : "");
+	return err;
+}
+
+/* mkdir -p, mode 0750: profiles show code and command names of every process. */
+static int mkdirs(const char *path)
+{
+	char buf[4096], *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0750) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0750) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int store__open(struct agent *a, struct store **out)
+{
+	struct store *s;
+	int err;
+
+	err = mkdirs(a->o->out_dir);
+	if (err) {
+		pr_err("cannot create %s: %s\n", a->o->out_dir, strerror(-err));
+		return err;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->a = a;
+	pthread_mutex_init(&s->lock, NULL);
+	s->dirfd = open(a->o->out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0 || faccessat(s->dirfd, ".", W_OK, AT_EACCESS)) {
+		err = -errno;
+		pr_err("cannot write in %s: %s\n", a->o->out_dir, strerror(-err));
+		store__close(s);
+		return err;
+	}
+	s->min_free = a->o->min_free;
+	if (s->min_free >> 63) { /* a percentage of the file system */
+		struct statvfs vfs;
+
+		s->min_free = fstatvfs(s->dirfd, &vfs) ? 0
+						       : (uint64_t)vfs.f_blocks * vfs.f_frsize /
+								 100 * (a->o->min_free & 0xff);
+	}
+	store__retain(s);
+	*out = s;
+	return 0;
+}
+
+void store__close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

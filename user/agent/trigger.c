@@ -1,0 +1,421 @@
+/* Triggers: a thread reads /proc/PID/stat of the watched processes every --trigger-check
+ * seconds and, when a rule fires, captures that process at full rate on a second thread. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/internal.h"
+#include "agent/trigger.h"
+#include "capture.h"
+#include "proc/maps.h"
+#include "proc/stat.h"
+#include "util/hashmap.h"
+#include "util/log.h"
+
+/* Noise floors: a spike must also exceed the moving average by this much. */
+static const double spike_floor[3] = {
+	[TRIGGER_CPU] = 10.0,		    /* percentage points of one core */
+	[TRIGGER_RSS] = 32.0 * 1024 * 1024, /* bytes */
+	[TRIGGER_THREADS] = 4,
+};
+
+int trigger_rule__parse(const char *s, struct trigger_rule *r)
+{
+	static const char *const names[] = {"cpu", "rss", "threads"};
+	const char *gt = strchr(s, '>'), *val;
+	size_t mlen = gt ? (size_t)(gt - s) : 0, n;
+	uint64_t size;
+	char *end;
+	int m;
+
+	memset(r, 0, sizeof(*r));
+	if (!gt || strlen(s) >= sizeof(r->text))
+		return -EINVAL;
+	for (m = 0; m < 3; m++)
+		if (strlen(names[m]) == mlen && strncmp(s, names[m], mlen) == 0)
+			break;
+	if (m == 3)
+		return -EINVAL;
+	r->metric = (enum trigger_metric)m;
+	val = gt + 1;
+	n = strlen(val);
+	if (n > 1 && (val[n - 1] == 'x' || val[n - 1] == 'X')) {
+		errno = 0;
+		r->factor = strtod(val, &end);
+		if (errno || end != val + n - 1 || !(r->factor > 1.0) || r->factor > 1000)
+			return -EINVAL;
+		r->spike = true;
+		r->min_delta = spike_floor[m];
+		snprintf(r->name, sizeof(r->name), "%s_spike_%gx", names[m], r->factor);
+	} else if (r->metric == TRIGGER_RSS) {
+		if (agent_opts__parse_size(val, &size) || !size)
+			return -EINVAL;
+		r->limit = (double)size;
+		snprintf(r->name, sizeof(r->name), "rss_gt_%s", val);
+	} else {
+		errno = 0;
+		r->limit = strtod(val, &end);
+		if (errno || end == val || *end || !(r->limit > 0) || r->limit > 1e7)
+			return -EINVAL;
+		snprintf(r->name, sizeof(r->name), "%s_gt_%g", names[m], r->limit);
+	}
+	for (char *p = r->name; *p; p++)
+		if (*p == '.')
+			*p = '_';
+	snprintf(r->text, sizeof(r->text), "%s", s);
+	return 0;
+}
+
+int trigger__check(const struct trigger_rule *rules, int nrules, int warmup, double cooldown,
+		   struct trigger_state *st, const double value[3], double now, double *avg_out)
+{
+	/* An exponential moving average over about `warmup` checks. */
+	double alpha = 2.0 / (warmup + 1);
+	int fired = -1;
+
+	for (int i = 0; i < nrules && fired < 0; i++) {
+		const struct trigger_rule *r = &rules[i];
+		double v = value[r->metric], avg = st->avg[r->metric];
+		bool hit;
+
+		if (st->last_fire[i] > 0 && now - st->last_fire[i] < cooldown)
+			continue;
+		if (r->spike)
+			hit = st->nobs >= warmup && v > r->factor * avg && v - avg >= r->min_delta;
+		else
+			hit = v > r->limit;
+		if (hit) {
+			st->last_fire[i] = now;
+			fired = i;
+			if (avg_out)
+				*avg_out = avg;
+		}
+	}
+	for (int m = 0; m < 3; m++)
+		st->avg[m] = st->nobs ? st->avg[m] + alpha * (value[m] - st->avg[m]) : value[m];
+	st->nobs++;
+	return fired;
+}
+
+struct watched {
+	pid_t pid;
+	uint64_t starttime, cpu_ticks;
+	double t;	/* monotonic seconds of the last read */
+	uint64_t epoch; /* scan that last saw it */
+	struct trigger_state st;
+};
+
+struct capture_job {
+	pid_t pid;
+	int rule;
+	double value, avg;
+};
+
+struct triggers {
+	struct agent *a;
+	pthread_t thread, cap_thread;
+	bool started, cap_running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	struct hashmap *watched; /* pid -> struct watched */
+	uint64_t epoch;
+	struct capture_job job;
+};
+
+static double mono_s(void)
+{
+	return agent__now_ns(CLOCK_MONOTONIC) / 1e9;
+}
+
+static bool cap_should_stop(void *ctx)
+{
+	struct triggers *t = ctx;
+	bool stop;
+
+	pthread_mutex_lock(&t->lock);
+	stop = t->stop;
+	pthread_mutex_unlock(&t->lock);
+	return stop || agent_exiting;
+}
+
+static void fmt_value(enum trigger_metric m, double v, char *buf, size_t len)
+{
+	if (m == TRIGGER_CPU)
+		snprintf(buf, len, "%.1f%%", v);
+	else if (m == TRIGGER_RSS)
+		snprintf(buf, len, "%.1fMB", v / (1024 * 1024));
+	else
+		snprintf(buf, len, "%.0f", v);
+}
+
+static void *capture_main(void *arg)
+{
+	struct triggers *t = arg;
+	const struct agent_opts *o = t->a->o;
+	const struct capture_job *j = &t->job;
+	const struct trigger_rule *r = &o->rules[j->rule];
+	struct symbolizer_opts so = {.no_kernel = o->no_kernel};
+	struct capture_opts co = {
+		.type = "cpu",
+		.pids = &j->pid,
+		.npids = 1,
+		.duration = o->trigger_duration,
+		.freq = o->trigger_freq,
+		.no_kernel = o->no_kernel,
+		.should_stop = cap_should_stop,
+		.ctx = t,
+	};
+	char desc[256], comm[64], val[32], avg[32], name[192], stamp[32], labels[96];
+	struct pprof_builder *b = NULL;
+	struct symbolizer *sym = symbolizer__new(&so);
+	uint8_t *raw = NULL, *gz = NULL;
+	size_t rawlen, gzlen;
+	int64_t t0 = agent__now_ns(CLOCK_REALTIME);
+	time_t secs = t0 / 1000000000ll;
+	struct tm tm;
+	int err;
+
+	if (proc__comm(j->pid, comm, sizeof(comm)))
+		snprintf(comm, sizeof(comm), "exited");
+	fmt_value(r->metric, j->value, val, sizeof(val));
+	fmt_value(r->metric, j->avg, avg, sizeof(avg));
+	if (r->spike)
+		snprintf(desc, sizeof(desc), "pid %d (%s), trigger %s: %s against an average of %s",
+			 j->pid, comm, r->text, val, avg);
+	else
+		snprintf(desc, sizeof(desc), "pid %d (%s), trigger %s: %s", j->pid, comm, r->text,
+			 val);
+	co.target_desc = desc;
+	pr_warn("trigger %s fired for %s; capturing %g s at %d Hz\n", r->text, desc,
+		o->trigger_duration, o->trigger_freq);
+	err = sym ? capture__run(&co, sym, &b) : -ENOMEM;
+	if (!err)
+		err = pprof_builder__encode(b, false, &raw, &rawlen);
+	if (!err)
+		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
+	if (!err) {
+		gmtime_r(&secs, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+		snprintf(name, sizeof(name), "trigger-%s.%03dZ-pid%d-%s.pb.gz", stamp,
+			 (int)(t0 / 1000000 % 1000), j->pid, r->name);
+		snprintf(labels, sizeof(labels), "trigger=%s", r->name);
+		agent__emit(t->a, name, raw, rawlen, gz, gzlen, secs,
+			    agent__now_ns(CLOCK_REALTIME) / 1000000000ll, o->trigger_freq, labels);
+		pthread_mutex_lock(&t->a->lock);
+		t->a->m.trigger_captures++;
+		pthread_mutex_unlock(&t->a->lock);
+	} else {
+		pr_warn("trigger capture of pid %d failed: %s\n", j->pid, strerror(-err));
+	}
+	free(raw);
+	free(gz);
+	pprof_builder__free(b);
+	symbolizer__free(sym);
+	pthread_mutex_lock(&t->lock);
+	t->cap_running = false;
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void fire(struct triggers *t, pid_t pid, int rule, double value, double avg)
+{
+	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->a->lock);
+	t->a->m.triggers_fired++;
+	pthread_mutex_unlock(&t->a->lock);
+	if (t->cap_running || t->stop) {
+		pthread_mutex_unlock(&t->lock);
+		pr_info("trigger %s fired for pid %d during another capture: skipped\n",
+			t->a->o->rules[rule].text, pid);
+		pthread_mutex_lock(&t->a->lock);
+		t->a->m.triggers_skipped++;
+		pthread_mutex_unlock(&t->a->lock);
+		return;
+	}
+	if (t->job.pid) /* the previous capture thread has finished */
+		pthread_join(t->cap_thread, NULL);
+	t->job = (struct capture_job){pid, rule, value, avg};
+	t->cap_running = pthread_create(&t->cap_thread, NULL, capture_main, t) == 0;
+	if (!t->cap_running)
+		t->job.pid = 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* One observation of pid; fires at most one rule. */
+static void observe(struct triggers *t, pid_t pid)
+{
+	const struct agent_opts *o = t->a->o;
+	struct proc_stat ps;
+	struct watched *w;
+	double now = mono_s(), value[3], avg = 0, dt;
+	void *found;
+	int rule;
+
+	if (proc_stat__read(pid, &ps) || ps.state == 'Z')
+		return;
+	if (hashmap__find(t->watched, (void *)(uintptr_t)pid, &found)) {
+		w = found;
+		if (w->starttime != ps.starttime) { /* the pid was reused: a new process */
+			memset(w, 0, sizeof(*w));
+			w->pid = pid;
+		}
+	} else {
+		w = calloc(1, sizeof(*w));
+		if (!w || hashmap__insert(t->watched, (void *)(uintptr_t)pid, w)) {
+			free(w);
+			return;
+		}
+		w->pid = pid;
+	}
+	w->epoch = t->epoch;
+	if (!w->starttime) { /* first sight: CPU% needs two reads */
+		w->starttime = ps.starttime;
+		w->cpu_ticks = ps.cpu_ticks;
+		w->t = now;
+		return;
+	}
+	dt = now - w->t;
+	if (dt <= 0)
+		return;
+	value[TRIGGER_CPU] =
+		(double)(ps.cpu_ticks - w->cpu_ticks) / sysconf(_SC_CLK_TCK) / dt * 100;
+	value[TRIGGER_RSS] = (double)ps.rss_bytes;
+	value[TRIGGER_THREADS] = ps.num_threads;
+	w->cpu_ticks = ps.cpu_ticks;
+	w->t = now;
+	rule = trigger__check(o->rules, o->nrules, o->trigger_warmup, o->trigger_cooldown, &w->st,
+			      value, now, &avg);
+	if (rule >= 0)
+		fire(t, pid, rule, value[o->rules[rule].metric], avg);
+}
+
+struct sweep {
+	struct triggers *t;
+	pid_t gone[256];
+	int n;
+};
+
+static void find_gone(const void *key, void *value, void *ctx)
+{
+	struct sweep *s = ctx;
+	struct watched *w = value;
+
+	(void)key;
+	if (w->epoch != s->t->epoch && s->n < (int)(sizeof(s->gone) / sizeof(s->gone[0])))
+		s->gone[s->n++] = w->pid;
+}
+
+/* Forgets processes not seen in this scan. */
+static void sweep(struct triggers *t)
+{
+	struct sweep s = {.t = t};
+	void *w;
+
+	hashmap__for_each(t->watched, find_gone, &s);
+	for (int i = 0; i < s.n; i++)
+		if (hashmap__delete(t->watched, (void *)(uintptr_t)s.gone[i], NULL, &w))
+			free(w);
+}
+
+static void scan(struct triggers *t)
+{
+	const struct agent_opts *o = t->a->o;
+	struct dirent *de;
+	char *end;
+	long pid;
+	DIR *d;
+
+	t->epoch++;
+	if (o->npids) {
+		for (size_t i = 0; i < o->npids; i++)
+			observe(t, o->pids[i]);
+	} else if ((d = opendir("/proc"))) {
+		while ((de = readdir(d))) {
+			pid = strtol(de->d_name, &end, 10);
+			if (*end || pid <= 0 || pid == getpid())
+				continue;
+			observe(t, (pid_t)pid);
+		}
+		closedir(d);
+	}
+	sweep(t);
+}
+
+static void *triggers_main(void *arg)
+{
+	struct triggers *t = arg;
+	struct timespec until;
+	int64_t wake;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		pthread_mutex_unlock(&t->lock);
+		scan(t);
+		pthread_mutex_lock(&t->lock);
+		wake = agent__now_ns(CLOCK_REALTIME) + (int64_t)(t->a->o->trigger_check * 1e9);
+		until.tv_sec = wake / 1000000000ll;
+		until.tv_nsec = wake % 1000000000ll;
+		while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+int triggers__start(struct agent *a, struct triggers **out)
+{
+	struct triggers *t = calloc(1, sizeof(*t));
+	int err;
+
+	if (!t)
+		return -ENOMEM;
+	t->a = a;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	t->watched = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!t->watched) {
+		triggers__stop(t);
+		return -ENOMEM;
+	}
+	err = -pthread_create(&t->thread, NULL, triggers_main, t);
+	if (err) {
+		triggers__stop(t);
+		return err;
+	}
+	t->started = true;
+	*out = t;
+	return 0;
+}
+
+static void free_watched(const void *key, void *value, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	free(value);
+}
+
+void triggers__stop(struct triggers *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	if (t->started)
+		pthread_join(t->thread, NULL);
+	if (t->job.pid)
+		pthread_join(t->cap_thread, NULL); /* it sees stop and writes what it has */
+	if (t->watched) {
+		hashmap__for_each(t->watched, free_watched, NULL);
+		hashmap__free(t->watched);
+	}
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
