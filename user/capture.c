@@ -86,11 +86,6 @@ static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_r
 	return symbolizer__kernel(ctx, addr, is_return, r);
 }
 
-struct pprof_resolver capture__resolver(struct symbolizer *sym)
-{
-	return (struct pprof_resolver){resolve_user, resolve_kernel, sym};
-}
-
 static bool targets_alive(const struct capture *c)
 {
 	if (c->o->all)

@@ -40,7 +40,5 @@ struct collect_stats;
  * collectors themselves (the agent). */
 void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
 			   uint64_t procs_missed);
-/* A resolver that symbolizes through sym. */
-struct pprof_resolver capture__resolver(struct symbolizer *sym);
 
 #endif

@@ -69,7 +69,40 @@ struct session {
 	struct collect_stats prev;
 	double cpu_prev;
 	uint64_t nwindow;
+	int64_t next_t0, next_m0; /* when the last drain started */
+	int64_t last_poll;	  /* CLOCK_MONOTONIC ns of the last look at the notices */
 };
+
+/* Process notices are handled within a few ms even while a window is drained and written
+ * (symbolizing a cold binary can take long): a process that lives 100 ms must not exit before
+ * its mappings are read. Called between symbol lookups, when the symbolizer is not in use. */
+#define NOTICE_LATENCY_NS 5000000
+
+static void session_poll(struct session *s)
+{
+	int64_t now = agent__now_ns(CLOCK_MONOTONIC);
+
+	if (now - s->last_poll < NOTICE_LATENCY_NS)
+		return;
+	s->last_poll = now;
+	collector__poll(s->col, 0);
+}
+
+static int resolve_user(void *ctx, pid_t pid, uint64_t addr, bool is_return, struct sym_result *r)
+{
+	struct session *s = ctx;
+
+	session_poll(s);
+	return symbolizer__user(s->sym, pid, addr, is_return, r);
+}
+
+static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_result *r)
+{
+	struct session *s = ctx;
+
+	session_poll(s);
+	return symbolizer__kernel(s->sym, addr, is_return, r);
+}
 
 static void aproc__free(struct aproc *p)
 {
@@ -181,9 +214,11 @@ static int pid_labels(void *ctx, pid_t pid, struct pprof_label *l, int max)
 {
 	struct session *s = ctx;
 	const struct agent_opts *o = s->a->o;
-	struct aproc *p = procs__get(s, pid);
+	struct aproc *p;
 	int n = 0;
 
+	session_poll(s);
+	p = procs__get(s, pid);
 	if (!p) { /* its notice was lost: read what we can now */
 		procs__seen(s, pid, true);
 		p = procs__get(s, pid);
@@ -294,7 +329,7 @@ static void window_name(int64_t t0, char *buf, size_t len)
 static int window_flush(struct session *s, int64_t t0, int64_t m0)
 {
 	struct agent *a = s->a;
-	struct pprof_resolver res = capture__resolver(s->sym);
+	struct pprof_resolver res = {resolve_user, resolve_kernel, s};
 	struct pprof_config cfg = {.time_nanos = t0};
 	struct collect_stats st = {}, d = {};
 	struct pprof_builder *b;
@@ -302,6 +337,9 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	size_t rawlen = 0, gzlen = 0;
 	int64_t t1 = agent__now_ns(CLOCK_REALTIME), m1 = agent__now_ns(CLOCK_MONOTONIC);
 	double cpu;
+
+	s->next_t0 = t1;
+	s->next_m0 = m1;
 	uint64_t rss;
 	char name[96];
 	int err;
@@ -329,11 +367,13 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	pprof_builder__add_comment(b, "agent: own cpu %.2f%% of one core, rss %.1f MB",
 				   (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100,
 				   rss / 1048576.0);
+	session_poll(s);
 	err = pprof_builder__encode(b, false, &raw, &rawlen);
 	if (!err)
 		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
 	if (err)
 		goto out;
+	session_poll(s);
 	window_name(t0, name, sizeof(name));
 	agent__emit(a, name, raw, rawlen, gz, gzlen, t0 / 1000000000ll, t1 / 1000000000ll,
 		    a->o->freq, NULL);
@@ -479,6 +519,15 @@ static int run_windows(struct agent *a)
 		err = -ENOMEM;
 		goto cleanup;
 	}
+	/* Reading kallsyms takes a while: do it before sampling starts, not in the first drain. */
+	if (!a->o->no_kernel) {
+		struct sym_result r;
+
+		symbolizer__kernel(s.sym, 0, false, &r);
+	}
+	/* The first window starts as sampling does, before the programs are attached. */
+	t0 = agent__now_ns(CLOCK_REALTIME);
+	m0 = agent__now_ns(CLOCK_MONOTONIC);
 	err = collector__open(collector__find("cpu"), &co, &s.col);
 	if (err)
 		goto cleanup;
@@ -487,8 +536,6 @@ static int run_windows(struct agent *a)
 	pr_info("agent: profiling the whole system at %d Hz, %g s windows\n", a->o->freq,
 		a->o->interval);
 	while (!agent_exiting && !duration_over(a, start)) {
-		t0 = agent__now_ns(CLOCK_REALTIME);
-		m0 = agent__now_ns(CLOCK_MONOTONIC);
 		end = m0 + (int64_t)(a->o->interval * 1e9);
 		if (a->o->duration > 0 && start + (int64_t)(a->o->duration * 1e9) < end)
 			end = start + (int64_t)(a->o->duration * 1e9);
@@ -506,6 +553,10 @@ static int run_windows(struct agent *a)
 		err = window_flush(&s, t0, m0);
 		if (err)
 			goto cleanup;
+		/* The next window starts where the drain started: a sample taken meanwhile is in
+		 * one window or the other. */
+		t0 = s.next_t0;
+		m0 = s.next_m0;
 		evict(&s);
 	}
 cleanup:

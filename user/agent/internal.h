@@ -48,6 +48,8 @@ struct agent {
 extern volatile sig_atomic_t agent_exiting;
 
 int64_t agent__now_ns(int clk);
+/* mkdir -p with mode 0750. Returns 0 or -errno. */
+int agent__mkdirs(const char *path);
 
 /* Local store: one gzipped pprof file per window (and per triggered capture) in out_dir,
  * written to a temporary name and renamed. Retention by age and total size after each write;

@@ -386,8 +386,8 @@ int pusher__start(struct agent *a, struct pusher **out)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	snprintf(p->dir, sizeof(p->dir), "%s/queue", a->o->out_dir);
-	if (mkdir(p->dir, 0750) && errno != EEXIST) {
-		err = -errno;
+	err = agent__mkdirs(p->dir);
+	if (err) {
 		pr_err("cannot create %s: %s\n", p->dir, strerror(-err));
 		goto fail;
 	}

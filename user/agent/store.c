@@ -209,7 +209,7 @@ out:
 }
 
 /* mkdir -p, mode 0750: profiles show code and command names of every process. */
-static int mkdirs(const char *path)
+int agent__mkdirs(const char *path)
 {
 	char buf[4096], *p;
 
@@ -233,7 +233,7 @@ int store__open(struct agent *a, struct store **out)
 	struct store *s;
 	int err;
 
-	err = mkdirs(a->o->out_dir);
+	err = agent__mkdirs(a->o->out_dir);
 	if (err) {
 		pr_err("cannot create %s: %s\n", a->o->out_dir, strerror(-err));
 		return err;

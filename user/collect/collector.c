@@ -331,36 +331,50 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 /* After a live drain: deletes every stack that neither the keys just drained nor the keys
  * created since (the next window's, rescanned now) reference. A stack in use stays; one
  * deleted and needed again is stored again by the next sample that has it. The only stack that
- * can go missing is one first used by a new key in the instant between the rescan and its
- * deletion: that is counted as a lost stack read when drained. */
+ * can go missing is one first used again by a key created between the rescan and the deletion
+ * (a few hundred microseconds): it is counted as a lost stack read when drained. */
 static void collector__trim_stacks(struct collector *c)
 {
 	struct cprof_key key, next, *prev = NULL;
-	__u32 id, nid, *pid = NULL;
-	int fd;
+	__u32 id, nid, *pid = NULL, *ids = NULL, *tmp;
+	size_t n = 0, cap = 0;
+	int fd = bpf_map__fd(c->stacks);
 
 	if (!c->stack_refs)
 		return;
-	for (int i = 0; i < c->ndrained; i++) {
-		fd = bpf_map__fd(c->drained[i]);
-		prev = NULL;
-		while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-			key = next;
-			prev = &key;
-			collector__mark_refs(c, &key);
-		}
-	}
-	fd = bpf_map__fd(c->stacks);
-	/* A stack map's next key is the next used bucket after id, so deleting id on the way
-	 * does not restart the walk. */
+	/* The stack ids first, deleting nothing: a stack map's walk restarts from the first
+	 * bucket when the current one was deleted. */
 	while (bpf_map_get_next_key(fd, pid, &nid) == 0) {
 		id = nid;
 		pid = &id;
 		if (id < c->nstack_ids && (c->stack_refs[id / 64] & (1ull << (id % 64))))
 			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			tmp = realloc(ids, cap * sizeof(*ids));
+			if (!tmp)
+				break;
+			ids = tmp;
+		}
+		ids[n++] = id;
+	}
+	/* Then what the next window's keys reference, just before deleting the rest. */
+	for (int i = 0; i < c->ndrained; i++) {
+		prev = NULL;
+		while (bpf_map_get_next_key(bpf_map__fd(c->drained[i]), prev, &next) == 0) {
+			key = next;
+			prev = &key;
+			collector__mark_refs(c, &key);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		id = ids[i];
+		if (id < c->nstack_ids && (c->stack_refs[id / 64] & (1ull << (id % 64))))
+			continue;
 		if (bpf_map_delete_elem(fd, &id) == 0)
 			c->ustats.trimmed_stacks++;
 	}
+	free(ids);
 	memset(c->stack_refs, 0, (c->nstack_ids + 63) / 64 * sizeof(*c->stack_refs));
 }
 

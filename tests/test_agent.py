@@ -1,0 +1,346 @@
+"""cprof-bpf agent and watch, end to end: continuous windows of the whole system, the local
+store, pushes to a Pyroscope-compatible receiver written here, triggers, SIGTERM."""
+import glob
+import gzip
+import http.server
+import json
+import os
+import re
+import signal
+import socketserver
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import CPROF, SAN_ENV, build, go_pprof, pprof_top, run_cprof, wait_for
+
+
+@pytest.fixture(scope="session")
+def load(workdir):
+    return build(workdir, "agent_load.c", "agent_load", extra=("-pthread",))
+
+
+def start_agent(*args, sub="agent"):
+    env = dict(os.environ, **SAN_ENV)
+    return subprocess.Popen([CPROF, sub, *[str(a) for a in args]], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(p, timeout=60):
+    out, err = p.communicate(timeout=timeout)
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+    assert p.returncode == 0, f"agent failed ({p.returncode}): {err}"
+    return err
+
+
+def cpu_seconds_of_child(p):
+    """Waits for a child started with Popen; returns its CPU time (user + system)."""
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return ru.ru_utime + ru.ru_stime
+
+
+def windows(d):
+    return sorted(glob.glob(os.path.join(d, "cpu-*.pb.gz")))
+
+
+def raw_samples(path):
+    """(count, {label: value}) per sample of `go tool pprof -raw`."""
+    out = go_pprof("-raw", path)
+    samples, cur = [], None
+    for line in out.splitlines():
+        m = re.match(r"\s+(\d+)\s+\d+: [\d ]+$", line)
+        if m:
+            cur = (int(m.group(1)), {})
+            samples.append(cur)
+            continue
+        if cur is not None and ":[" in line:
+            for k, v in re.findall(r"(\w+):\[([^\]]*)\]", line):
+                cur[1][k] = v
+        elif not line.startswith(" "):
+            cur = None
+    return samples
+
+
+def samples_of(path, pid):
+    return sum(c for c, l in raw_samples(path) if l.get("pid") == str(pid))
+
+
+def test_windows_labels_and_short_lived(load, workdir, tmp_path):
+    out = tmp_path / "store"
+    a = start_agent("-o", out, "-i", 1, "-d", 6, "-F", 199, "--host", "testhost", "-l", "env=ci",
+                    "-l", "team=prof", "-v")
+    time.sleep(1.2)
+    busy = subprocess.Popen([load, "busy", "2.5"], stdout=subprocess.PIPE)
+    shorts = []
+    for _ in range(3):  # processes that live 200 ms
+        s = subprocess.Popen([load, "short", "200"])
+        s.wait()
+        shorts.append(s.pid)
+        time.sleep(0.2)
+    busy_cpu = cpu_seconds_of_child(busy)
+    err = finish(a)
+    files = windows(out)
+    assert len(files) >= 5, (files, err)
+    # Windows are consecutive: each starts where the previous one ended.
+    total = 0
+    for f in files:
+        total += samples_of(f, busy.pid)
+    # Every sample of the busy process is in some window, none lost between windows:
+    # samples x period is its CPU time (199 Hz: 1 sample per 5 ms).
+    measured = total / 199.0
+    assert 0.8 * busy_cpu <= measured <= 1.2 * busy_cpu, (total, busy_cpu)
+    # Labels of the busy process: pid, comm, executable, cgroup, host and the user labels.
+    labels = [l for f in files for c, l in raw_samples(f) if l.get("pid") == str(busy.pid)]
+    assert labels
+    l = labels[0]
+    assert l["comm"] == "agent_load" and l["exe"] == load, l
+    assert l["host"] == "testhost" and l["env"] == "ci" and l["team"] == "prof", l
+    assert l["cgroup"].startswith("/"), l
+    # The short-lived processes are symbolized though they exited long before their window
+    # was written.
+    found = set()
+    for pid in shorts:
+        for f in files:
+            rows, _ = pprof_top(f, "samples", extra=[f"-tagfocus=pid={pid}"])
+            if rows:
+                assert "short_lived_hot" in rows, rows
+                found.add(pid)
+    assert found == set(shorts), (found, shorts)
+    # Every window is a valid profile with the agent's comments.
+    comments = go_pprof("-comments", files[0])
+    assert "whole system" in comments and "dropped: nothing" in comments, comments
+
+
+def test_sigterm_flushes_the_window(load, tmp_path):
+    out = tmp_path / "store"
+    a = start_agent("-o", out, "-i", 600, "-F", 99)
+    time.sleep(1)
+    busy = subprocess.Popen([load, "busy", "1.5"], stdout=subprocess.PIPE)
+    busy.wait()
+    t0 = time.time()
+    a.send_signal(signal.SIGTERM)
+    finish(a, timeout=30)
+    assert time.time() - t0 < 10
+    files = windows(out)
+    assert len(files) == 1, files
+    assert samples_of(files[0], busy.pid) > 50
+    assert not [f for f in os.listdir(out) if f.startswith(".")], os.listdir(out)
+
+
+def test_retention_by_size_and_age(load, tmp_path):
+    out = tmp_path / "store"
+    out.mkdir()
+    old = out / "cpu-19700101T000000.000Z.pb.gz"
+    old.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    other = out / "notes.txt"
+    other.write_text("not a profile")
+    busy = subprocess.Popen([load, "busy", "6"], stdout=subprocess.PIPE)
+    try:
+        err = finish(start_agent("-o", out, "-i", 0.3, "-d", 4, "--max-size", "6k",
+                                 "--max-age", "1h", "-v"))
+    finally:
+        busy.kill()
+        busy.wait()
+    written = len(re.findall(r"window \d+:", err))
+    files = windows(out)
+    assert not old.exists(), "a window older than --max-age is deleted"
+    assert other.exists(), "files that are not profiles are left alone"
+    assert written >= 8 and len(files) < written, (written, files)
+    assert sum(os.path.getsize(f) for f in files) <= 6 * 1024
+    # Age: with --max-age 1 only the windows of the last second or so stay.
+    out2 = tmp_path / "age"
+    finish(start_agent("-o", out2, "-i", 0.3, "-d", 3, "--max-age", 1))
+    now = time.time()
+    ages = [now - os.path.getmtime(f) for f in windows(out2)]
+    assert ages and max(ages) < 2.5, ages
+
+
+def test_disk_guard_drops_windows_rather_than_fill_the_disk(tmp_path):
+    out = tmp_path / "store"
+    err = finish(start_agent("-o", out, "-i", 0.5, "-d", 1.2, "--min-free", "100000T"))
+    assert windows(out) == []
+    assert "not written" in err and "--min-free" in err, err
+
+
+class Receiver:
+    """A Pyroscope ingest endpoint on a free loopback port. It answers 503 or drops the
+    connection while `down` is set (an outage), else 200, and records every request."""
+
+    def __init__(self):
+        self.requests = []
+        self.down = None  # None, "503" or "drop"
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(n)
+                with outer.lock:
+                    mode = outer.down
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "body": body, "answer": mode or "200"})
+                if mode == "drop":
+                    self.close_connection = True
+                    return
+                code = 503 if mode == "503" else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_push_to_pyroscope_with_outage_and_recovery(load, tmp_path):
+    rx = Receiver()
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    out = tmp_path / "store"
+    try:
+        busy = subprocess.Popen([load, "busy", "7"], stdout=subprocess.PIPE)
+        rx.down = "drop"
+        a = start_agent("-o", out, "-i", 1, "-d", 7, "-F", 99, "--host", "h1", "-l", "env=ci",
+                        "--push", f"http://127.0.0.1:{rx.port}", "--tenant", "team-a",
+                        "--bearer-token-file", token, "--retry-max", 0.5, "-v")
+        time.sleep(2)
+        rx.down = "503"
+        time.sleep(2)
+        rx.down = None
+        err = finish(a)
+        busy.kill()
+        busy.wait()
+    finally:
+        rx.close()
+    reqs = rx.requests
+    assert any(r["answer"] == "drop" for r in reqs) and any(r["answer"] == "503" for r in reqs)
+    ok = [r for r in reqs if r["answer"] == "200"]
+    assert ok, err
+    for r in reqs:
+        u = urllib.parse.urlsplit(r["path"])
+        assert u.path == "/ingest", r["path"]
+        q = urllib.parse.parse_qs(u.query, strict_parsing=True)
+        assert set(q) >= {"name", "from", "until", "format"}, q
+        assert q["format"] == ["pprof"]
+        assert int(q["from"][0]) <= int(q["until"][0]) <= time.time() + 1
+        assert q["sampleRate"] == ["99"]
+        m = re.fullmatch(r"([^{}]+)\{(.*)\}", q["name"][0])
+        assert m, q["name"]
+        labels = dict(kv.split("=", 1) for kv in m.group(2).split(","))
+        assert labels["host"] == "h1" and labels["env"] == "ci", labels
+        assert r["headers"]["X-Scope-OrgID"] == "team-a"
+        assert r["headers"]["Authorization"] == "Bearer s3cret"
+        assert r["headers"]["Content-Type"] == "application/octet-stream"
+        assert r["body"][:2] == b"\x1f\x8b", "a gzipped pprof body"
+    # Each accepted body is a valid profile; the busy process's service holds all its samples.
+    pushed = 0
+    apps = set()
+    for i, r in enumerate(ok):
+        f = tmp_path / f"push{i}.pb.gz"
+        f.write_bytes(r["body"])
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(r["path"]).query)
+        app = q["name"][0].split("{")[0]
+        apps.add(app)
+        n = samples_of(f, busy.pid)
+        if n:
+            assert app == "agent_load", app
+        pushed += n
+    stored = sum(samples_of(f, busy.pid) for f in windows(out))
+    # Nothing lost: every window stored locally was also accepted by the server, once.
+    assert stored > 100 and pushed == stored, (pushed, stored, len(ok))
+    froms = sorted(int(urllib.parse.parse_qs(urllib.parse.urlsplit(r["path"]).query)["from"][0])
+                   for r in ok if "agent_load" in r["path"])
+    assert len(froms) == len(set(froms)), "no window pushed twice"
+    assert os.listdir(out / "queue") == [], "the queue is empty after recovery"
+
+
+def test_push_queue_cap_drops_oldest_and_counts(load, tmp_path):
+    out = tmp_path / "store"
+    busy = subprocess.Popen([load, "busy", "4"], stdout=subprocess.PIPE)
+    # Nothing listens on port 9 of loopback (discard is not running): every push fails.
+    err = finish(start_agent("-o", out, "-i", 0.5, "-d", 3, "--no-store", "--push",
+                             "http://127.0.0.1:9", "--queue-max-size", 4096, "--push-timeout",
+                             0.5, "-v"))
+    busy.kill()
+    busy.wait()
+    assert "dropped the" in err and "oldest pushes" in err, err
+    q = os.listdir(out / "queue")
+    assert q and sum(os.path.getsize(out / "queue" / f) for f in q) <= 4096
+
+
+def watch(load, tmp_path, workload_args, *rules, secs=8, extra=()):
+    w = subprocess.Popen([load, *map(str, workload_args)], stdout=subprocess.PIPE, text=True)
+    assert w.stdout.readline().startswith("ready")
+    out = tmp_path / "trig"
+    args = ["-p", w.pid, "-o", out, "-d", secs, "--trigger-check", 0.25, "--trigger-warmup", 4,
+            "--trigger-duration", 1, *extra]
+    for r in rules:
+        args += ["--trigger", r]
+    try:
+        err = finish(start_agent(*args, sub="watch"))
+    finally:
+        w.kill()
+        w.wait()
+    return w.pid, sorted(glob.glob(os.path.join(out, "trigger-*.pb.gz"))), err
+
+
+def test_trigger_cpu_spike_fires_once_with_cooldown(load, tmp_path):
+    pid, files, err = watch(load, tmp_path, ["spike", 2, 5], "cpu>3x", secs=6)
+    assert len(files) == 1, (files, err)  # the cooldown (300 s) keeps it from firing again
+    f = files[0]
+    assert f"pid{pid}-cpu_spike_3x" in f
+    rows, _ = pprof_top(f, "samples")
+    assert "spike_hot" in rows, rows
+    c = go_pprof("-comments", f)
+    assert "trigger cpu>3x" in c and f"pid {pid}" in c, c
+    # A full-rate capture: 99 Hz for 1 s of a busy process.
+    assert sum(v for v, _ in rows.values()) > 0
+
+
+def test_trigger_spike_respects_warmup(load, tmp_path):
+    # Busy from the start: the moving average starts high, so no spike ever fires.
+    _, files, err = watch(load, tmp_path, ["spike", 0, 8], "cpu>3x", secs=4)
+    assert files == [], err
+
+
+def test_trigger_absolute_cpu_with_short_cooldown_fires_again(load, tmp_path):
+    _, files, err = watch(load, tmp_path, ["busy", 10], "cpu>50", secs=6,
+                          extra=["--trigger-cooldown", 0.5])
+    assert len(files) >= 2, (files, err)
+    assert all("cpu_gt_50" in f for f in files)
+
+
+def test_trigger_rss_and_threads(load, tmp_path):
+    _, files, err = watch(load, tmp_path, ["rss", 2, 200, 4], "rss>2x", secs=5)
+    assert len(files) == 1 and "rss_spike_2x" in files[0], (files, err)
+    (tmp_path / "trig").rename(tmp_path / "trig-rss")
+    _, files, err = watch(load, tmp_path, ["threads", 1, 16, 4], "threads>10", secs=4)
+    assert len(files) == 1 and "threads_gt_10" in files[0], (files, err)
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    for args in (["--interval", "0"], ["--freq", "x"], ["--label", "novalue"],
+                 ["--trigger", "cpu>"], ["--trigger", "mem>3"], ["--push", "ftp://x"],
+                 ["--max-size", "12Q"], ["--tenant", "a"], ["extra"]):
+        r = run_cprof("agent", "-o", tmp_path, *args, check=False)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
+    r = run_cprof("watch", "--trigger", "cpu>50", check=False)
+    assert r.returncode == 2
+    r = run_cprof("watch", "-p", 4194303, "--trigger", "cpu>50", check=False)
+    assert r.returncode == 1 and b"no such process" in r.stderr
