@@ -115,6 +115,50 @@ def test_windows_labels_and_short_lived(load, workdir, tmp_path):
     assert "whole system" in comments and "dropped: nothing" in comments, comments
 
 
+def functions_of(files, pid):
+    names = set()
+    for f in files:
+        rows, _ = pprof_top(f, "samples", extra=[f"-tagfocus=pid={pid}"])
+        names |= set(rows)
+    return names
+
+
+def test_exec_and_pid_reuse(load, workdir, tmp_path):
+    out = tmp_path / "store"
+    a = start_agent("-o", out, "-i", 0.5, "-d", 7, "-F", 199)
+    time.sleep(1)
+    # exec: the same pid runs another program image (new mappings, new addresses).
+    e = subprocess.Popen([load, "exec", "1200", "1.2"], stdout=subprocess.PIPE)
+    e.wait()
+    # pid reuse: a new process under the number of one that exited. ns_last_pid makes the
+    # kernel hand out that number next; other processes may take it first, so try again.
+    other = os.path.join(workdir, "agent_load_copy")
+    if not os.path.exists(other):
+        subprocess.run(["cp", load, other], check=True)
+    reused = None
+    for _ in range(20):
+        first = subprocess.Popen([load, "short", "700"])
+        first.wait()
+        time.sleep(0.6)  # its window is written before the number comes back
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(first.pid - 1))
+        second = subprocess.Popen([other, "spike", "0", "0.7"], stdout=subprocess.PIPE)
+        second.wait()
+        if second.pid == first.pid:
+            reused = first.pid
+            break
+    finish(a)
+    files = windows(out)
+    names = functions_of(files, e.pid)
+    assert {"short_lived_hot", "busy_hot"} <= names, names
+    assert reused, "could not get a pid reused"
+    before = [f for f in files if "short_lived_hot" in functions_of([f], reused)]
+    after = [f for f in files if "spike_hot" in functions_of([f], reused)]
+    assert before and after, (before, after)
+    exes = {l["exe"] for f in after for _, l in raw_samples(f) if l.get("pid") == str(reused)}
+    assert other in exes, exes
+
+
 def test_sigterm_flushes_the_window(load, tmp_path):
     out = tmp_path / "store"
     a = start_agent("-o", out, "-i", 600, "-F", 99)

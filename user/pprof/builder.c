@@ -435,7 +435,8 @@ int pprof_builder__add_sample(struct pprof_builder *b, const struct pprof_raw_sa
 		err = -ENOMEM;
 		goto cleanup;
 	}
-	memcpy(smp->location_ids, key.location_ids, key.nlocs * sizeof(*smp->location_ids));
+	if (key.nlocs) /* a sample whose stacks were all lost has none (and no scratch yet) */
+		memcpy(smp->location_ids, key.location_ids, key.nlocs * sizeof(*smp->location_ids));
 	err = hashmap__insert(b->sample_idx, smp, smp);
 	if (err)
 		goto cleanup;
