@@ -297,6 +297,8 @@ static const char serve_usage[] =
 	"      --tls-key FILE       ... and this PEM private key\n"
 	"      --max-captures N     captures running at once, 1-64 (default 4); more get 503\n"
 	"      --max-seconds S      longest capture a request may ask for (default 3600)\n"
+	"      --idle-timeout S     close connections idle this long (default 30; a running\n"
+	"                           capture is never idle)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"      --max-stacks N       distinct stacks kept in BPF per capture (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
@@ -323,6 +325,7 @@ enum {
 	OPT_TLS_KEY,
 	OPT_MAX_CAPTURES,
 	OPT_MAX_SECONDS,
+	OPT_IDLE_TIMEOUT,
 };
 
 static const struct option serve_long_opts[] = {
@@ -332,6 +335,7 @@ static const struct option serve_long_opts[] = {
 	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	{"max-captures", required_argument, NULL, OPT_MAX_CAPTURES},
 	{"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
 	{"freq", required_argument, NULL, 'F'},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
@@ -374,6 +378,13 @@ static int parse_serve_one(int opt, const char *arg, struct serve_opts *o)
 			pr_err("invalid --max-seconds '%s': expected seconds, more than 0\n", arg);
 			return -EINVAL;
 		}
+		return 0;
+	case OPT_IDLE_TIMEOUT:
+		if (cli__parse_long(arg, 1, 86400, &v)) {
+			pr_err("invalid --idle-timeout '%s': expected 1 to 86400 seconds\n", arg);
+			return -EINVAL;
+		}
+		o->idle_timeout = (unsigned)v;
 		return 0;
 	case OPT_NO_KERNEL:
 		o->no_kernel = true;

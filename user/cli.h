@@ -33,12 +33,13 @@ struct serve_opts {
 	const char *token_file; /* --token-file */
 	const char *tls_cert;	/* --tls-cert, --tls-key */
 	const char *tls_key;
-	int max_captures;   /* --max-captures: captures running at once; more get 503 */
-	double max_seconds; /* --max-seconds: the longest capture a request may ask for */
-	int freq;	    /* -F: cpu Hz of captures (a request may say hz=) */
-	uint32_t max_keys;  /* --max-stacks */
-	bool no_kernel;	    /* --no-kernel */
-	bool demangle;	    /* --demangle */
+	int max_captures;      /* --max-captures: captures running at once; more get 503 */
+	double max_seconds;    /* --max-seconds: the longest capture a request may ask for */
+	unsigned idle_timeout; /* --idle-timeout: seconds an idle connection stays open */
+	int freq;	       /* -F: cpu Hz of captures (a request may say hz=) */
+	uint32_t max_keys;     /* --max-stacks */
+	bool no_kernel;	       /* --no-kernel */
+	bool demangle;	       /* --demangle */
 };
 
 /* Parses argv for `serve` (argv[0] is "serve"). Returns as cli__parse_record does. */

@@ -938,6 +938,7 @@ int serve__run(const struct serve_opts *o)
 		.token_file = o->token_file,
 		.tls_cert = o->tls_cert,
 		.tls_key = o->tls_key,
+		.idle_timeout = o->idle_timeout,
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]),
 		.on_request = on_request,

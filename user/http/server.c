@@ -39,6 +39,7 @@ struct http_server {
 	int listen_fd;
 	struct MHD_Daemon *daemon;
 	volatile int stopping;
+	int inflight;	    /* requests between their first call and their completion (atomic) */
 	char last_log[256]; /* libmicrohttpd's last message, for start errors */
 };
 
@@ -655,6 +656,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->method = method;
 		r->path = url;
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
+		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
 		*con_cls = r;
 		check_request(r, url);
 		return r->queue_failed ? MHD_NO : MHD_YES;
@@ -687,6 +689,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(r->body);
 	free(r);
 	*con_cls = NULL;
+	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -758,13 +761,26 @@ const char *http_server__url(const struct http_server *s)
 	return s->url;
 }
 
+/* Longest wait at stop for requests to finish: handlers see should_stop within their next poll,
+ * and then send what they have (a capture its partial profile). */
+#define STOP_GRACE_MS 15000
+
 void http_server__stop(struct http_server *s)
 {
+	int fd;
+
 	if (!s || !s->daemon)
 		return;
 	s->stopping = 1;
+	/* No new connections; the requests in flight finish and their answers are sent. */
+	fd = MHD_quiesce_daemon(s->daemon);
+	for (int ms = 0; ms < STOP_GRACE_MS && __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
+	     ms += 10)
+		usleep(10000);
 	MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
+	if (fd >= 0)
+		close(fd);
 }
 
 void http_server__free(struct http_server *s)

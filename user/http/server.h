@@ -69,8 +69,9 @@ int http_server__start(struct http_server *s);
 /* The port bound (after start), and the base URL ("http://127.0.0.1:6060"). */
 int http_server__port(const struct http_server *s);
 const char *http_server__url(const struct http_server *s);
-/* Asks running handlers to finish (http_request__should_stop turns true), waits for them and
- * closes every connection. Safe to call twice. */
+/* Stops accepting, asks running handlers to finish (http_request__should_stop turns true),
+ * waits up to 15 s for the requests in flight to be answered, then closes every connection.
+ * Safe to call twice. */
 void http_server__stop(struct http_server *s);
 void http_server__free(struct http_server *s);
 
