@@ -251,6 +251,35 @@ class Receiver:
         self.srv.server_close()
 
 
+def listen_url(p):
+    """Reads the agent's stderr until it says where /metrics is."""
+    for _ in range(50):
+        line = p.stderr.readline()
+        m = re.search(r"/metrics and /healthz on (http://\S+)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("no --listen address in the log")
+
+
+def fetch(url):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = r.read().decode()
+            return (r.status, body) if url.endswith("/healthz") else body
+    except urllib.error.HTTPError as e:
+        return (e.code, e.read().decode())
+
+
+def metrics(text):
+    vals = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            vals[k] = float(v)
+    return vals
+
+
 def test_push_to_pyroscope_with_outage_and_recovery(load, tmp_path):
     rx = Receiver()
     token = tmp_path / "token"
@@ -261,11 +290,17 @@ def test_push_to_pyroscope_with_outage_and_recovery(load, tmp_path):
         rx.down = "drop"
         a = start_agent("-o", out, "-i", 1, "-d", 7, "-F", 99, "--host", "h1", "-l", "env=ci",
                         "--push", f"http://127.0.0.1:{rx.port}", "--tenant", "team-a",
-                        "--bearer-token-file", token, "--retry-max", 0.5, "-v")
+                        "--bearer-token-file", token, "--retry-max", 0.5,
+                        "--listen", "127.0.0.1:0", "-v")
+        url = listen_url(a)
         time.sleep(2)
         rx.down = "503"
         time.sleep(2)
+        during = fetch(url + "/metrics")
         rx.down = None
+        time.sleep(1.5)
+        after = fetch(url + "/metrics")
+        health = fetch(url + "/healthz")
         err = finish(a)
         busy.kill()
         busy.wait()
@@ -311,6 +346,14 @@ def test_push_to_pyroscope_with_outage_and_recovery(load, tmp_path):
                    for r in ok if "agent_load" in r["path"])
     assert len(froms) == len(set(froms)), "no window pushed twice"
     assert os.listdir(out / "queue") == [], "the queue is empty after recovery"
+    # /metrics shows the outage and the recovery; /healthz is fine.
+    m1, m2 = metrics(during), metrics(after)
+    assert m1["cprof_agent_push_failed_total"] > 0 and m1["cprof_agent_queue_files"] > 0, m1
+    assert m2["cprof_agent_push_sent_total"] > m1["cprof_agent_push_sent_total"], (m1, m2)
+    assert m2["cprof_agent_windows_total"] >= 4 and m2["cprof_agent_rss_bytes"] > 0, m2
+    assert m2["cprof_agent_push_dropped_total"] == 0, m2
+    assert 0 < m2["cprof_agent_cpu_seconds_total"] < 30, m2
+    assert health == (200, "ok\n")
 
 
 def test_push_queue_cap_drops_oldest_and_counts(load, tmp_path):

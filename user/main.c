@@ -7,6 +7,7 @@
 #include "check.h"
 #include "cli.h"
 #include "record.h"
+#include "serve.h"
 
 static int cmd_record(int argc, char **argv)
 {
@@ -38,6 +39,16 @@ static int cmd_agent(int argc, char **argv, bool watch)
 	return ret;
 }
 
+static int cmd_serve(int argc, char **argv)
+{
+	struct serve_opts o;
+	int err = cli__parse_serve(argc, argv, &o);
+
+	if (err)
+		return err > 0 ? 0 : 2;
+	return serve__run(&o);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stderr, NULL, _IOLBF, 0);
@@ -47,6 +58,8 @@ int main(int argc, char **argv)
 		return cmd_agent(argc - 1, argv + 1, false);
 	if (argc > 1 && strcmp(argv[1], "watch") == 0)
 		return cmd_agent(argc - 1, argv + 1, true);
+	if (argc > 1 && strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "record") == 0)
 		return cmd_record(argc - 1, argv + 1);
 	return cmd_record(argc, argv);

@@ -6,7 +6,6 @@
 #include "agent/internal.h"
 #include "util/log.h"
 
-#if __has_include("http/server.h")
 #include "http/server.h"
 
 struct agent_http {
@@ -36,7 +35,8 @@ static int healthz_handler(void *ctx, struct http_request *req)
 int agent_http__start(struct agent *a, struct agent_http **out)
 {
 	struct agent_http *h = calloc(1, sizeof(*h));
-	struct http_server_opts o = {.listen = a->o->listen, .nroutes = 2};
+	struct http_server_opts o = {
+		.listen = a->o->listen, .token_file = a->o->listen_token, .nroutes = 2};
 	int err;
 
 	if (!h)
@@ -66,18 +66,3 @@ void agent_http__stop(struct agent_http *h)
 	}
 	free(h);
 }
-#else
-/* Built without the HTTP server module. */
-int agent_http__start(struct agent *a, struct agent_http **out)
-{
-	(void)a;
-	(void)out;
-	pr_err("--listen: this build has no HTTP server\n");
-	return -ENOTSUP;
-}
-
-void agent_http__stop(struct agent_http *h)
-{
-	(void)h;
-}
-#endif

@@ -52,7 +52,8 @@ static const char agent_usage[] =
 	"      --trigger-warmup N   checks before a spike rule may fire (default 10)\n"
 	"      --trigger-check S    seconds between checks (default 2)\n"
 	"Operations:\n"
-	"      --listen ADDR:PORT   serve /metrics and /healthz over HTTP\n"
+	"      --listen ADDR:PORT   serve /metrics and /healthz over HTTP (port 0: any free)\n"
+	"      --listen-token-file F /metrics needs the token in F (Bearer); /healthz is open\n"
 	"      --max-rss SIZE       drop the symbol caches above this RSS (default 200M)\n"
 	"  -v, --verbose            more messages (-vv: debug)\n"
 	"  -q, --quiet              errors only\n"
@@ -99,6 +100,7 @@ enum {
 	OPT_TRIGGER_WARMUP,
 	OPT_TRIGGER_CHECK,
 	OPT_LISTEN,
+	OPT_LISTEN_TOKEN,
 	OPT_MAX_RSS,
 };
 
@@ -132,6 +134,7 @@ static const struct option long_opts[] = {
 	{"trigger-warmup", required_argument, NULL, OPT_TRIGGER_WARMUP},
 	{"trigger-check", required_argument, NULL, OPT_TRIGGER_CHECK},
 	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"listen-token-file", required_argument, NULL, OPT_LISTEN_TOKEN},
 	{"max-rss", required_argument, NULL, OPT_MAX_RSS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
@@ -448,6 +451,9 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 		if (!strrchr(arg, ':'))
 			return bad("--listen", arg, "ADDR:PORT");
 		o->listen = arg;
+		return 0;
+	case OPT_LISTEN_TOKEN:
+		o->listen_token = arg;
 		return 0;
 	case OPT_MAX_RSS:
 		if (agent_opts__parse_size(arg, &o->max_rss) || o->max_rss < (16 << 20))

@@ -51,8 +51,9 @@ struct agent_opts {
 	pid_t *pids;		 /* watch -p / agent --trigger-pid: only these processes */
 	size_t npids;
 	/* Operations */
-	const char *listen; /* --listen ADDR:PORT for /metrics and /healthz */
-	uint64_t max_rss;   /* bytes; above it the symbol caches are dropped */
+	const char *listen;	  /* --listen ADDR:PORT for /metrics and /healthz */
+	const char *listen_token; /* --listen-token-file: /metrics needs this token */
+	uint64_t max_rss;	  /* bytes; above it the symbol caches are dropped */
 };
 
 /* Parses argv of `agent` (watch false) or `watch`. Returns 0, 1 when it printed --help
