@@ -17,9 +17,11 @@ const volatile bool follow_children = false;
 /* Which stacks to take. */
 const volatile bool want_user_stack = true;
 const volatile bool want_kern_stack = true;
-/* Forget a process in `seen` when it exits and send a CPROF_PROC_EXIT notice (the agent evicts
- * its state; a reused pid is then announced again). */
-const volatile bool notify_exit = false;
+/* Lifecycle notices (the agent): every exec of a target is announced, not only of processes
+ * already sampled, so mappings are read as early as possible; when a seen process exits it
+ * leaves `seen` and a CPROF_PROC_EXIT notice lets user space evict its state (a reused pid is
+ * then announced again). */
+const volatile bool notify_lifecycle = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -168,7 +170,12 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)  \
 	{                                                                                          \
 		__u32 pid = bpf_get_current_pid_tgid() >> 32;                                      \
-		if (is_target(pid) && bpf_map_lookup_elem(&seen, &pid))                            \
+		__u8 one = 1;                                                                      \
+		if (!is_target(pid))                                                               \
+			return 0;                                                                  \
+		if (notify_lifecycle)                                                              \
+			bpf_map_update_elem(&seen, &pid, &one, BPF_ANY);                           \
+		if (bpf_map_lookup_elem(&seen, &pid))                                              \
 			proc_notify(pid, CPROF_PROC_EXEC);                                         \
 		return 0;                                                                          \
 	}                                                                                          \
@@ -177,7 +184,7 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 	{                                                                                          \
 		__u32 pid = BPF_CORE_READ(p, tgid);                                                \
 		/* signal->live reaches 0 when the last thread of the process exits. */            \
-		if (notify_exit && BPF_CORE_READ(p, signal, live.counter) == 0 &&                  \
+		if (notify_lifecycle && BPF_CORE_READ(p, signal, live.counter) == 0 &&             \
 		    bpf_map_delete_elem(&seen, &pid) == 0)                                         \
 			proc_notify(pid, CPROF_PROC_EXIT);                                         \
 		return 0;                                                                          \

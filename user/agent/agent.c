@@ -54,7 +54,8 @@ struct aproc {
 	uint64_t starttime;
 	char *exe, *cgroup;
 	char container[16];
-	bool dead; /* exited: forget it once its last window is drained */
+	bool dead;	  /* exited: forget it once its last window is drained */
+	uint64_t dead_at; /* the window being collected or drained when it was seen gone */
 };
 
 struct session {
@@ -204,8 +205,10 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 		break;
 	case CPROF_PROC_EXIT:
 		p = procs__get(s, (pid_t)e->pid);
-		if (p)
+		if (p && !p->dead) {
 			p->dead = true;
+			p->dead_at = s->nwindow;
+		}
 		break;
 	}
 }
@@ -431,9 +434,11 @@ static void collect_pid(const void *key, void *value, void *ctx)
 	c->v[c->n++] = p->pid;
 }
 
-/* After a window: forgets exited processes (their samples are in the window just written),
- * every SWEEP_EVERY windows also those whose exit notice was lost, and replaces the
- * symbolizer when it has taken many processes or the agent is over --max-rss. */
+/* After a window: forgets exited processes once the window after the one in which they were
+ * seen gone is written (a process's samples all precede its exit notice, but a notice handled
+ * during a drain can precede samples the drain left for the next window), marks those whose
+ * exit notice was lost every SWEEP_EVERY windows, and replaces the symbolizer when it has taken
+ * many processes or the agent is over --max-rss. */
 static void evict(struct session *s)
 {
 	struct collect_pids c = {.dead_only = s->nwindow % SWEEP_EVERY != 0};
@@ -447,8 +452,15 @@ static void evict(struct session *s)
 		p = procs__get(s, c.v[i]);
 		if (!p)
 			continue;
-		if (!p->dead && proc_stat__read(p->pid, &st) == 0 && st.state != 'Z' &&
-		    st.starttime == p->starttime)
+		if (!p->dead) {
+			if (proc_stat__read(p->pid, &st) == 0 && st.state != 'Z' &&
+			    st.starttime == p->starttime)
+				continue;
+			p->dead = true;
+			p->dead_at = s->nwindow - 1; /* gone before this window's drain ended */
+		}
+		/* nwindow counts the windows written: dead_at + 1 is written too. */
+		if (p->dead_at + 2 > s->nwindow)
 			continue;
 		procs__drop(s, c.v[i]);
 		evicted++;
@@ -505,7 +517,7 @@ static int run_windows(struct agent *a)
 		.freq = a->o->freq,
 		.max_keys = a->o->max_keys,
 		.live = true,
-		.notify_exit = true,
+		.lifecycle = true,
 		.on_proc = on_proc,
 		.pid_labels = pid_labels,
 		.ctx = &s,

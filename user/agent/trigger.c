@@ -18,7 +18,7 @@
 
 /* Noise floors: a spike must also exceed the moving average by this much. */
 static const double spike_floor[3] = {
-	[TRIGGER_CPU] = 10.0,		    /* percentage points of one core */
+	[TRIGGER_CPU] = 5.0,		    /* percentage points of one core */
 	[TRIGGER_RSS] = 32.0 * 1024 * 1024, /* bytes */
 	[TRIGGER_THREADS] = 4,
 };

@@ -30,7 +30,7 @@ struct collect_opts {
 	/* Drained repeatedly while attached (the agent): each drain also trims the stack map of
 	 * stacks no key references any more, so long runs do not fill it. */
 	bool live;
-	bool notify_exit; /* CPROF_PROC_EXIT notices when a seen process exits */
+	bool lifecycle; /* notices on every exec, and CPROF_PROC_EXIT when a seen process exits */
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -129,7 +129,7 @@ void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint6
 		(skel)->rodata->target_all = (o)->all;                                             \
 		(skel)->rodata->follow_children = (o)->follow_children;                            \
 		(skel)->rodata->want_kern_stack = !(o)->no_kernel_stacks;                          \
-		(skel)->rodata->notify_exit = (o)->notify_exit;                                    \
+		(skel)->rodata->notify_lifecycle = (o)->lifecycle;                                 \
 	} while (0)
 
 #endif
