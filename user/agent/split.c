@@ -74,7 +74,8 @@ static int emit_part(Profile *p, Perftools__Profiles__Sample **all, size_t nall,
 				goto cleanup;
 		}
 	}
-	memcpy(locs, p->location, p->n_location * sizeof(*locs));
+	if (p->n_location)
+		memcpy(locs, p->location, p->n_location * sizeof(*locs));
 	part.n_location = FILTER_BY_ID(locs, p->n_location, lk);
 	part.location = locs;
 	for (size_t i = 0; i < part.n_location; i++) {
@@ -90,10 +91,12 @@ static int emit_part(Profile *p, Perftools__Profiles__Sample **all, size_t nall,
 				goto cleanup;
 		}
 	}
-	memcpy(funcs, p->function, p->n_function * sizeof(*funcs));
+	if (p->n_function)
+		memcpy(funcs, p->function, p->n_function * sizeof(*funcs));
 	part.n_function = FILTER_BY_ID(funcs, p->n_function, fk);
 	part.function = funcs;
-	memcpy(maps, p->mapping, p->n_mapping * sizeof(*maps));
+	if (p->n_mapping)
+		memcpy(maps, p->mapping, p->n_mapping * sizeof(*maps));
 	part.n_mapping = FILTER_BY_ID(maps, p->n_mapping, mk);
 	part.mapping = maps;
 	part.n_sample = ns;
