@@ -65,7 +65,8 @@ struct session {
 	struct symbolizer_opts so;
 	struct hashmap *procs; /* pid -> struct aproc */
 	struct bpf_map *seen;
-	uint64_t sym_adds; /* processes added to sym since it was created */
+	uint64_t sym_adds;   /* processes added to sym since it was created */
+	uint64_t procs_read; /* mappings snapshots taken (notices handled) */
 	uint64_t procs_missed, procs_missed_prev;
 	struct collect_stats prev;
 	double cpu_prev;
@@ -185,6 +186,7 @@ static void procs__seen(struct session *s, pid_t pid, bool exec)
 		aproc__fill(p);
 	err = symbolizer__add_pid(s->sym, pid);
 	s->sym_adds++;
+	s->procs_read++;
 	if (err == -ESRCH || err == -ENOENT)
 		s->procs_missed++;
 	else if (err)
@@ -396,9 +398,12 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	a->m.last_window_mono = m1;
 	a->m.procs_tracked = hashmap__size(s->procs);
 	pthread_mutex_unlock(&a->lock);
-	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes; agent cpu %.2f%%, rss %.1f MB\n",
+	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes, %llu processes read; agent cpu "
+		"%.2f%%, rss %.1f MB\n",
 		(unsigned long long)s->nwindow, (unsigned long long)d.bpf[CPROF_STAT_SAMPLES],
-		pprof_builder__nsamples(b), gzlen, a->m.own_cpu_pct, rss / 1048576.0);
+		pprof_builder__nsamples(b), gzlen, (unsigned long long)s->procs_read,
+		a->m.own_cpu_pct, rss / 1048576.0);
+	s->procs_read = 0;
 	s->cpu_prev = cpu;
 	s->procs_missed_prev = s->procs_missed;
 	s->nwindow++;
