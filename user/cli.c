@@ -35,6 +35,10 @@ static const char usage[] =
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
+	"                           pointers where none), fp (frame pointers), dwarf (tables "
+	"only)\n"
+	"      --unwind-mem MB      memory for unwind tables, 1-65536 (default 128)\n"
 	"  -v, --verbose            more messages (-vv: debug, libbpf too)\n"
 	"  -q, --quiet              errors only\n"
 	"  -h, --help               this help\n"
@@ -119,6 +123,8 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
 	OPT_DEMANGLE,
+	OPT_UNWIND,
+	OPT_UNWIND_MEM,
 };
 
 static const struct option long_opts[] = {
@@ -133,6 +139,8 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -209,6 +217,25 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		}
 		o->demangle = strcmp(arg, "full") == 0;
 		return 0;
+	case OPT_UNWIND:
+		if (strcmp(arg, "auto") == 0)
+			o->unwind = CPROF_UNWIND_AUTO;
+		else if (strcmp(arg, "fp") == 0)
+			o->unwind = CPROF_UNWIND_FP;
+		else if (strcmp(arg, "dwarf") == 0)
+			o->unwind = CPROF_UNWIND_DWARF;
+		else {
+			pr_err("invalid --unwind '%s' (auto, fp or dwarf)\n", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_UNWIND_MEM:
+		if (cli__parse_long(arg, 1, 65536, &v)) {
+			pr_err("invalid --unwind-mem '%s': expected 1 to 65536 (MiB)\n", arg);
+			return -EINVAL;
+		}
+		o->unwind_mem = (uint64_t)v << 20;
+		return 0;
 	case 'v':
 		log_verbosity++;
 		return 0;
@@ -229,6 +256,7 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	o->freq = 99;
 	o->top_rows = 20;
 	o->demangle = true;
+	o->unwind = CPROF_UNWIND_AUTO;
 	optind = 1;
 	opterr = 0;
 	/* '+': stop at the first non-option, so `-- CMD -x` keeps CMD's own flags. */
