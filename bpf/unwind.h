@@ -24,10 +24,11 @@
 #define CPROF_DEFAULT_MAX_USTACKS 16384
 #endif
 
-/* How user stacks are walked (rodata unwind_mode, --unwind). */
+/* How user stacks are walked (rodata unwind_mode, --unwind). 0 is the default, so that a
+ * zeroed options struct means auto. */
 enum cprof_unwind_mode {
-	CPROF_UNWIND_FP = 0,	/* frame pointers only: bpf_get_stackid(BPF_F_USER_STACK) */
-	CPROF_UNWIND_AUTO = 1,	/* tables where a pc has one, frame pointers elsewhere */
+	CPROF_UNWIND_AUTO = 0,	/* tables where a pc has one, frame pointers elsewhere (default) */
+	CPROF_UNWIND_FP = 1,	/* frame pointers only: bpf_get_stackid(BPF_F_USER_STACK) */
 	CPROF_UNWIND_DWARF = 2, /* tables only: a pc without one ends the stack */
 };
 

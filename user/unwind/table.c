@@ -2,6 +2,9 @@
  * (dwarf_cfi_addrframe), taking the end of the range it covers (dwarf_frame_info) and asking
  * again there, FDE after FDE. FDE starts come from .eh_frame_hdr's sorted table. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,4 +392,33 @@ const struct cprof_unwind_row *unwind_table__find(const struct unwind_table *t, 
 	if (!t->n || t->rows[lo].pc > vaddr)
 		return NULL;
 	return &t->rows[lo];
+}
+
+int unwind_table__main(int argc, char **argv)
+{
+	static const char *const kinds[] = {"invalid", "cfa_rsp", "cfa_rbp",
+					    "plt",     "signal",  "stop"};
+	struct unwind_table t;
+	int fd, err;
+
+	if (argc != 2) {
+		fprintf(stderr, "cprof-bpf: usage: cprof-bpf unwind-table FILE\n");
+		return 2;
+	}
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "cprof-bpf: cannot open %s: %s\n", argv[1], strerror(errno));
+		return 1;
+	}
+	err = unwind_table__build(fd, &t);
+	close(fd);
+	if (err) {
+		fprintf(stderr, "cprof-bpf: no unwind table for %s: %s\n", argv[1], strerror(-err));
+		return 1;
+	}
+	for (size_t i = 0; i < t.n; i++)
+		printf("%x %s %d %d %u\n", t.rows[i].pc, kinds[t.rows[i].kind], t.rows[i].cfa_off,
+		       t.rows[i].rbp_off, t.rows[i].arg);
+	unwind_table__free(&t);
+	return 0;
 }

@@ -28,6 +28,9 @@ int unwind_table__build(int fd, struct unwind_table *t);
 /* Only reads the build-id (cheap: for deduplication before building). */
 int unwind_table__build_id(int fd, char *buf, size_t len);
 void unwind_table__free(struct unwind_table *t);
+/* `cprof-bpf unwind-table FILE`: prints FILE's table, one row a line ("pc kind cfa_off rbp_off
+ * arg", pc in hex), for tests and debugging. Returns an exit status. */
+int unwind_table__main(int argc, char **argv);
 /* The row covering vaddr, or NULL (the same search the BPF side does). */
 const struct cprof_unwind_row *unwind_table__find(const struct unwind_table *t, uint64_t vaddr);
 
