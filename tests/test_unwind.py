@@ -206,3 +206,45 @@ def test_table_matches_readelf(workdir, which):
     if which == "libc":
         kinds = {r[1] for r in ours}
         assert {"plt", "signal", "stop"} <= kinds, kinds
+
+
+def test_budget_too_small_is_counted_and_exe_still_unwinds(workdir, spawn):
+    """The executable's table fits in 64 KiB, libc's does not: libc's frames fall back to frame
+    pointers, the loss is reported, and the hot stacks (all in the executable) stay complete."""
+    exe = build(workdir, "workload.c", "workload-nofp", flags=NOFP)
+    w = spawn(exe, "cpu", 30)
+    out, stderr = profile(workdir, "budget.pb.gz", w.pid, "--unwind-mem", "64K")
+    assert "executables without unwind table" in stderr, stderr
+    comments = subprocess.run(["go", "tool", "pprof", "-comments", out], capture_output=True,
+                              text=True).stdout
+    assert "executables without unwind table" in comments, comments
+    traces = hot_traces(out, ("hot_a", "hot_b"))
+    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.95, traces[:5]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--unwind=sideways"], "invalid --unwind"),
+    (["--unwind-mem", "12Q"], "invalid --unwind-mem"),
+    (["--unwind-mem", "1K"], "invalid --unwind-mem"),
+])
+def test_bad_unwind_flags(args, msg):
+    r = run_cprof("-p", "1", "-d", "1", *args, check=False)
+    assert r.returncode == 2
+    assert msg in r.stderr.decode()
+
+
+def test_check_verifies_the_unwinder_within_bounds():
+    """The walk is a bpf_loop step, verified once: the count must not grow with the depth."""
+    r = run_cprof("check")
+    insns = [int(m) for m in re.findall(r"on_sample\s+ok\s+(\d+) verified insns",
+                                        r.stdout.decode())]
+    assert insns and all(n > 1000 for n in insns), r.stdout  # the unwinder is in it
+    assert max(insns) < 200000, insns
+
+
+def test_unwind_table_of_non_elf_fails_cleanly(workdir):
+    path = os.path.join(workdir, "not-elf")
+    with open(path, "w") as f:
+        f.write("hello\n")
+    r = subprocess.run([CPROF, "unwind-table", path], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr

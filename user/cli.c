@@ -38,7 +38,8 @@ static const char usage[] =
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
 	"                           pointers where none), fp (frame pointers), dwarf (tables "
 	"only)\n"
-	"      --unwind-mem MB      memory for unwind tables, 1-65536 (default 128)\n"
+	"      --unwind-mem SIZE    memory for unwind tables: 64K-64G, plain numbers are MiB\n"
+	"                           (default 128M); executables beyond it use frame pointers\n"
 	"  -v, --verbose            more messages (-vv: debug, libbpf too)\n"
 	"  -q, --quiet              errors only\n"
 	"  -h, --help               this help\n"
@@ -79,6 +80,30 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+/* A size: a whole number with an optional K, M or G suffix; MiB when there is none. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char num[32], *end;
+	size_t len = strlen(s);
+	int shift = 20;
+	long v;
+
+	if (len == 0 || len >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, len + 1);
+	end = &num[len - 1];
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (*end == 'K' || *end == 'k' || *end == 'M' || *end == 'm' || *end == 'G' || *end == 'g')
+		*end = '\0';
+	if (cli__parse_long(num, 1, 1L << 26, &v))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
 	return 0;
 }
 
@@ -230,11 +255,13 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		}
 		return 0;
 	case OPT_UNWIND_MEM:
-		if (cli__parse_long(arg, 1, 65536, &v)) {
-			pr_err("invalid --unwind-mem '%s': expected 1 to 65536 (MiB)\n", arg);
+		if (parse_size(arg, &o->unwind_mem) || o->unwind_mem < (64ull << 10) ||
+		    o->unwind_mem > (64ull << 30)) {
+			pr_err("invalid --unwind-mem '%s': expected 64K to 64G (plain numbers are "
+			       "MiB)\n",
+			       arg);
 			return -EINVAL;
 		}
-		o->unwind_mem = (uint64_t)v << 20;
 		return 0;
 	case 'v':
 		log_verbosity++;

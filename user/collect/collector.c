@@ -119,6 +119,13 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 		err = -EINVAL;
 		goto cleanup;
 	}
+	/* Tables of the targets first: a target's samples before its tables are in would be
+	 * walked with frame pointers only. */
+	if (!o->load_only) {
+		err = collector__start_unwinder(c);
+		if (err)
+			goto cleanup;
+	}
 	for (size_t i = 0; !o->all && i < o->npids; i++) {
 		err = collector__add_target(c, o->pids[i]);
 		if (err) {
@@ -128,9 +135,6 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 	}
 	if (o->load_only)
 		goto done;
-	err = collector__start_unwinder(c);
-	if (err)
-		goto cleanup;
 	c->rb = ring_buffer__new(bpf_map__fd(c->proc_events), handle_proc_event, c, NULL);
 	if (!c->rb) {
 		err = -errno;

@@ -419,6 +419,8 @@ int unwind_table__main(int argc, char **argv)
 	for (size_t i = 0; i < t.n; i++)
 		printf("%x %s %d %d %u\n", t.rows[i].pc, kinds[t.rows[i].kind], t.rows[i].cfa_off,
 		       t.rows[i].rbp_off, t.rows[i].arg);
+	fprintf(stderr, "rows %zu bytes %zu text %llu\n", t.n, t.n * sizeof(*t.rows),
+		(unsigned long long)t.text_bytes);
 	unwind_table__free(&t);
 	return 0;
 }
