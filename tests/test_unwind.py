@@ -248,3 +248,19 @@ def test_unwind_table_of_non_elf_fails_cleanly(workdir):
         f.write("hello\n")
     r = subprocess.run([CPROF, "unwind-table", path], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_through_signal_trampoline(workdir, spawn):
+    """handler_work <- on_prof <- libc's __restore_rt (SIGNAL row: registers from the
+    ucontext) <- main_loop, the interrupted function <- main."""
+    exe = build(workdir, "unwind_signal.c", "unwind-signal", flags=NOFP)
+    w = spawn(exe, 30)
+    out, _ = profile(workdir, "signal.pb.gz", w.pid)
+    traces = hot_traces(out, ("handler_work",))
+
+    def crosses(fns):
+        if fns[1:2] != ["on_prof"] or "main_loop" not in fns:
+            return False
+        i = fns.index("main_loop")
+        return fns[i + 1:i + 2] == ["main"] and i >= 3  # at least the trampoline between
+    assert share(traces, crosses) >= 0.9, traces[:5]
