@@ -264,3 +264,15 @@ def test_through_signal_trampoline(workdir, spawn):
         i = fns.index("main_loop")
         return fns[i + 1:i + 2] == ["main"] and i >= 3  # at least the trampoline between
     assert share(traces, crosses) >= 0.9, traces[:5]
+
+
+def test_through_the_vdso(workdir, spawn):
+    """Samples inside the vDSO (clock_gettime) reach main through the vDSO's own table."""
+    exe = build(workdir, "unwind_vdso.c", "unwind-vdso", flags=NOFP)
+    w = spawn(exe, 30)
+    out, _ = profile(workdir, "vdso.pb.gz", w.pid)
+    traces = [(v, fns) for v, fns in pprof_traces(out) if "now" in fns]
+    in_vdso = [(v, fns) for v, fns in traces if fns.index("now") > 0]
+    assert in_vdso, traces[:5]
+    assert share(in_vdso, lambda fns: fns[fns.index("now"):][:3] == ["now", "spin", "main"]) \
+        >= 0.95, in_vdso[:5]

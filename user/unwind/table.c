@@ -164,6 +164,8 @@ static int read_encoded(const uint8_t **p, const uint8_t *end, uint8_t enc, uint
 	return 0;
 }
 
+static int elf_build_id(Elf *elf, char *buf, size_t len);
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -222,18 +224,26 @@ static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
 	return 0;
 }
 
-static uint64_t text_bytes(Elf *elf)
+/* The PT_LOAD segments, and the size of the executable ones. */
+static void read_loads(Elf *elf, struct unwind_table *t)
 {
-	uint64_t sum = 0;
 	GElf_Phdr ph;
 	size_t nph;
 
 	if (elf_getphdrnum(elf, &nph))
-		return 0;
-	for (size_t i = 0; i < nph; i++)
-		if (gelf_getphdr(elf, i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
-			sum += ph.p_filesz;
-	return sum;
+		return;
+	for (size_t i = 0; i < nph; i++) {
+		if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (ph.p_flags & PF_X)
+			t->text_bytes += ph.p_filesz;
+		if (t->nloads < UNWIND_TABLE_MAX_LOADS) {
+			t->loads[t->nloads].offset = ph.p_offset;
+			t->loads[t->nloads].vaddr = ph.p_vaddr;
+			t->loads[t->nloads].filesz = ph.p_filesz;
+			t->nloads++;
+		}
+	}
 }
 
 /* Appends the rows of the FDE at start, and of any FDE right after it, to r. Returns the end
@@ -268,25 +278,20 @@ static int walk_from(Dwarf_CFI *cfi, uint64_t start, struct rows *r, struct unwi
 	return 0;
 }
 
-int unwind_table__build(int fd, struct unwind_table *t)
+static int build_elf(Elf *elf, struct unwind_table *t)
 {
 	struct cprof_unwind_row gap = {.kind = CPROF_UNW_INVALID};
 	struct rows r = {};
 	uint64_t *starts = NULL, covered = 0;
 	size_t nstarts = 0;
 	Dwarf_CFI *cfi = NULL;
-	Elf *elf;
 	int err;
 
 	memset(t, 0, sizeof(*t));
-	elf_version(EV_CURRENT);
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		err = -ENOEXEC;
-		goto cleanup;
-	}
-	t->text_bytes = text_bytes(elf);
-	unwind_table__build_id(fd, t->build_id, sizeof(t->build_id));
+	if (!elf || elf_kind(elf) != ELF_K_ELF)
+		return -ENOEXEC;
+	read_loads(elf, t);
+	elf_build_id(elf, t->build_id, sizeof(t->build_id));
 	err = fde_starts(elf, &starts, &nstarts);
 	if (err)
 		goto cleanup;
@@ -321,15 +326,38 @@ cleanup:
 		dwarf_cfi_end(cfi);
 	free(r.v);
 	free(starts);
+	return err;
+}
+
+int unwind_table__build(int fd, struct unwind_table *t)
+{
+	Elf *elf;
+	int err;
+
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	err = build_elf(elf, t);
 	if (elf)
 		elf_end(elf);
 	return err;
 }
 
-int unwind_table__build_id(int fd, char *buf, size_t len)
+int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t)
+{
+	Elf *elf;
+	int err;
+
+	elf_version(EV_CURRENT);
+	elf = elf_memory(image, size);
+	err = build_elf(elf, t);
+	if (elf)
+		elf_end(elf);
+	return err;
+}
+
+static int elf_build_id(Elf *elf, char *buf, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	Elf *elf;
 	GElf_Phdr ph;
 	GElf_Nhdr nh;
 	size_t nph, off, noff, doff;
@@ -338,10 +366,6 @@ int unwind_table__build_id(int fd, char *buf, size_t len)
 
 	if (len)
 		buf[0] = '\0';
-	elf_version(EV_CURRENT);
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf)
-		return -ENOEXEC;
 	if (elf_getphdrnum(elf, &nph))
 		nph = 0;
 	for (size_t i = 0; i < nph && err; i++) {
@@ -366,6 +390,21 @@ int unwind_table__build_id(int fd, char *buf, size_t len)
 			break;
 		}
 	}
+	return err;
+}
+
+int unwind_table__build_id(int fd, char *buf, size_t len)
+{
+	Elf *elf;
+	int err;
+
+	if (len)
+		buf[0] = '\0';
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf)
+		return -ENOEXEC;
+	err = elf_build_id(elf, buf, len);
 	elf_end(elf);
 	return err;
 }

@@ -16,8 +16,6 @@
 #include "util/hashmap.h"
 #include "util/log.h"
 
-#define MAX_LOADS 8
-
 /* One executable file, shared by every process that maps it. */
 struct unw_exe {
 	bool listed; /* in unwinder.all */
@@ -25,7 +23,7 @@ struct unw_exe {
 	uint32_t nrows;
 	struct {
 		uint64_t offset, vaddr, filesz;
-	} loads[MAX_LOADS];
+	} loads[UNWIND_TABLE_MAX_LOADS];
 	int nloads;
 };
 
@@ -127,29 +125,6 @@ cleanup:
 	return err;
 }
 
-static void read_loads(int fd, struct unw_exe *e)
-{
-	GElf_Phdr ph;
-	size_t nph;
-	Elf *elf;
-
-	elf_version(EV_CURRENT);
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf)
-		return;
-	if (elf_getphdrnum(elf, &nph) == 0) {
-		for (size_t i = 0; i < nph && e->nloads < MAX_LOADS; i++) {
-			if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_LOAD)
-				continue;
-			e->loads[e->nloads].offset = ph.p_offset;
-			e->loads[e->nloads].vaddr = ph.p_vaddr;
-			e->loads[e->nloads].filesz = ph.p_filesz;
-			e->nloads++;
-		}
-	}
-	elf_end(elf);
-}
-
 /* A copy of key owned by the unwinder (hashmap keys are borrowed pointers). */
 static const char *intern(struct unwinder *u, const char *key)
 {
@@ -198,8 +173,9 @@ static int remember(struct unwinder *u, struct unw_exe *e, const char *key)
 	return hashmap__insert(u->exes, k, e);
 }
 
-/* Builds (or finds) the executable behind fd. */
-static struct unw_exe *get_exe(struct unwinder *u, int fd, const char *fkey)
+/* Builds (or finds) the executable behind fd, or in image when fd < 0 (the vDSO). */
+static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t size,
+			       const char *fkey)
 {
 	struct unwind_table t = {};
 	struct unw_exe *e;
@@ -208,7 +184,7 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, const char *fkey)
 	uint64_t bytes;
 	int err;
 
-	if (unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
+	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
 		bkey[0] = 'b';
 		bkey[1] = ':';
 		if (hashmap__find(u->exes, bkey, &found))
@@ -219,12 +195,11 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, const char *fkey)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	read_loads(fd, e);
 	if (u->st.bytes >= u->o.budget_bytes || u->next_id > CPROF_UNWIND_MAX_EXES) {
 		u->st.over_budget++;
 		goto done;
 	}
-	err = unwind_table__build(fd, &t);
+	err = fd >= 0 ? unwind_table__build(fd, &t) : unwind_table__build_mem(image, size, &t);
 	if (err == -ENOENT || err == -ENOTSUP || err == -ENOEXEC) {
 		u->st.no_cfi++;
 		goto done;
@@ -247,6 +222,8 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, const char *fkey)
 	}
 	e->id = u->next_id++;
 	e->nrows = t.n;
+	memcpy(e->loads, t.loads, sizeof(e->loads));
+	e->nloads = t.nloads;
 	u->st.tables++;
 	u->st.rows += t.n;
 	u->st.bytes += bytes;
@@ -260,6 +237,33 @@ done:
 		return NULL;
 	}
 	return e;
+}
+
+/* A copy of the vDSO as pid maps it (the same image for every process of this kernel). */
+static int read_vdso(pid_t pid, const struct proc_map *m, void **image, size_t *size)
+{
+	char path[64];
+	size_t len = m->end - m->start;
+	ssize_t n;
+	void *buf;
+	int fd;
+
+	if (len == 0 || len > (64u << 10))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(len);
+	n = buf ? pread(fd, buf, len, (off_t)m->start) : -1;
+	close(fd);
+	if (n != (ssize_t)len) {
+		free(buf);
+		return buf ? -EIO : -ENOMEM;
+	}
+	*image = buf;
+	*size = len;
+	return 0;
 }
 
 static int open_mapped(pid_t pid, const struct proc_map *m)
@@ -331,13 +335,26 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 	int fd;
 
 	snprintf(fkey, sizeof(fkey), "f:%u:%u:%" PRIu64, m->dev_major, m->dev_minor, m->inode);
+	if (!m->path)
+		snprintf(fkey, sizeof(fkey), "[vdso]");
 	if (hashmap__find(u->exes, fkey, &found)) {
 		e = found;
+	} else if (!m->path) {
+		void *image = NULL;
+		size_t size = 0;
+		int err = read_vdso(pid, m, &image, &size);
+
+		if (err)
+			return err;
+		e = get_exe(u, -1, image, size, fkey);
+		free(image);
+		if (!e)
+			return -ENOMEM;
 	} else {
 		fd = open_mapped(pid, m);
 		if (fd < 0)
 			return fd;
-		e = get_exe(u, fd, fkey);
+		e = get_exe(u, fd, NULL, 0, fkey);
 		close(fd);
 		if (!e)
 			return -ENOMEM;
@@ -355,6 +372,11 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		return add_range(u, p, pid, m->start, m->end, &val);
 	}
 	return 0;
+}
+
+static bool vdso_mapping(const struct proc_map *m)
+{
+	return m->path && strcmp(m->path, "[vdso]") == 0;
 }
 
 void unwinder__remove_pid(struct unwinder *u, pid_t pid)
@@ -397,9 +419,18 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid)
 	for (size_t i = 0; i < maps->n; i++) {
 		const struct proc_map *m = &maps->maps[i];
 
-		if (m->perms[2] != 'x' || !m->path || m->path[0] != '/')
+		if (m->perms[2] != 'x')
 			continue;
-		err = add_mapping(u, p, pid, m);
+		if (vdso_mapping(m)) {
+			struct proc_map v = *m;
+
+			v.path = NULL; /* add_mapping's mark of the vDSO */
+			err = add_mapping(u, p, pid, &v);
+		} else if (m->path && m->path[0] == '/') {
+			err = add_mapping(u, p, pid, m);
+		} else {
+			continue;
+		}
 		if (err == -ENOMEM)
 			goto cleanup;
 		if (err)
