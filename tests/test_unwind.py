@@ -276,3 +276,20 @@ def test_through_the_vdso(workdir, spawn):
     assert in_vdso, traces[:5]
     assert share(in_vdso, lambda fns: fns[fns.index("now"):][:3] == ["now", "spin", "main"]) \
         >= 0.95, in_vdso[:5]
+
+
+def test_whole_system_and_command(workdir, spawn):
+    """-a: tables are built as processes are first sampled (large executables later, so they do
+    not hold up small ones); -- CMD: as the command starts. Most samples must still reach main;
+    the first samples of a process, before its tables, are walked with frame pointers."""
+    exe = build(workdir, "workload.c", "workload-nofp", flags=NOFP)
+    w = spawn(exe, "cpu", 30)
+    out = os.path.join(workdir, "all-nofp.pb.gz")
+    run_cprof("-a", "-d", 3, "-F", 199, "-o", out)
+    traces = [(v, fns) for v, fns in hot_traces(out, ("hot_a", "hot_b"))]
+    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.8, traces[:5]
+    w.stop()
+    out = os.path.join(workdir, "cmd-nofp.pb.gz")
+    run_cprof("-F", 199, "-o", out, "--", exe, "cpu", 3)
+    traces = hot_traces(out, ("hot_a", "hot_b"))
+    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.9, traces[:5]

@@ -174,7 +174,7 @@ static void test_program_types(void **state)
 	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
 	u = unwinder__new(&wo);
 	assert_non_null(u);
-	assert_int_equal(unwinder__add_pid(u, pid), 0);
+	assert_int_equal(unwinder__add_pid(u, pid, false), 0);
 	links[0] = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0, &uo);
 	links[1] = bpf_program__attach(skel->progs.probe_switch);
 	links[2] = bpf_program__attach(skel->progs.probe_tracepoint);

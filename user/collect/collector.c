@@ -52,7 +52,7 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 	if (c->unw && e->kind == CPROF_PROC_EXIT)
 		unwinder__remove_pid(c->unw, e->pid);
 	else if (c->unw)
-		unwinder__add_pid(c->unw, e->pid);
+		unwinder__add_pid(c->unw, e->pid, true);
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
 	return 0;
@@ -97,7 +97,7 @@ static int collector__start_unwinder(struct collector *c)
 	if (!c->unw)
 		return -ENOMEM;
 	for (size_t i = 0; !c->opts.all && i < c->opts.npids; i++)
-		unwinder__add_pid(c->unw, c->opts.pids[i]);
+		unwinder__add_pid(c->unw, c->opts.pids[i], false);
 	return 0;
 }
 
@@ -164,6 +164,9 @@ int collector__poll(struct collector *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
+	/* Notices first, then one big executable's table, if any is waiting. */
+	if (n >= 0 && c->unw)
+		unwinder__idle(c->unw);
 	if (n == -EINTR)
 		return 0;
 	return n < 0 ? n : 0;

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <gelf.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
@@ -31,7 +33,21 @@ struct unw_exe {
 struct unw_pid {
 	struct cprof_unwind_lpm_key *keys;
 	size_t n, cap;
+	uint64_t gen; /* which reading of the process's mappings this is */
 };
+
+/* A mapping whose (large) executable is compiled later, by unwinder__idle(), so that a big
+ * binary does not hold up the tables of the processes noticed after it. */
+struct unw_deferred {
+	pid_t pid;
+	uint64_t gen;
+	uint64_t start, end, offset;
+	int fd; /* the file, kept open: the process may exit before its turn */
+	char fkey[64];
+};
+
+/* Executables at least this large (file size) are deferred. */
+#define DEFER_BYTES (8u << 20)
 
 struct unwinder {
 	struct unwinder_opts o;
@@ -42,6 +58,9 @@ struct unwinder {
 	size_t nstrs, capstrs;
 	struct hashmap *pids; /* pid -> struct unw_pid */
 	uint32_t next_id;
+	uint64_t next_gen;
+	struct unw_deferred *deferred; /* a queue: [dhead, ndeferred) is pending */
+	size_t dhead, ndeferred, capdeferred;
 	struct unwinder_stats st;
 };
 
@@ -78,6 +97,9 @@ void unwinder__free(struct unwinder *u)
 {
 	if (!u)
 		return;
+	for (size_t i = u->dhead; i < u->ndeferred; i++)
+		close(u->deferred[i].fd);
+	free(u->deferred);
 	for (size_t i = 0; i < u->nall; i++)
 		free(u->all[i]);
 	free(u->all);
@@ -326,9 +348,39 @@ static int add_range(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t 
 	return 0;
 }
 
-static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m)
+static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
+		   uint64_t offset, const struct unw_exe *e);
+
+static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
+			 int fd, const char *fkey)
 {
-	struct cprof_unwind_mapping val = {};
+	struct unw_deferred *v, *d;
+
+	if (u->ndeferred == u->capdeferred) {
+		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
+
+		v = realloc(u->deferred, cap * sizeof(*v));
+		if (!v) {
+			close(fd);
+			return -ENOMEM;
+		}
+		u->deferred = v;
+		u->capdeferred = cap;
+	}
+	d = &u->deferred[u->ndeferred++];
+	*d = (struct unw_deferred){.pid = pid,
+				   .gen = p->gen,
+				   .start = m->start,
+				   .end = m->end,
+				   .offset = m->offset,
+				   .fd = fd};
+	snprintf(d->fkey, sizeof(d->fkey), "%s", fkey);
+	return 0;
+}
+
+static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
+		       bool defer)
+{
 	struct unw_exe *e;
 	char fkey[64];
 	void *found;
@@ -351,27 +403,48 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		if (!e)
 			return -ENOMEM;
 	} else {
+		struct stat st;
+
 		fd = open_mapped(pid, m);
 		if (fd < 0)
 			return fd;
+		if (defer && fstat(fd, &st) == 0 && st.st_size >= DEFER_BYTES)
+			return defer_mapping(u, p, pid, m, fd, fkey);
 		e = get_exe(u, fd, NULL, 0, fkey);
 		close(fd);
 		if (!e)
 			return -ENOMEM;
 	}
+	return map_exe(u, p, pid, m->start, m->end, m->offset, e);
+}
+
+/* Puts the trie entries of one mapping of e. */
+static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
+		   uint64_t offset, const struct unw_exe *e)
+{
+	struct cprof_unwind_mapping val = {};
+
 	if (!e->id)
 		return 0; /* no table: frame pointers in BPF, nothing to tell it */
 	for (int i = 0; i < e->nloads; i++) {
 		uint64_t lo = e->loads[i].offset & ~4095ull;
 
-		if (m->offset < lo || m->offset >= e->loads[i].offset + e->loads[i].filesz)
+		if (offset < lo || offset >= e->loads[i].offset + e->loads[i].filesz)
 			continue;
 		val.exe_id = e->id;
 		val.nrows = e->nrows;
-		val.bias = m->start - m->offset + e->loads[i].offset - e->loads[i].vaddr;
-		return add_range(u, p, pid, m->start, m->end, &val);
+		val.bias = start - offset + e->loads[i].offset - e->loads[i].vaddr;
+		return add_range(u, p, pid, start, end, &val);
 	}
 	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static bool vdso_mapping(const struct proc_map *m)
@@ -394,10 +467,11 @@ void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 	free(p);
 }
 
-int unwinder__add_pid(struct unwinder *u, pid_t pid)
+int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 {
 	struct proc_maps *maps = NULL;
-	struct unw_pid *p;
+	struct unw_pid *p = NULL;
+	double t0 = now_ms();
 	int err;
 
 	if (pid <= 0)
@@ -411,6 +485,7 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid)
 		err = -ENOMEM;
 		goto cleanup;
 	}
+	p->gen = ++u->next_gen;
 	err = hashmap__insert(u->pids, (void *)(uintptr_t)pid, p);
 	if (err) {
 		free(p);
@@ -425,9 +500,9 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid)
 			struct proc_map v = *m;
 
 			v.path = NULL; /* add_mapping's mark of the vDSO */
-			err = add_mapping(u, p, pid, &v);
+			err = add_mapping(u, p, pid, &v, false);
 		} else if (m->path && m->path[0] == '/') {
-			err = add_mapping(u, p, pid, m);
+			err = add_mapping(u, p, pid, m, defer_large);
 		} else {
 			continue;
 		}
@@ -438,6 +513,31 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid)
 		err = 0;
 	}
 cleanup:
+	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
+		 (now_ms() - t0));
 	proc_maps__free(maps);
 	return err;
+}
+
+bool unwinder__idle(struct unwinder *u)
+{
+	struct unw_deferred d;
+	struct unw_exe *e;
+	void *found;
+
+	if (u->dhead == u->ndeferred)
+		return false;
+	d = u->deferred[u->dhead++];
+	if (u->dhead == u->ndeferred)
+		u->dhead = u->ndeferred = 0;
+	if (hashmap__find(u->exes, d.fkey, &found))
+		e = found;
+	else
+		e = get_exe(u, d.fd, NULL, 0, d.fkey);
+	close(d.fd);
+	/* The process may have exec'd or exited meanwhile: then its mappings are not these. */
+	if (e && hashmap__find(u->pids, (void *)(uintptr_t)d.pid, &found) &&
+	    ((struct unw_pid *)found)->gen == d.gen)
+		map_exe(u, found, d.pid, d.start, d.end, d.offset, e);
+	return u->dhead < u->ndeferred;
 }

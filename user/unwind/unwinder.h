@@ -5,6 +5,7 @@
 #ifndef CPROF_UNWIND_UNWINDER_H
 #define CPROF_UNWIND_UNWINDER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -31,9 +32,14 @@ struct unwinder;
 
 struct unwinder *unwinder__new(const struct unwinder_opts *o);
 void unwinder__free(struct unwinder *u);
-/* (Re)reads pid's mappings, builds the tables missing, replaces its trie entries. Returns 0 or
- * -errno (-ESRCH / -ENOENT when the process is gone). */
-int unwinder__add_pid(struct unwinder *u, pid_t pid);
+/* (Re)reads pid's mappings, builds the tables missing, replaces its trie entries. With
+ * defer_large, executables of 8 MiB or more not built yet are left to unwinder__idle(), so that
+ * one big binary does not hold up the processes noticed after it. Returns 0 or -errno
+ * (-ESRCH / -ENOENT when the process is gone). */
+int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large);
+/* Builds one deferred executable and maps it where it is still mapped. Returns whether more
+ * are waiting. */
+bool unwinder__idle(struct unwinder *u);
 /* Forgets pid's trie entries (the process exited). */
 void unwinder__remove_pid(struct unwinder *u, pid_t pid);
 void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st);
