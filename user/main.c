@@ -7,6 +7,7 @@
 #include "check.h"
 #include "cli.h"
 #include "record.h"
+#include "unwind/table.h"
 #include "serve.h"
 
 static int cmd_record(int argc, char **argv)
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
 		return cmd_agent(argc - 1, argv + 1, false);
 	if (argc > 1 && strcmp(argv[1], "watch") == 0)
 		return cmd_agent(argc - 1, argv + 1, true);
+	if (argc > 1 && strcmp(argv[1], "unwind-table") == 0)
+		return unwind_table__main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "record") == 0)

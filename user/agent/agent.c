@@ -519,6 +519,8 @@ static int run_windows(struct agent *a)
 	struct collect_opts co = {
 		.all = true,
 		.no_kernel_stacks = a->o->no_kernel,
+		.unwind_mode = a->o->unwind,
+		.unwind_mem = a->o->unwind_mem,
 		.freq = a->o->freq,
 		.max_keys = a->o->max_keys,
 		.live = true,

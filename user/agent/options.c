@@ -7,6 +7,10 @@
 
 #include "agent/options.h"
 #include "cli.h"
+#include <linux/types.h>
+
+#include "cprof.h"
+#include "unwind.h"
 #include "util/log.h"
 
 #define MAX_SECONDS 31536000.0 /* one year */
@@ -26,6 +30,10 @@ static const char agent_usage[] =
 	"  -d, --duration SECONDS   stop after SECONDS (default: until SIGTERM)\n"
 	"      --max-stacks N       distinct stacks kept in BPF per window (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
+	"      --unwind MODE        user stacks of the windows: fp (default: cheapest), auto or\n"
+	"                           dwarf (.eh_frame tables, as for record; triggered captures\n"
+	"                           always use auto)\n"
+	"      --unwind-mem SIZE    memory for unwind tables, 64K-64G (plain numbers: MiB)\n"
 	"Store:\n"
 	"  -o, --out-dir DIR        where windows go (default /var/lib/cprof-bpf)\n"
 	"      --no-store           do not keep windows locally (push only)\n"
@@ -80,6 +88,8 @@ enum {
 	OPT_HOST = 0x100,
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
+	OPT_UNWIND,
+	OPT_UNWIND_MEM,
 	OPT_NO_STORE,
 	OPT_MAX_AGE,
 	OPT_MAX_SIZE,
@@ -112,6 +122,8 @@ static const struct option long_opts[] = {
 	{"duration", required_argument, NULL, 'd'},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"out-dir", required_argument, NULL, 'o'},
 	{"no-store", no_argument, NULL, OPT_NO_STORE},
 	{"max-age", required_argument, NULL, OPT_MAX_AGE},
@@ -364,6 +376,29 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 	case OPT_NO_KERNEL:
 		o->no_kernel = true;
 		return 0;
+	case OPT_UNWIND:
+		if (!strcmp(arg, "auto"))
+			o->unwind = CPROF_UNWIND_AUTO;
+		else if (!strcmp(arg, "fp"))
+			o->unwind = CPROF_UNWIND_FP;
+		else if (!strcmp(arg, "dwarf"))
+			o->unwind = CPROF_UNWIND_DWARF;
+		else
+			return bad("--unwind", arg, "auto, fp or dwarf");
+		return 0;
+	case OPT_UNWIND_MEM: {
+		size_t n = strlen(arg);
+		bool plain = n && arg[n - 1] >= '0' && arg[n - 1] <= '9';
+
+		if (agent_opts__parse_size(arg, &size))
+			return bad("--unwind-mem", arg, "64K to 64G");
+		if (plain)
+			size <<= 20;
+		if (size < (64ull << 10) || size > (64ull << 30))
+			return bad("--unwind-mem", arg, "64K to 64G");
+		o->unwind_mem = size;
+		return 0;
+	}
 	case 'o':
 		o->out_dir = arg;
 		return 0;
@@ -491,6 +526,9 @@ int agent_opts__parse(int argc, char **argv, bool watch, struct agent_opts *o)
 	o->trigger_check = 2;
 	o->trigger_freq = 99;
 	o->max_rss = 200ull << 20;
+	/* Tables for every executable on the machine cost far more than an always-on agent may
+	 * (building them, and their memory): frame pointers unless asked. */
+	o->unwind = CPROF_UNWIND_FP;
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "i:F:l:d:o:p:vqh", long_opts, NULL)) != -1) {

@@ -21,7 +21,9 @@ struct agent_opts {
 	int freq;	   /* Hz per CPU */
 	uint32_t max_keys; /* --max-stacks */
 	bool no_kernel;
-	const char *host; /* host label; NULL: gethostname() */
+	int unwind;	     /* enum cprof_unwind_mode */
+	uint64_t unwind_mem; /* bytes of unwind tables; 0 = default */
+	const char *host;    /* host label; NULL: gethostname() */
 	struct agent_label labels[AGENT_MAX_LABELS];
 	int nlabels;
 	double duration; /* stop after this many seconds (tests, benchmarks); 0: until SIGTERM */

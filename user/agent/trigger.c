@@ -11,6 +11,10 @@
 #include "agent/internal.h"
 #include "agent/trigger.h"
 #include "capture.h"
+#include <linux/types.h>
+
+#include "cprof.h"
+#include "unwind.h"
 #include "proc/maps.h"
 #include "proc/stat.h"
 #include "util/hashmap.h"
@@ -167,6 +171,8 @@ static void *capture_main(void *arg)
 		.duration = o->trigger_duration,
 		.freq = o->trigger_freq,
 		.no_kernel = o->no_kernel,
+		.unwind = CPROF_UNWIND_AUTO, /* one process: its tables are worth building */
+		.unwind_mem = o->unwind_mem,
 		.should_stop = cap_should_stop,
 		.ctx = t,
 	};

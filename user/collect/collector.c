@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 
 extern const struct collector_ops cpu_collector_ops;
@@ -45,8 +46,14 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 {
 	struct collector *c = ctx;
 
+	const struct cprof_proc_event *e = data;
+
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
+	if (c->unw && e->kind == CPROF_PROC_EXIT)
+		unwinder__remove_pid(c->unw, e->pid);
+	else if (c->unw)
+		unwinder__add_pid(c->unw, e->pid, true);
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
 	return 0;
@@ -59,6 +66,7 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	c->stacks = bpf_object__find_map_by_name(obj, "stacks");
 	c->stats = bpf_object__find_map_by_name(obj, "stats");
 	c->proc_events = bpf_object__find_map_by_name(obj, "proc_events");
+	c->ustacks = bpf_object__find_map_by_name(obj, "ustacks");
 	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
 		return -ENOENT;
 	return 0;
@@ -71,6 +79,26 @@ int collector__add_target(struct collector *c, pid_t pid)
 
 	if (bpf_map__update_elem(c->targets, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
 		return -errno;
+	return 0;
+}
+
+/* Tables for the table unwinder: built for the targets now, for other processes as their
+ * notices arrive (handle_proc_event). */
+static int collector__start_unwinder(struct collector *c)
+{
+	struct bpf_map *tables = bpf_object__find_map_by_name(c->obj, "unwind_tables");
+	struct bpf_map *mappings = bpf_object__find_map_by_name(c->obj, "unwind_mappings");
+	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem};
+
+	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !mappings || !c->ustacks)
+		return 0;
+	uo.tables_fd = bpf_map__fd(tables);
+	uo.mappings_fd = bpf_map__fd(mappings);
+	c->unw = unwinder__new(&uo);
+	if (!c->unw)
+		return -ENOMEM;
+	for (size_t i = 0; !c->opts.all && i < c->opts.npids; i++)
+		unwinder__add_pid(c->unw, c->opts.pids[i], false);
 	return 0;
 }
 
@@ -91,6 +119,13 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 	if (!c->obj) {
 		err = -EINVAL;
 		goto cleanup;
+	}
+	/* Tables of the targets first: a target's samples before its tables are in would be
+	 * walked with frame pointers only. */
+	if (!o->load_only) {
+		err = collector__start_unwinder(c);
+		if (err)
+			goto cleanup;
 	}
 	for (size_t i = 0; !o->all && i < o->npids; i++) {
 		err = collector__add_target(c, o->pids[i]);
@@ -121,6 +156,8 @@ void collector__free(struct collector *c)
 		return;
 	ring_buffer__free(c->rb);
 	free(c->stack_refs);
+	hashmap__free(c->ustack_refs);
+	unwinder__free(c->unw);
 	if (c->ops && c->ops->close)
 		c->ops->close(c);
 	free(c);
@@ -130,6 +167,9 @@ int collector__poll(struct collector *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
+	/* Notices first, then one big executable's table, if any is waiting. */
+	if (n >= 0 && c->unw)
+		unwinder__idle(c->unw);
 	if (n == -EINTR)
 		return 0;
 	return n < 0 ? n : 0;
@@ -146,6 +186,8 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	if (!vals)
 		return -ENOMEM;
 	*st = c->ustats;
+	if (c->unw)
+		unwinder__stats(c->unw, &st->unwind);
 	for (__u32 i = 0; i < CPROF_STAT_NR; i++) {
 		if (bpf_map__lookup_elem(c->stats, &i, sizeof(i), vals, ncpu * sizeof(*vals), 0))
 			continue;
@@ -174,12 +216,30 @@ int collector__drain(struct collector *c, struct pprof_builder *b)
 	return err;
 }
 
+/* A stack walked by the table unwinder (bpf/unwind.bpf.h), from the `ustacks` map. */
+static uint32_t collector__read_table_stack(struct collector *c, __s32 id, uint64_t *ips)
+{
+	struct cprof_ustack st;
+
+	if (!c->ustacks || bpf_map__lookup_elem(c->ustacks, &id, sizeof(id), &st, sizeof(st), 0) ||
+	    st.n > CPROF_MAX_STACK) {
+		c->ustats.lost_stack_reads++;
+		return 0;
+	}
+	memcpy(ips, st.ips, st.n * sizeof(*ips));
+	if (st.truncated)
+		c->ustats.truncated_stacks++;
+	return st.n;
+}
+
 uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips)
 {
 	uint32_t n = 0;
 
 	if (id < 0)
 		return 0;
+	if (id & CPROF_USTACK_ID_TABLE)
+		return collector__read_table_stack(c, id, ips);
 	if (bpf_map__lookup_elem(c->stacks, &id, sizeof(id), ips, CPROF_MAX_STACK * sizeof(*ips),
 				 0)) {
 		c->ustats.lost_stack_reads++;
@@ -200,6 +260,11 @@ static void collector__mark_refs(struct collector *c, const struct cprof_key *k)
 	for (int i = 0; c->stack_refs && i < 2; i++)
 		if (ids[i] >= 0 && (__u32)ids[i] < c->nstack_ids)
 			c->stack_refs[ids[i] / 64] |= 1ull << (ids[i] % 64);
+	/* A stack walked by the table unwinder lives in `ustacks` under an id with the
+	 * CPROF_USTACK_ID_TABLE bit (never 0, so it can be a hashmap int key). */
+	if (c->ustack_refs && k->user_stack_id >= 0 && (k->user_stack_id & CPROF_USTACK_ID_TABLE) &&
+	    !hashmap__find(c->ustack_refs, (void *)(uintptr_t)k->user_stack_id, NULL))
+		hashmap__insert(c->ustack_refs, (void *)(uintptr_t)k->user_stack_id, NULL);
 }
 
 static void collector__note_drained(struct collector *c, struct bpf_map *map)
@@ -225,6 +290,11 @@ static int collector__init_refs(struct collector *c)
 	if (!c->stack_refs)
 		return -ENOMEM;
 	c->nstack_ids = n;
+	if (c->ustacks && c->unw) {
+		c->ustack_refs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+		if (!c->ustack_refs)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -333,11 +403,37 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
  * deleted and needed again is stored again by the next sample that has it. The only stack that
  * can go missing is one first used again by a key created between the rescan and the deletion
  * (a few hundred microseconds): it is counted as a lost stack read when drained. */
+/* The ids of `ustacks` that no key marked (a hash map: collected before deleting, since a
+ * hash map's walk restarts when its current key is deleted). */
+static __u32 *collector__unmarked_ustacks(struct collector *c, size_t *n)
+{
+	__u32 id, nid, *pid = NULL, *ids = NULL, *tmp;
+	size_t cap = 0;
+	int fd = bpf_map__fd(c->ustacks);
+
+	*n = 0;
+	while (bpf_map_get_next_key(fd, pid, &nid) == 0) {
+		id = nid;
+		pid = &id;
+		if (hashmap__find(c->ustack_refs, (void *)(uintptr_t)id, NULL))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 256;
+			tmp = realloc(ids, cap * sizeof(*ids));
+			if (!tmp)
+				break;
+			ids = tmp;
+		}
+		ids[(*n)++] = id;
+	}
+	return ids;
+}
+
 static void collector__trim_stacks(struct collector *c)
 {
 	struct cprof_key key, next, *prev = NULL;
-	__u32 id, nid, *pid = NULL, *ids = NULL, *tmp;
-	size_t n = 0, cap = 0;
+	__u32 id, nid, *pid = NULL, *ids = NULL, *uids = NULL, *tmp;
+	size_t n = 0, cap = 0, nu = 0;
 	int fd = bpf_map__fd(c->stacks);
 
 	if (!c->stack_refs)
@@ -358,6 +454,8 @@ static void collector__trim_stacks(struct collector *c)
 		}
 		ids[n++] = id;
 	}
+	if (c->ustack_refs)
+		uids = collector__unmarked_ustacks(c, &nu);
 	/* Then what the next window's keys reference, just before deleting the rest. */
 	for (int i = 0; i < c->ndrained; i++) {
 		prev = NULL;
@@ -374,8 +472,19 @@ static void collector__trim_stacks(struct collector *c)
 		if (bpf_map_delete_elem(fd, &id) == 0)
 			c->ustats.trimmed_stacks++;
 	}
+	for (size_t i = 0; i < nu; i++) {
+		if (hashmap__find(c->ustack_refs, (void *)(uintptr_t)uids[i], NULL))
+			continue;
+		if (bpf_map_delete_elem(bpf_map__fd(c->ustacks), &uids[i]) == 0)
+			c->ustats.trimmed_stacks++;
+	}
 	free(ids);
+	free(uids);
 	memset(c->stack_refs, 0, (c->nstack_ids + 63) / 64 * sizeof(*c->stack_refs));
+	if (c->ustack_refs) {
+		hashmap__free(c->ustack_refs);
+		c->ustack_refs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	}
 }
 
 void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint64_t *ubuf,

@@ -11,11 +11,15 @@
 #include <linux/types.h>
 
 #include "cprof.h"
+#include "unwind.h"
 #include "pprof/builder.h"
+#include "unwind/unwinder.h"
 
 struct bpf_object;
 struct bpf_map;
 struct ring_buffer;
+struct hashmap;
+struct unwinder;
 
 struct collect_opts {
 	bool all;	   /* whole system */
@@ -30,7 +34,9 @@ struct collect_opts {
 	/* Drained repeatedly while attached (the agent): each drain also trims the stack map of
 	 * stacks no key references any more, so long runs do not fill it. */
 	bool live;
-	bool lifecycle; /* notices on every exec, and CPROF_PROC_EXIT when a seen process exits */
+	bool lifecycle;	 /* notices on every exec, and CPROF_PROC_EXIT when a seen process exits */
+	int unwind_mode; /* enum cprof_unwind_mode: how user stacks are walked */
+	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -45,6 +51,7 @@ struct collect_stats {
 	uint64_t truncated_stacks; /* stacks that hit CPROF_MAX_STACK frames */
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
 	uint64_t trimmed_stacks;   /* stacks deleted by live drains (not a loss) */
+	struct unwinder_stats unwind;
 };
 
 struct collector;
@@ -69,6 +76,9 @@ struct collector {
 	struct collect_opts opts;
 	struct bpf_object *obj;
 	struct bpf_map *targets, *stacks, *stats, *proc_events;
+	struct bpf_map *ustacks; /* stacks walked by the table unwinder (ids with
+				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
+	struct unwinder *unw;	 /* feeds the unwinder's tables and mappings; NULL for fp */
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
@@ -76,6 +86,7 @@ struct collector {
 	 * the stack map's buckets), and the maps drained, rescanned before trimming. */
 	uint64_t *stack_refs;
 	uint32_t nstack_ids;
+	struct hashmap *ustack_refs; /* likewise for `ustacks` ids (CPROF_USTACK_ID_TABLE) */
 	struct bpf_map *drained[4];
 	int ndrained;
 };
@@ -130,6 +141,10 @@ void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint6
 		(skel)->rodata->follow_children = (o)->follow_children;                            \
 		(skel)->rodata->want_kern_stack = !(o)->no_kernel_stacks;                          \
 		(skel)->rodata->notify_lifecycle = (o)->lifecycle;                                 \
+		(skel)->rodata->unwind_mode = (o)->unwind_mode;                                    \
+		/* Unused under fp: keep it from taking memory. */                                 \
+		if ((o)->unwind_mode == CPROF_UNWIND_FP)                                           \
+			bpf_map__set_max_entries((skel)->maps.ustacks, 1);                         \
 	} while (0)
 
 #endif
