@@ -170,6 +170,10 @@ int store__write(struct store *s, const char *name, const void *buf, size_t len)
 
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
 	pthread_mutex_lock(&s->lock);
+	if (s->a->o->max_size && len > s->a->o->max_size) {
+		err = -EFBIG; /* it alone would break --max-size */
+		goto out;
+	}
 	store__retain_locked(s, len);
 	if (free_bytes(s) < s->min_free + len) {
 		err = -ENOSPC;
@@ -204,7 +208,9 @@ out:
 	pthread_mutex_unlock(&s->lock);
 	if (err)
 		pr_warn("store: %s not written (%s%s)\n", name, strerror(-err),
-			err == -ENOSPC ? ": the file system keeps --min-free free" : "");
+			err == -ENOSPC	? ": the file system keeps --min-free free"
+			: err == -EFBIG ? ": larger than --max-size"
+					: "");
 	return err;
 }
 
