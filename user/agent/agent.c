@@ -4,6 +4,7 @@
  * BPF when first sampled, on exec and on exit: mappings are read at once (short-lived processes
  * keep their symbols) and the state of exited processes is dropped after their last window. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -481,6 +482,8 @@ static void evict(struct session *s)
 				"%.1f MB)\n",
 				(unsigned long long)s->sym_adds, rss / 1048576.0);
 			symbolizer__free(s->sym);
+			malloc_trim(
+				0); /* give the freed caches back to the system, not just to malloc */
 			s->sym = fresh;
 			s->sym_adds = 0;
 			c = (struct collect_pids){};
@@ -554,7 +557,10 @@ static int run_windows(struct agent *a)
 	metrics__self(&s.cpu_prev, &(uint64_t){0});
 	pr_info("agent: profiling the whole system at %d Hz, %g s windows\n", a->o->freq,
 		a->o->interval);
-	while (!agent_exiting && !duration_over(a, start)) {
+	/* --duration counts from when sampling starts; a stop during the set-up still writes the
+	 * (short) first window. */
+	start = agent__now_ns(CLOCK_MONOTONIC);
+	do {
 		end = m0 + (int64_t)(a->o->interval * 1e9);
 		if (a->o->duration > 0 && start + (int64_t)(a->o->duration * 1e9) < end)
 			end = start + (int64_t)(a->o->duration * 1e9);
@@ -577,7 +583,7 @@ static int run_windows(struct agent *a)
 		t0 = s.next_t0;
 		m0 = s.next_m0;
 		evict(&s);
-	}
+	} while (!agent_exiting && !duration_over(a, start));
 cleanup:
 	collector__free(s.col);
 	if (s.procs) {

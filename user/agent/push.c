@@ -228,7 +228,7 @@ static int send_one(struct pusher *p, const char *fname)
 	struct curl_slist *hdrs = NULL;
 	char *buf = NULL, *nl, *url = NULL, *hdr = NULL;
 	long status = 0;
-	size_t len = 0;
+	size_t len = 0, ulen;
 	CURLcode rc;
 	int err;
 
@@ -242,7 +242,10 @@ static int send_one(struct pusher *p, const char *fname)
 		return 0;
 	}
 	*nl = 0;
-	if (asprintf(&url, "%s/ingest?%s", o->push_url, buf) < 0) {
+	ulen = strlen(o->push_url);
+	while (ulen && o->push_url[ulen - 1] == '/') /* "http://host:4040/" is fine too */
+		ulen--;
+	if (asprintf(&url, "%.*s/ingest?%s", (int)ulen, o->push_url, buf) < 0) {
 		free(buf);
 		return -EAGAIN;
 	}
@@ -304,15 +307,18 @@ static int send_one(struct pusher *p, const char *fname)
 	return -EAGAIN;
 }
 
-/* Sends the queue oldest first until it is empty or a push fails. Returns 0 or -EAGAIN. */
-static int send_queue(struct pusher *p)
+/* Sends the queue oldest first until it is empty or a push fails; *listed says how many pushes
+ * were waiting. Returns 0 or -EAGAIN. */
+static int send_queue(struct pusher *p, size_t *listed)
 {
 	struct qent *v = NULL;
 	size_t n = 0;
 	int err = 0;
 
+	*listed = 0;
 	if (queue_list(p, &v, &n))
 		return -EAGAIN;
+	*listed = n;
 	for (size_t i = 0; i < n && !err; i++) {
 		pthread_mutex_lock(&p->lock);
 		bool give_up = p->stop && agent__now_ns(CLOCK_MONOTONIC) > p->stop_deadline;
@@ -334,20 +340,27 @@ static void *pusher_main(void *arg)
 	struct pusher *p = arg;
 	double backoff = 0;
 	struct timespec until;
+	size_t listed;
 	int64_t wake;
 	int err;
 
 	for (;;) {
-		err = send_queue(p);
+		err = send_queue(p, &listed);
 		backoff = err ? (backoff ? backoff * 2 : BACKOFF_MIN) : 0;
 		if (backoff > p->a->o->retry_max)
 			backoff = p->a->o->retry_max;
 		pthread_mutex_lock(&p->lock);
 		if (p->stop) {
-			/* Stopping: retry what failed until the grace period is over. */
-			if (!err || agent__now_ns(CLOCK_MONOTONIC) > p->stop_deadline) {
+			/* Stopping: send what is queued (the last window was queued just now), and
+			 * retry what failed, until the queue is empty or the grace period is over. */
+			if ((!err && !listed) ||
+			    agent__now_ns(CLOCK_MONOTONIC) > p->stop_deadline) {
 				pthread_mutex_unlock(&p->lock);
 				break;
+			}
+			if (!err) {
+				pthread_mutex_unlock(&p->lock);
+				continue;
 			}
 			wake = p->stop_deadline - agent__now_ns(CLOCK_MONOTONIC);
 			if (wake > (int64_t)(backoff * 1e9))
