@@ -32,6 +32,8 @@ CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-
 LDFLAGS    += -fsanitize=address,undefined
 endif
 LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd) -lpthread
+# libiberty (static, no pkg-config file): cplus_demangle for C++ and Rust names.
+LDLIBS     += -liberty
 
 BPF_CFLAGS := -target bpf -g -O2 -D__TARGET_ARCH_$(ARCH) -Ivmlinux/$(ARCH) -Ibpf -Wall -Werror
 

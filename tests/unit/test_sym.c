@@ -204,8 +204,8 @@ static bool ends_with(const char *s, const char *suffix)
 
 /* name resolves at its first byte, inside, at its last byte, and as a return address just past
  * its end; the first byte past its end, as a leaf, is not name. */
-static void check_function(struct symbolizer *s, const struct fixture_proc *fp, const char *file,
-			   const char *name)
+static void check_symbol(struct symbolizer *s, const struct fixture_proc *fp, const char *file,
+			 const char *name, bool dwarf)
 {
 	uint64_t addr = addr_of(fp, name), size = size_of(file, name);
 	const struct sym_result *r;
@@ -215,14 +215,34 @@ static void check_function(struct symbolizer *s, const struct fixture_proc *fp, 
 	assert_non_null(r->mapping);
 	assert_true(r->mapping->start <= addr && addr < r->mapping->limit);
 	assert_true(r->mapping->has_functions);
-	assert_null(r->frames[0].file);
-	assert_int_equal(r->frames[0].line, 0);
+	if (!dwarf) {
+		assert_null(r->frames[0].file);
+		assert_int_equal(r->frames[0].line, 0);
+		assert_false(r->mapping->has_filenames || r->mapping->has_line_numbers ||
+			     r->mapping->has_inline_frames);
+		goto bounds;
+	}
+	/* The fixtures are built with -g: DWARF gives the source file and a line. */
+	assert_non_null(r->frames[0].file);
+	assert_true(ends_with(r->frames[0].file,
+			      strstr(file, "libfix") ? "/sym_fixlib.c" : "/sym_fixture.c"));
+	assert_true(r->frames[0].line > 0);
+	assert_true(r->frames[0].start_line > 0 && r->frames[0].start_line <= r->frames[0].line);
+	assert_true(r->mapping->has_filenames && r->mapping->has_line_numbers &&
+		    r->mapping->has_inline_frames);
+bounds:
 	assert_string_equal(resolve(s, fp->pid, addr + 2, false)->frames[0].function, name);
 	assert_string_equal(resolve(s, fp->pid, addr + size - 1, false)->frames[0].function, name);
 	assert_string_equal(resolve(s, fp->pid, addr + size, true)->frames[0].function, name);
 	assert_string_not_equal(resolve(s, fp->pid, addr + size, false)->frames[0].function, name);
 	/* A return address at a function's first byte belongs to what precedes it. */
 	assert_string_not_equal(resolve(s, fp->pid, addr, true)->frames[0].function, name);
+}
+
+static void check_function(struct symbolizer *s, const struct fixture_proc *fp, const char *file,
+			   const char *name)
+{
+	check_symbol(s, fp, file, name, true);
 }
 
 /* The build-id readelf sees in a fixture file. */
@@ -331,8 +351,8 @@ static void test_stripped(void **state)
 	/* A stripped library keeps its exported functions in .dynsym. */
 	spawn("fix_lib_s", &fp);
 	assert_int_equal(symbolizer__add_pid(s, fp.pid), 0);
-	check_function(s, &fp, "libfix.so", "fixlib_add");
-	check_function(s, &fp, "libfix.so", "fixlib_mul");
+	check_symbol(s, &fp, "libfix.so", "fixlib_add", false);
+	check_symbol(s, &fp, "libfix.so", "fixlib_mul", false);
 	reap(&fp);
 
 	/* A stripped executable has no names for its functions: stubs with the file offset. */
@@ -351,8 +371,8 @@ static void test_stripped(void **state)
 	/* -rdynamic exports the global functions, but not the static one. */
 	spawn("fix_rdyn_s", &fp);
 	assert_int_equal(symbolizer__add_pid(s, fp.pid), 0);
-	check_function(s, &fp, "fix_rdyn", "fixture_alpha");
-	check_function(s, &fp, "fix_rdyn", "fixture_beta");
+	check_symbol(s, &fp, "fix_rdyn", "fixture_alpha", false);
+	check_symbol(s, &fp, "fix_rdyn", "fixture_beta", false);
 	r = resolve(s, fp.pid, addr_of(&fp, "fixture_local"), false);
 	assert_string_not_equal(r->frames[0].function, "fixture_local");
 	reap(&fp);

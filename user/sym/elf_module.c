@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sym/dwarf.h"
 #include "sym/module.h"
 #include "sym/names.h"
 
@@ -36,8 +37,11 @@ struct sym_module {
 	bool loaded; /* the symbol table was read, or could not be and will not be retried */
 	struct sym_symbol *syms; /* sorted by addr, one per address */
 	size_t nsyms;
-	char *strtabs[2]; /* copies of the string tables of .symtab and .dynsym */
-	/* DWARF comes here later: a Dwarf / Dwfl handle opened lazily on this same Elf. */
+	char *strtabs[2];	 /* copies of the string tables of .symtab and .dynsym */
+	char *path;		 /* for .gnu_debuglink lookups; NULL for an image in memory */
+	char *debug_dir;	 /* debug root, NULL for the default */
+	struct sym_dwarf *dwarf; /* opened on first use; NULL before or when unavailable */
+	bool dwarf_tried;
 };
 
 static bool sym_module__note_build_id(struct sym_module *m, Elf_Data *data)
@@ -129,7 +133,7 @@ cleanup:
 	return err;
 }
 
-int sym_module__open_fd(int fd, struct sym_module **out)
+int sym_module__open_fd(int fd, const char *path, const char *debug_dir, struct sym_module **out)
 {
 	struct sym_module *m;
 
@@ -140,6 +144,12 @@ int sym_module__open_fd(int fd, struct sym_module **out)
 		return -ENOMEM;
 	}
 	m->fd = fd;
+	m->path = strdup(path ? path : "");
+	m->debug_dir = debug_dir ? strdup(debug_dir) : NULL;
+	if (!m->path || (debug_dir && !m->debug_dir)) {
+		sym_module__free(m);
+		return -ENOMEM;
+	}
 	elf_version(EV_CURRENT);
 	m->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	return sym_module__init(m, out);
@@ -166,6 +176,7 @@ void sym_module__free(struct sym_module *m)
 {
 	if (!m)
 		return;
+	sym_dwarf__free(m->dwarf);
 	if (m->elf)
 		elf_end(m->elf);
 	if (m->fd >= 0)
@@ -175,6 +186,8 @@ void sym_module__free(struct sym_module *m)
 	free(m->syms);
 	free(m->strtabs[0]);
 	free(m->strtabs[1]);
+	free(m->path);
+	free(m->debug_dir);
 	free(m);
 }
 
@@ -347,6 +360,7 @@ int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 	size_t lo = 0, hi, mid, i;
 	int err;
 
+	*name = NULL;
 	if (!m->loaded) {
 		err = sym_module__load_symbols(m);
 		if (err) {
@@ -375,5 +389,44 @@ int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 			return 0;
 		}
 	}
-	return -ENOENT;
+	/* A stripped file's .symtab may live in its separate debug file. */
+	if (sym_module__dwarf(m))
+		*name = sym_dwarf__symbol(m->dwarf, vaddr);
+	return *name ? 0 : -ENOENT;
+}
+
+struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
+{
+	int err;
+
+	if (m->dwarf_tried)
+		return m->dwarf;
+	m->dwarf_tried = true;
+	/* An image in memory (the vDSO) has no file to hand libdwfl, and no DWARF. */
+	if (m->fd < 0)
+		return NULL;
+	err = sym_dwarf__open(m->fd, m->path, m->debug_dir, &m->dwarf);
+	if (err == -ENOMEM)
+		m->dwarf_tried = false;
+	return m->dwarf;
+}
+
+bool sym_module__has_dwarf(struct sym_module *m)
+{
+	return sym_module__dwarf(m) && sym_dwarf__present(m->dwarf);
+}
+
+int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
+		       int max)
+{
+	if (!sym_module__has_dwarf(m))
+		return 0;
+	return sym_dwarf__frames(m->dwarf, vaddr, frames, max);
+}
+
+void sym_module__drop_dwarf(struct sym_module *m)
+{
+	sym_dwarf__free(m->dwarf);
+	m->dwarf = NULL;
+	m->dwarf_tried = false;
 }

@@ -46,8 +46,15 @@ enum sym_demangle {
 
 struct symbolizer_opts {
 	enum sym_demangle demangle;
-	bool no_kernel; /* do not read /proc/kallsyms */
+	bool no_kernel;	       /* do not read /proc/kallsyms */
+	const char *debug_dir; /* root of separate debug files; NULL: /usr/lib/debug (copied) */
 };
+
+/* Bounds of the caches (see README.md, "Symbols"): resolved addresses kept per symbolizer
+ * (the cache is emptied when it fills), and DWARF readers kept open at once (the least recently
+ * used is closed, and reopened if needed again). */
+#define SYM_CACHE_MAX_ADDRS (1 << 18)
+#define SYM_MAX_DWARF_OPEN  64
 
 struct symbolizer;
 

@@ -1,0 +1,203 @@
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sym/dwarf.h"
+
+struct sym_dwarf {
+	/* libdwfl keeps pointers to both: they live as long as the Dwfl. */
+	Dwfl_Callbacks cbs;
+	char *debuginfo_path;
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	bool tried; /* dwfl_module_getdwarf was called */
+	bool present;
+};
+
+int sym_dwarf__open(int fd, const char *path, const char *debug_dir, struct sym_dwarf **out)
+{
+	struct sym_dwarf *d;
+	int dfd, err;
+
+	*out = NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	/* The file's own directory, then .debug/ in it, then the debug root (by build-id under
+	 * .build-id/, by debuglink name under ROOT/<dir of the file>/ and ROOT/). */
+	if (asprintf(&d->debuginfo_path, ":.debug:%s",
+		     debug_dir ? debug_dir : SYM_DEBUG_DIR_DEFAULT) < 0) {
+		d->debuginfo_path = NULL;
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	d->cbs.find_elf = dwfl_build_id_find_elf;
+	d->cbs.find_debuginfo = dwfl_standard_find_debuginfo;
+	d->cbs.section_address = dwfl_offline_section_address;
+	d->cbs.debuginfo_path = &d->debuginfo_path;
+	d->dwfl = dwfl_begin(&d->cbs);
+	if (!d->dwfl) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd < 0) {
+		err = -errno;
+		goto cleanup;
+	}
+	/* Base 0 relative to p_vaddr: module addresses are the file's link-time addresses. */
+	d->mod = dwfl_report_elf(d->dwfl, path, path, dfd, 0, true);
+	if (!d->mod) {
+		close(dfd);
+		err = -ENOEXEC;
+		goto cleanup;
+	}
+	dwfl_report_end(d->dwfl, NULL, NULL);
+	*out = d;
+	return 0;
+cleanup:
+	sym_dwarf__free(d);
+	return err;
+}
+
+void sym_dwarf__free(struct sym_dwarf *d)
+{
+	if (!d)
+		return;
+	if (d->dwfl)
+		dwfl_end(d->dwfl);
+	free(d->debuginfo_path);
+	free(d);
+}
+
+bool sym_dwarf__present(struct sym_dwarf *d)
+{
+	Dwarf_Addr bias;
+
+	if (!d->tried) {
+		d->tried = true;
+		d->present = dwfl_module_getdwarf(d->mod, &bias) != NULL;
+	}
+	return d->present;
+}
+
+/* The name pprof should show for a function DIE: its linkage name (demangled later into the
+ * qualified C++/Rust name), else DW_AT_name; both followed through abstract_origin and
+ * specification. */
+static const char *die_name(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *name;
+
+	name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+	if (!name)
+		name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+	if (!name)
+		name = dwarf_diename(die);
+	return name;
+}
+
+static int die_decl_line(Dwarf_Die *die)
+{
+	int line = 0;
+
+	if (dwarf_decl_line(die, &line))
+		return 0;
+	return line;
+}
+
+/* Where an inlined subroutine was called from: its DW_AT_call_file / DW_AT_call_line. */
+static void die_call_site(Dwarf_Die *cudie, Dwarf_Die *die, const char **file, int *line)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Files *files;
+	Dwarf_Word val;
+	size_t nfiles;
+
+	*file = NULL;
+	*line = 0;
+	if (!dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &val))
+		*line = (int)val;
+	if (!dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &val) &&
+	    !dwarf_getsrcfiles(cudie, &files, &nfiles) && val < nfiles)
+		*file = dwarf_filesrc(files, val, NULL, NULL);
+}
+
+static bool is_function(Dwarf_Die *die)
+{
+	int tag = dwarf_tag(die);
+
+	return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+	       tag == DW_TAG_entry_point;
+}
+
+int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_frame *frames, int max)
+{
+	const char *file = NULL;
+	Dwarf_Die *cudie, *scopes = NULL, inner;
+	Dwarf_Line *dl;
+	Dwarf_Addr bias, pc;
+	int nscopes, i, n = 0, line = 0;
+
+	if (max <= 0 || !sym_dwarf__present(d))
+		return 0;
+	cudie = dwfl_module_addrdie(d->mod, vaddr, &bias);
+	if (!cudie)
+		return 0;
+	pc = vaddr - bias;
+	dl = dwarf_getsrc_die(cudie, pc);
+	if (dl) {
+		file = dwarf_linesrc(dl, NULL, NULL);
+		if (dwarf_lineno(dl, &line))
+			line = 0;
+	}
+	nscopes = dwarf_getscopes(cudie, pc, &scopes);
+	/* dwarf_getscopes continues from an inlined instance into its abstract definition's
+	 * scopes; the DIEs that physically enclose the innermost scope (outer inlined instances,
+	 * then the concrete function) come from dwarf_getscopes_die. */
+	if (nscopes > 0) {
+		inner = scopes[0];
+		free(scopes);
+		scopes = NULL;
+		nscopes = dwarf_getscopes_die(&inner, &scopes);
+	}
+	for (i = 0; i < nscopes && n < max; i++) {
+		if (!is_function(&scopes[i]))
+			continue;
+		frames[n].name = die_name(&scopes[i]);
+		frames[n].file = file;
+		frames[n].line = line;
+		frames[n].start_line = die_decl_line(&scopes[i]);
+		if (!frames[n].name)
+			frames[n].name = "??";
+		n++;
+		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
+			break;
+		/* The caller's frame is at the call site of this inlined instance. */
+		die_call_site(cudie, &scopes[i], &file, &line);
+	}
+	free(scopes);
+	/* Line info without a function DIE (assembly, or a CU with lines only). */
+	if (!n && file) {
+		frames[0].name = NULL;
+		frames[0].file = file;
+		frames[0].line = line;
+		frames[0].start_line = 0;
+		n = 1;
+	}
+	return n;
+}
+
+const char *sym_dwarf__symbol(struct sym_dwarf *d, uint64_t vaddr)
+{
+	GElf_Off off;
+	GElf_Sym sym;
+
+	return dwfl_module_addrinfo(d->mod, vaddr, &off, &sym, NULL, NULL, NULL);
+}
