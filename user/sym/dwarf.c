@@ -10,6 +10,9 @@
 
 #include "sym/dwarf.h"
 
+/* Deepest nesting of scopes (functions, inlined instances, blocks) followed at one address. */
+#define SCOPES_MAX 64
+
 struct sym_dwarf {
 	/* libdwfl keeps pointers to both: they live as long as the Dwfl. */
 	Dwfl_Callbacks cbs;
@@ -137,10 +140,50 @@ static bool is_function(Dwarf_Die *die)
 	       tag == DW_TAG_entry_point;
 }
 
+/* DIEs that hold no code themselves but may hold functions (C++ classes, Rust impls). */
+static bool is_container(Dwarf_Die *die)
+{
+	switch (dwarf_tag(die)) {
+	case DW_TAG_namespace:
+	case DW_TAG_module:
+	case DW_TAG_structure_type:
+	case DW_TAG_class_type:
+	case DW_TAG_union_type:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Fills chain[depth..] with the DIEs under parent that contain pc, outermost first, and
+ * returns the new depth. */
+static int scopes_walk(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, int max, int depth)
+{
+	Dwarf_Die child;
+	int deeper;
+
+	if (depth >= max || dwarf_child(parent, &child))
+		return depth;
+	do {
+		if (dwarf_haspc(&child, pc) > 0) {
+			chain[depth] = child;
+			return scopes_walk(&child, pc, chain, max, depth + 1);
+		}
+		if (is_container(&child)) {
+			deeper = scopes_walk(&child, pc, chain, max, depth);
+			if (deeper > depth)
+				return deeper;
+		}
+	} while (!dwarf_siblingof(&child, &child));
+	return depth;
+}
+
 int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_frame *frames, int max)
 {
-	const char *file = NULL;
-	Dwarf_Die *cudie, *scopes = NULL, inner;
+	const char *file = NULL, *comp_dir;
+	Dwarf_Attribute attr;
+	Dwarf_Die *cudie, *scopes = NULL, inner, chain[SCOPES_MAX];
+	Dwarf_Die *die;
 	Dwarf_Line *dl;
 	Dwarf_Addr bias, pc;
 	int nscopes, i, n = 0, line = 0;
@@ -151,6 +194,7 @@ int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_fram
 	if (!cudie)
 		return 0;
 	pc = vaddr - bias;
+	comp_dir = dwarf_formstring(dwarf_attr(cudie, DW_AT_comp_dir, &attr));
 	dl = dwarf_getsrc_die(cudie, pc);
 	if (dl) {
 		file = dwarf_linesrc(dl, NULL, NULL);
@@ -166,27 +210,40 @@ int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_fram
 		free(scopes);
 		scopes = NULL;
 		nscopes = dwarf_getscopes_die(&inner, &scopes);
+	} else {
+		/* It finds nothing in rustc's CUs (functions nested in namespaces): walk. */
+		free(scopes);
+		scopes = NULL;
+		nscopes = scopes_walk(cudie, pc, chain, SCOPES_MAX, 0);
+		for (i = 0; i < nscopes / 2; i++) {
+			inner = chain[i];
+			chain[i] = chain[nscopes - 1 - i];
+			chain[nscopes - 1 - i] = inner;
+		}
 	}
 	for (i = 0; i < nscopes && n < max; i++) {
-		if (!is_function(&scopes[i]))
+		die = scopes ? &scopes[i] : &chain[i];
+		if (!is_function(die))
 			continue;
-		frames[n].name = die_name(&scopes[i]);
+		frames[n].name = die_name(die);
 		frames[n].file = file;
+		frames[n].dir = file && file[0] != '/' ? comp_dir : NULL;
 		frames[n].line = line;
-		frames[n].start_line = die_decl_line(&scopes[i]);
+		frames[n].start_line = die_decl_line(die);
 		if (!frames[n].name)
 			frames[n].name = "??";
 		n++;
-		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
+		if (dwarf_tag(die) != DW_TAG_inlined_subroutine)
 			break;
 		/* The caller's frame is at the call site of this inlined instance. */
-		die_call_site(cudie, &scopes[i], &file, &line);
+		die_call_site(cudie, die, &file, &line);
 	}
 	free(scopes);
 	/* Line info without a function DIE (assembly, or a CU with lines only). */
 	if (!n && file) {
 		frames[0].name = NULL;
 		frames[0].file = file;
+		frames[0].dir = file[0] != '/' ? comp_dir : NULL;
 		frames[0].line = line;
 		frames[0].start_line = 0;
 		n = 1;

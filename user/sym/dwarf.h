@@ -15,6 +15,7 @@
 struct sym_dwarf_frame {
 	const char *name; /* linkage (mangled) name when DWARF has one, else the plain name */
 	const char *file; /* NULL when unknown */
+	const char *dir;  /* the compilation directory when file is relative to it, else NULL */
 	int line;	  /* 0 when unknown */
 	int start_line;	  /* the function's declaration line, 0 when unknown */
 };

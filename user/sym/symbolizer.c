@@ -649,6 +649,17 @@ static int symbolizer__proc(struct symbolizer *s, pid_t pid, struct sym_proc **o
 	return 0;
 }
 
+/* Interns dir/file (file alone when dir is NULL), as debuggers show a relative source path. */
+static const char *symbolizer__intern_path(struct symbolizer *s, const char *dir, const char *file)
+{
+	char buf[PATH_MAX];
+
+	if (!dir || !dir[0] ||
+	    (size_t)snprintf(buf, sizeof(buf), "%s/%s", dir, file) >= sizeof(buf))
+		return symbolizer__intern(s, file);
+	return symbolizer__intern(s, buf);
+}
+
 /* Marks m's DWARF reader as used now; when a new one is about to be opened and SYM_MAX_DWARF_OPEN
  * are open, closes the least recently used (what it resolved stays in the address cache). */
 static void symbolizer__touch_dwarf(struct symbolizer *s, struct sym_module *m)
@@ -703,7 +714,7 @@ static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint6
 		f = &res->frames[i];
 		f->system_name = symbolizer__intern(s, raw);
 		f->function = symbolizer__display_name(s, f->system_name);
-		f->file = df[i].file ? symbolizer__intern(s, df[i].file) : NULL;
+		f->file = df[i].file ? symbolizer__intern_path(s, df[i].dir, df[i].file) : NULL;
 		if (!f->system_name || !f->function || (df[i].file && !f->file))
 			return -ENOMEM;
 		f->line = df[i].line;

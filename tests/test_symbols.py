@@ -1,0 +1,158 @@
+"""Symbols as a debugger shows them, end to end: DWARF file:line, inlined frames, demangled C++ and
+Rust names, separate debug files, JIT maps, Go binaries; checked through go tool pprof."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import FIXTURES, go_pprof, pprof_traces, run_cprof
+
+SYM = os.path.join(FIXTURES, "sym")
+
+
+def rustc():
+    for cand in (shutil.which("rustc"), os.path.expanduser("~/.cargo/bin/rustc"),
+                 "/root/.cargo/bin/rustc"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def marks(src):
+    """{mark: [line numbers]} of the `MARK name` comments in a fixture source."""
+    out = {}
+    with open(src) as f:
+        for no, line in enumerate(f, 1):
+            m = re.search(r"MARK (\S+)", line)
+            if m:
+                out.setdefault(m.group(1), []).append(no)
+    return out
+
+
+FRAME = re.compile(r"^(?P<fn>.+?) (?P<file>\S+):(?P<line>\d+)(?P<inl> \(inline\))?$")
+
+
+def line_traces(path):
+    """`go tool pprof -traces -lines`: [(value, [(function, file, line, inlined)..leaf first])]."""
+    out = []
+    # -symbolize=none: pprof shows the names as written, without demangling them itself.
+    for value, frames in pprof_traces(path, extra=("-lines", "-symbolize=none")):
+        parsed = []
+        for fr in frames:
+            m = FRAME.match(fr)
+            if m:
+                parsed.append((m["fn"], m["file"], int(m["line"]), bool(m["inl"])))
+            else:
+                parsed.append((fr, None, 0, False))
+        out.append((value, parsed))
+    return out
+
+
+def mapping_flags(path, name):
+    """The [FN][FL][LN][IN] flags `pprof -raw` shows for the mapping of file `name`."""
+    for line in go_pprof("-raw", path).split("Mappings", 1)[1].splitlines():
+        if f"/{name} " in line or line.rstrip().endswith(f"/{name}"):
+            return set(re.findall(r"\[(FN|FL|LN|IN)\]", line))
+    raise AssertionError(f"no mapping for {name}")
+
+
+def profile(spawn, workdir, binary, name, *extra, seconds=2):
+    p = spawn(binary)
+    out = os.path.join(workdir, f"{name}.pb.gz")
+    run_cprof("-p", p.pid, "-d", seconds, "-F", 499, "-o", out, *extra)
+    return out
+
+
+def check_chain(path, src, chain):
+    """chain: [(function, mark)] innermost first. Most samples must carry exactly that inline
+    chain in their leaf location, each frame at a line of its mark, all but the last marked
+    inline."""
+    want = marks(src)
+    traces = line_traces(path)
+    total = sum(v for v, _ in traces)
+    good = 0
+    for value, frames in traces:
+        # Deeper inlined callees (std's wrapping_mul in Rust) may come first.
+        skip = 0
+        while skip < len(frames) and frames[skip][3] and frames[skip][0] != chain[0][0]:
+            skip += 1
+        top = frames[skip:skip + len(chain)]
+        if len(top) < len(chain):
+            continue
+        ok = all(fn == wfn and file == src and line in want[mark] and inl == (i < len(chain) - 1)
+                 for i, ((fn, file, line, inl), (wfn, mark)) in enumerate(zip(top, chain)))
+        good += value if ok else 0
+    assert total and good / total >= 0.8, (good, total, traces[:4])
+
+
+@pytest.fixture(scope="module")
+def c_inline(workdir):
+    out = os.path.join(workdir, "sym_inline_c")
+    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", out,
+                    os.path.join(SYM, "inline.c")], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cxx_inline(workdir):
+    out = os.path.join(workdir, "sym_inline_cxx")
+    subprocess.run(["g++", "-O2", "-g", "-fno-omit-frame-pointer", "-o", out,
+                    os.path.join(SYM, "inline.cpp")], check=True)
+    return out
+
+
+def build_rust(workdir, mangling):
+    rc = rustc()
+    if not rc:
+        pytest.skip("no rustc on this machine")
+    out = os.path.join(workdir, f"sym_inline_rs_{mangling}")
+    # Stable rustc mangles the legacy way unless told v0.
+    flags = ["-C", "symbol-mangling-version=v0"] if mangling == "v0" else []
+    subprocess.run([rc, "-g", "-C", "opt-level=2", "-C", "force-frame-pointers=yes", *flags,
+                    "--crate-name", "sym_rs", "-o", out, os.path.join(SYM, "inline.rs")],
+                   check=True,
+                   env=dict(os.environ, PATH=os.path.dirname(rc) + ":" + os.environ["PATH"]))
+    return out
+
+
+def test_c_inlined_frames_with_lines(c_inline, spawn, workdir):
+    out = profile(spawn, workdir, c_inline, "inline_c")
+    check_chain(out, os.path.join(SYM, "inline.c"),
+                [("step", "step-body"), ("mix", "mix-calls-step"), ("run", "run-calls-mix")])
+    assert mapping_flags(out, "sym_inline_c") == {"FN", "FL", "LN", "IN"}
+    # Functions carry their first line: `pprof -raw` prints it as s=N.
+    decl = marks(os.path.join(SYM, "inline.c"))["step-decl"][0]
+    raw = go_pprof("-raw", "-symbolize=none", out)
+    assert re.search(rf" step \S+inline\.c:\d+ s={decl}\b", raw), raw
+
+
+def test_cxx_demangled_inlined_frames(cxx_inline, spawn, workdir):
+    out = profile(spawn, workdir, cxx_inline, "inline_cxx")
+    check_chain(out, os.path.join(SYM, "inline.cpp"),
+                [("cprof::step(unsigned int)", "step-body"),
+                 ("cprof::Mixer<int>::mix(unsigned int) const", "mix-calls-step"),
+                 ("cprof::Mixer<int>::churn() const", "churn-calls-mix")])
+    # The mangled name is the function's system_name (pprof -raw shows it in parentheses).
+    raw = go_pprof("-raw", "-symbolize=none", out)
+    assert "cprof::Mixer<int>::churn() const" in raw and "(_ZNK5cprof5MixerIiE5churnEv)" in raw
+
+
+def test_demangle_none_keeps_mangled_names(cxx_inline, spawn, workdir):
+    out = profile(spawn, workdir, cxx_inline, "inline_cxx_raw", "--demangle", "none")
+    check_chain(out, os.path.join(SYM, "inline.cpp"),
+                [("_ZN5cprof4stepEj", "step-body"), ("_ZNK5cprof5MixerIiE3mixEj", "mix-calls-step"),
+                 ("_ZNK5cprof5MixerIiE5churnEv", "churn-calls-mix")])
+
+
+@pytest.mark.parametrize("mangling", ["legacy", "v0"])
+def test_rust_demangled_inlined_frames(mangling, spawn, workdir):
+    binary = build_rust(workdir, mangling)
+    out = profile(spawn, workdir, binary, f"inline_rs_{mangling}")
+    check_chain(out, os.path.join(SYM, "inline.rs"),
+                [("sym_rs::step", "step-body"), ("sym_rs::mix", "mix-calls-step"),
+                 ("sym_rs::run", "run-calls-mix")])
+    raw = go_pprof("-raw", "-symbolize=none", out)
+    prefix = "(_ZN6sym_rs3run17h" if mangling == "legacy" else "(_RNvCs"
+    assert re.search(r"sym_rs::run \S+ s=\d+" + re.escape(prefix), raw), raw
