@@ -156,3 +156,69 @@ def test_rust_demangled_inlined_frames(mangling, spawn, workdir):
     raw = go_pprof("-raw", "-symbolize=none", out)
     prefix = "(_ZN6sym_rs3run17h" if mangling == "legacy" else "(_RNvCs"
     assert re.search(r"sym_rs::run \S+ s=\d+" + re.escape(prefix), raw), raw
+
+
+def build_id(path):
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True,
+                         check=True).stdout
+    return re.search(r"Build ID: ([0-9a-f]+)", out).group(1)
+
+
+C_CHAIN = [("step", "step-body"), ("mix", "mix-calls-step"), ("run", "run-calls-mix")]
+
+
+def split_debug(c_inline, where, debuglink):
+    """A stripped copy of the C fixture in where/ and its debug file; returns both paths."""
+    os.makedirs(where, exist_ok=True)
+    binary = os.path.join(where, "stripped")
+    # Under another name than libdwfl's default guess (stripped.debug): only the debuglink
+    # leads to it.
+    debug = os.path.join(where, "stripped-syms.dbg" if debuglink else "stripped.debug")
+    subprocess.run(["objcopy", "--only-keep-debug", c_inline, debug], check=True)
+    subprocess.run(["strip", "--strip-all", "-o", binary, c_inline], check=True)
+    if debuglink:
+        # objcopy records the name and CRC of the debug file it is given.
+        subprocess.run(["objcopy", f"--add-gnu-debuglink={debug}", binary], check=True)
+    return binary, debug
+
+
+def test_stripped_binary_without_debug_file_gets_stubs(c_inline, spawn, tmp_path):
+    binary, debug = split_debug(c_inline, str(tmp_path / "bin"), False)
+    # libdwfl would find it next to the binary by its default name, stripped.debug.
+    os.unlink(debug)
+    out = profile(spawn, str(tmp_path), binary, "nodebug", "--debug-dir", str(tmp_path / "dbg"))
+    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    assert not names & {"step", "mix", "run"}, names
+    assert any(n.startswith("stripped+0x") for n in names), names
+    assert mapping_flags(out, "stripped") == set()
+
+
+def test_debug_file_found_by_build_id(c_inline, spawn, tmp_path):
+    binary, debug = split_debug(c_inline, str(tmp_path / "bin"), False)
+    # Not next to the binary, where its default name would find it without the build-id.
+    bid = build_id(binary)
+    root = tmp_path / "dbg"
+    (root / ".build-id" / bid[:2]).mkdir(parents=True)
+    os.rename(debug, root / ".build-id" / bid[:2] / f"{bid[2:]}.debug")
+    out = profile(spawn, str(tmp_path), binary, "buildid", "--debug-dir", str(root))
+    check_chain(out, os.path.join(SYM, "inline.c"), C_CHAIN)
+    assert mapping_flags(out, "stripped") == {"FN", "FL", "LN", "IN"}
+
+
+@pytest.mark.parametrize("place", ["same-dir", "dot-debug", "debug-root"])
+def test_debug_file_found_by_debuglink(place, c_inline, spawn, tmp_path):
+    bindir = str(tmp_path / "bin")
+    binary, debug = split_debug(c_inline, bindir, True)
+    root = str(tmp_path / "dbg")
+    os.makedirs(root)
+    if place == "dot-debug":
+        os.makedirs(os.path.join(bindir, ".debug"))
+        os.rename(debug, os.path.join(bindir, ".debug", "stripped-syms.dbg"))
+    elif place == "debug-root":
+        # ROOT/<directory of the binary>/<debuglink name>, as /usr/lib/debug/usr/bin/ls.debug.
+        target = root + bindir
+        os.makedirs(target)
+        os.rename(debug, os.path.join(target, "stripped-syms.dbg"))
+    out = profile(spawn, str(tmp_path), binary, f"link-{place}", "--debug-dir", root)
+    check_chain(out, os.path.join(SYM, "inline.c"), C_CHAIN)
+    assert mapping_flags(out, "stripped") == {"FN", "FL", "LN", "IN"}

@@ -22,10 +22,11 @@ struct record_opts {
 	int freq;	    /* -F Hz */
 	const char *output; /* -o; "-" = stdout; NULL = default for the format */
 	enum out_format format;
-	int top_rows;	   /* --format top: rows shown */
-	uint32_t max_keys; /* --max-stacks: aggregation map entries */
-	bool no_kernel;	   /* --no-kernel */
-	bool demangle;	   /* --demangle=full|none */
+	int top_rows;	       /* --format top: rows shown */
+	uint32_t max_keys;     /* --max-stacks: aggregation map entries */
+	bool no_kernel;	       /* --no-kernel */
+	bool demangle;	       /* --demangle=full|none */
+	const char *debug_dir; /* --debug-dir: root of separate debug files, NULL: default */
 };
 
 /* Parses argv for `record` (the default subcommand). Returns 0, 1 when it printed --help or
