@@ -3,6 +3,7 @@ Rust names, separate debug files, JIT maps, Go binaries; checked through go tool
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -222,3 +223,57 @@ def test_debug_file_found_by_debuglink(place, c_inline, spawn, tmp_path):
     out = profile(spawn, str(tmp_path), binary, f"link-{place}", "--debug-dir", root)
     check_chain(out, os.path.join(SYM, "inline.c"), C_CHAIN)
     assert mapping_flags(out, "stripped") == {"FN", "FL", "LN", "IN"}
+
+
+def node_jit(spawn, workdir, name, argv_prefix=()):
+    if not shutil.which("node"):
+        pytest.skip("no node")
+    p = spawn(*argv_prefix, "node", "--perf-basic-prof", os.path.join(SYM, "jit.js"))
+    out = os.path.join(workdir, f"{name}.pb.gz")
+    try:
+        run_cprof("-p", p.pid, "-d", 3, "-F", 499, "-o", out)
+    finally:
+        p.stop()
+    return out, p.pid
+
+
+def jit_share(out):
+    from conftest import pprof_top
+    rows, total = pprof_top(out, "samples", extra=["-symbolize=none"])
+    hot = sum(flat for fn, (flat, _) in rows.items() if "cprofHotJsLoop" in fn)
+    return hot / total, rows
+
+
+def test_node_jit_names_from_perf_map(spawn, workdir):
+    out, pid = node_jit(spawn, workdir, "node_jit")
+    try:
+        share, rows = jit_share(out)
+        # The loop is almost all of node's CPU; V8 names it "JS:*cprofHotJsLoop file:line".
+        assert share >= 0.5, rows
+        assert "[anon]" in go_pprof("-raw", out)
+    finally:
+        if os.path.exists(f"/tmp/perf-{pid}.map"):
+            os.unlink(f"/tmp/perf-{pid}.map")
+
+
+def test_node_jit_in_other_mount_and_pid_namespace(spawn, workdir):
+    """A container's view: its own /tmp (a tmpfs) and pid namespace, where node is pid 1 and
+    writes /tmp/perf-1.map; only /proc/PID/root/tmp/perf-1.map reaches it."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare")
+    script = ("mount -t tmpfs tmpfs /tmp && exec node --perf-basic-prof "
+              + os.path.join(SYM, "jit.js"))
+    p = spawn("unshare", "--mount", "--pid", "--fork", "--propagation", "private",
+              "sh", "-c", script)
+    # The pid to profile is node's (unshare's child), as the host numbers it.
+    kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+    assert kids, "unshare started no child"
+    node = int(kids[0])
+    out = os.path.join(workdir, "node_ns.pb.gz")
+    try:
+        run_cprof("-p", node, "-d", 3, "-F", 499, "-o", out)
+    finally:
+        # A namespace's init ignores its parent-death signal: kill it from out here.
+        os.kill(node, signal.SIGKILL)
+    share, rows = jit_share(out)
+    assert share >= 0.5, rows

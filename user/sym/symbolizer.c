@@ -14,12 +14,15 @@
 #include "sym/demangle.h"
 #include "sym/kallsyms.h"
 #include "sym/module.h"
+#include "sym/perfmap.h"
 #include "sym/symbolizer.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 
 #define KALLSYMS_PATH  "/proc/kallsyms"
 #define KERNEL_MAPPING "[kernel.kallsyms]"
+/* Anonymous executable memory: JIT code, named through the process's perf map. */
+#define ANON_MAPPING "[anon]"
 /* A vDSO is two or three pages; anything much larger is not one. */
 #define VDSO_MAX_SIZE (1 << 20)
 
@@ -29,12 +32,14 @@ struct sym_entry {
 	struct sym_mapping *mapping;
 	struct sym_module *module; /* NULL: the file could not be opened or is not ELF */
 	const char *base;	   /* the file's basename, for stubs */
+	bool anon;		   /* anonymous memory (JIT code): no file behind it */
 };
 
 struct sym_proc {
 	pid_t pid;
 	struct sym_entry *entries; /* sorted by start */
 	size_t n;
+	struct perfmap *jit; /* its perf map, when it has anonymous code */
 };
 
 /* A growable array of owned pointers. */
@@ -183,6 +188,7 @@ static void sym_proc__free(struct sym_proc *p)
 {
 	if (!p)
 		return;
+	perfmap__free(p->jit);
 	free(p->entries);
 	free(p);
 }
@@ -481,10 +487,15 @@ static int symbolizer__add_entry(struct symbolizer *s, struct sym_proc *p,
 	const char *slash, *path;
 	int err = 0;
 
-	/* Only code is symbolized; anonymous code (JIT) has no file to read. */
-	if (map->perms[2] != 'x' || !map->path)
+	/* Only code is symbolized. Anonymous code is a JIT's, named by its perf map. */
+	if (map->perms[2] != 'x')
 		return 0;
-	if (!strcmp(map->path, "[vdso]"))
+	if (!map->path) {
+		if (!p->jit)
+			p->jit = perfmap__new(p->pid, same_root);
+		if (!p->jit)
+			return -ENOMEM;
+	} else if (!strcmp(map->path, "[vdso]"))
 		err = symbolizer__vdso_module(s, p->pid, map, &mod);
 	else if (map->path[0] != '[')
 		err = symbolizer__file_module(s, p->pid, map, same_root, &mod);
@@ -495,9 +506,10 @@ static int symbolizer__add_entry(struct symbolizer *s, struct sym_proc *p,
 	e->end = map->end;
 	e->offset = map->offset;
 	e->module = mod;
-	slash = strrchr(map->path, '/');
-	e->base = symbolizer__intern(s, slash ? slash + 1 : map->path);
-	path = symbolizer__intern(s, map->path);
+	e->anon = !map->path;
+	path = symbolizer__intern(s, map->path ? map->path : ANON_MAPPING);
+	slash = path ? strrchr(path, '/') : NULL;
+	e->base = path ? symbolizer__intern(s, slash ? slash + 1 : path) : NULL;
 	if (!e->base || !path)
 		return -ENOMEM;
 	e->mapping = symbolizer__mapping(s, old, e, path);
@@ -756,6 +768,18 @@ static void symbolizer__mapping_flags(struct sym_mapping *mp, struct sym_module 
 	mp->has_inline_frames = dwarf;
 }
 
+/* An address in anonymous code: the JIT's name for it from the perf map, else "0x..". */
+static int symbolizer__jit(struct symbolizer *s, struct sym_proc *p, const struct sym_entry *e,
+			   uint64_t look, uint64_t addr, struct sym_result *res)
+{
+	const char *name = p->jit ? perfmap__lookup(p->jit, look) : NULL;
+
+	if (!name)
+		return symbolizer__stub(s, res, e->mapping, NULL, addr);
+	e->mapping->has_functions = true;
+	return symbolizer__set_frame(s, res, e->mapping, symbolizer__intern(s, name));
+}
+
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
 		     struct sym_result *res)
 {
@@ -773,6 +797,8 @@ int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_ret
 	e = sym_proc__find(p, look);
 	if (!e)
 		return symbolizer__stub(s, res, NULL, NULL, addr);
+	if (e->anon)
+		return symbolizer__jit(s, p, e, look, addr, res);
 	if (!e->module ||
 	    sym_module__offset_to_vaddr(e->module, look - e->start + e->offset, &vaddr))
 		goto stub;
