@@ -344,3 +344,89 @@ def test_debuginfod_round_trip(c_inline, spawn, tmp_path, monkeypatch):
     # The server is gone: the cached copy serves the next profile.
     out = profile(spawn, str(tmp_path), binary, "debuginfod-cached", "--debug-dir", empty)
     check_chain(out, os.path.join(SYM, "inline.c"), C_CHAIN)
+
+
+def test_deleted_binary_keeps_lines(c_inline, spawn, tmp_path):
+    """A binary deleted after it started: its DWARF is read through /proc/PID/map_files."""
+    binary = str(tmp_path / "doomed")
+    shutil.copy(c_inline, binary)
+    p = spawn(binary)
+    os.unlink(binary)
+    out = str(tmp_path / "deleted.pb.gz")
+    run_cprof("-p", p.pid, "-d", 2, "-F", 499, "-o", out)
+    check_chain(out, os.path.join(SYM, "inline.c"), C_CHAIN)
+    assert mapping_flags(out, "doomed") == {"FN", "FL", "LN", "IN"}
+
+
+def build_hot_lib(tmp_path):
+    """usehot, a program spinning in cprof_hot() of libhot.so (built -g); returns both paths."""
+    src = tmp_path / "hot.c"
+    src.write_text("__attribute__((noinline)) unsigned cprof_hot(unsigned x)\n"
+                   "{ for (int i = 0; i < 64; i++) x = x * 2654435761u ^ i; return x; }\n")
+    lib = tmp_path / "libhot.so"
+    subprocess.run(["cc", "-O2", "-g", "-shared", "-fPIC", "-o", lib, src], check=True)
+    main = tmp_path / "main.c"
+    main.write_text("#include <stdio.h>\n#include <unistd.h>\nunsigned cprof_hot(unsigned);\n"
+                    "volatile unsigned s;\nint main(void) { alarm(60); puts(\"ready\");"
+                    " fflush(stdout); for (;;) s = cprof_hot(s); }\n")
+    exe = tmp_path / "usehot"
+    subprocess.run(["cc", "-O2", "-o", exe, main, lib, f"-Wl,-rpath,{tmp_path}"], check=True)
+    return exe, lib
+
+
+def sections(path):
+    """{name: (offset, size)} from readelf -S -W."""
+    out = subprocess.run(["readelf", "-S", "-W", path], capture_output=True, text=True,
+                         check=True).stdout
+    secs = {}
+    for m in re.finditer(r"\]\s+(\S+)\s+\S+\s+[0-9a-f]+\s+([0-9a-f]+)\s+([0-9a-f]+)", out):
+        secs[m.group(1)] = (int(m.group(2), 16), int(m.group(3), 16))
+    return secs
+
+
+def test_corrupt_dwarf_is_survived(spawn, tmp_path):
+    """Garbage in a library's .debug_* sections (the loader never reads them): the profile is
+    still written, the function still named from .symtab."""
+    import random
+    exe, lib = build_hot_lib(tmp_path)
+    rnd = random.Random(1234)
+    with open(lib, "r+b") as f:
+        for name, (off, size) in sections(str(lib)).items():
+            if name.startswith(".debug_"):
+                f.seek(off)
+                f.write(bytes(rnd.getrandbits(8) for _ in range(size)))
+    p = spawn(exe)
+    out = str(tmp_path / "corrupt-dwarf.pb.gz")
+    run_cprof("-p", p.pid, "-d", 1, "-F", 499, "-o", out)
+    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    assert "cprof_hot" in names, names
+
+
+def test_bad_section_headers_fall_back_to_dynamic_symbols(spawn, tmp_path):
+    """A library whose ELF header points its section headers far past the end of the file
+    (the loader only needs program headers): no section is readable, yet the exported function
+    is still named, from the dynamic symbol table that PT_DYNAMIC leads to."""
+    import struct
+    exe, lib = build_hot_lib(tmp_path)
+    with open(lib, "r+b") as f:
+        f.seek(0x28)  # e_shoff of an ELF64 header
+        f.write(struct.pack("<Q", 1 << 40))
+    p = spawn(exe)
+    out = str(tmp_path / "bad-shdr.pb.gz")
+    run_cprof("-p", p.pid, "-d", 1, "-F", 499, "-o", out)
+    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    assert "cprof_hot" in names, names
+
+
+def test_code_in_a_non_elf_file_gives_stub_and_warning(spawn, tmp_path):
+    """Code executed from a mapped file that is not ELF: a file+offset stub and one warning."""
+    exe = str(tmp_path / "blob")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(SYM, "blob.c")], check=True)
+    blob = str(tmp_path / "code.bin")
+    p = spawn(exe, blob)
+    out = str(tmp_path / "blob.pb.gz")
+    r = run_cprof("-p", p.pid, "-d", 1, "-F", 499, "-o", out)
+    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    assert "code.bin+0x0" in names, names
+    err = r.stderr.decode()
+    assert err.count("code.bin") == 1 and "not a readable ELF file" in err, err

@@ -374,8 +374,11 @@ static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct
 	err = sym_module__open_fd(fd, seen, s->opts.debug_dir, &m);
 	if (err == -ENOMEM)
 		return err;
+	/* Once per file (the module table remembers it): its frames will be stubs. */
 	if (err)
-		pr_debug("pid %d: %s: not a readable ELF file\n", (int)pid, map->path);
+		pr_warn("warning: %s (mapped by pid %d) is not a readable ELF file: its frames stay "
+			"unsymbolized\n",
+			map->path, (int)pid);
 	return symbolizer__adopt(s, ikey, m, out);
 }
 
