@@ -430,3 +430,24 @@ def test_code_in_a_non_elf_file_gives_stub_and_warning(spawn, tmp_path):
     assert "code.bin+0x0" in names, names
     err = r.stderr.decode()
     assert err.count("code.bin") == 1 and "not a readable ELF file" in err, err
+
+
+@pytest.mark.parametrize("mode", ["exe", "pie"])
+def test_stripped_go_binary_named_from_gopclntab(mode, spawn, tmp_path):
+    if not shutil.which("go"):
+        pytest.skip("no go")
+    exe = str(tmp_path / f"gospin-{mode}")
+    import tempfile
+    # The build cache go_pprof uses too: the standard library is compiled once.
+    env = dict(os.environ, GOCACHE=os.path.join(tempfile.gettempdir(), "cprof-gocache"),
+               GOFLAGS="-mod=mod", HOME=os.environ.get("HOME", str(tmp_path)), CGO_ENABLED="0")
+    subprocess.run(["go", "build", f"-buildmode={mode}", "-ldflags=-s -w", "-o", exe,
+                    os.path.join(SYM, "gospin.go")], check=True, env=env, cwd=str(tmp_path))
+    secs = sections(exe)
+    assert ".symtab" not in secs and not any(s.startswith(".debug") for s in secs), secs
+    p = spawn(exe)
+    out = str(tmp_path / "go.pb.gz")
+    run_cprof("-p", p.pid, "-d", 2, "-F", 499, "-o", out)
+    from conftest import pprof_top
+    rows, total = pprof_top(out, "samples", extra=["-symbolize=none"])
+    assert rows.get("main.cprofGoSpin", (0,))[0] / total >= 0.5, rows

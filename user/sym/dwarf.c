@@ -12,6 +12,8 @@
 
 /* Deepest nesting of scopes (functions, inlined instances, blocks) followed at one address. */
 #define SCOPES_MAX 64
+/* Deepest nesting of DIEs of any kind (namespaces, classes, imported units) walked through. */
+#define SCOPES_MAX_LEVEL 256
 
 struct sym_dwarf {
 	/* libdwfl keeps pointers to both: they live as long as the Dwfl. */
@@ -144,6 +146,7 @@ static bool is_function(Dwarf_Die *die)
 static bool is_container(Dwarf_Die *die)
 {
 	switch (dwarf_tag(die)) {
+	case DW_TAG_imported_unit: /* dwz's shared partial units */
 	case DW_TAG_namespace:
 	case DW_TAG_module:
 	case DW_TAG_structure_type:
@@ -157,20 +160,30 @@ static bool is_container(Dwarf_Die *die)
 
 /* Fills chain[depth..] with the DIEs under parent that contain pc, outermost first, and
  * returns the new depth. */
-static int scopes_walk(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, int max, int depth)
+static int scopes_walk(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, int max, int depth,
+		       int level)
 {
-	Dwarf_Die child;
+	Dwarf_Attribute attr;
+	Dwarf_Die child, unit;
 	int deeper;
 
-	if (depth >= max || dwarf_child(parent, &child))
+	/* An imported unit's DIEs are those of the partial unit it names. */
+	if (dwarf_tag(parent) == DW_TAG_imported_unit) {
+		if (!dwarf_formref_die(dwarf_attr(parent, DW_AT_import, &attr), &unit))
+			return depth;
+		parent = &unit;
+	}
+	/* level bounds the recursion through containers too (corrupt input may nest, or import,
+	 * without end). */
+	if (depth >= max || level >= SCOPES_MAX_LEVEL || dwarf_child(parent, &child))
 		return depth;
 	do {
 		if (dwarf_haspc(&child, pc) > 0) {
 			chain[depth] = child;
-			return scopes_walk(&child, pc, chain, max, depth + 1);
+			return scopes_walk(&child, pc, chain, max, depth + 1, level + 1);
 		}
 		if (is_container(&child)) {
-			deeper = scopes_walk(&child, pc, chain, max, depth);
+			deeper = scopes_walk(&child, pc, chain, max, depth, level + 1);
 			if (deeper > depth)
 				return deeper;
 		}
@@ -182,7 +195,7 @@ int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_fram
 {
 	const char *file = NULL, *comp_dir;
 	Dwarf_Attribute attr;
-	Dwarf_Die *cudie, *scopes = NULL, inner, chain[SCOPES_MAX];
+	Dwarf_Die *cudie, chain[SCOPES_MAX];
 	Dwarf_Die *die;
 	Dwarf_Line *dl;
 	Dwarf_Addr bias, pc;
@@ -201,28 +214,14 @@ int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_fram
 		if (dwarf_lineno(dl, &line))
 			line = 0;
 	}
-	nscopes = dwarf_getscopes(cudie, pc, &scopes);
-	/* dwarf_getscopes continues from an inlined instance into its abstract definition's
-	 * scopes; the DIEs that physically enclose the innermost scope (outer inlined instances,
-	 * then the concrete function) come from dwarf_getscopes_die. */
-	if (nscopes > 0) {
-		inner = scopes[0];
-		free(scopes);
-		scopes = NULL;
-		nscopes = dwarf_getscopes_die(&inner, &scopes);
-	} else {
-		/* It finds nothing in rustc's CUs (functions nested in namespaces): walk. */
-		free(scopes);
-		scopes = NULL;
-		nscopes = scopes_walk(cudie, pc, chain, SCOPES_MAX, 0);
-		for (i = 0; i < nscopes / 2; i++) {
-			inner = chain[i];
-			chain[i] = chain[nscopes - 1 - i];
-			chain[nscopes - 1 - i] = inner;
-		}
-	}
-	for (i = 0; i < nscopes && n < max; i++) {
-		die = scopes ? &scopes[i] : &chain[i];
+	/* The DIEs that physically enclose pc, outermost first: the concrete function, its
+	 * inlined instances and blocks. (dwarf_getscopes would continue from an inlined instance
+	 * into its abstract definition, finds nothing in rustc's CUs, and leaks its array when it
+	 * fails on corrupt DWARF.) */
+	nscopes = scopes_walk(cudie, pc, chain, SCOPES_MAX, 0, 0);
+	/* Innermost first. */
+	for (i = nscopes - 1; i >= 0 && n < max; i--) {
+		die = &chain[i];
 		if (!is_function(die))
 			continue;
 		frames[n].name = die_name(die);
@@ -238,7 +237,6 @@ int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_fram
 		/* The caller's frame is at the call site of this inlined instance. */
 		die_call_site(cudie, die, &file, &line);
 	}
-	free(scopes);
 	/* Line info without a function DIE (assembly, or a CU with lines only). */
 	if (!n && file) {
 		frames[0].name = NULL;

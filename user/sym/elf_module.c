@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "sym/dwarf.h"
+#include "sym/gopclntab.h"
 #include "sym/module.h"
 #include "sym/names.h"
 
@@ -37,6 +38,7 @@ struct sym_module {
 	bool loaded; /* the symbol table was read, or could not be and will not be retried */
 	struct sym_symbol *syms; /* sorted by addr, one per address */
 	size_t nsyms;
+	size_t go_cap;		 /* capacity of syms while .gopclntab is read */
 	char *strtabs[2];	 /* copies of the string tables of .symtab and .dynsym */
 	char *path;		 /* for .gnu_debuglink lookups; NULL for an image in memory */
 	char *debug_dir;	 /* debug root, NULL for the default */
@@ -335,9 +337,66 @@ static void sym_module__finish_symbols(struct sym_module *m)
 	}
 }
 
+static int sym_module__add_go(void *ctx, uint64_t addr, uint64_t end, const char *name)
+{
+	struct sym_module *m = ctx;
+	struct sym_symbol *tmp;
+
+	if (m->nsyms == m->go_cap) {
+		m->go_cap = m->go_cap ? m->go_cap * 2 : 1024;
+		tmp = realloc(m->syms, m->go_cap * sizeof(*tmp));
+		if (!tmp)
+			return -ENOMEM;
+		m->syms = tmp;
+	}
+	m->syms[m->nsyms].addr = addr;
+	m->syms[m->nsyms].end = end - addr;
+	m->syms[m->nsyms].name = name;
+	m->syms[m->nsyms].rank = 0;
+	m->nsyms++;
+	return 0;
+}
+
+/* A Go executable without .symtab (-ldflags=-s) still has .gopclntab. Names point into the
+ * section's data, which lives as long as the Elf handle. */
+static int sym_module__read_gopclntab(struct sym_module *m)
+{
+	Elf_Scn *scn = NULL, *pcln = NULL;
+	uint64_t text = 0;
+	const char *name;
+	Elf_Data *data;
+	size_t shstrndx, len;
+	GElf_Shdr sh;
+	int err;
+
+	if (elf_getshdrstrndx(m->elf, &shstrndx))
+		return 0;
+	while ((scn = elf_nextscn(m->elf, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		name = elf_strptr(m->elf, shstrndx, sh.sh_name);
+		if (!name)
+			continue;
+		/* ".data.rel.ro.gopclntab" in PIE builds. */
+		len = strlen(name);
+		if (len >= 10 && !strcmp(name + len - 10, ".gopclntab") &&
+		    sh.sh_type == SHT_PROGBITS)
+			pcln = scn;
+		else if (!strcmp(name, ".text"))
+			text = sh.sh_addr;
+	}
+	data = pcln ? elf_getdata(pcln, NULL) : NULL;
+	if (!data || !data->d_buf)
+		return 0;
+	m->go_cap = m->nsyms;
+	err = gopclntab__read(data->d_buf, data->d_size, text, sym_module__add_go, m);
+	return err == -ENOEXEC ? 0 : err;
+}
+
 static int sym_module__load_symbols(struct sym_module *m)
 {
 	Elf_Scn *scn = NULL;
+	bool symtab = false;
 	size_t cap = 0;
 	GElf_Shdr sh;
 	int err;
@@ -347,7 +406,13 @@ static int sym_module__load_symbols(struct sym_module *m)
 			continue;
 		if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
 			continue;
+		symtab |= sh.sh_type == SHT_SYMTAB;
 		err = sym_module__read_symtab(m, scn, &sh, sh.sh_type == SHT_SYMTAB ? 0 : 1, &cap);
+		if (err)
+			return err;
+	}
+	if (!symtab) {
+		err = sym_module__read_gopclntab(m);
 		if (err)
 			return err;
 	}

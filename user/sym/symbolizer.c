@@ -376,7 +376,8 @@ static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct
 		return err;
 	/* Once per file (the module table remembers it): its frames will be stubs. */
 	if (err)
-		pr_warn("warning: %s (mapped by pid %d) is not a readable ELF file: its frames stay "
+		pr_warn("warning: %s (mapped by pid %d) is not a readable ELF file: its frames "
+			"stay "
 			"unsymbolized\n",
 			map->path, (int)pid);
 	return symbolizer__adopt(s, ikey, m, out);
