@@ -164,6 +164,10 @@ struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts)
 		return NULL;
 	if (opts)
 		s->opts = *opts;
+	if (!s->opts.max_cached_addrs)
+		s->opts.max_cached_addrs = SYM_CACHE_MAX_ADDRS;
+	if (s->opts.max_dwarf_open <= 0 || s->opts.max_dwarf_open > SYM_MAX_DWARF_OPEN)
+		s->opts.max_dwarf_open = SYM_MAX_DWARF_OPEN;
 	if (s->opts.debug_dir) {
 		s->debug_dir = strdup(s->opts.debug_dir);
 		s->opts.debug_dir = s->debug_dir;
@@ -691,7 +695,7 @@ static void symbolizer__touch_dwarf(struct symbolizer *s, struct sym_module *m)
 		if (s->open_dwarf[i].tick < s->open_dwarf[lru].tick)
 			lru = i;
 	}
-	if (s->nopen_dwarf == SYM_MAX_DWARF_OPEN) {
+	if (s->nopen_dwarf == s->opts.max_dwarf_open) {
 		sym_module__drop_dwarf(s->open_dwarf[lru].module);
 		i = lru;
 	} else {
@@ -746,7 +750,7 @@ static void symbolizer__cache(struct symbolizer *s, const struct sym_module *m, 
 {
 	struct sym_cached *c;
 
-	if (s->addrs && hashmap__size(s->addrs) >= SYM_CACHE_MAX_ADDRS)
+	if (s->addrs && hashmap__size(s->addrs) >= s->opts.max_cached_addrs)
 		symbolizer__clear_addrs(s);
 	if (!s->addrs)
 		return;

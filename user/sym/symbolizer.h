@@ -48,6 +48,9 @@ struct symbolizer_opts {
 	enum sym_demangle demangle;
 	bool no_kernel;	       /* do not read /proc/kallsyms */
 	const char *debug_dir; /* root of separate debug files; NULL: /usr/lib/debug (copied) */
+	/* Bounds of the caches; 0 for the defaults below (tests set small ones). */
+	size_t max_cached_addrs;
+	int max_dwarf_open;
 };
 
 /* Bounds of the caches (see README.md, "Symbols"): resolved addresses kept per symbolizer
