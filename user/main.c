@@ -5,6 +5,7 @@
 #include "check.h"
 #include "cli.h"
 #include "record.h"
+#include "symbolize.h"
 
 static int cmd_record(int argc, char **argv)
 {
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check__run(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "symbolize") == 0)
+		return symbolize__run(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "record") == 0)
 		return cmd_record(argc - 1, argv + 1);
 	return cmd_record(argc, argv);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sym/dwarf.h"
+#include "util/hashmap.h"
 
 /* Deepest nesting of scopes (functions, inlined instances, blocks) followed at one address. */
 #define SCOPES_MAX 64
@@ -23,6 +24,19 @@ struct sym_dwarf {
 	Dwfl_Module *mod;
 	bool tried; /* dwfl_module_getdwarf was called */
 	bool present;
+	struct hashmap *cus; /* CU DIE offset + 1 -> struct cu_index *, built on first use */
+};
+
+/* The functions of one CU with their code ranges, sorted, so that a lookup starts at the right
+ * function instead of walking every DIE of the CU. */
+struct cu_func {
+	Dwarf_Addr low, high;
+	Dwarf_Die die;
+};
+
+struct cu_index {
+	struct cu_func *funcs;
+	size_t n, cap;
 };
 
 int sym_dwarf__open(int fd, const char *path, const char *debug_dir, struct sym_dwarf **out)
@@ -46,6 +60,11 @@ int sym_dwarf__open(int fd, const char *path, const char *debug_dir, struct sym_
 	d->cbs.find_debuginfo = dwfl_standard_find_debuginfo;
 	d->cbs.section_address = dwfl_offline_section_address;
 	d->cbs.debuginfo_path = &d->debuginfo_path;
+	d->cus = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!d->cus) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
 	d->dwfl = dwfl_begin(&d->cbs);
 	if (!d->dwfl) {
 		err = -ENOMEM;
@@ -71,10 +90,23 @@ cleanup:
 	return err;
 }
 
+static void cu_index__free(const void *key, void *value, void *ctx)
+{
+	struct cu_index *ci = value;
+
+	(void)key;
+	(void)ctx;
+	free(ci->funcs);
+	free(ci);
+}
+
 void sym_dwarf__free(struct sym_dwarf *d)
 {
 	if (!d)
 		return;
+	if (d->cus)
+		hashmap__for_each(d->cus, cu_index__free, NULL);
+	hashmap__free(d->cus);
 	if (d->dwfl)
 		dwfl_end(d->dwfl);
 	free(d->debuginfo_path);
@@ -191,6 +223,110 @@ static int scopes_walk(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, int m
 	return depth;
 }
 
+static int cu_func__cmp(const void *pa, const void *pb)
+{
+	const struct cu_func *a = pa, *b = pb;
+
+	if (a->low != b->low)
+		return a->low < b->low ? -1 : 1;
+	return 0;
+}
+
+static int cu_index__add(struct cu_index *ci, Dwarf_Die *die)
+{
+	Dwarf_Addr base, low, high;
+	struct cu_func *tmp;
+	ptrdiff_t off = 0;
+
+	while ((off = dwarf_ranges(die, off, &base, &low, &high)) > 0) {
+		if (low >= high)
+			continue;
+		if (ci->n == ci->cap) {
+			ci->cap = ci->cap ? ci->cap * 2 : 64;
+			tmp = realloc(ci->funcs, ci->cap * sizeof(*tmp));
+			if (!tmp)
+				return -ENOMEM;
+			ci->funcs = tmp;
+		}
+		ci->funcs[ci->n++] = (struct cu_func){.low = low, .high = high, .die = *die};
+	}
+	return 0;
+}
+
+/* Adds the functions with code under parent (through namespaces, classes, imported units). */
+static int cu_index__scan(struct cu_index *ci, Dwarf_Die *parent, int level)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Die child, unit;
+	int err, tag;
+
+	if (dwarf_tag(parent) == DW_TAG_imported_unit) {
+		if (!dwarf_formref_die(dwarf_attr(parent, DW_AT_import, &attr), &unit))
+			return 0;
+		parent = &unit;
+	}
+	if (level >= SCOPES_MAX_LEVEL || dwarf_child(parent, &child))
+		return 0;
+	do {
+		tag = dwarf_tag(&child);
+		if (tag == DW_TAG_subprogram || tag == DW_TAG_entry_point)
+			err = cu_index__add(ci, &child);
+		else if (is_container(&child))
+			err = cu_index__scan(ci, &child, level + 1);
+		else
+			err = 0;
+		if (err)
+			return err;
+	} while (!dwarf_siblingof(&child, &child));
+	return 0;
+}
+
+static struct cu_index *sym_dwarf__cu_index(struct sym_dwarf *d, Dwarf_Die *cudie)
+{
+	void *key = (void *)(uintptr_t)(dwarf_dieoffset(cudie) + 1);
+	struct cu_index *ci;
+	void *found;
+
+	if (hashmap__find(d->cus, key, &found))
+		return found;
+	ci = calloc(1, sizeof(*ci));
+	if (!ci)
+		return NULL;
+	if (cu_index__scan(ci, cudie, 0) || hashmap__insert(d->cus, key, ci)) {
+		cu_index__free(NULL, ci, NULL);
+		return NULL;
+	}
+	qsort(ci->funcs, ci->n, sizeof(*ci->funcs), cu_func__cmp);
+	return ci;
+}
+
+/* The scopes holding pc, outermost first, starting at the indexed function that holds it;
+ * a full walk of the CU when the index has none (or could not be built). */
+static int sym_dwarf__scopes(struct sym_dwarf *d, Dwarf_Die *cudie, Dwarf_Addr pc, Dwarf_Die *chain)
+{
+	struct cu_index *ci = sym_dwarf__cu_index(d, cudie);
+	size_t lo = 0, hi, mid, i;
+
+	if (!ci)
+		return scopes_walk(cudie, pc, chain, SCOPES_MAX, 0, 0);
+	hi = ci->n;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (ci->funcs[mid].low <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Ranges of distinct functions do not overlap; look back a little for ones that do. */
+	for (i = lo; i > 0 && lo - i < 4; i--) {
+		if (pc < ci->funcs[i - 1].high) {
+			chain[0] = ci->funcs[i - 1].die;
+			return scopes_walk(&chain[0], pc, chain, SCOPES_MAX, 1, 0);
+		}
+	}
+	return scopes_walk(cudie, pc, chain, SCOPES_MAX, 0, 0);
+}
+
 int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_frame *frames, int max)
 {
 	const char *file = NULL, *comp_dir;
@@ -218,7 +354,7 @@ int sym_dwarf__frames(struct sym_dwarf *d, uint64_t vaddr, struct sym_dwarf_fram
 	 * inlined instances and blocks. (dwarf_getscopes would continue from an inlined instance
 	 * into its abstract definition, finds nothing in rustc's CUs, and leaks its array when it
 	 * fails on corrupt DWARF.) */
-	nscopes = scopes_walk(cudie, pc, chain, SCOPES_MAX, 0, 0);
+	nscopes = sym_dwarf__scopes(d, cudie, pc, chain);
 	/* Innermost first. */
 	for (i = nscopes - 1; i >= 0 && n < max; i--) {
 		die = &chain[i];

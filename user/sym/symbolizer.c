@@ -832,6 +832,53 @@ stub:
 	return symbolizer__stub(s, res, e->mapping, e->base, addr - e->start + e->offset);
 }
 
+int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr, struct sym_result *res)
+{
+	char key[PATH_MAX + 8];
+	struct sym_module *m = NULL;
+	struct sym_addr_key ak;
+	const char *ikey;
+	void *found;
+	int fd, err;
+
+	snprintf(key, sizeof(key), "p:%s", path);
+	ikey = symbolizer__intern(s, key);
+	if (!ikey)
+		return -ENOMEM;
+	if (hashmap__find(s->modules, ikey, &found)) {
+		m = found;
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		err = sym_module__open_fd(fd, path, s->opts.debug_dir, &m);
+		if (err)
+			return err;
+		err = symbolizer__adopt(s, ikey, m, &m);
+		if (err)
+			return err;
+	}
+	if (!m)
+		return -ENOEXEC;
+	ak.module = m;
+	ak.vaddr = vaddr;
+	res->mapping = NULL;
+	if (s->addrs && hashmap__find(s->addrs, &ak, &found)) {
+		res->nframes = ((struct sym_cached *)found)->nframes;
+		memcpy(res->frames, ((struct sym_cached *)found)->frames,
+		       res->nframes * sizeof(res->frames[0]));
+		return 0;
+	}
+	err = symbolizer__resolve(s, m, vaddr, res);
+	if (err)
+		return err;
+	if (res->nframes) {
+		symbolizer__cache(s, m, vaddr, res);
+		return 0;
+	}
+	return symbolizer__set_frame(s, res, NULL, symbolizer__intern(s, "??"));
+}
+
 static void symbolizer__load_kallsyms(struct symbolizer *s)
 {
 	int err;

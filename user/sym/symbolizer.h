@@ -77,6 +77,11 @@ void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
  * mapping). Returns 0, or -errno only for allocation failure. */
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
 		     struct sym_result *res);
+/* Resolves a link-time address of the ELF file at path (as addr2line -e path does); the file
+ * is opened once and cached like a mapped one. res->mapping is NULL. Returns 0 (a "??" frame when
+ * nothing is known), -errno when the file cannot be opened or is not ELF. */
+int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr,
+		     struct sym_result *res);
 /* Resolves a kernel address ("[kernel.kallsyms]" mapping; module functions read "fn [mod]"). */
 int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res);
 
