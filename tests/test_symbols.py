@@ -451,3 +451,35 @@ def test_stripped_go_binary_named_from_gopclntab(mode, spawn, tmp_path):
     from conftest import pprof_top
     rows, total = pprof_top(out, "samples", extra=["-symbolize=none"])
     assert rows.get("main.cprofGoSpin", (0,))[0] / total >= 0.5, rows
+
+
+def addr2line_frames(out, n):
+    """eu-addr2line -i -f / cprof-bpf symbolize output for n addresses given one per run."""
+    lines = out.splitlines()
+    frames = []
+    for i in range(0, len(lines) - 1, 2):
+        fn = lines[i].split(" inlined at ")[0]
+        file, _, rest = lines[i + 1].partition(":")
+        frames.append((fn, file, int(rest.split(":")[0] or 0)))
+    return frames
+
+
+def test_symbolize_agrees_with_eu_addr2line(c_inline, cxx_inline):
+    """cprof-bpf symbolize, at every byte of the fixtures' hot functions: the same inline chain,
+    files and lines as elfutils' own addr2line."""
+    from conftest import CPROF
+    for binary, fn in ((c_inline, "run"), (cxx_inline, "_ZNK5cprof5MixerIiE5churnEv")):
+        syms = subprocess.run(["nm", "-S", binary], capture_output=True, text=True,
+                              check=True).stdout
+        m = re.search(rf"^([0-9a-f]+) ([0-9a-f]+) [tT] {re.escape(fn)}(\.\S+)?$", syms, re.M)
+        assert m, syms
+        start, size = int(m.group(1), 16), int(m.group(2), 16)
+        compared = 0
+        for a in range(start, start + size):
+            ours = subprocess.run([CPROF, "symbolize", "--demangle", "none", "-e", binary,
+                                   hex(a)], capture_output=True, text=True, check=True).stdout
+            ref = subprocess.run(["eu-addr2line", "-i", "-f", "-e", binary, hex(a)],
+                                 capture_output=True, text=True, check=True).stdout
+            assert addr2line_frames(ours, 1) == addr2line_frames(ref, 1), (hex(a), ours, ref)
+            compared += len(addr2line_frames(ours, 1)) > 1
+        assert compared > 0, "no inlined frame anywhere in " + fn

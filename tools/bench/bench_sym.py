@@ -8,6 +8,10 @@ same process (the second half of a doubled batch). Also checks that the three ag
 innermost function.
 
     tools/bench/bench_sym.py [--addrs 20000] [--rounds 3] [--file /lib/x86_64-linux-gnu/libc.so.6]
+                             [--record-seconds 30]
+
+Then a whole-system record of --record-seconds (0: skipped): the time from the end of sampling
+to the written file, which holds draining, symbolizing every unique address and writing.
 """
 import argparse
 import os
@@ -86,6 +90,7 @@ def main():
     ap.add_argument("--addrs", type=int, default=20000)
     ap.add_argument("--file", default="/lib/x86_64-linux-gnu/libc.so.6")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--record-seconds", type=float, default=30)
     args = ap.parse_args()
     if not os.access(CPROF, os.X_OK):
         sys.exit("build/cprof-bpf missing: run make")
@@ -131,6 +136,28 @@ def main():
             continue
         same = sum(a == b for a, b in zip(names["cprof-bpf"], names[name]))
         print(f"innermost function equal to {name}'s: {same}/{len(sample)}")
+    if args.record_seconds > 0:
+        tail, nlocs = record_tail(args.record_seconds)
+        print(f"cprof-bpf -a -d {args.record_seconds}: {tail:.2f} s from the end of sampling to"
+              f" the file ({nlocs} unique locations symbolized, kernel included)")
+
+
+def record_tail(seconds):
+    """sudo cprof-bpf -a -d S: (seconds after the S, unique locations in the profile)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "all.pb.gz")
+        t = time.perf_counter()
+        r = subprocess.run([CPROF, "-a", "-d", str(seconds), "-F", "99", "-o", out],
+                           capture_output=True, text=True)
+        elapsed = time.perf_counter() - t
+        if r.returncode:
+            raise SystemExit(f"cprof-bpf -a failed: {r.stderr[-300:]}")
+        raw = subprocess.run(["go", "tool", "pprof", "-raw", out], capture_output=True,
+                             text=True).stdout
+        locs = raw.split("Locations", 1)[1].split("Mappings", 1)[0]
+        nlocs = len(re.findall(r"^\s+\d+: 0x", locs, re.M))
+    return elapsed - seconds, nlocs
 
 
 if __name__ == "__main__":
