@@ -40,6 +40,11 @@ static const char usage[] =
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
+	"                           pointers where none), fp (frame pointers), dwarf (tables "
+	"only)\n"
+	"      --unwind-mem SIZE    memory for unwind tables: 64K-64G, plain numbers are MiB\n"
+	"                           (default 128M); executables beyond it use frame pointers\n"
 	"  -v, --verbose            more messages (-vv: debug, libbpf too)\n"
 	"  -q, --quiet              errors only\n"
 	"  -h, --help               this help\n"
@@ -80,6 +85,30 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+/* A size: a whole number with an optional K, M or G suffix; MiB when there is none. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char num[32], *end;
+	size_t len = strlen(s);
+	int shift = 20;
+	long v;
+
+	if (len == 0 || len >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, len + 1);
+	end = &num[len - 1];
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (*end == 'K' || *end == 'k' || *end == 'M' || *end == 'm' || *end == 'G' || *end == 'g')
+		*end = '\0';
+	if (cli__parse_long(num, 1, 1L << 26, &v))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
 	return 0;
 }
 
@@ -124,6 +153,8 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
 	OPT_DEMANGLE,
+	OPT_UNWIND,
+	OPT_UNWIND_MEM,
 };
 
 static const struct option long_opts[] = {
@@ -138,6 +169,8 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -214,6 +247,27 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		}
 		o->demangle = strcmp(arg, "full") == 0;
 		return 0;
+	case OPT_UNWIND:
+		if (strcmp(arg, "auto") == 0)
+			o->unwind = CPROF_UNWIND_AUTO;
+		else if (strcmp(arg, "fp") == 0)
+			o->unwind = CPROF_UNWIND_FP;
+		else if (strcmp(arg, "dwarf") == 0)
+			o->unwind = CPROF_UNWIND_DWARF;
+		else {
+			pr_err("invalid --unwind '%s' (auto, fp or dwarf)\n", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_UNWIND_MEM:
+		if (parse_size(arg, &o->unwind_mem) || o->unwind_mem < (64ull << 10) ||
+		    o->unwind_mem > (64ull << 30)) {
+			pr_err("invalid --unwind-mem '%s': expected 64K to 64G (plain numbers are "
+			       "MiB)\n",
+			       arg);
+			return -EINVAL;
+		}
+		return 0;
 	case 'v':
 		log_verbosity++;
 		return 0;
@@ -234,6 +288,7 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	o->freq = 99;
 	o->top_rows = 20;
 	o->demangle = true;
+	o->unwind = CPROF_UNWIND_AUTO;
 	optind = 1;
 	opterr = 0;
 	/* '+': stop at the first non-option, so `-- CMD -x` keeps CMD's own flags. */

@@ -171,6 +171,8 @@ static int run(struct session *s)
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.no_kernel = o->no_kernel,
+		.unwind = o->unwind,
+		.unwind_mem = o->unwind_mem,
 		.should_stop = should_stop,
 		.ctx = s,
 	};
