@@ -285,9 +285,11 @@ def test_whole_system_and_command(workdir, spawn):
     exe = build(workdir, "workload.c", "workload-nofp", flags=NOFP)
     w = spawn(exe, "cpu", 30)
     out = os.path.join(workdir, "all-nofp.pb.gz")
-    run_cprof("-a", "-d", 3, "-F", 199, "-o", out)
+    run_cprof("-a", "-d", 4, "-F", 199, "-o", out)
     traces = [(v, fns) for v, fns in hot_traces(out, ("hot_a", "hot_b"))]
-    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.8, traces[:5]
+    # Frame pointers give 0 here; the margin is for a loaded machine, where the notice of the
+    # workload may wait behind other processes' tables.
+    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.7, traces[:5]
     w.stop()
     out = os.path.join(workdir, "cmd-nofp.pb.gz")
     run_cprof("-F", 199, "-o", out, "--", exe, "cpu", 3)
