@@ -198,6 +198,9 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	int err;
 
 	c->col->ops->pprof_config(c->col, &cfg);
+	for (int i = 0; o->default_sample_type && i < cfg.nvalues; i++)
+		if (strcmp(cfg.sample_types[i].type, o->default_sample_type) == 0)
+			cfg.default_sample_type = o->default_sample_type;
 	b = pprof_builder__new(&cfg, &res);
 	if (!b)
 		return -ENOMEM;
@@ -215,6 +218,12 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	}
 	if (collector__stats(c->col, &st) == 0)
 		report_drops(c, b, &st);
+	if (o->stats) {
+		o->stats->counters = st;
+		o->stats->procs_missed = c->procs_missed;
+		o->stats->stacks = pprof_builder__nsamples(b);
+		o->stats->max_keys = o->max_keys ? o->max_keys : CPROF_DEFAULT_MAX_KEYS;
+	}
 	pr_info("%zu distinct stacks, %llu samples\n", pprof_builder__nsamples(b),
 		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
 	if (st.unwind.tables)

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "record.h"
 #include "unwind/table.h"
+#include "serve.h"
 
 static int cmd_record(int argc, char **argv)
 {
@@ -22,6 +23,16 @@ static int cmd_record(int argc, char **argv)
 	return ret;
 }
 
+static int cmd_serve(int argc, char **argv)
+{
+	struct serve_opts o;
+	int err = cli__parse_serve(argc, argv, &o);
+
+	if (err)
+		return err > 0 ? 0 : 2;
+	return serve__run(&o);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stderr, NULL, _IOLBF, 0);
@@ -29,6 +40,8 @@ int main(int argc, char **argv)
 		return check__run(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "unwind-table") == 0)
 		return unwind_table__main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "record") == 0)
 		return cmd_record(argc - 1, argv + 1);
 	return cmd_record(argc, argv);
