@@ -9,6 +9,7 @@
 #include "record.h"
 #include "unwind/table.h"
 #include "serve.h"
+#include "symbolize.h"
 
 static int cmd_record(int argc, char **argv)
 {
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
 		return cmd_agent(argc - 1, argv + 1, false);
 	if (argc > 1 && strcmp(argv[1], "watch") == 0)
 		return cmd_agent(argc - 1, argv + 1, true);
+	if (argc > 1 && strcmp(argv[1], "symbolize") == 0)
+		return symbolize__run(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "unwind-table") == 0)
 		return unwind_table__main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "serve") == 0)
