@@ -2,7 +2,8 @@
 """The agent's own cost, side by side in one run: a CPU-bound workload (both cores busy) runs for
 SECONDS with no profiler, under `cprof-bpf agent` at 19 Hz (the default) and 99 Hz, and under
 `perf record -a -F 19 -g` (the system-wide tool users would pick). For each: the profiler's own
-CPU (% of one core, from its rusage over its whole run), its peak RSS, and the workload's
+CPU (% of one core) while the workload runs (steady state, from /proc/PID/stat) and over its
+whole run (start-up and shutdown included, from its rusage), its peak RSS, and the workload's
 throughput relative to no profiler.
 
     tools/bench/bench_agent.py [--seconds 60] [--rounds 1]
@@ -29,22 +30,32 @@ def build(tmp):
     return exe
 
 
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
 def run_once(exe, secs, argv, stop_sig):
     """Starts the profiler (argv, or None), then the workload; stops the profiler after it.
-    Returns (ops, profiler cpu %, peak rss MB)."""
+    Returns (ops, steady cpu %, whole-run cpu %, peak rss MB)."""
     prof = None
     if argv:
+        t_start = time.monotonic()
         prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)  # attached and in steady state
+        time.sleep(2.0)  # attached and in steady state
+        c0 = cpu_ticks(prof.pid)
     t0 = time.monotonic()
     w = subprocess.run([exe, str(secs), "2"], capture_output=True, text=True, check=True)
     ops = int(re.search(r"ops (\d+)", w.stdout).group(1))
     if not prof:
-        return ops, 0.0, 0.0
+        return ops, 0.0, 0.0, 0.0
+    steady = (cpu_ticks(prof.pid) - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
     prof.send_signal(stop_sig)
     _, _, ru = os.wait4(prof.pid, 0)
-    wall = time.monotonic() - t0 + 1.0
-    return ops, (ru.ru_utime + ru.ru_stime) / wall * 100, ru.ru_maxrss / 1024.0
+    wall = time.monotonic() - t_start
+    return (ops, steady * 100, (ru.ru_utime + ru.ru_stime) / wall * 100,
+            ru.ru_maxrss / 1024.0)
 
 
 def main():
@@ -70,12 +81,14 @@ def main():
     base = statistics.median(r[0] for r in results["none"])
     print(f"CPU-bound workload, 2 threads on 2 cores, {a.seconds:g} s, "
           f"median of {a.rounds} round(s); the profilers profile the whole system")
-    print(f"{'profiler':28} {'throughput':>10} {'own CPU %':>10} {'peak RSS MB':>12}")
+    print(f"{'profiler':28} {'throughput':>10} {'CPU % steady':>12} {'CPU % whole':>12} "
+          f"{'peak RSS MB':>12}")
     for name, _, _ in configs:
         rs = results[name]
         print(f"{name:28} {statistics.median(r[0] for r in rs) / base:10.3f} "
-              f"{statistics.median(r[1] for r in rs):10.2f} "
-              f"{statistics.median(r[2] for r in rs):12.1f}")
+              f"{statistics.median(r[1] for r in rs):12.2f} "
+              f"{statistics.median(r[2] for r in rs):12.2f} "
+              f"{statistics.median(r[3] for r in rs):12.1f}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -32,6 +32,9 @@
 /* Windows between checks that the processes we hold are still alive (exit notices can be
  * lost when the ring buffer is full). */
 #define SWEEP_EVERY 6
+/* The symbolizer's cache bounds for the agent (see sym/symbolizer.h). */
+#define AGENT_SYM_CACHE_ADDRS (1 << 15)
+#define AGENT_SYM_DWARF_OPEN  8
 
 volatile sig_atomic_t agent_exiting;
 
@@ -518,7 +521,12 @@ static bool duration_over(const struct agent *a, int64_t start)
 
 static int run_windows(struct agent *a)
 {
-	struct session s = {.a = a, .so = {.no_kernel = a->o->no_kernel}};
+	/* Smaller caches than a one-shot record: a window at 19 Hz resolves a few thousand
+	 * addresses, and every open DWARF reader holds that file's line tables. */
+	struct session s = {.a = a,
+			    .so = {.no_kernel = a->o->no_kernel,
+				   .max_cached_addrs = AGENT_SYM_CACHE_ADDRS,
+				   .max_dwarf_open = AGENT_SYM_DWARF_OPEN}};
 	struct collect_opts co = {
 		.all = true,
 		.no_kernel_stacks = a->o->no_kernel,
