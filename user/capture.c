@@ -145,6 +145,9 @@ static void report_drops(struct capture *c, struct pprof_builder *b, const struc
 		{st->truncated_stacks, "stacks truncated at the depth limit"},
 		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
 		{c->procs_missed, "processes that exited before their mappings were read"},
+		{st->bpf[CPROF_STAT_WAIT_START_FULL],
+		 "waits not timed: per-thread start map full (threads waiting at once)"},
+		{st->prog_misses, "BPF program runs skipped by the kernel (recursion)"},
 	};
 	uint64_t total = 0;
 
@@ -223,6 +226,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.no_kernel_stacks = o->no_kernel,
 		.freq = o->freq,
 		.max_keys = o->max_keys,
+		.min_wait_ns = o->min_wait_ns,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,

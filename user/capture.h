@@ -21,6 +21,7 @@ struct capture_opts {
 	int freq;	      /* cpu: Hz */
 	uint32_t max_keys;    /* 0 = default */
 	bool no_kernel;
+	uint64_t min_wait_ns; /* mutex, offcpu: --min-wait / --min-block */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);

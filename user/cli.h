@@ -26,6 +26,8 @@ struct record_opts {
 	uint32_t max_keys; /* --max-stacks: aggregation map entries */
 	bool no_kernel;	   /* --no-kernel */
 	bool demangle;	   /* --demangle=full|none */
+	long min_wait_us;  /* --min-wait (mutex), -1 = not given */
+	long min_block_us; /* --min-block (offcpu), -1 = not given */
 };
 
 /* Parses argv for `record` (the default subcommand). Returns 0, 1 when it printed --help or

@@ -171,6 +171,10 @@ static int run(struct session *s)
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.no_kernel = o->no_kernel,
+		.min_wait_ns = (uint64_t)(o->min_wait_us > 0	? o->min_wait_us
+					  : o->min_block_us > 0 ? o->min_block_us
+								: 0) *
+			       1000,
 		.should_stop = should_stop,
 		.ctx = s,
 	};

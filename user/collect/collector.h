@@ -23,10 +23,11 @@ struct collect_opts {
 	size_t npids;
 	bool follow_children; /* processes forked by targets become targets */
 	bool no_kernel_stacks;
-	int freq;	     /* cpu: samples per second per CPU */
-	uint32_t max_keys;   /* aggregation map entries; 0 = default */
-	uint32_t max_stacks; /* stack map entries; 0 = default */
-	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	int freq;	      /* cpu: samples per second per CPU */
+	uint32_t max_keys;    /* aggregation map entries; 0 = default */
+	uint32_t max_stacks;  /* stack map entries; 0 = default */
+	bool load_only;	      /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	uint64_t min_wait_ns; /* mutex, offcpu: shorter waits are not counted */
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -40,6 +41,7 @@ struct collect_stats {
 	uint64_t bpf[CPROF_STAT_NR];
 	uint64_t truncated_stacks; /* stacks that hit CPROF_MAX_STACK frames */
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
+	uint64_t prog_misses;	   /* runs of our programs the kernel skipped (recursion) */
 };
 
 struct collector;
@@ -69,7 +71,7 @@ struct collector {
 	void *priv;
 };
 
-/* The profile types, by name ("cpu"), NULL if unknown. */
+/* The profile types, by name ("cpu"; "block" is offcpu), NULL if unknown. */
 const struct collector_ops *collector__find(const char *type);
 /* The i-th known profile type (0-based), NULL past the last: for `check` and help texts. */
 const struct collector_ops *collector__nth(size_t i);

@@ -1,0 +1,47 @@
+/* Types shared by the wait profiles (mutex, offcpu) and their collectors. Include nothing. */
+#ifndef CPROF_WAIT_H
+#define CPROF_WAIT_H
+
+#include "cprof.h"
+
+/* Threads whose wait can be under way at once (the per-thread start map). Resized from user
+ * space before load; a wait that finds it full is counted (CPROF_STAT_WAIT_START_FULL). */
+#ifndef CPROF_DEFAULT_MAX_WAITERS
+#define CPROF_DEFAULT_MAX_WAITERS 32768
+#endif
+
+/* Value of an aggregation key of a wait profile: Go's contentions/count and delay/nanoseconds. */
+struct cprof_wait_val {
+	__u64 count;
+	__u64 delay_ns;
+};
+
+/* A wait under way, per thread: when it began and, for off-CPU, the stacks taken when the
+ * thread left the CPU (it is current only then). */
+struct cprof_wait_start {
+	__u64 ts;
+	struct cprof_key key;
+};
+
+/* cprof_key.flags of wait profiles. */
+enum {
+	/* The user leaf is a return address: the thread entered the kernel by a syscall. */
+	CPROF_WAIT_USER_RET = 1u << 0,
+	/* mutex: what kind of lock the futex wait is for (bits 1-2). */
+	CPROF_WAIT_KIND_SHIFT = 1,
+	CPROF_WAIT_KIND_MASK = 3u << 1,
+};
+
+enum {
+	CPROF_LOCK_MUTEX =
+		1, /* a glibc lowlevellock (pthread_mutex, internal locks), Rust's Mutex */
+	CPROF_LOCK_RWLOCK = 2, /* a glibc pthread_rwlock */
+	CPROF_LOCK_PI = 3,     /* a priority-inheritance mutex (FUTEX_LOCK_PI) */
+};
+
+#ifndef __bpf__
+_Static_assert(sizeof(struct cprof_wait_val) == 16, "cprof_wait_val layout is shared with BPF");
+_Static_assert(sizeof(struct cprof_wait_start) == 40, "cprof_wait_start layout is shared");
+#endif
+
+#endif /* CPROF_WAIT_H */

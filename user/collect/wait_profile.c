@@ -1,0 +1,117 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collect/wait_profile.h"
+#include "wait.h"
+
+struct wait_drain_ctx {
+	const struct wait_drain_opts *o;
+	struct pprof_builder *b;
+	uint64_t ubuf[CPROF_MAX_STACK], kbuf[CPROF_MAX_STACK];
+};
+
+uint64_t wait__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+void wait__pprof_config(struct pprof_config *cfg)
+{
+	cfg->nvalues = 2;
+	cfg->sample_types[0] = (struct pprof_value_type){"contentions", "count"};
+	cfg->sample_types[1] = (struct pprof_value_type){"delay", "nanoseconds"};
+	cfg->period_type = (struct pprof_value_type){"contentions", "count"};
+	cfg->period = 1; /* every wait is counted, none sampled */
+	cfg->default_sample_type = "delay";
+}
+
+static const char *lock_name(uint32_t flags)
+{
+	switch ((flags & CPROF_WAIT_KIND_MASK) >> CPROF_WAIT_KIND_SHIFT) {
+	case CPROF_LOCK_MUTEX:
+		return "mutex";
+	case CPROF_LOCK_RWLOCK:
+		return "rwlock";
+	case CPROF_LOCK_PI:
+		return "pi-mutex";
+	default:
+		return NULL;
+	}
+}
+
+static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct cprof_key *k,
+		    uint64_t count, uint64_t delay_ns)
+{
+	struct pprof_raw_sample s;
+	const char *lock;
+
+	collector__raw_sample(c, k, d->ubuf, d->kbuf, &s);
+	/* Taken in a syscall (user) and in the scheduler or a syscall tracepoint (kernel): both
+	 * leaves are return addresses. */
+	s.user_leaf_is_return = k->flags & CPROF_WAIT_USER_RET;
+	s.kernel_leaf_is_return = true;
+	s.values[0] = (int64_t)count;
+	s.values[1] = (int64_t)delay_ns;
+	lock = d->o->lock_label ? lock_name(k->flags) : NULL;
+	if (lock && s.nlabels < PPROF_MAX_LABELS)
+		s.labels[s.nlabels++] = (struct pprof_label){.key = "lock", .str = lock};
+	return pprof_builder__add_sample(d->b, &s);
+}
+
+static int drain_one(struct collector *c, const struct cprof_key *k, const void *val, void *ctx)
+{
+	const struct cprof_wait_val *v = val;
+
+	return add_wait(c, ctx, k, v->count, v->delay_ns);
+}
+
+/* Waits still under way when the programs stopped: no end event will come for them. */
+static int drain_tails(struct collector *c, struct wait_drain_ctx *d, uint64_t min_ns)
+{
+	const struct wait_drain_opts *o = d->o;
+	int fd = bpf_map__fd(o->starts), err = 0;
+	struct cprof_wait_start s;
+	__u32 tid, next, *prev = NULL;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		tid = next;
+		prev = &tid;
+		if (bpf_map_lookup_elem(fd, &tid, &s) || s.ts > o->stop_ns)
+			continue;
+		if (!s.key.pid) { /* no stacks: a lock wait, timed at its end only */
+			if (o->unfinished)
+				(*o->unfinished)++;
+			continue;
+		}
+		if (o->stop_ns - s.ts < min_ns)
+			continue;
+		err = add_wait(c, d, &s.key, 1, o->stop_ns - s.ts);
+		if (err)
+			break;
+	}
+	return err;
+}
+
+int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b)
+{
+	struct wait_drain_ctx *d;
+	int err;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->o = o;
+	d->b = b;
+	err = collector__drain_map(c, o->waits, sizeof(struct cprof_wait_val), true, drain_one, d);
+	if (!err && o->starts)
+		err = drain_tails(c, d, c->opts.min_wait_ns);
+	free(d);
+	return err;
+}

@@ -1,0 +1,31 @@
+/* What the wait profiles (mutex, offcpu) share: Go's sample types (contentions/count,
+ * delay/nanoseconds), the drain of their (count, delay) maps, and the waits still under way
+ * when the profile ends. */
+#ifndef CPROF_COLLECT_WAIT_PROFILE_H
+#define CPROF_COLLECT_WAIT_PROFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "collect/collector.h"
+
+struct bpf_map;
+
+struct wait_drain_opts {
+	struct bpf_map *waits;	/* struct cprof_key -> struct cprof_wait_val */
+	struct bpf_map *starts; /* tid -> struct cprof_wait_start: waits under way */
+	/* Waits under way at stop_ns (CLOCK_MONOTONIC) whose start has stacks (off-CPU) are
+	 * counted up to stop_ns; those without (mutex) are only counted in *unfinished. */
+	uint64_t stop_ns;
+	bool lock_label; /* add a `lock` label (mutex, rwlock, pi-mutex) from the key's flags */
+	uint64_t *unfinished;
+};
+
+/* Sample types and period of a wait profile, as Go writes its mutex and block profiles. */
+void wait__pprof_config(struct pprof_config *cfg);
+/* Drains the aggregated waits (and the tails) into b. Returns 0 or -errno. */
+int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b);
+/* CLOCK_MONOTONIC now, in ns (bpf_ktime_get_ns's clock). */
+uint64_t wait__now_ns(void);
+
+#endif
