@@ -37,17 +37,21 @@ struct cprof_key {
 
 /* Counters of what happened and what was lost, one slot per reason, in a PERCPU_ARRAY. */
 enum cprof_stat {
-	CPROF_STAT_SAMPLES,	    /* events that passed the target filter */
-	CPROF_STAT_USTACK_COLLIDE,  /* user stack lost to a STACK_TRACE hash collision (-EEXIST) */
-	CPROF_STAT_KSTACK_COLLIDE,  /* kernel stack lost likewise */
-	CPROF_STAT_USTACK_ERR,	    /* user stack lost otherwise (map full, fault) */
-	CPROF_STAT_KSTACK_ERR,	    /* kernel stack lost otherwise */
-	CPROF_STAT_KEYS_FULL,	    /* aggregation map full: the sample is dropped */
-	CPROF_STAT_EVENTS_LOST,	    /* ring buffer full: a new-process notice was lost */
-	CPROF_STAT_IDLE,	    /* samples of the idle task, skipped */
-	CPROF_STAT_WAIT_START_FULL, /* mutex/offcpu: per-thread start map full, a wait not timed */
-	CPROF_STAT_WAIT_SHORT,	    /* mutex/offcpu: waits under --min-wait/--min-block, skipped */
-	CPROF_STAT_FUTEX_OTHER,	    /* mutex: futex waits that are no lock (cond var, sem, join) */
+	CPROF_STAT_SAMPLES,	   /* events that passed the target filter */
+	CPROF_STAT_USTACK_COLLIDE, /* user stack lost to a STACK_TRACE hash collision (-EEXIST) */
+	CPROF_STAT_KSTACK_COLLIDE, /* kernel stack lost likewise */
+	CPROF_STAT_USTACK_ERR,	   /* user stack lost otherwise (map full, fault) */
+	CPROF_STAT_KSTACK_ERR,	   /* kernel stack lost otherwise */
+	CPROF_STAT_KEYS_FULL,	   /* aggregation map full: the sample is dropped */
+	CPROF_STAT_EVENTS_LOST,	   /* ring buffer full: a new-process notice was lost */
+	CPROF_STAT_IDLE,	   /* samples of the idle task, skipped */
+
+	/* mutex, offcpu: a wait not timed, the per-thread start map being full */
+	CPROF_STAT_WAIT_START_FULL,
+	/* mutex, offcpu: waits shorter than --min-wait / --min-block, skipped as asked */
+	CPROF_STAT_WAIT_SHORT,
+	/* mutex: futex waits that are no lock wait (condition variable, semaphore, join) */
+	CPROF_STAT_FUTEX_OTHER,
 	CPROF_STAT_NR,
 };
 

@@ -23,11 +23,13 @@ struct collect_opts {
 	size_t npids;
 	bool follow_children; /* processes forked by targets become targets */
 	bool no_kernel_stacks;
-	int freq;	      /* cpu: samples per second per CPU */
-	uint32_t max_keys;    /* aggregation map entries; 0 = default */
-	uint32_t max_stacks;  /* stack map entries; 0 = default */
-	bool load_only;	      /* load (verify) the programs but attach nothing: `cprof-bpf check` */
-	uint64_t min_wait_ns; /* mutex, offcpu: shorter waits are not counted */
+	int freq;	     /* cpu: samples per second per CPU */
+	uint32_t max_keys;   /* aggregation map entries; 0 = default */
+	uint32_t max_stacks; /* stack map entries; 0 = default */
+	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+
+	/* mutex, offcpu: shorter waits are not counted */
+	uint64_t min_wait_ns;
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
