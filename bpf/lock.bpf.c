@@ -13,7 +13,8 @@
  *     state: pthread_mutex_lock/timedlock (normal, recursive, errorcheck, adaptive), and
  *     glibc's internal locks (malloc arenas, stdio);
  *   - FUTEX_WAIT_BITSET with val 3 (1 | PTHREAD_RWLOCK_FUTEX_USED): a pthread_rwlock reader
- *     waiting for the write phase to end, or a writer waiting for writers_futex;
+ *     waiting for the write phase to end, or a writer waiting for writers_futex; val 2
+ *     (PTHREAD_RWLOCK_FUTEX_USED): a writer waiting for the read phase to end;
  *   - FUTEX_LOCK_PI / FUTEX_LOCK_PI2: priority-inheritance mutexes.
  * Condition variables wait with FUTEX_WAIT_BITSET on g_signals with val 0; semaphores with val
  * 0; pthread_join on the tid: none of them is counted (only tallied, CPROF_STAT_FUTEX_OTHER).
@@ -34,19 +35,19 @@
 #define FUTEX_CMD_MASK	  0x7f /* without FUTEX_PRIVATE_FLAG (128), FUTEX_CLOCK_REALTIME (256) */
 #define NR_FUTEX	  202  /* x86-64 */
 
-/* The kind of lock a futex wait is for, 0 if it is no lock wait. */
-static __always_inline __u32 lock_kind(int op, __u32 val)
+/* Whether a futex wait is a lock wait (see above). */
+static __always_inline bool is_lock_wait(int op, __u32 val)
 {
 	switch (op & FUTEX_CMD_MASK) {
 	case FUTEX_WAIT:
-		return val == 2 ? CPROF_LOCK_MUTEX : 0;
+		return val == 2;
 	case FUTEX_WAIT_BITSET:
-		return val == 2 ? CPROF_LOCK_MUTEX : val == 3 ? CPROF_LOCK_RWLOCK : 0;
+		return val == 2 || val == 3;
 	case FUTEX_LOCK_PI:
 	case FUTEX_LOCK_PI2:
-		return CPROF_LOCK_PI;
+		return true;
 	default:
-		return 0;
+		return false;
 	}
 }
 
@@ -62,20 +63,18 @@ static __always_inline void futex_enter(int op, __u32 val)
 {
 	struct cprof_wait_start s = {};
 	__u64 id;
-	__u32 kind;
 
 	if (!is_wait_op(op)) /* wakes: most futex calls of a contended lock, and free here */
 		return;
 	id = bpf_get_current_pid_tgid();
 	if (!is_target(id >> 32))
 		return;
-	kind = lock_kind(op, val);
-	if (!kind) {
+	if (!is_lock_wait(op, val)) {
 		stat_inc(CPROF_STAT_FUTEX_OTHER);
 		return;
 	}
 	s.ts = bpf_ktime_get_ns();
-	s.key.flags = CPROF_WAIT_USER_RET | kind << CPROF_WAIT_KIND_SHIFT;
+	s.key.flags = CPROF_WAIT_USER_RET;
 	wait_begin((__u32)id, &s);
 }
 

@@ -27,16 +27,6 @@ struct cprof_wait_start {
 enum {
 	/* The user leaf is a return address: the thread entered the kernel by a syscall. */
 	CPROF_WAIT_USER_RET = 1u << 0,
-	/* mutex: what kind of lock the futex wait is for (bits 1-2). */
-	CPROF_WAIT_KIND_SHIFT = 1,
-	CPROF_WAIT_KIND_MASK = 3u << 1,
-};
-
-enum {
-	CPROF_LOCK_MUTEX =
-		1, /* a glibc lowlevellock (pthread_mutex, internal locks), Rust's Mutex */
-	CPROF_LOCK_RWLOCK = 2, /* a glibc pthread_rwlock */
-	CPROF_LOCK_PI = 3,     /* a priority-inheritance mutex (FUTEX_LOCK_PI) */
 };
 
 #ifndef __bpf__

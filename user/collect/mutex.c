@@ -106,7 +106,6 @@ static int mutex_drain(struct collector *c, struct pprof_builder *b)
 		.waits = p->skel->maps.waits,
 		.starts = p->skel->maps.starts,
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
-		.lock_label = true,
 		.unfinished = &p->unfinished,
 	};
 	int err = wait__drain(c, &o, b);

@@ -32,25 +32,10 @@ void wait__pprof_config(struct pprof_config *cfg)
 	cfg->default_sample_type = "delay";
 }
 
-static const char *lock_name(uint32_t flags)
-{
-	switch ((flags & CPROF_WAIT_KIND_MASK) >> CPROF_WAIT_KIND_SHIFT) {
-	case CPROF_LOCK_MUTEX:
-		return "mutex";
-	case CPROF_LOCK_RWLOCK:
-		return "rwlock";
-	case CPROF_LOCK_PI:
-		return "pi-mutex";
-	default:
-		return NULL;
-	}
-}
-
 static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct cprof_key *k,
 		    uint64_t count, uint64_t delay_ns)
 {
 	struct pprof_raw_sample s;
-	const char *lock;
 
 	collector__raw_sample(c, k, d->ubuf, d->kbuf, &s);
 	/* Taken in a syscall (user) and in the scheduler or a syscall tracepoint (kernel): both
@@ -59,9 +44,6 @@ static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct 
 	s.kernel_leaf_is_return = true;
 	s.values[0] = (int64_t)count;
 	s.values[1] = (int64_t)delay_ns;
-	lock = d->o->lock_label ? lock_name(k->flags) : NULL;
-	if (lock && s.nlabels < PPROF_MAX_LABELS)
-		s.labels[s.nlabels++] = (struct pprof_label){.key = "lock", .str = lock};
 	return pprof_builder__add_sample(d->b, &s);
 }
 

@@ -17,7 +17,6 @@ struct wait_drain_opts {
 	/* Waits under way at stop_ns (CLOCK_MONOTONIC) whose start has stacks (off-CPU) are
 	 * counted up to stop_ns; those without (mutex) are only counted in *unfinished. */
 	uint64_t stop_ns;
-	bool lock_label; /* add a `lock` label (mutex, rwlock, pi-mutex) from the key's flags */
 	uint64_t *unfinished;
 };
 
