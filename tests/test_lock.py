@@ -146,6 +146,18 @@ def test_offcpu_whole_system(lockwork, spawn, workdir):
     assert f"exe:[{lockwork}]" in _raw(out).replace(" ", "")
 
 
+def test_offcpu_full_map_is_counted(lockwork, workdir):
+    out = os.path.join(workdir, "offcpu-full.pb.gz")
+    r = run_cprof("-t", "offcpu", "--max-stacks", 64, "-o", out, "--", lockwork, "deepsleep", 1)
+    err = r.stderr.decode()
+    m = re.search(r"(\d+) samples dropped: aggregation map full", err)
+    assert m and int(m.group(1)) > 0, err
+    assert "aggregation map full" in go_pprof("-comments", out)
+    # What fitted is still there.
+    _, total = _share(pprof_traces(out), lambda f: True)
+    assert total > 0
+
+
 @pytest.mark.parametrize("kind,mode,func", [("mutex", "mutex", "mutex_thread"),
                                             ("offcpu", "block", "sleep_thread")])
 def test_target_exits_mid_profile(lockwork, spawn, workdir, kind, mode, func):
