@@ -146,6 +146,23 @@ def test_offcpu_whole_system(lockwork, spawn, workdir):
     assert f"exe:[{lockwork}]" in _raw(out).replace(" ", "")
 
 
+def test_wall_combines_on_and_off_cpu(lockwork, workdir):
+    out = os.path.join(workdir, "wall.pb.gz")
+    secs = 2
+    run_cprof("-t", "cpu,offcpu", "-F", 199, "-o", out, "--", lockwork, "mutex", secs)
+    raw = _raw(out)
+    assert "cpu/nanoseconds offcpu/nanoseconds wall/nanoseconds" in raw, raw[:300]
+    _, wall = pprof_top(out, "wall")
+    _, cpu = pprof_top(out, "cpu")
+    _, off = pprof_top(out, "offcpu")
+    # Five threads (four contending, main joining them) all the time, on or off the CPU.
+    assert abs(wall - 5 * secs) <= 0.15 * 5 * secs, wall
+    assert abs(cpu + off - wall) <= 0.01 * wall and cpu > 0.1 and off > 1, (cpu, off)
+    on_rows, _ = pprof_top(out, "wall", extra=["-tagfocus=state=on-cpu"])
+    assert "contended_site" in on_rows, list(on_rows)[:10]
+    assert "wall_switch" in run_cprof("check").stdout.decode()
+
+
 def test_offcpu_full_map_is_counted(lockwork, workdir):
     out = os.path.join(workdir, "offcpu-full.pb.gz")
     r = run_cprof("-t", "offcpu", "--max-stacks", 64, "-o", out, "--", lockwork, "deepsleep", 1)

@@ -11,17 +11,21 @@
 extern const struct collector_ops cpu_collector_ops;
 extern const struct collector_ops mutex_collector_ops;
 extern const struct collector_ops offcpu_collector_ops;
+extern const struct collector_ops wall_collector_ops;
 
 static const struct collector_ops *const all_ops[] = {
 	&cpu_collector_ops,
 	&mutex_collector_ops,
 	&offcpu_collector_ops,
+	&wall_collector_ops,
 };
 
 const struct collector_ops *collector__find(const char *type)
 {
 	if (strcmp(type, "block") == 0) /* Go's name of the off-CPU profile */
 		type = "offcpu";
+	else if (strcmp(type, "cpu,offcpu") == 0 || strcmp(type, "offcpu,cpu") == 0)
+		type = "wall";
 	for (size_t i = 0; i < sizeof(all_ops) / sizeof(all_ops[0]); i++)
 		if (strcmp(all_ops[i]->name, type) == 0)
 			return all_ops[i];

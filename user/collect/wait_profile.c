@@ -32,6 +32,17 @@ void wait__pprof_config(struct pprof_config *cfg)
 	cfg->default_sample_type = "delay";
 }
 
+void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns)
+{
+	cfg->nvalues = 3;
+	cfg->sample_types[0] = (struct pprof_value_type){"cpu", "nanoseconds"};
+	cfg->sample_types[1] = (struct pprof_value_type){"offcpu", "nanoseconds"};
+	cfg->sample_types[2] = (struct pprof_value_type){"wall", "nanoseconds"};
+	cfg->period_type = (struct pprof_value_type){"cpu", "nanoseconds"};
+	cfg->period = period_ns;
+	cfg->default_sample_type = "wall";
+}
+
 static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct cprof_key *k,
 		    uint64_t count, uint64_t delay_ns)
 {
@@ -42,8 +53,19 @@ static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct 
 	 * leaves are return addresses. */
 	s.user_leaf_is_return = k->flags & CPROF_WAIT_USER_RET;
 	s.kernel_leaf_is_return = true;
-	s.values[0] = (int64_t)count;
-	s.values[1] = (int64_t)delay_ns;
+	if (d->o->wall) {
+		bool on = k->flags & CPROF_WAIT_ONCPU;
+
+		s.values[0] = on ? (int64_t)delay_ns : 0;
+		s.values[1] = on ? 0 : (int64_t)delay_ns;
+		s.values[2] = (int64_t)delay_ns;
+		if (s.nlabels < PPROF_MAX_LABELS)
+			s.labels[s.nlabels++] = (struct pprof_label){
+				.key = "state", .str = on ? "on-cpu" : "off-cpu"};
+	} else {
+		s.values[0] = (int64_t)count;
+		s.values[1] = (int64_t)delay_ns;
+	}
 	return pprof_builder__add_sample(d->b, &s);
 }
 

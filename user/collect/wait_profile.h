@@ -18,10 +18,15 @@ struct wait_drain_opts {
 	 * counted up to stop_ns; those without (mutex) are only counted in *unfinished. */
 	uint64_t stop_ns;
 	uint64_t *unfinished;
+	/* wall: values are cpu, offcpu and wall nanoseconds (wait__wall_pprof_config), with a
+	 * `state` label, on-CPU samples and off-CPU intervals told apart by CPROF_WAIT_ONCPU. */
+	bool wall;
 };
 
 /* Sample types and period of a wait profile, as Go writes its mutex and block profiles. */
 void wait__pprof_config(struct pprof_config *cfg);
+/* Sample types of the wall profile: cpu, offcpu and wall (default) nanoseconds. */
+void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns);
 /* Drains the aggregated waits (and the tails) into b. Returns 0 or -errno. */
 int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b);
 /* CLOCK_MONOTONIC now, in ns (bpf_ktime_get_ns's clock). */
