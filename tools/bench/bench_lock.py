@@ -8,8 +8,9 @@ between two threads. Each runs with no profiler, under cprof-bpf (-t mutex for t
 uprobe/uretprobe pair on pthread_mutex_lock (and with the futex syscall tracepoints, the
 cprof-bpf design in bpftrace), bpftrace on sched_switch, and libbpf-tools' offcputime. Every
 profiler is attached before the workload's timed part starts. Prints throughput relative to no
-profiler (median of the rounds), the share of lock acquisitions that had to wait, and the
-profiler's own CPU time.
+profiler (median of the rounds), the same per CPU second the workload used (steadier on a
+shared machine, where other jobs take CPU from the workload), the share of lock acquisitions
+that had to wait, and the profiler's own CPU time.
 
     tools/bench/bench_lock.py [--seconds 5] [--rounds 2]
 
@@ -63,7 +64,7 @@ def wait_attached(prof, marker, timeout=60):
 
 
 def run_once(exe, mode, secs, cfg, tmp):
-    """Runs one workload under cfg; returns (ops, contended, profiler CPU seconds)."""
+    """Runs one workload under cfg; returns (ops, contended, profiler CPU s, workload CPU s)."""
     env = dict(os.environ, LOCKWORK_GATE="1")
     w = subprocess.Popen([exe, mode, str(secs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          text=True, env=env)
@@ -79,18 +80,22 @@ def run_once(exe, mode, secs, cfg, tmp):
         time.sleep(0.2)
     w.stdin.write("g")
     w.stdin.flush()
-    out, _ = w.communicate()
+    w.stdin.close()
+    out = w.stdout.read()
+    _, _, wru = os.wait4(w.pid, 0)
+    w.returncode = 0
+    wcpu = wru.ru_utime + wru.ru_stime
     m = re.search(r"ops (\d+)(?: contended (\d+))?", out)
     ops, contended = int(m.group(1)), int(m.group(2) or 0)
     if not prof:
-        return ops, contended, 0.0
+        return ops, contended, 0.0, wcpu
     if prof.poll() is None and "cprof-bpf" not in argv[0]:
         prof.send_signal(2)  # bpftrace and offcputime print their result on Ctrl-C
     _, status, ru = os.wait4(prof.pid, 0)
     prof.returncode = status
     prof.stdout.read()
     prof.stderr.read()
-    return ops, contended, ru.ru_utime + ru.ru_stime
+    return ops, contended, ru.ru_utime + ru.ru_stime, wcpu
 
 
 def cprof(kind):
@@ -153,15 +158,18 @@ def main():
                 except RuntimeError as e:
                     print(f"  {name}: {e}")
         base = statistics.median(r[0] for r in res["none"])
+        base_cpu = statistics.median(r[0] / r[3] for r in res["none"])
         print(f"\n{title}")
-        print(f"  {'profiler':30} {'throughput':>10} {'waited %':>9} {'own CPU s':>10}")
+        print(f"  {'profiler':30} {'throughput':>10} {'per CPU s':>10} {'waited %':>9} "
+              f"{'own CPU s':>10}")
         for name, _ in cfgs:
             rs = res[name]
             if not rs:
                 continue
             ops = statistics.median(r[0] for r in rs)
             waited = statistics.median(100.0 * r[1] / r[0] if r[0] else 0 for r in rs)
-            print(f"  {name:30} {ops / base:10.3f} "
+            per_cpu = statistics.median(r[0] / r[3] for r in rs) / base_cpu
+            print(f"  {name:30} {ops / base:10.3f} {per_cpu:10.3f} "
                   f"{waited if mode == 'contended' else float('nan'):9.2f} "
                   f"{statistics.median(r[2] for r in rs):10.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
