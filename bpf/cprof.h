@@ -45,6 +45,13 @@ enum cprof_stat {
 	CPROF_STAT_KEYS_FULL,	   /* aggregation map full: the sample is dropped */
 	CPROF_STAT_EVENTS_LOST,	   /* ring buffer full: a new-process notice was lost */
 	CPROF_STAT_IDLE,	   /* samples of the idle task, skipped */
+	/* Table unwinder (bpf/unwind.bpf.h). */
+	CPROF_STAT_USTACK_NO_RULE,    /* user stack cut short: a pc whose row says INVALID */
+	CPROF_STAT_USTACK_NO_TABLE,   /* user stack cut short: no table for a pc (--unwind=dwarf) */
+	CPROF_STAT_USTACK_BAD_READ,   /* user stack cut short: a saved register was unreadable */
+	CPROF_STAT_USTACK_TABLE_FULL, /* user stack lost: the stack map was full */
+	CPROF_STAT_UNWIND_TABLE_FRAMES, /* frames unwound with a table (not a loss) */
+	CPROF_STAT_UNWIND_FP_FRAMES,	/* frames unwound with frame pointers (not a loss) */
 
 	/* mutex, offcpu: a wait not timed, the per-thread start map being full */
 	CPROF_STAT_WAIT_START_FULL,

@@ -26,9 +26,9 @@ struct cprof_wait_start {
 /* cprof_key.flags of wait profiles. */
 enum {
 	/* The user leaf is a return address: the thread entered the kernel by a syscall. */
-	CPROF_WAIT_USER_RET = 1u << 0,
+	CPROF_WAIT_USER_RET = 1u << 8,
 	/* wall: an on-CPU sample (count samples, delay their CPU time), not an off-CPU interval. */
-	CPROF_WAIT_ONCPU = 1u << 1,
+	CPROF_WAIT_ONCPU = 1u << 9,
 };
 
 #ifndef __bpf__

@@ -145,6 +145,17 @@ static void report_drops(struct capture *c, struct pprof_builder *b, const struc
 		{st->truncated_stacks, "stacks truncated at the depth limit"},
 		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
 		{c->procs_missed, "processes that exited before their mappings were read"},
+		{st->bpf[CPROF_STAT_USTACK_NO_RULE],
+		 "user stacks cut short: a pc with no usable unwind rule"},
+		{st->bpf[CPROF_STAT_USTACK_NO_TABLE],
+		 "user stacks cut short: a pc with no unwind table (--unwind=dwarf)"},
+		{st->bpf[CPROF_STAT_USTACK_BAD_READ],
+		 "user stacks cut short: a saved register could not be read"},
+		{st->bpf[CPROF_STAT_USTACK_TABLE_FULL], "user stacks lost: unwound-stack map full"},
+		{st->unwind.over_budget, "executables without unwind table: --unwind-mem or table "
+					 "slots full (frame pointers)"},
+		{st->unwind.failed,
+		 "executables or mappings whose unwind table could not be loaded"},
 		{st->bpf[CPROF_STAT_WAIT_START_FULL],
 		 "waits not timed: per-thread start map full (threads waiting at once)"},
 		{st->prog_misses, "BPF program runs skipped by the kernel (recursion)"},
@@ -190,6 +201,9 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	int err;
 
 	c->col->ops->pprof_config(c->col, &cfg);
+	for (int i = 0; o->default_sample_type && i < cfg.nvalues; i++)
+		if (strcmp(cfg.sample_types[i].type, o->default_sample_type) == 0)
+			cfg.default_sample_type = o->default_sample_type;
 	b = pprof_builder__new(&cfg, &res);
 	if (!b)
 		return -ENOMEM;
@@ -207,8 +221,25 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	}
 	if (collector__stats(c->col, &st) == 0)
 		report_drops(c, b, &st);
+	if (o->stats) {
+		o->stats->counters = st;
+		o->stats->procs_missed = c->procs_missed;
+		o->stats->stacks = pprof_builder__nsamples(b);
+		o->stats->max_keys = o->max_keys ? o->max_keys : CPROF_DEFAULT_MAX_KEYS;
+	}
 	pr_info("%zu distinct stacks, %llu samples\n", pprof_builder__nsamples(b),
 		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
+	if (st.unwind.tables)
+		pprof_builder__add_comment(
+			b, "unwind: %llu tables, %llu rows, %llu KiB for %llu KiB of code",
+			(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
+			(unsigned long long)st.unwind.bytes >> 10,
+			(unsigned long long)st.unwind.text_bytes >> 10);
+	pr_info("unwind: %llu tables, %llu rows, %llu bytes for %llu bytes of code, %llu "
+		"executables without .eh_frame\n",
+		(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
+		(unsigned long long)st.unwind.bytes, (unsigned long long)st.unwind.text_bytes,
+		(unsigned long long)st.unwind.no_cfi);
 	if (st.bpf[CPROF_STAT_SAMPLES] == 0)
 		pr_warn("no samples: the target did not run while profiled\n");
 	*out = b;
@@ -226,6 +257,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.no_kernel_stacks = o->no_kernel,
 		.freq = o->freq,
 		.max_keys = o->max_keys,
+		.unwind_mode = o->unwind,
+		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = o->min_wait_ns,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,

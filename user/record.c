@@ -179,6 +179,8 @@ static int run(struct session *s)
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.no_kernel = o->no_kernel,
+		.unwind = o->unwind,
+		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = min_wait_ns(o),
 		.should_stop = should_stop,
 		.ctx = s,
