@@ -8,7 +8,9 @@
 
 #define TASK_DEAD 0x80
 
-/* Frames of the kernel stack above __schedule: this program and bpf_trace_runN. */
+/* Frames of the kernel stack above __schedule: this program and bpf_trace_runN. When several
+ * programs share sched_switch the tracepoint's iterator comes between them and __schedule:
+ * user space drops that frame (its address varies, its depth would not be known here). */
 const volatile __u32 kern_skip = 2;
 
 /* The kernel stack of the current task without our own frames (key_stacks takes the user

@@ -13,6 +13,7 @@
 struct offcpu_priv {
 	struct offcpu_bpf *skel;
 	uint64_t stop_ns;
+	uint64_t glue_lo, glue_hi; /* __traceiter_sched_switch */
 };
 
 static int offcpu_open(struct collector *c)
@@ -47,6 +48,8 @@ static int offcpu_open(struct collector *c)
 	err = collector__bind(c, p->skel->obj);
 	if (err || o->load_only)
 		return err;
+	if (wait__ksym_range("__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
+		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
 	err = offcpu_bpf__attach(p->skel);
 	if (err)
 		pr_err("cannot attach the offcpu BPF programs: %s\n", strerror(-err));
@@ -82,6 +85,8 @@ static int offcpu_drain(struct collector *c, struct pprof_builder *b)
 		.waits = p->skel->maps.waits,
 		.starts = p->skel->maps.starts,
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
+		.glue_lo = p->glue_lo,
+		.glue_hi = p->glue_hi,
 	};
 	int err = wait__drain(c, &o, b);
 

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +21,35 @@ uint64_t wait__now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi)
+{
+	char line[512], sym[256], type;
+	unsigned long long addr;
+	bool found = false;
+	FILE *f = fopen("/proc/kallsyms", "re");
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx %c %255s", &addr, &type, sym) != 3)
+			continue;
+		if (found) { /* the core kernel's symbols are listed in address order */
+			if (addr > *lo) {
+				*hi = addr;
+				err = 0;
+			}
+			break;
+		}
+		if (addr && strcmp(sym, name) == 0) {
+			*lo = addr;
+			found = true;
+		}
+	}
+	fclose(f);
+	return err;
 }
 
 void wait__pprof_config(struct pprof_config *cfg)
@@ -49,6 +79,10 @@ static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct 
 	struct pprof_raw_sample s;
 
 	collector__raw_sample(c, k, d->ubuf, d->kbuf, &s);
+	if (s.nkstack && s.kstack[0] >= d->o->glue_lo && s.kstack[0] < d->o->glue_hi) {
+		s.kstack++;
+		s.nkstack--;
+	}
 	/* Taken in a syscall (user) and in the scheduler or a syscall tracepoint (kernel): both
 	 * leaves are return addresses. */
 	s.user_leaf_is_return = k->flags & CPROF_WAIT_USER_RET;

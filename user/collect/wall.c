@@ -17,6 +17,7 @@ struct wall_priv {
 	int nlinks;
 	__u64 period_ns;
 	uint64_t stop_ns;
+	uint64_t glue_lo, glue_hi; /* __traceiter_sched_switch */
 };
 
 static int wall_open(struct collector *c)
@@ -52,6 +53,8 @@ static int wall_open(struct collector *c)
 	err = collector__bind(c, p->skel->obj);
 	if (err || o->load_only)
 		return err;
+	if (wait__ksym_range("__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
+		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
 	/* The perf-event program is attached by cpu__attach_clock, the others here. */
 	err = wall_bpf__attach(p->skel);
 	if (err) {
@@ -95,6 +98,8 @@ static int wall_drain(struct collector *c, struct pprof_builder *b)
 		.waits = p->skel->maps.waits,
 		.starts = p->skel->maps.starts,
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
+		.glue_lo = p->glue_lo,
+		.glue_hi = p->glue_hi,
 		.wall = true,
 	};
 
