@@ -44,6 +44,7 @@ static const char usage[] =
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     offcpu: count only off-CPU intervals of at least USEC\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
 	"                           pointers where none), fp (frame pointers), dwarf (tables "
 	"only)\n"
@@ -159,6 +160,7 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
 	OPT_DEMANGLE,
+	OPT_DEBUG_DIR,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
 	OPT_MIN_WAIT,
@@ -179,6 +181,7 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
@@ -258,6 +261,13 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->demangle = strcmp(arg, "full") == 0;
+		return 0;
+	case OPT_DEBUG_DIR:
+		if (arg[0] != '/') {
+			pr_err("invalid --debug-dir '%s': expected an absolute path\n", arg);
+			return -EINVAL;
+		}
+		o->debug_dir = arg;
 		return 0;
 	case OPT_UNWIND:
 		if (strcmp(arg, "auto") == 0)
