@@ -145,6 +145,12 @@ static void report_drops(struct capture *c, struct pprof_builder *b, const struc
 		{st->truncated_stacks, "stacks truncated at the depth limit"},
 		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
 		{c->procs_missed, "processes that exited before their mappings were read"},
+		{st->bpf[CPROF_STAT_HEAP_LIVE_FULL],
+		 "sampled allocations not tracked until freed: live map full (--heap-max-live)"},
+		{st->bpf[CPROF_STAT_HEAP_NO_THREAD],
+		 "allocator calls missed: per-thread state could not be allocated"},
+		{st->bpf[CPROF_STAT_HEAP_STALE],
+		 "tracked blocks allocated again before their free was seen (free missed)"},
 	};
 	uint64_t total = 0;
 
@@ -223,6 +229,9 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.no_kernel_stacks = o->no_kernel,
 		.freq = o->freq,
 		.max_keys = o->max_keys,
+		.heap_sample_bytes = o->heap_sample_bytes,
+		.heap_max_live = o->heap_max_live,
+		.exe_hint = o->exe_hint,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,

@@ -21,6 +21,9 @@ struct capture_opts {
 	int freq;	      /* cpu: Hz */
 	uint32_t max_keys;    /* 0 = default */
 	bool no_kernel;
+	uint64_t heap_sample_bytes; /* heap: 0 = default */
+	uint32_t heap_max_live;	    /* heap: 0 = default */
+	const char *exe_hint;	    /* heap, `-- CMD`: the command not exec'd yet; may be NULL */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);

@@ -26,6 +26,8 @@ struct record_opts {
 	uint32_t max_keys; /* --max-stacks: aggregation map entries */
 	bool no_kernel;	   /* --no-kernel */
 	bool demangle;	   /* --demangle=full|none */
+	uint64_t heap_sample_bytes; /* --heap-sample-bytes: mean bytes between heap samples */
+	uint32_t heap_max_live;	    /* --heap-max-live: sampled blocks tracked until freed */
 };
 
 /* Parses argv for `record` (the default subcommand). Returns 0, 1 when it printed --help or

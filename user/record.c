@@ -171,6 +171,8 @@ static int run(struct session *s)
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.no_kernel = o->no_kernel,
+		.heap_sample_bytes = o->heap_sample_bytes,
+		.heap_max_live = o->heap_max_live,
 		.should_stop = should_stop,
 		.ctx = s,
 	};
@@ -194,6 +196,7 @@ static int run(struct session *s)
 		co.follow_children = true;
 		co.attached = release_child;
 		co.target_desc = desc;
+		co.exe_hint = o->cmd[0];
 	}
 	err = capture__run(&co, sym, &b);
 	if (!err)

@@ -9,9 +9,11 @@
 #include "util/log.h"
 
 extern const struct collector_ops cpu_collector_ops;
+extern const struct collector_ops heap_collector_ops;
 
 static const struct collector_ops *const all_ops[] = {
 	&cpu_collector_ops,
+	&heap_collector_ops,
 };
 
 const struct collector_ops *collector__find(const char *type)

@@ -27,6 +27,10 @@ struct collect_opts {
 	uint32_t max_keys;   /* aggregation map entries; 0 = default */
 	uint32_t max_stacks; /* stack map entries; 0 = default */
 	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	uint64_t heap_sample_bytes; /* heap: mean bytes between samples; 0 = default, 1 = all */
+	uint32_t heap_max_live;	    /* heap: live-map entries; 0 = default */
+	/* heap, `-- CMD`: the command, whose gated child has not exec'd it yet. May be NULL. */
+	const char *exe_hint;
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
