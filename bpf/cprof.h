@@ -48,7 +48,7 @@ enum cprof_stat {
 	CPROF_STAT_HEAP_LIVE_FULL, /* heap: sampled allocation not tracked, live map full */
 	CPROF_STAT_HEAP_UNKNOWN_FREE, /* heap: free of an address not tracked (see README) */
 	CPROF_STAT_HEAP_NO_THREAD,    /* heap: per-thread state could not be created: call missed */
-	CPROF_STAT_HEAP_STALE,	      /* heap: a tracked address was allocated again (free missed) */
+	CPROF_STAT_HEAP_STALE, /* heap: a tracked address was allocated again (free missed) */
 	CPROF_STAT_NR,
 };
 

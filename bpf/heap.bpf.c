@@ -31,6 +31,7 @@ struct heap_thread {
 	__u64 size;	 /* of that call */
 	__u64 old_ptr;	 /* realloc: the block given back */
 	__u64 memptr;	 /* posix_memalign: where the result is stored */
+	__u64 released;	 /* last address an operator delete released (see heap_own_free) */
 	__u32 kind;
 	__u8 sampled;
 	__u8 inited;
@@ -107,7 +108,23 @@ static __always_inline int heap_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 }
 
 /* The block at addr is gone: its sampled figures leave the in-use counts. */
-static __always_inline void heap_release(__u32 pid, __u64 addr)
+enum release_unknown {
+	UNKNOWN_COUNT,	/* a free: count an untracked address */
+	UNKNOWN_IGNORE, /* released by an outer call already */
+	UNKNOWN_DEDUP,	/* a free that an operator delete may have called: count unless so */
+};
+
+static __always_inline bool released_by_delete(__u64 addr)
+{
+	struct heap_thread *t = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+
+	if (!t || t->released != addr)
+		return false;
+	t->released = 0;
+	return true;
+}
+
+static __always_inline void heap_release(__u32 pid, __u64 addr, enum release_unknown unknown)
 {
 	struct heap_addr a = {.pid = pid, .addr = addr};
 	struct heap_key *lk, key;
@@ -115,7 +132,9 @@ static __always_inline void heap_release(__u32 pid, __u64 addr)
 
 	lk = bpf_map_lookup_elem(&live, &a);
 	if (!lk) {
-		stat_inc(CPROF_STAT_HEAP_UNKNOWN_FREE);
+		if (unknown == UNKNOWN_COUNT ||
+		    (unknown == UNKNOWN_DEDUP && !released_by_delete(addr)))
+			stat_inc(CPROF_STAT_HEAP_UNKNOWN_FREE);
 		return;
 	}
 	key = *lk;
@@ -165,7 +184,7 @@ static __always_inline void heap_record(struct pt_regs *ctx, __u32 pid, __u64 ad
 	if (err == -EEXIST) {
 		/* Still tracked: its free went by a path we do not probe. */
 		stat_inc(CPROF_STAT_HEAP_STALE);
-		heap_release(pid, addr);
+		heap_release(pid, addr, UNKNOWN_IGNORE);
 		err = bpf_map_update_elem(&live, &a, &key, BPF_NOEXIST);
 	}
 	if (err) {
@@ -192,7 +211,8 @@ int heap_return(struct pt_regs *ctx)
 		return 0;
 	t->active_sp = 0;
 	if (t->kind == HEAP_KIND_REALLOC && t->old_ptr && (ret || t->size == 0))
-		heap_release(pid, t->old_ptr); /* moved, resized in place, or freed by size 0 */
+		heap_release(pid, t->old_ptr,
+			     UNKNOWN_COUNT); /* moved, resized in place, or freed by size 0 */
 	if (!t->sampled)
 		return 0;
 	if (t->kind == HEAP_KIND_POSIX_MEMALIGN) {
@@ -245,8 +265,7 @@ int heap_reallocarray(struct pt_regs *ctx)
 SEC("uprobe")
 int heap_posix_memalign(struct pt_regs *ctx)
 {
-	return heap_enter(ctx, HEAP_KIND_POSIX_MEMALIGN, PT_REGS_PARM3(ctx), 0,
-			  PT_REGS_PARM1(ctx));
+	return heap_enter(ctx, HEAP_KIND_POSIX_MEMALIGN, PT_REGS_PARM3(ctx), 0, PT_REGS_PARM1(ctx));
 }
 
 SEC("uprobe")
@@ -255,14 +274,43 @@ int heap_aligned(struct pt_regs *ctx)
 	return heap_enter(ctx, HEAP_KIND_ALIGNED, PT_REGS_PARM2(ctx), 0, 0);
 }
 
-/* free, and the operator delete / sdallocx family of allocators that do not call free. */
 SEC("uprobe")
 int heap_free(struct pt_regs *ctx)
 {
 	__u64 addr = PT_REGS_PARM1(ctx);
 
 	if (addr)
-		heap_release(bpf_get_current_pid_tgid() >> 32, addr);
+		heap_release(bpf_get_current_pid_tgid() >> 32, addr, UNKNOWN_COUNT);
+	return 0;
+}
+
+/* free in an allocator whose operator delete is probed too (heap_own_free): a delete that
+ * calls free must not count its address twice. */
+SEC("uprobe")
+int heap_free_dedup(struct pt_regs *ctx)
+{
+	__u64 addr = PT_REGS_PARM1(ctx);
+
+	if (addr)
+		heap_release(bpf_get_current_pid_tgid() >> 32, addr, UNKNOWN_DEDUP);
+	return 0;
+}
+
+/* operator delete, sdallocx... of an allocator that may implement them without free. They may
+ * call one another (delete[] -> delete) or free, so an untracked address is not counted here:
+ * the outermost call released it, and a free inside is told so through `released`. */
+SEC("uprobe")
+int heap_own_free(struct pt_regs *ctx)
+{
+	__u64 addr = PT_REGS_PARM1(ctx);
+	struct heap_thread *t;
+
+	if (!addr)
+		return 0;
+	heap_release(bpf_get_current_pid_tgid() >> 32, addr, UNKNOWN_IGNORE);
+	t = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+	if (t)
+		t->released = addr;
 	return 0;
 }
 

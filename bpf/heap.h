@@ -17,12 +17,12 @@
 
 /* How an allocator entry point passes its size (and pointers); one BPF program per kind. */
 enum heap_kind {
-	HEAP_KIND_MALLOC = 1,	      /* malloc, valloc, pvalloc, operator new: (size) */
-	HEAP_KIND_CALLOC,	      /* (n, size) */
-	HEAP_KIND_REALLOC,	      /* (ptr, size) */
-	HEAP_KIND_REALLOCARRAY,	      /* (ptr, n, size) */
-	HEAP_KIND_POSIX_MEMALIGN,     /* (void **out, align, size) -> int */
-	HEAP_KIND_ALIGNED,	      /* aligned_alloc, memalign: (align, size) */
+	HEAP_KIND_MALLOC = 1,	  /* malloc, valloc, pvalloc, operator new: (size) */
+	HEAP_KIND_CALLOC,	  /* (n, size) */
+	HEAP_KIND_REALLOC,	  /* (ptr, size) */
+	HEAP_KIND_REALLOCARRAY,	  /* (ptr, n, size) */
+	HEAP_KIND_POSIX_MEMALIGN, /* (void **out, align, size) -> int */
+	HEAP_KIND_ALIGNED,	  /* aligned_alloc, memalign: (align, size) */
 };
 
 /* Aggregation key: a stack and the size of one allocation, as Go's heap profile buckets by

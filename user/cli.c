@@ -219,7 +219,8 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		return 0;
 	case OPT_HEAP_SAMPLE_BYTES:
 		if (cli__parse_long(arg, 1, 1l << 40, &v)) {
-			pr_err("invalid --heap-sample-bytes '%s': expected 1 to %ld\n", arg, 1l << 40);
+			pr_err("invalid --heap-sample-bytes '%s': expected 1 to %ld\n", arg,
+			       1l << 40);
 			return -EINVAL;
 		}
 		o->heap_sample_bytes = (uint64_t)v;

@@ -32,6 +32,8 @@ enum heap_prog {
 	PROG_POSIX_MEMALIGN,
 	PROG_ALIGNED,
 	PROG_FREE,
+	PROG_OWN_FREE,
+	PROG_FREE_DEDUP, /* free when the same object's operator delete is probed */
 };
 
 /* Which functions are probed and how. `own_free`: a release function of an allocator that does
@@ -64,30 +66,30 @@ static const struct heap_func funcs[] = {
 	{"_ZnamSt11align_val_t", PROG_MALLOC},
 	{"_ZnwmSt11align_val_tRKSt9nothrow_t", PROG_MALLOC},
 	{"_ZnamSt11align_val_tRKSt9nothrow_t", PROG_MALLOC},
-	{"_ZdlPv", PROG_FREE, true},
-	{"_ZdaPv", PROG_FREE, true},
-	{"_ZdlPvm", PROG_FREE, true},
-	{"_ZdaPvm", PROG_FREE, true},
-	{"_ZdlPvRKSt9nothrow_t", PROG_FREE, true},
-	{"_ZdaPvRKSt9nothrow_t", PROG_FREE, true},
-	{"_ZdlPvSt11align_val_t", PROG_FREE, true},
-	{"_ZdaPvSt11align_val_t", PROG_FREE, true},
-	{"_ZdlPvmSt11align_val_t", PROG_FREE, true},
-	{"_ZdaPvmSt11align_val_t", PROG_FREE, true},
-	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", PROG_FREE, true},
-	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", PROG_FREE, true},
-	{"dallocx", PROG_FREE, true},
-	{"sdallocx", PROG_FREE, true},
+	{"_ZdlPv", PROG_OWN_FREE, true},
+	{"_ZdaPv", PROG_OWN_FREE, true},
+	{"_ZdlPvm", PROG_OWN_FREE, true},
+	{"_ZdaPvm", PROG_OWN_FREE, true},
+	{"_ZdlPvRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"_ZdaPvRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"_ZdlPvSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdaPvSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdlPvmSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdaPvmSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"dallocx", PROG_OWN_FREE, true},
+	{"sdallocx", PROG_OWN_FREE, true},
 };
 
-#define NFUNCS		(sizeof(funcs) / sizeof(funcs[0]))
-#define FUNC_MALLOC	0
+#define NFUNCS	    (sizeof(funcs) / sizeof(funcs[0]))
+#define FUNC_MALLOC 0
 
 /* A candidate provider: one mapped object of a target. */
 struct heap_obj {
-	char path[PATH_MAX];   /* as the process names it */
+	char path[PATH_MAX];	  /* as the process names it */
 	char open_path[PATH_MAX]; /* as we reach it (through /proc/PID/root) */
-	int rank;	       /* lookup preference, lower first (see obj_rank) */
+	int rank;		  /* lookup preference, lower first (see obj_rank) */
 	uint64_t offsets[NFUNCS];
 };
 
@@ -162,6 +164,10 @@ static struct bpf_program *prog_of(struct heap_bpf *skel, enum heap_prog p)
 		return skel->progs.heap_aligned;
 	case PROG_FREE:
 		return skel->progs.heap_free;
+	case PROG_OWN_FREE:
+		return skel->progs.heap_own_free;
+	case PROG_FREE_DEDUP:
+		return skel->progs.heap_free_dedup;
 	}
 	return NULL;
 }
@@ -209,35 +215,44 @@ static void note_probed(struct heap_priv *p, const char *path)
 }
 
 /* For each function, the first object in lookup order that defines it. */
-static void choose_providers(const struct heap_obj *objs, int n, int *prov)
+static void choose_providers(const struct heap_obj *objs, int n, int *prov, enum heap_prog *progs)
 {
+	bool own_free = false;
+
 	for (size_t f = 0; f < NFUNCS; f++) {
 		prov[f] = -1;
 		for (int i = 0; i < n; i++)
-			if (objs[i].offsets[f] && (prov[f] < 0 || objs[i].rank < objs[prov[f]].rank))
+			if (objs[i].offsets[f] &&
+			    (prov[f] < 0 || objs[i].rank < objs[prov[f]].rank))
 				prov[f] = i;
 	}
-	for (size_t f = 0; f < NFUNCS; f++)
+	for (size_t f = 0; f < NFUNCS; f++) {
 		if (funcs[f].own_free && prov[f] != prov[FUNC_MALLOC])
 			prov[f] = -1;
+		own_free |= funcs[f].own_free && prov[f] >= 0;
+	}
+	for (size_t f = 0; f < NFUNCS; f++)
+		progs[f] = own_free && funcs[f].prog == PROG_FREE ? PROG_FREE_DEDUP : funcs[f].prog;
 }
 
 /* Return probes go first: a call that enters between the two attachments then has no entry
  * state and its return is ignored, rather than leaving an entry without a return. */
 static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_obj *objs, int n)
 {
+	enum heap_prog progs[NFUNCS];
 	int prov[NFUNCS], err;
 
-	choose_providers(objs, n, prov);
+	choose_providers(objs, n, prov, progs);
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t f = 0; f < NFUNCS; f++) {
 			if (prov[f] < 0)
 				continue;
-			if (pass == 0 && funcs[f].prog != PROG_FREE)
+			if (pass == 0 && progs[f] != PROG_FREE && progs[f] != PROG_OWN_FREE &&
+			    progs[f] != PROG_FREE_DEDUP)
 				err = attach_one(p, p->skel->progs.heap_return, true, pid,
 						 &objs[prov[f]], f);
 			else if (pass == 1)
-				err = attach_one(p, prog_of(p->skel, funcs[f].prog), false, pid,
+				err = attach_one(p, prog_of(p->skel, progs[f]), false, pid,
 						 &objs[prov[f]], f);
 			else
 				continue;
@@ -502,7 +517,8 @@ static int heap_drain_one(struct collector *c, const struct heap_key *k, const s
 	heap_scale(v->alloc_objects, v->alloc_bytes, k->size, d->rate, &s.values[0], &s.values[1]);
 	heap_scale(v->inuse_objects, v->inuse_bytes, k->size, d->rate, &s.values[2], &s.values[3]);
 	if (k->size && s.nlabels < PPROF_MAX_LABELS)
-		s.labels[s.nlabels++] = (struct pprof_label){.key = "bytes", .num = (int64_t)k->size};
+		s.labels[s.nlabels++] =
+			(struct pprof_label){.key = "bytes", .num = (int64_t)k->size};
 	return pprof_builder__add_sample(d->b, &s);
 }
 
@@ -518,7 +534,8 @@ static void heap_comments(struct collector *c, struct pprof_builder *b)
 		pprof_builder__add_comment(
 			b,
 			"heap: one sample per %llu allocated bytes on average (Poisson, like Go's "
-			"MemProfileRate); each sample of size s is scaled by 1/(1-exp(-s/%llu)), as "
+			"MemProfileRate); each sample of size s is scaled by 1/(1-exp(-s/%llu)), "
+			"as "
 			"Go's runtime/pprof does, to estimate true totals",
 			(unsigned long long)p->sample_bytes, (unsigned long long)p->sample_bytes);
 	for (int i = 0; i < p->nprobed; i++)
@@ -527,8 +544,9 @@ static void heap_comments(struct collector *c, struct pprof_builder *b)
 				      "invisible; in-use counts what was sampled and not freed");
 	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_HEAP_UNKNOWN_FREE])
 		pprof_builder__add_comment(
-			b, "heap: %llu frees of untracked addresses (not sampled, or allocated "
-			   "before attach): ignored",
+			b,
+			"heap: %llu frees of untracked addresses (not sampled, or allocated "
+			"before attach): ignored",
 			(unsigned long long)st.bpf[CPROF_STAT_HEAP_UNKNOWN_FREE]);
 }
 

@@ -53,7 +53,8 @@ static int scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, const char 
 		if (!gelf_getsym(data, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
 		    sym.st_shndx == SHN_UNDEF || !sym.st_value)
 			continue;
-		if (GELF_ST_BIND(sym.st_info) != STB_GLOBAL && GELF_ST_BIND(sym.st_info) != STB_WEAK)
+		if (GELF_ST_BIND(sym.st_info) != STB_GLOBAL &&
+		    GELF_ST_BIND(sym.st_info) != STB_WEAK)
 			continue;
 		name = elf_strptr(elf, sh->sh_link, sym.st_name);
 		if (!name || (idx = name_index(name, names, n)) < 0 || offsets[idx])
@@ -86,7 +87,8 @@ int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64
 		return -ENOEXEC;
 	}
 	while ((scn = elf_nextscn(elf, scn))) {
-		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
+		if (!gelf_getshdr(scn, &sh) ||
+		    (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
 			continue;
 		found += scan_symbols(elf, scn, &sh, names, n, offsets);
 	}
