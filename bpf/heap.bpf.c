@@ -19,6 +19,9 @@
 
 /* Mean bytes between samples; 0 or 1: every allocation. */
 const volatile __u64 sample_bytes = 512 * 1024;
+/* Benchmark only (CPROF_BENCH_EMPTY_PROBES=1): every program returns at once, so that the cost
+ * of the traps at exactly our probe sites can be told from the cost of our BPF work. */
+const volatile bool empty_probes = false;
 /* Exponential variates of mean sample_bytes, filled by user space. */
 const volatile __u64 intervals[HEAP_NINTERVALS];
 
@@ -204,15 +207,17 @@ int heap_return(struct pt_regs *ctx)
 	__u64 ret = PT_REGS_RC(ctx), addr = ret;
 	struct heap_thread *t;
 
+	if (empty_probes)
+		return 0;
 	t = bpf_task_storage_get(&threads, task, 0, 0);
 	/* After the return sp is above the entry's (the return address was popped); a nested
 	 * call returns below it. */
 	if (!t || !t->active_sp || PT_REGS_SP(ctx) <= t->active_sp)
 		return 0;
 	t->active_sp = 0;
+	/* realloc gave the old block back: moved, resized in place, or freed by size 0. */
 	if (t->kind == HEAP_KIND_REALLOC && t->old_ptr && (ret || t->size == 0))
-		heap_release(pid, t->old_ptr,
-			     UNKNOWN_COUNT); /* moved, resized in place, or freed by size 0 */
+		heap_release(pid, t->old_ptr, UNKNOWN_COUNT);
 	if (!t->sampled)
 		return 0;
 	if (t->kind == HEAP_KIND_POSIX_MEMALIGN) {
@@ -227,6 +232,8 @@ int heap_return(struct pt_regs *ctx)
 SEC("uprobe")
 int heap_malloc(struct pt_regs *ctx)
 {
+	if (empty_probes)
+		return 0;
 	return heap_enter(ctx, HEAP_KIND_MALLOC, PT_REGS_PARM1(ctx), 0, 0);
 }
 
@@ -245,6 +252,8 @@ static __always_inline __u64 mul_size(__u64 n, __u64 size)
 SEC("uprobe")
 int heap_calloc(struct pt_regs *ctx)
 {
+	if (empty_probes)
+		return 0;
 	return heap_enter(ctx, HEAP_KIND_CALLOC, mul_size(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx)),
 			  0, 0);
 }
@@ -252,12 +261,16 @@ int heap_calloc(struct pt_regs *ctx)
 SEC("uprobe")
 int heap_realloc(struct pt_regs *ctx)
 {
+	if (empty_probes)
+		return 0;
 	return heap_enter(ctx, HEAP_KIND_REALLOC, PT_REGS_PARM2(ctx), PT_REGS_PARM1(ctx), 0);
 }
 
 SEC("uprobe")
 int heap_reallocarray(struct pt_regs *ctx)
 {
+	if (empty_probes)
+		return 0;
 	return heap_enter(ctx, HEAP_KIND_REALLOC, mul_size(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx)),
 			  PT_REGS_PARM1(ctx), 0);
 }
@@ -265,12 +278,16 @@ int heap_reallocarray(struct pt_regs *ctx)
 SEC("uprobe")
 int heap_posix_memalign(struct pt_regs *ctx)
 {
+	if (empty_probes)
+		return 0;
 	return heap_enter(ctx, HEAP_KIND_POSIX_MEMALIGN, PT_REGS_PARM3(ctx), 0, PT_REGS_PARM1(ctx));
 }
 
 SEC("uprobe")
 int heap_aligned(struct pt_regs *ctx)
 {
+	if (empty_probes)
+		return 0;
 	return heap_enter(ctx, HEAP_KIND_ALIGNED, PT_REGS_PARM2(ctx), 0, 0);
 }
 
@@ -279,6 +296,8 @@ int heap_free(struct pt_regs *ctx)
 {
 	__u64 addr = PT_REGS_PARM1(ctx);
 
+	if (empty_probes)
+		return 0;
 	if (addr)
 		heap_release(bpf_get_current_pid_tgid() >> 32, addr, UNKNOWN_COUNT);
 	return 0;
@@ -291,6 +310,8 @@ int heap_free_dedup(struct pt_regs *ctx)
 {
 	__u64 addr = PT_REGS_PARM1(ctx);
 
+	if (empty_probes)
+		return 0;
 	if (addr)
 		heap_release(bpf_get_current_pid_tgid() >> 32, addr, UNKNOWN_DEDUP);
 	return 0;
@@ -305,6 +326,8 @@ int heap_own_free(struct pt_regs *ctx)
 	__u64 addr = PT_REGS_PARM1(ctx);
 	struct heap_thread *t;
 
+	if (empty_probes)
+		return 0;
 	if (!addr)
 		return 0;
 	heap_release(bpf_get_current_pid_tgid() >> 32, addr, UNKNOWN_IGNORE);

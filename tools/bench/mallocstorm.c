@@ -1,69 +1,82 @@
 /* Benchmark workload for tools/bench/bench_heap.py: THREADS threads of malloc/free pairs of
- * 16-256 bytes for SECONDS, then "ops N" (pairs done in all).
- *   mallocstorm SECONDS THREADS */
+ * 16-256 bytes, running from the start. Measures SECONDS of it, from SIGUSR1 (sent once the
+ * profiler under test is attached) or at once with "now", then prints "ops N" (pairs done by all
+ * threads in the window) and exits.
+ *   mallocstorm SECONDS THREADS [now] */
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
 
 static void *volatile sink;
+static volatile sig_atomic_t go;
+static volatile int stop;
+static volatile unsigned long ops[MAX_THREADS * 8]; /* one cache line per thread */
 
-struct storm {
-	double seconds;
-	unsigned long ops;
-};
-
-static double now(void)
+static void on_usr1(int sig)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	(void)sig;
+	go = 1;
 }
 
-__attribute__((noinline)) static void *storm_main(void *arg)
+static void *storm(void *arg)
 {
-	struct storm *s = arg;
-	unsigned int r = (unsigned int)(uintptr_t)s | 1u;
-	double end = now() + s->seconds;
+	unsigned long i = (unsigned long)(uintptr_t)arg;
+	unsigned int r = (unsigned int)i * 2654435761u | 1u;
 
-	while (now() < end) {
-		for (int i = 0; i < 1000; i++) {
+	while (!stop) {
+		for (int k = 0; k < 1000; k++) {
+			char *p;
+
 			r = r * 1103515245u + 12345u;
-			char *p = malloc(16 + (r >> 16) % 241);
-
+			p = malloc(16 + (r >> 16) % 241);
 			p[0] = 1;
 			sink = p;
 			free(p);
 		}
-		s->ops += 1000;
+		ops[i * 8] += 1000;
 	}
 	return NULL;
 }
 
-static void run_storm(double seconds, int nthreads)
+static unsigned long total(int n)
 {
-	struct storm s[64] = {};
-	pthread_t t[64];
-	unsigned long ops = 0;
+	unsigned long s = 0;
 
-	if (nthreads < 1 || nthreads > 64)
-		exit(2);
-	for (int i = 0; i < nthreads; i++) {
-		s[i].seconds = seconds;
-		if (pthread_create(&t[i], NULL, storm_main, &s[i]))
-			exit(1);
-	}
-	for (int i = 0; i < nthreads; i++) {
-		pthread_join(t[i], NULL);
-		ops += s[i].ops;
-	}
-	printf("ops %lu\n", ops);
+	for (int i = 0; i < n; i++)
+		s += ops[i * 8];
+	return s;
 }
 
 int main(int argc, char **argv)
 {
-	run_storm(argc > 1 ? atof(argv[1]) : 5, argc > 2 ? atoi(argv[2]) : 2);
+	double seconds = argc > 1 ? atof(argv[1]) : 5;
+	int n = argc > 2 ? atoi(argv[2]) : 2;
+	pthread_t t[MAX_THREADS];
+	unsigned long start;
+
+	if (n < 1 || n > MAX_THREADS || seconds <= 0)
+		return 2;
+	signal(SIGUSR1, on_usr1);
+	go = argc > 3 && strcmp(argv[3], "now") == 0;
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&t[i], NULL, storm, (void *)(uintptr_t)i))
+			return 1;
+	printf("ready\n");
+	fflush(stdout);
+	while (!go)
+		usleep(1000);
+	start = total(n);
+	usleep((useconds_t)(seconds * 1e6));
+	printf("ops %lu\n", total(n) - start);
+	fflush(stdout);
+	stop = 1;
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
 	return 0;
 }

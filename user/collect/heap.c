@@ -189,13 +189,58 @@ static int add_link(struct heap_priv *p, struct bpf_link *l)
 	return 0;
 }
 
+static bool is_push(const unsigned char *b)
+{
+	return (b[0] >= 0x50 && b[0] <= 0x57) || (b[0] == 0x41 && b[1] >= 0x50 && b[1] <= 0x57);
+}
+
+/* Where to put the breakpoint of a function at file offset off. The kernel emulates a few
+ * instructions at a breakpoint (push, jumps, calls) and single-steps every other one out of line,
+ * which costs a second trap: measured here, 15 us per call on free's `test %rdi,%rdi` against
+ * 1 us on malloc's `push`. So skip what cannot matter to the probe: an endbr64, and in a
+ * function whose first argument is a pointer, glibc free's `if (!p) return` test, when a push
+ * follows. Neither changes sp or the argument registers; the skipped path (free(NULL)) is not
+ * one we count. Anything else keeps the function's first instruction. */
+static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
+{
+	unsigned char b[16] = {0};
+	size_t i = 0, j;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return off;
+	if (fseek(f, (long)off, SEEK_SET) || fread(b, 1, sizeof(b), f) != sizeof(b)) {
+		fclose(f);
+		return off;
+	}
+	fclose(f);
+	if (b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa)
+		i = 4;
+	if (ptr_arg && b[i] == 0x48 && b[i + 1] == 0x85 && b[i + 2] == 0xff) {
+		j = i + 3;
+		if (b[j] == 0x74)
+			j += 2;
+		else if (b[j] == 0x0f && b[j + 1] == 0x84)
+			j += 6;
+		else
+			j = 0;
+		if (j && is_push(&b[j]))
+			i = j;
+	}
+	return off + i;
+}
+
 static int attach_one(struct heap_priv *p, struct bpf_program *prog, bool ret, pid_t pid,
 		      const struct heap_obj *o, size_t f)
 {
+	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE;
 	struct bpf_link *l;
 	int err;
 
-	l = bpf_program__attach_uprobe(prog, ret, pid, o->open_path, o->offsets[f]);
+	/* A return probe is taken at the entry too (to hijack the return address), so it moves
+	 * with the entry probe; but only past endbr64, which keeps every path. */
+	l = bpf_program__attach_uprobe(prog, ret, pid, o->open_path,
+				       probe_offset(o->open_path, o->offsets[f], ptr_arg && !ret));
 	if (!l) {
 		err = -errno;
 		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
@@ -429,6 +474,7 @@ static int heap_open(struct collector *c)
 	p->skel->rodata->want_kern_stack = false; /* the probes fire in user mode */
 	p->skel->rodata->sample_bytes = p->sample_bytes;
 	fill_intervals(p->skel, p->sample_bytes);
+	p->skel->rodata->empty_probes = getenv("CPROF_BENCH_EMPTY_PROBES") != NULL;
 	if (o->max_keys)
 		bpf_map__set_max_entries(p->skel->maps.allocs, o->max_keys);
 	if (o->max_stacks)
