@@ -214,3 +214,13 @@ def test_full_live_map_is_counted(heapload, workdir):
     objs, _ = values(out, "alloc_objects")
     inuse, _ = values(out, "inuse_space")
     assert objs["leak_site"] == 1000 and inuse.get("leak_site", 0) < 1000 * 4096, (objs, inuse)
+
+
+def test_command(workdir):
+    # `-- CMD`: the probes go in before CMD runs (its executable and the system's C and C++
+    # runtimes), so even its first allocations are seen.
+    exe = build_cxx(workdir, "heapload-cxx-glibc")
+    out = os.path.join(workdir, "heap-cmd.pb.gz")
+    run_cprof("-t", "heap", "--heap-sample-bytes", 1, "-o", out, "--", exe, "now")
+    objs, _ = values(out, "alloc_objects")
+    assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs

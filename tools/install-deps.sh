@@ -9,7 +9,7 @@ BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
 # Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
 # binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests.
 TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
-	libclang-rt-14-dev curl"
+	libclang-rt-14-dev curl g++ libjemalloc-dev"
 
 want="$BUILD_PKGS $TEST_PKGS"
 if [ "${1:-}" = "--bench" ]; then

@@ -361,8 +361,23 @@ static int objs_of_pid(pid_t pid, struct heap_obj *objs, int *n)
 	return 0;
 }
 
-/* A command not started yet, or the whole system: the command's executable (when known), and the
- * C and C++ runtimes of this system, found beside the libc this program runs on. */
+/* The libraries exe needs directly, where this system keeps libc (the usual place of a linked
+ * allocator such as libjemalloc.so.2); an RPATH or LD_LIBRARY_PATH is not followed. */
+static void add_needed(struct heap_obj *objs, int *n, const char *exe, const char *dir)
+{
+	char needed[32][256], path[PATH_MAX + 256];
+	int k = elf_funcs__needed(exe, &needed[0][0], sizeof(needed[0]), 32);
+
+	for (int i = 0; i < k; i++) {
+		snprintf(path, sizeof(path), "%s%s", dir, needed[i]);
+		if (access(path, R_OK) == 0)
+			add_obj(objs, n, 0, path, exe);
+	}
+}
+
+/* A command not started yet, or the whole system: the command's executable (when known) and the
+ * libraries it needs, and the C and C++ runtimes of this system, found beside the libc this
+ * program runs on. */
 static int objs_of_system(const char *exe_hint, struct heap_obj *objs, int *n)
 {
 	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 32];
@@ -401,6 +416,8 @@ static int objs_of_system(const char *exe_hint, struct heap_obj *objs, int *n)
 		snprintf(path, sizeof(path), "%slibstdc++.so.6", dir);
 		if (access(path, R_OK) == 0)
 			add_obj(objs, n, 0, path, NULL);
+		if (exe[0])
+			add_needed(objs, n, exe, dir);
 	}
 	proc_maps__free(m);
 	return 0;

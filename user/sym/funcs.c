@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -95,4 +96,50 @@ int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64
 	elf_end(elf);
 	close(fd);
 	return found;
+}
+
+static int read_needed(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, char *names, size_t len,
+		       int max)
+{
+	Elf_Data *data = elf_getdata(scn, NULL);
+	const char *name;
+	GElf_Dyn dyn;
+	int n = 0;
+
+	if (!data || !sh->sh_entsize)
+		return 0;
+	for (size_t i = 0; i < sh->sh_size / sh->sh_entsize && n < max; i++) {
+		if (!gelf_getdyn(data, (int)i, &dyn) || dyn.d_tag != DT_NEEDED)
+			continue;
+		name = elf_strptr(elf, sh->sh_link, dyn.d_un.d_val);
+		if (name)
+			snprintf(names + (size_t)n++ * len, len, "%s", name);
+	}
+	return n;
+}
+
+int elf_funcs__needed(const char *path, char *names, size_t len, int max)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	Elf *elf;
+	int fd, n = 0;
+
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -ENOEXEC;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF) {
+		elf_end(elf);
+		close(fd);
+		return -ENOEXEC;
+	}
+	while ((scn = elf_nextscn(elf, scn)) && !n)
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNAMIC)
+			n = read_needed(elf, scn, &sh, names, len, max);
+	elf_end(elf);
+	close(fd);
+	return n;
 }

@@ -11,4 +11,8 @@
  * -errno (-ENOEXEC: not an ELF file). */
 int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64_t *offsets);
 
+/* The DT_NEEDED names of a dynamic ELF file ("libc.so.6"), at most max of them, each copied
+ * into names[i] (truncated to len). Returns how many, or -errno. */
+int elf_funcs__needed(const char *path, char *names, size_t len, int max);
+
 #endif
