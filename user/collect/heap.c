@@ -369,7 +369,8 @@ static void add_needed(struct heap_obj *objs, int *n, const char *exe, const cha
 	int k = elf_funcs__needed(exe, &needed[0][0], sizeof(needed[0]), 32);
 
 	for (int i = 0; i < k; i++) {
-		snprintf(path, sizeof(path), "%s%s", dir, needed[i]);
+		if (snprintf(path, sizeof(path), "%s%s", dir, needed[i]) >= (int)sizeof(path))
+			continue;
 		if (access(path, R_OK) == 0)
 			add_obj(objs, n, 0, path, exe);
 	}
