@@ -85,6 +85,18 @@ static __always_inline bool should_sample(struct heap_thread *t, __u64 size)
 	return true;
 }
 
+static __always_inline __u64 mul_size(__u64 n, __u64 size)
+{
+	__u64 max = ~0ull;
+
+	/* An overflowing product fails in the allocator; count it as nothing. The barrier keeps
+	 * clang from turning the check into a 128-bit multiply, which BPF lacks. */
+	asm volatile("" : "+r"(max));
+	if (size && n > max / size)
+		return 0;
+	return n * size;
+}
+
 static __always_inline int heap_enter(struct pt_regs *ctx, __u32 kind, __u64 size, __u64 old_ptr,
 				      __u64 memptr)
 {
@@ -199,16 +211,13 @@ static __always_inline void heap_record(struct pt_regs *ctx, __u32 pid, __u64 ad
 	proc_seen(pid);
 }
 
-SEC("uretprobe")
-int heap_return(struct pt_regs *ctx)
+static __always_inline int heap_exit(struct pt_regs *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	__u64 ret = PT_REGS_RC(ctx), addr = ret;
 	struct heap_thread *t;
 
-	if (empty_probes)
-		return 0;
 	t = bpf_task_storage_get(&threads, task, 0, 0);
 	/* After the return sp is above the entry's (the return address was popped); a nested
 	 * call returns below it. */
@@ -229,24 +238,67 @@ int heap_return(struct pt_regs *ctx)
 	return 0;
 }
 
+SEC("uretprobe")
+int heap_return(struct pt_regs *ctx)
+{
+	if (empty_probes)
+		return 0;
+	return heap_exit(ctx);
+}
+
+/* Uprobe sessions (kernel 6.11+): one program runs at entry and at return, and an entry that
+ * returns 1 gets no return probe at all, which saves the return trap of every unsampled call.
+ * Used for malloc and calloc, which call no other probed function: an unsampled call there needs
+ * no state, so it can skip its return. User space loads these as BPF_TRACE_UPROBE_SESSION when
+ * the kernel has it and falls back to heap_malloc/heap_calloc + heap_return otherwise. */
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+static __always_inline int heap_session(struct pt_regs *ctx, __u32 kind, __u64 size)
+{
+	struct heap_thread *t;
+
+	if (empty_probes)
+		return 1;
+	if (bpf_session_is_return())
+		return heap_exit(ctx);
+	t = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		stat_inc(CPROF_STAT_HEAP_NO_THREAD);
+		return 1;
+	}
+	if (t->active_sp && PT_REGS_SP(ctx) < t->active_sp)
+		return 1; /* nested in operator new, realloc...: the outer call counts */
+	if (!should_sample(t, size))
+		return 1;
+	t->active_sp = PT_REGS_SP(ctx);
+	t->kind = kind;
+	t->size = size;
+	t->old_ptr = 0;
+	t->memptr = 0;
+	t->sampled = 1;
+	return 0;
+}
+
+SEC("uprobe")
+int heap_malloc_session(struct pt_regs *ctx)
+{
+	return heap_session(ctx, HEAP_KIND_MALLOC, PT_REGS_PARM1(ctx));
+}
+
+SEC("uprobe")
+int heap_calloc_session(struct pt_regs *ctx)
+{
+	return heap_session(ctx, HEAP_KIND_CALLOC,
+			    mul_size(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx)));
+}
+
 SEC("uprobe")
 int heap_malloc(struct pt_regs *ctx)
 {
 	if (empty_probes)
 		return 0;
 	return heap_enter(ctx, HEAP_KIND_MALLOC, PT_REGS_PARM1(ctx), 0, 0);
-}
-
-static __always_inline __u64 mul_size(__u64 n, __u64 size)
-{
-	__u64 max = ~0ull;
-
-	/* An overflowing product fails in the allocator; count it as nothing. The barrier keeps
-	 * clang from turning the check into a 128-bit multiply, which BPF lacks. */
-	asm volatile("" : "+r"(max));
-	if (size && n > max / size)
-		return 0;
-	return n * size;
 }
 
 SEC("uprobe")

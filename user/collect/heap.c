@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -97,6 +98,9 @@ struct heap_priv {
 	struct heap_bpf *skel;
 	struct bpf_link **links;
 	size_t nlinks, cap;
+	bool session;	  /* the kernel has uprobe sessions: malloc and calloc use them */
+	int *session_fds; /* their links (libbpf 1.1 cannot make them: raw bpf(2)) */
+	size_t nsession, session_cap;
 	uint64_t sample_bytes;
 	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
 	int nprobed;
@@ -230,6 +234,49 @@ static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
 	return off + i;
 }
 
+/* BPF_LINK_CREATE of a uprobe_multi link, laid out as the kernel's union bpf_attr (uapi, stable);
+ * Debian 12's headers and libbpf 1.1 predate it. */
+#define CPROF_BPF_TRACE_UPROBE_SESSION 57
+struct uprobe_multi_attr {
+	__u32 prog_fd, target_fd, attach_type, flags;
+	__u64 path, offsets, ref_ctr_offsets, cookies;
+	__u32 cnt, multi_flags, pid;
+	__u32 pad;
+};
+
+/* A session link: the program runs at entry and, unless the entry returned 1, at return. */
+static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t pid,
+			  const struct heap_obj *o, size_t f)
+{
+	uint64_t off = probe_offset(o->open_path, o->offsets[f], false);
+	struct uprobe_multi_attr a = {
+		.prog_fd = (__u32)bpf_program__fd(prog),
+		.attach_type = CPROF_BPF_TRACE_UPROBE_SESSION,
+		.path = (__u64)(uintptr_t)o->open_path,
+		.offsets = (__u64)(uintptr_t)&off,
+		.cnt = 1,
+		.pid = pid > 0 ? (__u32)pid : 0,
+	};
+	int fd, *fds;
+
+	if (p->nsession == p->session_cap) {
+		fds = realloc(p->session_fds, (p->session_cap + 16) * sizeof(*fds));
+		if (!fds)
+			return -ENOMEM;
+		p->session_fds = fds;
+		p->session_cap += 16;
+	}
+	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+	if (fd < 0) {
+		fd = -errno;
+		pr_err("cannot attach a uprobe session to %s in %s: %s\n", funcs[f].name, o->path,
+		       strerror(-fd));
+		return fd;
+	}
+	p->session_fds[p->nsession++] = fd;
+	return 0;
+}
+
 static int attach_one(struct heap_priv *p, struct bpf_program *prog, bool ret, pid_t pid,
 		      const struct heap_obj *o, size_t f)
 {
@@ -292,8 +339,17 @@ static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_ob
 		for (size_t f = 0; f < NFUNCS; f++) {
 			if (prov[f] < 0)
 				continue;
-			if (pass == 0 && progs[f] != PROG_FREE && progs[f] != PROG_OWN_FREE &&
-			    progs[f] != PROG_FREE_DEDUP)
+			if (p->session && (progs[f] == PROG_MALLOC || progs[f] == PROG_CALLOC) &&
+			    strncmp(funcs[f].name, "_Zn", 3)) {
+				if (pass == 1)
+					continue;
+				err = attach_session(p,
+						     progs[f] == PROG_MALLOC
+							     ? p->skel->progs.heap_malloc_session
+							     : p->skel->progs.heap_calloc_session,
+						     pid, &objs[prov[f]], f);
+			} else if (pass == 0 && progs[f] != PROG_FREE &&
+				   progs[f] != PROG_OWN_FREE && progs[f] != PROG_FREE_DEDUP)
 				err = attach_one(p, p->skel->progs.heap_return, true, pid,
 						 &objs[prov[f]], f);
 			else if (pass == 1)
@@ -470,24 +526,24 @@ out:
 	return err;
 }
 
-static int heap_open(struct collector *c)
+static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 {
 	const struct collect_opts *o = &c->opts;
-	struct heap_priv *p;
-	int err;
-
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	c->priv = p;
-	p->sample_bytes = o->heap_sample_bytes ? o->heap_sample_bytes : HEAP_DEFAULT_SAMPLE_BYTES;
+	struct bpf_program *sp[2];
 
 	p->skel = heap_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the heap BPF object: %s\n", strerror(-err));
-		return err;
+	if (!p->skel)
+		return -errno;
+	sp[0] = p->skel->progs.heap_malloc_session;
+	sp[1] = p->skel->progs.heap_calloc_session;
+	for (int i = 0; i < 2; i++) {
+		if (session)
+			bpf_program__set_expected_attach_type(
+				sp[i], (enum bpf_attach_type)CPROF_BPF_TRACE_UPROBE_SESSION);
+		else
+			bpf_program__set_autoload(sp[i], false);
 	}
+	p->session = session;
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->want_kern_stack = false; /* the probes fire in user mode */
 	p->skel->rodata->sample_bytes = p->sample_bytes;
@@ -500,8 +556,30 @@ static int heap_open(struct collector *c)
 	if (o->heap_max_live)
 		bpf_map__set_max_entries(p->skel->maps.live, o->heap_max_live);
 	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
+	return heap_bpf__load(p->skel);
+}
 
-	err = heap_bpf__load(p->skel);
+static int heap_open(struct collector *c)
+{
+	const struct collect_opts *o = &c->opts;
+	struct heap_priv *p;
+	int err;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	c->priv = p;
+	p->sample_bytes = o->heap_sample_bytes ? o->heap_sample_bytes : HEAP_DEFAULT_SAMPLE_BYTES;
+
+	/* With uprobe sessions if the kernel loads them, else without. */
+	err = heap_load(c, p, true);
+	if (err) {
+		pr_debug("heap: no uprobe sessions (%s); return probes on every call\n",
+			 strerror(-err));
+		heap_bpf__destroy(p->skel);
+		p->skel = NULL;
+		err = heap_load(c, p, false);
+	}
 	if (err) {
 		pr_err("cannot load the heap BPF programs: %s\n", strerror(-err));
 		return err;
@@ -522,7 +600,7 @@ static int heap_open(struct collector *c)
 		if (err)
 			return err;
 	}
-	pr_debug("heap: %zu probes attached\n", p->nlinks);
+	pr_debug("heap: %zu probes and %zu sessions attached\n", p->nlinks, p->nsession);
 	return 0;
 }
 
@@ -532,8 +610,12 @@ static void heap_stop(struct collector *c)
 
 	for (size_t i = 0; p && i < p->nlinks; i++)
 		bpf_link__destroy(p->links[i]);
-	if (p)
+	for (size_t i = 0; p && i < p->nsession; i++)
+		close(p->session_fds[i]);
+	if (p) {
 		p->nlinks = 0;
+		p->nsession = 0;
+	}
 }
 
 static void heap_close(struct collector *c)
@@ -544,6 +626,7 @@ static void heap_close(struct collector *c)
 		return;
 	heap_stop(c);
 	free(p->links);
+	free(p->session_fds);
 	heap_bpf__destroy(p->skel);
 	free(p);
 	c->priv = NULL;
