@@ -88,6 +88,9 @@ $(OUT)/obj/%.o: %.c $(BPF_SKELS) $(PROTO_C) | $(DEPS_STAMP)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The flame graph page is linked in with .incbin: rebuild when it changes.
+$(OUT)/obj/user/http/flamegraph.o: user/http/flamegraph.html
+
 $(OUT)/cprof-bpf: $(USER_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

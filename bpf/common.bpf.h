@@ -95,8 +95,13 @@ static __always_inline void proc_seen(__u32 pid)
 		proc_notify(pid, CPROF_PROC_NEW);
 }
 
+#include "unwind.bpf.h"
+
 /* Fills the key's stacks for the current context. Kernel threads have no user stack; a sample
- * taken in user mode has no kernel stack: neither counts as a loss. */
+ * taken in user mode has no kernel stack: neither counts as a loss. User stacks are walked with
+ * frame pointers by the kernel (--unwind=fp) or by the table unwinder (unwind.bpf.h), whose ids
+ * carry CPROF_USTACK_ID_TABLE and the key CPROF_KEY_USTACK_TABLE; either works from any program
+ * type, since neither reads registers from ctx. */
 static __always_inline void key_stacks(void *ctx, struct cprof_key *key, bool in_kernel,
 				       bool has_mm)
 {
@@ -104,7 +109,13 @@ static __always_inline void key_stacks(void *ctx, struct cprof_key *key, bool in
 
 	key->user_stack_id = -1;
 	key->kern_stack_id = -1;
-	if (want_user_stack && has_mm) {
+	if (want_user_stack && has_mm && unwind_mode != CPROF_UNWIND_FP) {
+		id = unwind_user_stack();
+		if (id >= 0) {
+			key->user_stack_id = id;
+			key->flags |= CPROF_KEY_USTACK_TABLE;
+		}
+	} else if (want_user_stack && has_mm) {
 		id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 		if (id >= 0)
 			key->user_stack_id = id;

@@ -49,6 +49,13 @@ enum cprof_stat {
 	CPROF_STAT_HEAP_UNKNOWN_FREE, /* heap: free of an address not tracked (see README) */
 	CPROF_STAT_HEAP_NO_THREAD,    /* heap: per-thread state could not be created: call missed */
 	CPROF_STAT_HEAP_STALE, /* heap: a tracked address was allocated again (free missed) */
+	/* Table unwinder (bpf/unwind.bpf.h). */
+	CPROF_STAT_USTACK_NO_RULE,    /* user stack cut short: a pc whose row says INVALID */
+	CPROF_STAT_USTACK_NO_TABLE,   /* user stack cut short: no table for a pc (--unwind=dwarf) */
+	CPROF_STAT_USTACK_BAD_READ,   /* user stack cut short: a saved register was unreadable */
+	CPROF_STAT_USTACK_TABLE_FULL, /* user stack lost: the stack map was full */
+	CPROF_STAT_UNWIND_TABLE_FRAMES, /* frames unwound with a table (not a loss) */
+	CPROF_STAT_UNWIND_FP_FRAMES,	/* frames unwound with frame pointers (not a loss) */
 	CPROF_STAT_NR,
 };
 

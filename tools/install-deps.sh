@@ -7,14 +7,16 @@ set -euo pipefail
 BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
 	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev pkg-config make gcc"
 # Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
-# binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests.
+# binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests; openssl (test
+# certificates), chromium and python3-websocket (the flame graph page in a headless browser).
 TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
-	libclang-rt-14-dev curl g++ libjemalloc-dev"
+	libclang-rt-14-dev curl openssl chromium python3-websocket g++
+	libjemalloc-dev"
 
 want="$BUILD_PKGS $TEST_PKGS"
 if [ "${1:-}" = "--bench" ]; then
 	# Benchmarks compare against the tools users would otherwise pick.
-	want="$want linux-perf bpftrace bpfcc-tools libjemalloc-dev"
+	want="$want linux-perf bpftrace bpfcc-tools libjemalloc-dev wrk"
 fi
 
 missing=""

@@ -151,6 +151,17 @@ static void report_drops(struct capture *c, struct pprof_builder *b, const struc
 		 "allocator calls missed: per-thread state could not be allocated"},
 		{st->bpf[CPROF_STAT_HEAP_STALE],
 		 "tracked blocks allocated again before their free was seen (free missed)"},
+		{st->bpf[CPROF_STAT_USTACK_NO_RULE],
+		 "user stacks cut short: a pc with no usable unwind rule"},
+		{st->bpf[CPROF_STAT_USTACK_NO_TABLE],
+		 "user stacks cut short: a pc with no unwind table (--unwind=dwarf)"},
+		{st->bpf[CPROF_STAT_USTACK_BAD_READ],
+		 "user stacks cut short: a saved register could not be read"},
+		{st->bpf[CPROF_STAT_USTACK_TABLE_FULL], "user stacks lost: unwound-stack map full"},
+		{st->unwind.over_budget, "executables without unwind table: --unwind-mem or table "
+					 "slots full (frame pointers)"},
+		{st->unwind.failed,
+		 "executables or mappings whose unwind table could not be loaded"},
 	};
 	uint64_t total = 0;
 
@@ -193,6 +204,9 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	int err;
 
 	c->col->ops->pprof_config(c->col, &cfg);
+	for (int i = 0; o->default_sample_type && i < cfg.nvalues; i++)
+		if (strcmp(cfg.sample_types[i].type, o->default_sample_type) == 0)
+			cfg.default_sample_type = o->default_sample_type;
 	b = pprof_builder__new(&cfg, &res);
 	if (!b)
 		return -ENOMEM;
@@ -210,8 +224,25 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	}
 	if (collector__stats(c->col, &st) == 0)
 		report_drops(c, b, &st);
+	if (o->stats) {
+		o->stats->counters = st;
+		o->stats->procs_missed = c->procs_missed;
+		o->stats->stacks = pprof_builder__nsamples(b);
+		o->stats->max_keys = o->max_keys ? o->max_keys : CPROF_DEFAULT_MAX_KEYS;
+	}
 	pr_info("%zu distinct stacks, %llu samples\n", pprof_builder__nsamples(b),
 		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
+	if (st.unwind.tables)
+		pprof_builder__add_comment(
+			b, "unwind: %llu tables, %llu rows, %llu KiB for %llu KiB of code",
+			(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
+			(unsigned long long)st.unwind.bytes >> 10,
+			(unsigned long long)st.unwind.text_bytes >> 10);
+	pr_info("unwind: %llu tables, %llu rows, %llu bytes for %llu bytes of code, %llu "
+		"executables without .eh_frame\n",
+		(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
+		(unsigned long long)st.unwind.bytes, (unsigned long long)st.unwind.text_bytes,
+		(unsigned long long)st.unwind.no_cfi);
 	if (st.bpf[CPROF_STAT_SAMPLES] == 0)
 		pr_warn("no samples: the target did not run while profiled\n");
 	*out = b;
@@ -232,6 +263,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.heap_sample_bytes = o->heap_sample_bytes,
 		.heap_max_live = o->heap_max_live,
 		.exe_hint = o->exe_hint,
+		.unwind_mode = o->unwind,
+		.unwind_mem = o->unwind_mem,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,

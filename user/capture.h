@@ -8,8 +8,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "collect/collector.h"
 #include "pprof/builder.h"
 #include "sym/symbolizer.h"
+
+/* What a capture counted and lost, for callers that export it (serve's /metrics). */
+struct capture_stats {
+	struct collect_stats counters; /* BPF and user-side counters at the end */
+	uint64_t procs_missed;	       /* processes gone before their mappings were read */
+	size_t stacks;		       /* distinct stacks in the profile */
+	uint32_t max_keys;	       /* the aggregation map's capacity */
+};
 
 struct capture_opts {
 	const char *type;  /* "cpu" */
@@ -24,6 +33,8 @@ struct capture_opts {
 	uint64_t heap_sample_bytes; /* heap: 0 = default */
 	uint32_t heap_max_live;	    /* heap: 0 = default */
 	const char *exe_hint;	    /* heap, `-- CMD`: the command not exec'd yet; may be NULL */
+	int unwind;	     /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
+	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);
@@ -31,6 +42,10 @@ struct capture_opts {
 	void (*attached)(void *ctx);
 	void *ctx;
 	const char *target_desc; /* for the comments; NULL: from pids/all */
+	/* The sample type viewers show first (e.g. "alloc_space" for /allocs), when the profile
+	 * type has it; NULL: the type's own default. */
+	const char *default_sample_type;
+	struct capture_stats *stats; /* filled at the end when non-NULL */
 };
 
 /* Runs a capture; on success *out is a builder the caller writes and frees. sym resolves the

@@ -11,6 +11,11 @@
 
 #define MAX_FREQ     10000	/* Hz; more costs more than it tells */
 #define MAX_DURATION 31536000.0 /* one year, in seconds */
+/* serve: the longest capture a request may ask for unless --max-seconds says otherwise. An hour
+ * is longer than anyone waits on an HTTP request, short enough that a typo cannot pin a BPF
+ * attachment for days. */
+#define SERVE_MAX_SECONDS  3600.0
+#define SERVE_MAX_CAPTURES 4 /* each capture loads its own BPF programs */
 
 static const char usage[] =
 	"Usage: cprof-bpf [record] (-p PID[,PID...] | -a | -- CMD [ARGS...]) [options]\n"
@@ -38,6 +43,11 @@ static const char usage[] =
 	"                           (default 524288, as Go; 1 = every allocation)\n"
 	"      --heap-max-live N    heap: sampled blocks tracked until freed (default 262144)\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
+	"                           pointers where none), fp (frame pointers), dwarf (tables "
+	"only)\n"
+	"      --unwind-mem SIZE    memory for unwind tables: 64K-64G, plain numbers are MiB\n"
+	"                           (default 128M); executables beyond it use frame pointers\n"
 	"  -v, --verbose            more messages (-vv: debug, libbpf too)\n"
 	"  -q, --quiet              errors only\n"
 	"  -h, --help               this help\n"
@@ -79,6 +89,30 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+/* A size: a whole number with an optional K, M or G suffix; MiB when there is none. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char num[32], *end;
+	size_t len = strlen(s);
+	int shift = 20;
+	long v;
+
+	if (len == 0 || len >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, len + 1);
+	end = &num[len - 1];
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (*end == 'K' || *end == 'k' || *end == 'M' || *end == 'm' || *end == 'G' || *end == 'g')
+		*end = '\0';
+	if (cli__parse_long(num, 1, 1L << 26, &v))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
 	return 0;
 }
 
@@ -125,6 +159,8 @@ enum {
 	OPT_DEMANGLE,
 	OPT_HEAP_SAMPLE_BYTES,
 	OPT_HEAP_MAX_LIVE,
+	OPT_UNWIND,
+	OPT_UNWIND_MEM,
 };
 
 static const struct option long_opts[] = {
@@ -141,6 +177,8 @@ static const struct option long_opts[] = {
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
 	{"heap-sample-bytes", required_argument, NULL, OPT_HEAP_SAMPLE_BYTES},
 	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -232,6 +270,27 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		}
 		o->heap_max_live = (uint32_t)v;
 		return 0;
+	case OPT_UNWIND:
+		if (strcmp(arg, "auto") == 0)
+			o->unwind = CPROF_UNWIND_AUTO;
+		else if (strcmp(arg, "fp") == 0)
+			o->unwind = CPROF_UNWIND_FP;
+		else if (strcmp(arg, "dwarf") == 0)
+			o->unwind = CPROF_UNWIND_DWARF;
+		else {
+			pr_err("invalid --unwind '%s' (auto, fp or dwarf)\n", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_UNWIND_MEM:
+		if (parse_size(arg, &o->unwind_mem) || o->unwind_mem < (64ull << 10) ||
+		    o->unwind_mem > (64ull << 30)) {
+			pr_err("invalid --unwind-mem '%s': expected 64K to 64G (plain numbers are "
+			       "MiB)\n",
+			       arg);
+			return -EINVAL;
+		}
+		return 0;
 	case 'v':
 		log_verbosity++;
 		return 0;
@@ -252,6 +311,7 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	o->freq = 99;
 	o->top_rows = 20;
 	o->demangle = true;
+	o->unwind = CPROF_UNWIND_AUTO;
 	optind = 1;
 	opterr = 0;
 	/* '+': stop at the first non-option, so `-- CMD -x` keeps CMD's own flags. */
@@ -299,4 +359,169 @@ void cli__free_record(struct record_opts *o)
 {
 	free(o->pids);
 	o->pids = NULL;
+}
+
+static const char serve_usage[] =
+	"Usage: cprof-bpf serve [--listen HOST:PORT] [--token-file F] [--tls-cert F --tls-key F]\n"
+	"                       [options]\n"
+	"\n"
+	"Serves net/http/pprof's URLs for every process on this machine, and a flame graph page.\n"
+	"\n"
+	"  -l, --listen HOST:PORT   address to listen on (default 127.0.0.1:6060; :PORT = all\n"
+	"                           interfaces; port 0 picks a free one)\n"
+	"      --token-file FILE    require the token in FILE (first line): as a Bearer header or\n"
+	"                           as the basic-auth password (http://x:TOKEN@host:port/...)\n"
+	"      --tls-cert FILE      serve HTTPS with this PEM certificate ...\n"
+	"      --tls-key FILE       ... and this PEM private key\n"
+	"      --max-captures N     captures running at once, 1-64 (default 4); more get 503\n"
+	"      --max-seconds S      longest capture a request may ask for (default 3600)\n"
+	"      --idle-timeout S     close connections idle this long (default 30; a running\n"
+	"                           capture is never idle)\n"
+	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
+	"      --max-stacks N       distinct stacks kept in BPF per capture (default 16384)\n"
+	"      --no-kernel          user stacks only\n"
+	"      --demangle MODE      full (default) or none\n"
+	"  -v, --verbose            more messages (one line per request at -v)\n"
+	"  -q, --quiet              errors only\n"
+	"  -h, --help               this help\n"
+	"\n"
+	"Routes: /debug/pprof/ (index), "
+	"/debug/pprof/{profile,heap,allocs,mutex,block}?pid=N&seconds=S,\n"
+	"/debug/pprof/flamegraph?pid=N&seconds=S&type=T, /debug/pprof/symbol, "
+	"/debug/pprof/cmdline,\n"
+	"/metrics, /healthz.\n"
+	"\n"
+	"Examples:\n"
+	"  sudo cprof-bpf serve --listen 127.0.0.1:6060\n"
+	"  go tool pprof 'http://127.0.0.1:6060/debug/pprof/profile?pid=1234&seconds=10'\n"
+	"  xdg-open 'http://127.0.0.1:6060/debug/pprof/flamegraph?pid=1234&seconds=10'\n";
+
+enum {
+	OPT_LISTEN = 0x200,
+	OPT_TOKEN_FILE,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_MAX_CAPTURES,
+	OPT_MAX_SECONDS,
+	OPT_IDLE_TIMEOUT,
+};
+
+static const struct option serve_long_opts[] = {
+	{"listen", required_argument, NULL, 'l'},
+	{"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"max-captures", required_argument, NULL, OPT_MAX_CAPTURES},
+	{"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"freq", required_argument, NULL, 'F'},
+	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
+	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{},
+};
+
+static int parse_serve_one(int opt, const char *arg, struct serve_opts *o)
+{
+	struct record_opts r = {.freq = o->freq, .max_keys = o->max_keys, .demangle = o->demangle};
+	long v;
+	int err;
+
+	switch (opt) {
+	case 'l':
+		o->listen = arg;
+		return 0;
+	case OPT_TOKEN_FILE:
+		o->token_file = arg;
+		return 0;
+	case OPT_TLS_CERT:
+		o->tls_cert = arg;
+		return 0;
+	case OPT_TLS_KEY:
+		o->tls_key = arg;
+		return 0;
+	case OPT_MAX_CAPTURES:
+		if (cli__parse_long(arg, 1, 64, &v)) {
+			pr_err("invalid --max-captures '%s': expected 1 to 64\n", arg);
+			return -EINVAL;
+		}
+		o->max_captures = (int)v;
+		return 0;
+	case OPT_MAX_SECONDS:
+		if (cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->max_seconds)) {
+			pr_err("invalid --max-seconds '%s': expected seconds, more than 0\n", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_IDLE_TIMEOUT:
+		if (cli__parse_long(arg, 1, 86400, &v)) {
+			pr_err("invalid --idle-timeout '%s': expected 1 to 86400 seconds\n", arg);
+			return -EINVAL;
+		}
+		o->idle_timeout = (unsigned)v;
+		return 0;
+	case OPT_NO_KERNEL:
+		o->no_kernel = true;
+		return 0;
+	case 'F':
+	case OPT_MAX_STACKS:
+	case OPT_DEMANGLE:
+	case 'v':
+	case 'q':
+		/* The same meaning and checks as record's. */
+		err = parse_one(opt, arg, &r);
+		o->freq = r.freq;
+		o->max_keys = r.max_keys;
+		o->demangle = r.demangle;
+		return err;
+	default:
+		return -EINVAL;
+	}
+}
+
+int cli__parse_serve(int argc, char **argv, struct serve_opts *o)
+{
+	int opt, err;
+
+	memset(o, 0, sizeof(*o));
+	o->listen = "127.0.0.1:6060";
+	o->max_captures = SERVE_MAX_CAPTURES;
+	o->max_seconds = SERVE_MAX_SECONDS;
+	o->freq = 99;
+	o->demangle = true;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "l:F:vqhV", serve_long_opts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			fputs(serve_usage, stdout);
+			return 1;
+		case 'V':
+			printf("cprof-bpf %s\n", CPROF_VERSION);
+			return 1;
+		case '?':
+			if (optopt)
+				pr_err("option -%c needs a value or is unknown; see serve --help\n",
+				       optopt);
+			else
+				pr_err("unknown option '%s'; see serve --help\n", argv[optind - 1]);
+			return -EINVAL;
+		}
+		err = parse_serve_one(opt, optarg, o);
+		if (err)
+			return err;
+	}
+	if (optind < argc) {
+		pr_err("unexpected argument '%s'; see serve --help\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->tls_cert != !o->tls_key) {
+		pr_err("--tls-cert and --tls-key go together\n");
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -22,13 +22,32 @@ struct record_opts {
 	int freq;	    /* -F Hz */
 	const char *output; /* -o; "-" = stdout; NULL = default for the format */
 	enum out_format format;
-	int top_rows;		    /* --format top: rows shown */
-	uint32_t max_keys;	    /* --max-stacks: aggregation map entries */
-	bool no_kernel;		    /* --no-kernel */
-	bool demangle;		    /* --demangle=full|none */
+	int top_rows;	     /* --format top: rows shown */
+	uint32_t max_keys;   /* --max-stacks: aggregation map entries */
+	bool no_kernel;	     /* --no-kernel */
+	bool demangle;	     /* --demangle=full|none */
+	int unwind;	     /* --unwind: enum cprof_unwind_mode */
+	uint64_t unwind_mem; /* --unwind-mem: bytes of unwind tables at most; 0 = default */
 	uint64_t heap_sample_bytes; /* --heap-sample-bytes: mean bytes between heap samples */
 	uint32_t heap_max_live;	    /* --heap-max-live: sampled blocks tracked until freed */
 };
+
+struct serve_opts {
+	const char *listen;	/* --listen HOST:PORT (default 127.0.0.1:6060) */
+	const char *token_file; /* --token-file */
+	const char *tls_cert;	/* --tls-cert, --tls-key */
+	const char *tls_key;
+	int max_captures;      /* --max-captures: captures running at once; more get 503 */
+	double max_seconds;    /* --max-seconds: the longest capture a request may ask for */
+	unsigned idle_timeout; /* --idle-timeout: seconds an idle connection stays open */
+	int freq;	       /* -F: cpu Hz of captures (a request may say hz=) */
+	uint32_t max_keys;     /* --max-stacks */
+	bool no_kernel;	       /* --no-kernel */
+	bool demangle;	       /* --demangle */
+};
+
+/* Parses argv for `serve` (argv[0] is "serve"). Returns as cli__parse_record does. */
+int cli__parse_serve(int argc, char **argv, struct serve_opts *o);
 
 /* Parses argv for `record` (the default subcommand). Returns 0, 1 when it printed --help or
  * --version (exit 0), or -EINVAL after printing a one-line error (exit 2). */

@@ -173,6 +173,8 @@ static int run(struct session *s)
 		.no_kernel = o->no_kernel,
 		.heap_sample_bytes = o->heap_sample_bytes,
 		.heap_max_live = o->heap_max_live,
+		.unwind = o->unwind,
+		.unwind_mem = o->unwind_mem,
 		.should_stop = should_stop,
 		.ctx = s,
 	};

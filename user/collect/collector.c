@@ -47,8 +47,14 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 {
 	struct collector *c = ctx;
 
+	const struct cprof_proc_event *e = data;
+
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
+	if (c->unw && e->kind == CPROF_PROC_EXIT)
+		unwinder__remove_pid(c->unw, e->pid);
+	else if (c->unw)
+		unwinder__add_pid(c->unw, e->pid, true);
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
 	return 0;
@@ -61,6 +67,7 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	c->stacks = bpf_object__find_map_by_name(obj, "stacks");
 	c->stats = bpf_object__find_map_by_name(obj, "stats");
 	c->proc_events = bpf_object__find_map_by_name(obj, "proc_events");
+	c->ustacks = bpf_object__find_map_by_name(obj, "ustacks");
 	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
 		return -ENOENT;
 	return 0;
@@ -73,6 +80,26 @@ int collector__add_target(struct collector *c, pid_t pid)
 
 	if (bpf_map__update_elem(c->targets, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
 		return -errno;
+	return 0;
+}
+
+/* Tables for the table unwinder: built for the targets now, for other processes as their
+ * notices arrive (handle_proc_event). */
+static int collector__start_unwinder(struct collector *c)
+{
+	struct bpf_map *tables = bpf_object__find_map_by_name(c->obj, "unwind_tables");
+	struct bpf_map *mappings = bpf_object__find_map_by_name(c->obj, "unwind_mappings");
+	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem};
+
+	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !mappings || !c->ustacks)
+		return 0;
+	uo.tables_fd = bpf_map__fd(tables);
+	uo.mappings_fd = bpf_map__fd(mappings);
+	c->unw = unwinder__new(&uo);
+	if (!c->unw)
+		return -ENOMEM;
+	for (size_t i = 0; !c->opts.all && i < c->opts.npids; i++)
+		unwinder__add_pid(c->unw, c->opts.pids[i], false);
 	return 0;
 }
 
@@ -93,6 +120,13 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 	if (!c->obj) {
 		err = -EINVAL;
 		goto cleanup;
+	}
+	/* Tables of the targets first: a target's samples before its tables are in would be
+	 * walked with frame pointers only. */
+	if (!o->load_only) {
+		err = collector__start_unwinder(c);
+		if (err)
+			goto cleanup;
 	}
 	for (size_t i = 0; !o->all && i < o->npids; i++) {
 		err = collector__add_target(c, o->pids[i]);
@@ -122,6 +156,7 @@ void collector__free(struct collector *c)
 	if (!c)
 		return;
 	ring_buffer__free(c->rb);
+	unwinder__free(c->unw);
 	if (c->ops && c->ops->close)
 		c->ops->close(c);
 	free(c);
@@ -131,6 +166,9 @@ int collector__poll(struct collector *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
+	/* Notices first, then one big executable's table, if any is waiting. */
+	if (n >= 0 && c->unw)
+		unwinder__idle(c->unw);
 	if (n == -EINTR)
 		return 0;
 	return n < 0 ? n : 0;
@@ -147,6 +185,8 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	if (!vals)
 		return -ENOMEM;
 	*st = c->ustats;
+	if (c->unw)
+		unwinder__stats(c->unw, &st->unwind);
 	for (__u32 i = 0; i < CPROF_STAT_NR; i++) {
 		if (bpf_map__lookup_elem(c->stats, &i, sizeof(i), vals, ncpu * sizeof(*vals), 0))
 			continue;
@@ -169,12 +209,30 @@ int collector__drain(struct collector *c, struct pprof_builder *b)
 	return c->ops->drain(c, b);
 }
 
+/* A stack walked by the table unwinder (bpf/unwind.bpf.h), from the `ustacks` map. */
+static uint32_t collector__read_table_stack(struct collector *c, __s32 id, uint64_t *ips)
+{
+	struct cprof_ustack st;
+
+	if (!c->ustacks || bpf_map__lookup_elem(c->ustacks, &id, sizeof(id), &st, sizeof(st), 0) ||
+	    st.n > CPROF_MAX_STACK) {
+		c->ustats.lost_stack_reads++;
+		return 0;
+	}
+	memcpy(ips, st.ips, st.n * sizeof(*ips));
+	if (st.truncated)
+		c->ustats.truncated_stacks++;
+	return st.n;
+}
+
 uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips)
 {
 	uint32_t n = 0;
 
 	if (id < 0)
 		return 0;
+	if (id & CPROF_USTACK_ID_TABLE)
+		return collector__read_table_stack(c, id, ips);
 	if (bpf_map__lookup_elem(c->stacks, &id, sizeof(id), ips, CPROF_MAX_STACK * sizeof(*ips),
 				 0)) {
 		c->ustats.lost_stack_reads++;

@@ -11,11 +11,14 @@
 #include <linux/types.h>
 
 #include "cprof.h"
+#include "unwind.h"
 #include "pprof/builder.h"
+#include "unwind/unwinder.h"
 
 struct bpf_object;
 struct bpf_map;
 struct ring_buffer;
+struct unwinder;
 
 struct collect_opts {
 	bool all;	   /* whole system */
@@ -31,6 +34,8 @@ struct collect_opts {
 	uint32_t heap_max_live;	    /* heap: live-map entries; 0 = default */
 	/* heap, `-- CMD`: the command, whose gated child has not exec'd it yet. May be NULL. */
 	const char *exe_hint;
+	int unwind_mode;     /* enum cprof_unwind_mode: how user stacks are walked */
+	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -44,6 +49,7 @@ struct collect_stats {
 	uint64_t bpf[CPROF_STAT_NR];
 	uint64_t truncated_stacks; /* stacks that hit CPROF_MAX_STACK frames */
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
+	struct unwinder_stats unwind;
 };
 
 struct collector;
@@ -68,6 +74,9 @@ struct collector {
 	struct collect_opts opts;
 	struct bpf_object *obj;
 	struct bpf_map *targets, *stacks, *stats, *proc_events;
+	struct bpf_map *ustacks; /* stacks walked by the table unwinder (ids with
+				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
+	struct unwinder *unw;	 /* feeds the unwinder's tables and mappings; NULL for fp */
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
@@ -120,6 +129,10 @@ void collector__raw_sample(struct collector *c, const struct cprof_key *k, uint6
 		(skel)->rodata->target_all = (o)->all;                                             \
 		(skel)->rodata->follow_children = (o)->follow_children;                            \
 		(skel)->rodata->want_kern_stack = !(o)->no_kernel_stacks;                          \
+		(skel)->rodata->unwind_mode = (o)->unwind_mode;                                    \
+		/* Unused under fp: keep it from taking memory. */                                 \
+		if ((o)->unwind_mode == CPROF_UNWIND_FP)                                           \
+			bpf_map__set_max_entries((skel)->maps.ustacks, 1);                         \
 	} while (0)
 
 #endif

@@ -1,0 +1,295 @@
+/* The .eh_frame table unwinder: walks a user stack with tables compiled in user space
+ * (user/unwind/) from each executable's call-frame information, falling back to frame pointers
+ * where no table covers a pc. Included by common.bpf.h; key_stacks() calls unwind_user_stack().
+ *
+ * Per frame: one LPM-trie lookup (pid, pc) -> (table, bias), one HASH_OF_MAPS lookup for the
+ * table, a binary search of at most CPROF_UNWIND_SEARCH_STEPS map lookups, two user reads.
+ * Frames are walked by bpf_loop(): the verifier checks the step once, not once per frame, so the
+ * cost of verification does not grow with the depth and the same code loads in every program
+ * type (perf_event, uprobe, tracepoint, tp_btf) with no tail calls. User registers come from
+ * bpf_task_pt_regs(), which holds them in all of those: a sample taken in user mode and one
+ * taken in the kernel (syscall, fault, sched_switch) alike. */
+#ifndef CPROF_UNWIND_BPF_H
+#define CPROF_UNWIND_BPF_H
+
+#include "cprof.h"
+#include "unwind.h"
+
+_Static_assert((1ull << CPROF_UNWIND_SEARCH_STEPS) >= CPROF_UNWIND_MAX_ROWS,
+	       "the binary search covers the largest table");
+_Static_assert(CPROF_USTACK_ID_TABLE > CPROF_DEFAULT_MAX_STACKS * 32,
+	       "table stack ids never look like STACK_TRACE ids");
+
+/* --unwind: CPROF_UNWIND_FP, _AUTO or _DWARF. */
+const volatile __u32 unwind_mode = CPROF_UNWIND_AUTO;
+
+/* The template of every table: ARRAYs of rows, each created by user space at its exact size
+ * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
+struct unwind_rows {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct cprof_unwind_row));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, CPROF_UNWIND_MAX_EXES);
+	__type(key, __u32);
+	__array(values, struct unwind_rows);
+} unwind_tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, CPROF_UNWIND_LPM_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cprof_unwind_lpm_key);
+	__type(value, struct cprof_unwind_mapping);
+} unwind_mappings SEC(".maps");
+
+/* Unwound user stacks by id (hash of the frames | CPROF_USTACK_ID_TABLE). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPROF_DEFAULT_MAX_USTACKS);
+	__type(key, __u32);
+	__type(value, struct cprof_ustack);
+} ustacks SEC(".maps");
+
+/* The walk in progress: too big for the 512-byte stack, and bpf_loop's step finds it here. */
+struct cprof_walk {
+	__u64 pc, sp, bp;
+	__u64 hash;
+	__u32 pid;
+	__u32 exact; /* pc is where the frame is, not a return address (leaf, signal frame) */
+	__u32 stop;  /* CPROF_STAT_* that ended the walk early, or 0 */
+	struct cprof_ustack st;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cprof_walk);
+} unwind_scratch SEC(".maps");
+
+/* x86-64 rt_sigframe: at __restore_rt rsp points at the ucontext; its uc_mcontext starts 40
+ * bytes in (uc_flags, uc_link, uc_stack); rbp, rsp, rip are at these offsets in it. */
+#define UC_MCONTEXT   40
+#define SIGCTX_RBP    80
+#define SIGCTX_RSP    120
+#define SIGCTX_RIP    128
+#define USER_ADDR_MAX 0x00007fffffffffffull
+
+static __always_inline int read_user_u64(__u64 addr, __u64 *v)
+{
+	if (addr > USER_ADDR_MAX - 8)
+		return -1;
+	return bpf_probe_read_user(v, sizeof(*v), (const void *)addr);
+}
+
+/* The row of the largest pc <= vaddr in table, or NULL. */
+static __always_inline const struct cprof_unwind_row *find_row(void *table, __u32 nrows,
+							       __u64 vaddr)
+{
+	const struct cprof_unwind_row *row;
+	__u32 lo = 0, hi = nrows, mid;
+
+	if (nrows == 0 || vaddr > 0xffffffffull)
+		return NULL;
+	for (int i = 0; i < CPROF_UNWIND_SEARCH_STEPS; i++) {
+		if (lo + 1 >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		row = bpf_map_lookup_elem(table, &mid);
+		if (!row)
+			return NULL;
+		if (row->pc <= vaddr)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	row = bpf_map_lookup_elem(table, &lo);
+	if (!row || row->pc > vaddr)
+		return NULL;
+	return row;
+}
+
+/* One frame by frame pointers: the caller's pc is at rbp + 8, its rbp at rbp. Returns 1 when
+ * the stack ends (an rbp of 0 or below sp is the end of a frame-pointer chain, not an error). */
+static __always_inline int fp_step(struct cprof_walk *s)
+{
+	__u64 ra, bp;
+
+	if (s->bp == 0 || s->bp < s->sp)
+		return 1;
+	if (read_user_u64(s->bp + 8, &ra) || read_user_u64(s->bp, &bp))
+		return 1;
+	stat_inc(CPROF_STAT_UNWIND_FP_FRAMES);
+	s->sp = s->bp + 16;
+	s->bp = bp;
+	s->pc = ra;
+	s->exact = 0;
+	return 0;
+}
+
+/* One frame by a table row. Returns 1 when the stack ends. */
+static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unwind_row *row)
+{
+	__u64 cfa, ra, bp = s->bp, sp;
+
+	switch (row->kind) {
+	case CPROF_UNW_STOP:
+		return 1;
+	case CPROF_UNW_CFA_RSP:
+		cfa = s->sp + row->cfa_off;
+		break;
+	case CPROF_UNW_CFA_RBP:
+		cfa = s->bp + row->cfa_off;
+		break;
+	case CPROF_UNW_PLT:
+		cfa = s->sp + row->cfa_off + ((s->pc & 15) >= row->arg ? 8 : 0);
+		break;
+	case CPROF_UNW_SIGNAL:
+		cfa = s->sp + UC_MCONTEXT;
+		if (read_user_u64(cfa + SIGCTX_RIP, &ra) || read_user_u64(cfa + SIGCTX_RSP, &sp) ||
+		    read_user_u64(cfa + SIGCTX_RBP, &bp)) {
+			s->stop = CPROF_STAT_USTACK_BAD_READ;
+			return 1;
+		}
+		stat_inc(CPROF_STAT_UNWIND_TABLE_FRAMES);
+		s->pc = ra;
+		s->sp = sp;
+		s->bp = bp;
+		s->exact = 1; /* the interrupted instruction itself, not a return address */
+		return 0;
+	default:
+		s->stop = CPROF_STAT_USTACK_NO_RULE;
+		return 1;
+	}
+	if (cfa <= s->sp || read_user_u64(cfa - 8, &ra) ||
+	    (row->rbp_off && read_user_u64(cfa + row->rbp_off, &bp))) {
+		s->stop = CPROF_STAT_USTACK_BAD_READ;
+		return 1;
+	}
+	stat_inc(CPROF_STAT_UNWIND_TABLE_FRAMES);
+	s->pc = ra;
+	s->sp = cfa;
+	s->bp = bp;
+	s->exact = 0;
+	return 0;
+}
+
+/* bpf_loop step: records the current frame, then moves to its caller. 1 ends the walk. */
+static int unwind_step(__u32 i, void *ctx)
+{
+	struct cprof_unwind_lpm_key lk = {.prefixlen = 96};
+	const struct cprof_unwind_mapping *m;
+	const struct cprof_unwind_row *row = NULL;
+	struct cprof_walk *s;
+	__u32 zero = 0, n;
+	__u64 at;
+	void *table = NULL;
+
+	(void)i;
+	(void)ctx;
+	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s)
+		return 1;
+	n = s->st.n;
+	if (n >= CPROF_MAX_STACK) {
+		s->st.truncated = 1;
+		return 1;
+	}
+	if (s->pc == 0)
+		return 1;
+	s->st.ips[n] = s->pc;
+	s->st.n = n + 1;
+	s->hash = (s->hash ^ s->pc) * 0x100000001b3ull;
+
+	/* A return address is the instruction after the call: its row may be the next
+	 * function's (a call at the end of a noreturn function), so look up the call. */
+	at = s->exact ? s->pc : s->pc - 1;
+	lk.pid_be = __builtin_bswap32(s->pid);
+	lk.addr_be = __builtin_bswap64(at);
+	m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+	if (m && m->exe_id) {
+		table = bpf_map_lookup_elem(&unwind_tables, &m->exe_id);
+		if (table)
+			row = find_row(table, m->nrows, at - m->bias);
+		if (!row) {
+			s->stop = CPROF_STAT_USTACK_NO_RULE;
+			return 1;
+		}
+		return row_step(s, row);
+	}
+	if (unwind_mode == CPROF_UNWIND_DWARF) {
+		s->stop = CPROF_STAT_USTACK_NO_TABLE;
+		return 1;
+	}
+	return fp_step(s);
+}
+
+/* Whether a stored stack is the one just walked (else two stacks share a hash). */
+static __always_inline bool same_stack(const struct cprof_ustack *a, const struct cprof_ustack *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (int i = 0; i < CPROF_MAX_STACK; i++) {
+		if (i >= a->n)
+			break;
+		if (a->ips[i] != b->ips[i])
+			return false;
+	}
+	return true;
+}
+
+/* Walks the current task's user stack and stores it in `ustacks`. Returns the stack id
+ * (CPROF_USTACK_ID_TABLE set) or -1 when it was lost (counted). */
+static __always_inline long unwind_user_stack(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	const struct cprof_ustack *old;
+	struct cprof_walk *s;
+	__u32 zero = 0, id;
+
+	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s || !regs)
+		return -1;
+	s->pc = BPF_CORE_READ(regs, ip);
+	s->sp = BPF_CORE_READ(regs, sp);
+	s->bp = BPF_CORE_READ(regs, bp);
+	s->pid = bpf_get_current_pid_tgid() >> 32;
+	s->hash = 0xcbf29ce484222325ull;
+	/* In user mode regs->ip is the interrupted instruction. In a syscall it is the one after
+	 * `syscall`, in the same function: exact either way. */
+	s->exact = 1;
+	s->stop = 0;
+	s->st.n = 0;
+	s->st.truncated = 0;
+	bpf_loop(CPROF_MAX_STACK + 1, unwind_step, NULL, 0);
+	if (s->stop)
+		stat_inc(s->stop);
+	if (s->st.n == 0) {
+		stat_inc(CPROF_STAT_USTACK_ERR);
+		return -1;
+	}
+	id = ((__u32)(s->hash >> 32) ^ (__u32)s->hash) & CPROF_USTACK_ID_MASK;
+	id |= CPROF_USTACK_ID_TABLE;
+	old = bpf_map_lookup_elem(&ustacks, &id);
+	if (old) {
+		if (same_stack(old, &s->st))
+			return id;
+		stat_inc(CPROF_STAT_USTACK_COLLIDE);
+		return -1;
+	}
+	if (bpf_map_update_elem(&ustacks, &id, &s->st, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&ustacks, &id)) {
+		stat_inc(CPROF_STAT_USTACK_TABLE_FULL);
+		return -1;
+	}
+	return id;
+}
+
+#endif

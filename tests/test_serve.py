@@ -1,0 +1,576 @@
+"""cprof-bpf serve, end to end: a real server on a free loopback port, real captures of real
+processes, read by go tool pprof over HTTP(S), the flame graph page in headless Chromium."""
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import CPROF, SAN_ENV, build, go_pprof, run_cprof, wait_for
+
+SKIP_TYPES = {}
+
+
+def registered_types():
+    """The profile types this build has, from `cprof-bpf check` (one line per program)."""
+    if "types" not in SKIP_TYPES:
+        r = run_cprof("check", check=False)
+        SKIP_TYPES["types"] = {line.split()[0] for line in r.stdout.decode().splitlines()
+                               if line.strip()}
+    return SKIP_TYPES["types"]
+
+
+class Server:
+    """A `cprof-bpf serve` on 127.0.0.1, port chosen by the kernel, stopped with SIGINT."""
+
+    def __init__(self, workdir, *args, listen="127.0.0.1:0"):
+        self.log = tempfile.NamedTemporaryFile(dir=workdir, prefix="serve-", suffix=".log",
+                                               delete=False)
+        env = dict(os.environ, **SAN_ENV)
+        self.p = subprocess.Popen([CPROF, "serve", "--listen", listen, "-v", *map(str, args)],
+                                  stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
+        line = self.p.stdout.readline()
+        m = re.search(r"serving (https?://\S+?)/debug/pprof/", line)
+        assert m, f"server did not start: {line!r} {self.stderr()}"
+        self.url = m.group(1)
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stderr(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                pytest.fail("serve did not stop on SIGINT")
+        err = self.stderr()
+        assert "Sanitizer" not in err and "runtime error" not in err, err
+        assert self.p.returncode == 0, (self.p.returncode, err[-2000:])
+
+
+@pytest.fixture
+def server(workdir):
+    servers = []
+
+    def start(*args, **kw):
+        s = Server(workdir, *args, **kw)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the tests that need no special options."""
+    s = Server(str(tmp_path_factory.mktemp("serve")))
+    yield s
+    s.stop()
+
+
+def get(url, headers=None, data=None, timeout=60, context=None):
+    """(status, headers, body) of a request; HTTP errors are results, not exceptions."""
+    req = urllib.request.Request(url, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def raw_request(port, data, timeout=10):
+    """Sends bytes as they are and returns what the server answers (until it closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                chunks.append(c)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    return b"".join(chunks)
+
+
+def metric(server, name):
+    _, _, body = get(server.url + "/metrics")
+    for line in body.decode().splitlines():
+        if line.split(" ")[0] == name:
+            return float(line.split()[-1])
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def serveload(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("serveload"))
+    return build(d, "serveload.c", "serveload", extra=("-lpthread",))
+
+
+# --- profiles through go tool pprof ---
+
+def test_cpu_profile_with_go_pprof(shared, workload, spawn):
+    w = spawn(workload, "cpu", 60)
+    raw = go_pprof("-raw", f"{shared.url}/debug/pprof/profile?pid={w.pid}&seconds=2")
+    assert "hot_a" in raw and "run_cpu" in raw, raw[:2000]
+    assert "samples/count cpu/nanoseconds" in raw
+    top = go_pprof("-top", "-nodecount=100", f"{shared.url}/debug/pprof/profile?pid={w.pid}&seconds=2")
+    flat = {l.split()[-1]: float(l.split()[0].rstrip("ms")) for l in top.splitlines()
+            if re.match(r"\s*[0-9.]+m?s\s", l)}
+    assert flat.get("hot_a", 0) > flat.get("hot_b", 0) > 0, top
+
+
+def test_response_headers_as_net_http_pprof(shared, workload, spawn):
+    w = spawn(workload, "cpu", 60)
+    status, h, body = get(f"{shared.url}/debug/pprof/profile?pid={w.pid}&seconds=1")
+    assert status == 200
+    assert h["Content-Type"] == "application/octet-stream"
+    assert h["Content-Disposition"] == 'attachment; filename="profile"'
+    assert body[:2] == b"\x1f\x8b"  # gzip
+
+
+def test_whole_system_without_pid(shared, workload, spawn):
+    w = spawn(workload, "cpu", 60)
+    raw = go_pprof("-raw", "-tagfocus", f"pid={w.pid}",
+                   f"{shared.url}/debug/pprof/profile?seconds=1.5")
+    assert "hot_a" in raw
+
+
+@pytest.mark.parametrize("route,type_,mode,site", [
+    ("heap", "heap", "alloc", "alloc_site"),
+    ("allocs", "heap", "alloc", "alloc_site"),
+    ("mutex", "mutex", "mutex", "lock_site"),
+    ("block", "offcpu", "block", "block_site"),
+])
+def test_other_profile_types(shared, serveload, spawn, route, type_, mode, site):
+    if type_ not in registered_types():
+        pytest.skip(f"profile type {type_} is not registered in this build (cprof-bpf check)")
+    w = spawn(serveload, mode, 60)
+    raw = go_pprof("-raw", f"{shared.url}/debug/pprof/{route}?pid={w.pid}&seconds=3")
+    assert site in raw, raw[:3000]
+
+
+def test_type_not_compiled_in_is_501(shared):
+    missing = [(r, t) for r, t in [("heap", "heap"), ("mutex", "mutex"), ("block", "offcpu")]
+               if t not in registered_types()]
+    if not missing:
+        pytest.skip("every profile type is compiled in")
+    for route, type_ in missing:
+        status, h, body = get(f"{shared.url}/debug/pprof/{route}?seconds=1")
+        assert status == 501, (route, status, body)
+        assert h["X-Go-Pprof"] == "1"
+        assert f"'{type_}'" in body.decode() and "not compiled" in body.decode()
+    # go tool pprof shows our message.
+    r = subprocess.run(["go", "tool", "pprof", "-raw",
+                        f"{shared.url}/debug/pprof/{missing[0][0]}?seconds=1"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, GOCACHE=os.path.join(tempfile.gettempdir(),
+                                                                 "cprof-gocache")))
+    assert r.returncode != 0 and "not compiled into this cprof-bpf" in r.stderr, r.stderr
+
+
+# --- errors: each a status and one line, with X-Go-Pprof so go tool pprof prints it ---
+
+@pytest.mark.parametrize("path,status,words", [
+    ("/debug/pprof/profile?pid=abc", 400, "invalid pid 'abc'"),
+    ("/debug/pprof/profile?pid=-5", 400, "invalid pid"),
+    ("/debug/pprof/profile?pid=", 400, "invalid pid"),
+    ("/debug/pprof/profile?pid=99999999999999999999", 400, "invalid pid"),
+    ("/debug/pprof/profile?pid=4194303", 404, "no such process: 4194303"),
+    ("/debug/pprof/profile?seconds=abc", 400, "invalid seconds 'abc'"),
+    ("/debug/pprof/profile?seconds=0", 400, "invalid seconds"),
+    ("/debug/pprof/profile?seconds=-3", 400, "invalid seconds"),
+    ("/debug/pprof/profile?seconds=nan", 400, "invalid seconds"),
+    ("/debug/pprof/profile?seconds=1e400", 400, "invalid seconds"),
+    ("/debug/pprof/profile?seconds=86400", 400, "cap of 3600 s"),
+    ("/debug/pprof/profile?hz=0", 400, "invalid hz"),
+    ("/debug/pprof/profile?hz=100000", 400, "invalid hz"),
+    ("/debug/pprof/profile?bogus=1", 400, "unknown parameter 'bogus'"),
+    ("/debug/pprof/flamegraph?type=goroutine", 400, "unknown type 'goroutine'"),
+    ("/debug/pprof/goroutine", 404, "unknown profile 'goroutine'"),
+    ("/nothing/here", 404, "unknown path /nothing/here"),
+    ("/debug/pprof/symbol?pid=1&zzz+0x10", 400, "invalid address 'zzz'"),
+    ("/debug/pprof/cmdline?pid=4194303", 404, "no such process"),
+])
+def test_error_statuses(shared, path, status, words):
+    got, h, body = get(shared.url + path)
+    text = body.decode()
+    assert got == status, (path, got, text)
+    assert h["X-Go-Pprof"] == "1" and h["Content-Type"].startswith("text/plain")
+    assert words in text, text
+    assert text.endswith("\n") and text.count("\n") == 1, repr(text)
+
+
+def test_go_pprof_prints_our_message(shared):
+    r = subprocess.run(["go", "tool", "pprof", "-raw",
+                        f"{shared.url}/debug/pprof/profile?pid=4194303&seconds=1"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, GOCACHE=os.path.join(tempfile.gettempdir(),
+                                                                 "cprof-gocache")))
+    assert r.returncode != 0
+    assert "404 Not Found - no such process: 4194303" in r.stderr, r.stderr
+
+
+def test_method_not_allowed(shared):
+    status, h, body = get(shared.url + "/debug/pprof/profile", data=b"x")
+    assert status == 405 and "GET" in h["Allow"], body
+
+
+def test_malformed_burst_then_still_serving(shared):
+    port = shared.port
+    answers = [
+        raw_request(port, b"GARBAGE\r\n\r\n"),
+        raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 +
+                    b"\r\n\r\n"),
+        raw_request(port, b"GET /debug/pprof/" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+        raw_request(port, b"POST /debug/pprof/symbol?pid=1 HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 99999999\r\n\r\n0x1+"),
+        raw_request(port, b"GET /debug/pprof/profile?pid=%zz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+        raw_request(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(200)),
+        raw_request(port, b"GET /healthz HTTP/1.1\r\n"),  # never finished: the server's idle
+    ]
+    codes = [int(a.split()[1]) if a.startswith(b"HTTP/1.") else None for a in answers]
+    assert codes[0] in (400, None), answers[0][:200]
+    assert codes[1] == 431, answers[1][:200]
+    assert codes[2] in (414, 431), answers[2][:200]
+    assert codes[3] == 413, answers[3][:200]
+    assert codes[4] in (400, 404), answers[4][:200]
+    assert codes[5] in (400, 413), answers[5][:200]
+    for _ in range(20):
+        raw_request(port, os.urandom(64))
+    status, _, body = get(shared.url + "/healthz")
+    assert status == 200 and body == b"ok\n"
+
+
+# --- routes beside the profiles ---
+
+def test_index_lists_processes_with_links(shared, workload, spawn):
+    w = spawn(workload, "cpu", 60)
+    status, h, body = get(shared.url + "/debug/pprof/")
+    page = body.decode()
+    assert status == 200 and h["Content-Type"].startswith("text/html")
+    assert f'href="cmdline?pid={w.pid}"' in page, page[:3000]
+    assert f"flamegraph?pid={w.pid}&amp;type=profile" in page
+    assert f"profile?pid={w.pid}&amp;seconds=30" in page
+    assert workload in page
+    row = re.search(rf">{w.pid}</a></td><td class=n>([0-9.]+)</td><td class=n>([0-9.]+) MiB", page)
+    assert row, page[:2000]
+    assert float(row.group(1)) > 20, "a busy loop shows as up to 100% of one core"
+    assert get(shared.url + "/debug/pprof")[0] == 200  # redirected to the index
+
+
+def test_cmdline_and_symbol(shared, workload, spawn):
+    w = spawn(workload, "cpu", 60)
+    status, _, body = get(f"{shared.url}/debug/pprof/cmdline?pid={w.pid}")
+    assert status == 200 and body.split(b"\0") == [workload.encode(), b"cpu", b"60"]
+    status, _, body = get(f"{shared.url}/debug/pprof/symbol?pid={w.pid}")
+    assert body == b"num_symbols: 1\n"
+    assert get(f"{shared.url}/debug/pprof/symbol")[2] == b"num_symbols: 0\n"
+    nm = subprocess.run(["nm", workload], capture_output=True, text=True).stdout
+    off = int(next(l.split()[0] for l in nm.splitlines() if l.endswith(" hot_a")), 16)
+    with open(f"/proc/{w.pid}/maps") as f:
+        base = int(next(l for l in f if workload in l).split("-")[0], 16)
+    addr = base + off + 4
+    status, _, body = get(f"{shared.url}/debug/pprof/symbol?pid={w.pid}",
+                          data=f"{addr:#x}+0x1".encode())
+    assert status == 200
+    assert body.decode().splitlines() == ["num_symbols: 1", f"{addr:#x} hot_a"], body
+    status, _, body = get(f"{shared.url}/debug/pprof/symbol?pid={w.pid}&{addr:#x}")
+    assert f"{addr:#x} hot_a" in body.decode()
+
+
+def test_metrics_and_healthz(shared, workload, spawn):
+    w = spawn(workload, "cpu", 60)
+    assert get(f"{shared.url}/debug/pprof/profile?pid={w.pid}&seconds=1")[0] == 200
+    status, h, body = get(shared.url + "/metrics")
+    text = body.decode()
+    assert status == 200 and h["Content-Type"].startswith("text/plain; version=0.0.4")
+    for line in text.splitlines():
+        assert re.fullmatch(r"# (HELP|TYPE) \w+ .+|\w+(\{\w+=\"[^\"]*\"(,\w+=\"[^\"]*\")*\})? "
+                            r"-?[0-9.e+]+", line), line
+    ok = re.search(r'cprof_captures_total\{type="cpu",result="ok"\} (\d+)', text)
+    assert ok and int(ok.group(1)) >= 1
+    assert int(re.search(r'cprof_samples_total\{type="cpu"\} (\d+)', text).group(1)) > 20
+    assert re.search(r'cprof_dropped_total\{type="cpu",reason="keys_full"\} 0', text)
+    assert re.search(r'cprof_bpf_map_entries\{type="cpu",map="keys"\} [1-9]', text)
+    assert re.search(r'cprof_http_requests_total\{code="200"\} [1-9]', text)
+    assert get(shared.url + "/healthz")[2] == b"ok\n"
+
+
+# --- captures: cancel, cap, timeouts ---
+
+def test_client_disconnect_ends_capture(server, workload, spawn):
+    s = server()
+    w = spawn(workload, "cpu", 60)
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(f"GET /debug/pprof/profile?pid={w.pid}&seconds=60 HTTP/1.1\r\n"
+                 f"Host: x\r\n\r\n".encode())
+    assert wait_for(lambda: metric(s, "cprof_captures_active") == 1, timeout=20)
+    t0 = time.time()
+    sock.close()
+    assert wait_for(lambda: metric(s, "cprof_captures_active") == 0, timeout=10)
+    assert time.time() - t0 < 5, "the capture should end within a poll or two"
+    _, _, body = get(s.url + "/metrics")
+    assert 'cprof_captures_total{type="cpu",result="cancelled"} 1' in body.decode()
+    # The server goes on: a new capture works.
+    assert get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=0.5")[0] == 200
+
+
+def test_capture_cap_gives_503_and_concurrent_captures(server, workload, spawn):
+    s = server("--max-captures", "2")
+    w = spawn(workload, "cpu", 60)
+    results = []
+
+    def one():
+        results.append(get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=4"))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: metric(s, "cprof_captures_active") == 2, timeout=20)
+    status, h, body = get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=1")
+    assert status == 503 and h["Retry-After"] and h["X-Go-Pprof"] == "1", body
+    assert b"too many captures at once" in body
+    for t in threads:
+        t.join(60)
+    assert [r[0] for r in results] == [200, 200]
+    # Both concurrent captures saw the workload.
+    for _, _, prof in results:
+        path = os.path.join(tempfile.mkdtemp(), "p.pb.gz")
+        with open(path, "wb") as f:
+            f.write(prof)
+        assert "hot_a" in go_pprof("-raw", path)
+
+
+def test_long_capture_outlives_idle_timeout(server, workload, spawn):
+    s = server("--idle-timeout", "1")
+    w = spawn(workload, "cpu", 60)
+    t0 = time.time()
+    status, _, body = get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=3.5")
+    assert status == 200 and body[:2] == b"\x1f\x8b"
+    assert time.time() - t0 >= 3.4
+    # An idle connection is closed after the timeout.
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        t0 = time.time()
+        assert sock.recv(100) == b""
+        assert time.time() - t0 < 8
+
+
+def test_sigint_ends_running_capture_with_a_profile(server, workload, spawn):
+    s = server()
+    w = spawn(workload, "cpu", 60)
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=60")))
+    t.start()
+    assert wait_for(lambda: metric(s, "cprof_captures_active") == 1, timeout=20)
+    time.sleep(1)
+    t0 = time.time()
+    s.stop()
+    t.join(20)
+    assert time.time() - t0 < 10
+    status, _, prof = result[0]
+    assert status == 200 and prof[:2] == b"\x1f\x8b"
+
+
+# --- security ---
+
+def test_token_bearer_and_basic_auth(server, workload, spawn, workdir):
+    tok = os.path.join(workdir, "token")
+    with open(tok, "w") as f:
+        f.write("s3cret-T0ken\n")
+    os.chmod(tok, 0o600)
+    s = server("--token-file", tok)
+    w = spawn(workload, "cpu", 60)
+    status, h, body = get(s.url + "/healthz")
+    assert status == 401 and h["X-Go-Pprof"] == "1" and "Basic" in h["WWW-Authenticate"]
+    assert b"missing or wrong token" in body
+    assert get(s.url + "/healthz", {"Authorization": "Bearer wrong"})[0] == 401
+    assert get(s.url + "/healthz", {"Authorization": "Bearer s3cret-T0ken"})[0] == 200
+    basic = base64.b64encode(b"anyone:s3cret-T0ken").decode()
+    assert get(s.url + "/metrics", {"Authorization": "Basic " + basic})[0] == 200
+    bad = base64.b64encode(b"anyone:s3cret-T0kem").decode()
+    assert get(s.url + "/metrics", {"Authorization": "Basic " + bad})[0] == 401
+    # go tool pprof with the token as the URL's password.
+    host = s.url.split("//")[1]
+    raw = go_pprof("-raw", f"http://x:s3cret-T0ken@{host}/debug/pprof/profile?pid={w.pid}&seconds=1")
+    assert "hot_a" in raw
+    r = subprocess.run(["go", "tool", "pprof", "-raw",
+                        f"http://x:nope@{host}/debug/pprof/profile?pid={w.pid}&seconds=1"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, GOCACHE=os.path.join(tempfile.gettempdir(),
+                                                                 "cprof-gocache")))
+    assert r.returncode != 0 and "401 Unauthorized - missing or wrong token" in r.stderr
+    # curl, both ways.
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u",
+                          "x:s3cret-T0ken", s.url + "/healthz"], capture_output=True, text=True)
+    assert out.stdout == "200"
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                          "Authorization: Bearer s3cret-T0ken", s.url + "/healthz"],
+                         capture_output=True, text=True)
+    assert out.stdout == "200"
+
+
+def test_bad_server_options(workdir):
+    r = run_cprof("serve", "--listen", "127.0.0.1:99999", check=False)
+    assert r.returncode == 1 and b"invalid listen address" in r.stderr
+    r = run_cprof("serve", "--listen", "127.0.0.1:0", "--token-file",
+                  os.path.join(workdir, "no-such-token"), check=False)
+    assert r.returncode == 1 and b"cannot read the token file" in r.stderr
+    r = run_cprof("serve", "--tls-cert", "x.pem", check=False)
+    assert r.returncode == 2 and b"--tls-cert and --tls-key go together" in r.stderr
+    r = run_cprof("serve", "--max-captures", "0", check=False)
+    assert r.returncode == 2
+    assert run_cprof("serve", "--help").stdout.startswith(b"Usage: cprof-bpf serve")
+
+
+def test_non_loopback_without_token_warns(server):
+    s = server(listen="0.0.0.0:0")
+    assert wait_for(lambda: "without --token-file" in s.stderr(), timeout=5), s.stderr()
+
+
+def test_tls(server, workload, spawn, workdir):
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"], check=True,
+                   capture_output=True)
+    s = server("--tls-cert", cert, "--tls-key", key)
+    assert s.url.startswith("https://")
+    w = spawn(workload, "cpu", 60)
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.check_hostname = False
+    assert get(s.url + "/healthz", context=ctx)[2] == b"ok\n"
+    out = subprocess.run(["curl", "-sk", s.url + "/healthz"], capture_output=True, text=True)
+    assert out.stdout == "ok\n"
+    host = s.url.split("//")[1]
+    raw = go_pprof("-raw", f"https+insecure://{host}/debug/pprof/profile?pid={w.pid}&seconds=1")
+    assert "hot_a" in raw
+    # Plain HTTP to the TLS port gets no answer in HTTP.
+    assert not raw_request(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert get(s.url + "/healthz", context=ctx)[0] == 200
+
+
+# --- the flame graph page in a real browser ---
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol (python3-websocket)."""
+
+    def __init__(self, workdir):
+        import websocket  # Debian python3-websocket
+
+        self.profile = tempfile.mkdtemp(dir=workdir, prefix="chromium-")
+        self.p = subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "--window-size=1280,900", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = os.path.join(self.profile, "DevToolsActivePort")
+        assert wait_for(lambda: os.path.exists(port_file) and
+                        open(port_file).read().count("\n") >= 1, timeout=60), "no chromium"
+        port = int(open(port_file).read().split()[0])
+        targets = []
+        assert wait_for(lambda: targets.extend(json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/json/list"))) or any(t["type"] == "page" for t in targets),
+            timeout=30)
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=120,
+                                              suppress_origin=True)
+        self.seq = 0
+
+    def call(self, method, **params):
+        self.seq += 1
+        self.ws.send(json.dumps({"id": self.seq, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.seq:
+                assert "error" not in msg, msg
+                return msg["result"]
+
+    def eval(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        assert "exceptionDetails" not in r, r
+        return r["result"].get("value")
+
+    def close(self):
+        try:
+            self.ws.close()
+        finally:
+            self.p.kill()
+            self.p.wait()
+
+
+FRAME_RECT = """(() => {
+  const el = [...document.querySelectorAll('#fg .f')].find(e => e.dataset.name === %s);
+  if (!el) return null;
+  const r = el.getBoundingClientRect(), fg = document.getElementById('fg').getBoundingClientRect();
+  return {x: r.x + r.width / 2, y: r.y + r.height / 2, w: r.width, fgw: fg.width,
+          text: el.textContent, anc: el.classList.contains('anc')};
+})()"""
+
+
+def test_flame_graph_in_chromium(shared, workload, spawn, workdir):
+    w = spawn(workload, "cpu", 60)
+    br = Chromium(workdir)
+    try:
+        br.call("Page.enable")
+        br.call("Page.navigate", url=f"{shared.url}/debug/pprof/flamegraph?pid={w.pid}&seconds=2")
+        assert wait_for(lambda: br.eval("document.body && document.body.dataset.ready") == "1",
+                        timeout=60, step=0.2), br.eval("document.documentElement.outerHTML")[:2000]
+        # Self-contained: nothing but the page itself was loaded.
+        assert br.eval("performance.getEntriesByType('resource').length") == 0
+        hot = br.eval(FRAME_RECT % '"hot_a"')
+        hot_b = br.eval(FRAME_RECT % '"hot_b"')
+        assert hot and hot["text"] == "hot_a", hot
+        # hot_a takes about 3/4 of the width, hot_b about 1/4.
+        assert 0.55 < hot["w"] / hot["fgw"] < 0.92, hot
+        assert hot_b and hot_b["w"] < hot["w"], hot_b
+        # Hover shows the values.
+        br.call("Input.dispatchMouseEvent", type="mouseMoved", x=hot["x"], y=hot["y"])
+        tip = br.eval("document.getElementById('tip').innerText")
+        assert "hot_a" in tip and "% of all" in tip, tip
+        # Click zooms: hot_a fills the width, hot_b is gone, run_cpu stays as a faded ancestor.
+        for t in ("mousePressed", "mouseReleased"):
+            br.call("Input.dispatchMouseEvent", type=t, x=hot["x"], y=hot["y"], button="left",
+                    clickCount=1)
+        assert wait_for(lambda: br.eval("document.getElementById('fg').dataset.zoom") == "hot_a",
+                        timeout=5)
+        zoomed = br.eval(FRAME_RECT % '"hot_a"')
+        assert zoomed["w"] > 0.98 * zoomed["fgw"], zoomed
+        assert br.eval(FRAME_RECT % '"hot_b"') is None
+        assert br.eval(FRAME_RECT % '"run_cpu"')["anc"] is True
+        # Search highlights the matches and says how much they hold.
+        br.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape",
+                windowsVirtualKeyCode=27)
+        assert br.eval("document.getElementById('fg').dataset.zoom") == ""
+        br.eval("(() => { const s = document.getElementById('search'); s.value = 'hot_b';"
+                " s.dispatchEvent(new Event('input')); })()")
+        assert wait_for(lambda: br.eval(
+            "[...document.querySelectorAll('#fg .f.match')].map(e => e.dataset.name).join()")
+            == "hot_b", timeout=5)
+        status = br.eval("document.getElementById('status').textContent")
+        assert re.search(r"matched .* \((1\d|2\d|3\d)\.\d+% of all\)", status), status
+        shot = br.call("Page.captureScreenshot", format="png")
+        with open(os.path.join(workdir, "flamegraph.png"), "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+    finally:
+        br.close()

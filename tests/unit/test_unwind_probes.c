@@ -1,0 +1,249 @@
+/* The table unwinder from every program type the profile types use: a uprobe, a tp_btf
+ * (sched_switch) and a syscall tracepoint program call the shared key_stacks() path
+ * (bpf/unwind_probe.bpf.c) on a target built without frame pointers; each must see
+ * main -> level1 -> level2 (-> probe_me for the uprobe). Also the table compiler on its own. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cmocka.h>
+
+#include "collect/collector.h"
+#include "sym/symbolizer.h"
+#include "unwind/table.h"
+#include "unwind/unwinder.h"
+#include "unwind_probe.skel.h"
+
+static char tmpdir[64];
+static char target[PATH_MAX];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[4 * PATH_MAX];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	if (rc)
+		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
+	return rc;
+}
+
+static int build_fixture(void **state)
+{
+	const char *root = getenv("CPROF_SRCDIR");
+	char src[2 * PATH_MAX], here[PATH_MAX], *slash;
+
+	(void)state;
+	snprintf(here, sizeof(here), "%s", root ? root : __FILE__);
+	if (root) {
+		snprintf(src, sizeof(src), "%s/tests/fixtures/unit/unwind_probe_target.c", root);
+	} else {
+		slash = strrchr(here, '/');
+		if (slash)
+			*slash = '\0';
+		else
+			snprintf(here, sizeof(here), ".");
+		snprintf(src, sizeof(src), "%s/../fixtures/unit/unwind_probe_target.c", here);
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cprof-test-unw-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	snprintf(target, sizeof(target), "%s/target", tmpdir);
+	return run("cc -O2 -g -fomit-frame-pointer -Wall -Werror %s -o %s", src, target);
+}
+
+static int remove_fixture(void **state)
+{
+	(void)state;
+	if (tmpdir[0])
+		run("rm -rf %s", tmpdir);
+	return 0;
+}
+
+static pid_t spawn_target(void)
+{
+	char line[64];
+	int pipefd[2];
+	pid_t pid;
+	FILE *f;
+
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		execl(target, target, "20", (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	f = fdopen(pipefd[0], "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	assert_string_equal(line, "ready\n");
+	fclose(f);
+	return pid;
+}
+
+/* Whether the stack, symbolized, holds want[0..n) as consecutive frames (leaf first). */
+static bool has_chain(struct symbolizer *sym, pid_t pid, const uint64_t *ips, uint32_t nips,
+		      const char *const *want, int n)
+{
+	struct sym_result r;
+
+	for (uint32_t i = 0; i + n <= nips; i++) {
+		int k = 0;
+
+		for (; k < n; k++) {
+			if (symbolizer__user(sym, pid, ips[i + k], i + k > 0, &r) ||
+			    strcmp(r.frames[r.nframes - 1].function, want[k]))
+				break;
+		}
+		if (k == n)
+			return true;
+	}
+	return false;
+}
+
+/* Share (in 0..1) of the samples in counts whose stack holds the chain. */
+static double chain_share(struct collector *c, struct symbolizer *sym, struct bpf_map *counts,
+			  pid_t pid, const char *const *want, int n, uint64_t *total)
+{
+	struct cprof_key key, next, *prev = NULL;
+	uint64_t ips[CPROF_MAX_STACK], val, ok = 0;
+	int fd = bpf_map__fd(counts);
+
+	*total = 0;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		uint32_t nips;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &val))
+			continue;
+		assert_true(key.flags & CPROF_KEY_USTACK_TABLE);
+		nips = collector__read_stack(c, key.user_stack_id, ips);
+		*total += val;
+		if (has_chain(sym, pid, ips, nips, want, n))
+			ok += val;
+	}
+	return *total ? (double)ok / *total : 0;
+}
+
+static void test_program_types(void **state)
+{
+	static const char *const up[] = {"probe_me", "level2", "level1", "main"};
+	static const char *const sw[] = {"nap", "level2", "level1", "main"};
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "probe_me");
+	struct symbolizer_opts so = {.no_kernel = true};
+	struct collector c = {};
+	struct unwind_probe_bpf *skel;
+	struct unwinder_opts wo = {};
+	struct bpf_link *links[3] = {};
+	struct symbolizer *sym;
+	struct unwinder *u;
+	uint64_t total;
+	__u32 key;
+	__u8 one = 1;
+	double s;
+	pid_t pid;
+
+	(void)state;
+	pid = spawn_target();
+	skel = unwind_probe_bpf__open_and_load();
+	assert_non_null(skel);
+	key = pid;
+	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
+	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
+	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
+	u = unwinder__new(&wo);
+	assert_non_null(u);
+	assert_int_equal(unwinder__add_pid(u, pid, false), 0);
+	links[0] = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0, &uo);
+	links[1] = bpf_program__attach(skel->progs.probe_switch);
+	links[2] = bpf_program__attach(skel->progs.probe_tracepoint);
+	for (int i = 0; i < 3; i++)
+		assert_non_null(links[i]);
+	usleep(1500000);
+	for (int i = 0; i < 3; i++)
+		bpf_link__destroy(links[i]);
+
+	assert_int_equal(collector__bind(&c, skel->obj), 0);
+	sym = symbolizer__new(&so);
+	assert_non_null(sym);
+	assert_int_equal(symbolizer__add_pid(sym, pid), 0);
+	s = chain_share(&c, sym, skel->maps.uprobe_counts, pid, up, 4, &total);
+	fprintf(stderr, "uprobe: %.3f of %llu\n", s, (unsigned long long)total);
+	assert_true(total > 50 && s >= 0.95);
+	/* In the kernel, the user stack starts in libc's clock_nanosleep, called by nap. */
+	s = chain_share(&c, sym, skel->maps.switch_counts, pid, sw, 4, &total);
+	fprintf(stderr, "tp_btf: %.3f of %llu\n", s, (unsigned long long)total);
+	assert_true(total > 50 && s >= 0.95);
+	s = chain_share(&c, sym, skel->maps.tp_counts, pid, sw, 4, &total);
+	fprintf(stderr, "tracepoint: %.3f of %llu\n", s, (unsigned long long)total);
+	assert_true(total > 50 && s >= 0.95);
+
+	symbolizer__free(sym);
+	unwinder__free(u);
+	unwind_probe_bpf__destroy(skel);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* The compiled table of the target: sorted, and at main's first instruction CFA = rsp + 8. */
+static void test_table_of_target(void **state)
+{
+	struct unwind_table t;
+	int fd = open(target, O_RDONLY);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(unwind_table__build(fd, &t), 0);
+	close(fd);
+	assert_true(t.n > 4);
+	for (size_t i = 1; i < t.n; i++)
+		assert_true(t.rows[i - 1].pc < t.rows[i].pc);
+	assert_true(t.build_id[0]);
+	assert_true(t.kinds[CPROF_UNW_STOP] >= 1); /* _start */
+	assert_null(unwind_table__find(&t, t.rows[0].pc - 1));
+	assert_non_null(unwind_table__find(&t, t.rows[t.n - 1].pc + 100));
+	unwind_table__free(&t);
+}
+
+static void test_table_errors(void **state)
+{
+	struct unwind_table t;
+	int fd = open("/proc/self/status", O_RDONLY);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(unwind_table__build(fd, &t), -ENOEXEC);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table_of_target),
+		cmocka_unit_test(test_table_errors),
+		cmocka_unit_test(test_program_types),
+	};
+
+	return cmocka_run_group_tests(tests, build_fixture, remove_fixture);
+}

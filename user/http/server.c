@@ -1,0 +1,801 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <microhttpd.h>
+
+#include "http/server.h"
+#include "util/log.h"
+
+#define DEFAULT_LISTEN		"127.0.0.1:6060"
+#define DEFAULT_MAX_CONNECTIONS 128
+#define DEFAULT_MAX_BODY	(1u << 20)
+#define DEFAULT_MAX_HEADER	(16u << 10)
+#define DEFAULT_IDLE_TIMEOUT	30
+#define MAX_TOKEN		4096
+#define MAX_PEM			(1u << 20)
+
+struct http_server {
+	struct http_server_opts o;
+	char *token;
+	char *cert, *key; /* PEM contents */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	bool loopback;
+	int port;
+	char url[128];
+	int listen_fd;
+	struct MHD_Daemon *daemon;
+	volatile int stopping;
+	int inflight;	    /* requests between their first call and their completion (atomic) */
+	char last_log[256]; /* libmicrohttpd's last message, for start errors */
+};
+
+struct header {
+	char *name, *value;
+	struct header *next;
+};
+
+struct http_request {
+	struct http_server *s;
+	struct MHD_Connection *conn;
+	const char *method, *path;
+	char *body;
+	size_t body_len;
+	bool body_too_big;
+	bool responded;
+	bool queue_failed;
+	int status;
+	struct header *headers;
+	struct timespec t0;
+};
+
+static double elapsed(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Reads a whole small file into a NUL-terminated buffer. */
+static int read_file(const char *path, size_t max, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+	int err = 0;
+
+	if (!f)
+		return -errno;
+	buf = malloc(max + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f))
+		err = -EIO;
+	else if (n > max)
+		err = -EFBIG;
+	fclose(f);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+static int load_token(struct http_server *s, const char *path)
+{
+	struct stat st;
+	size_t n;
+	int err = read_file(path, MAX_TOKEN, &s->token, &n);
+
+	if (err) {
+		pr_err("cannot read the token file %s: %s\n", path, strerror(-err));
+		return err;
+	}
+	/* The first line is the token; trailing whitespace and CR are not part of it. */
+	s->token[strcspn(s->token, "\n")] = '\0';
+	n = strlen(s->token);
+	while (n && (s->token[n - 1] == ' ' || s->token[n - 1] == '\t' || s->token[n - 1] == '\r'))
+		s->token[--n] = '\0';
+	if (!n) {
+		pr_err("the token file %s is empty\n", path);
+		return -EINVAL;
+	}
+	if (stat(path, &st) == 0 && (st.st_mode & 0044))
+		pr_warn("the token file %s is readable by other users\n", path);
+	return 0;
+}
+
+static int load_tls(struct http_server *s, const char *cert, const char *key)
+{
+	int err;
+
+	if (!cert != !key) {
+		pr_err("--tls-cert and --tls-key go together\n");
+		return -EINVAL;
+	}
+	if (!cert)
+		return 0;
+	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		pr_err("this libmicrohttpd was built without TLS\n");
+		return -ENOTSUP;
+	}
+	err = read_file(cert, MAX_PEM, &s->cert, NULL);
+	if (err) {
+		pr_err("cannot read the TLS certificate %s: %s\n", cert, strerror(-err));
+		return err;
+	}
+	err = read_file(key, MAX_PEM, &s->key, NULL);
+	if (err)
+		pr_err("cannot read the TLS key %s: %s\n", key, strerror(-err));
+	return err;
+}
+
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)a;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)a;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
+	}
+	return false;
+}
+
+/* "HOST:PORT", "[V6]:PORT" or ":PORT" into an address. */
+static int parse_listen(struct http_server *s, const char *listen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char host[256], *colon, *end;
+	const char *port;
+	long p;
+	int gai;
+
+	if (strlen(listen) >= sizeof(host))
+		goto bad;
+	strcpy(host, listen);
+	if (host[0] == '[') {
+		end = strchr(host, ']');
+		if (!end || end[1] != ':')
+			goto bad;
+		*end = '\0';
+		port = end + 2;
+		memmove(host, host + 1, strlen(host + 1) + 1); /* port lies past the moved bytes */
+	} else {
+		colon = strrchr(host, ':');
+		if (!colon)
+			goto bad;
+		*colon = '\0';
+		port = colon + 1;
+	}
+	errno = 0;
+	p = strtol(port, &end, 10);
+	if (!*port || *end || errno || p < 0 || p > 65535)
+		goto bad;
+	gai = getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res);
+	if (gai || !res) {
+		pr_err("cannot resolve the listen address '%s': %s\n", listen,
+		       gai ? gai_strerror(gai) : "no address");
+		return -EINVAL;
+	}
+	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+	s->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	s->loopback = is_loopback(&s->addr);
+	return 0;
+bad:
+	pr_err("invalid listen address '%s': expected HOST:PORT, [IPV6]:PORT or :PORT\n", listen);
+	return -EINVAL;
+}
+
+int http_server__new(const struct http_server_opts *o, struct http_server **out)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	s->o = *o;
+	s->listen_fd = -1;
+	if (!s->o.listen)
+		s->o.listen = DEFAULT_LISTEN;
+	if (!s->o.max_connections)
+		s->o.max_connections = DEFAULT_MAX_CONNECTIONS;
+	if (!s->o.max_body)
+		s->o.max_body = DEFAULT_MAX_BODY;
+	if (!s->o.max_header)
+		s->o.max_header = DEFAULT_MAX_HEADER;
+	if (!s->o.idle_timeout)
+		s->o.idle_timeout = DEFAULT_IDLE_TIMEOUT;
+	err = parse_listen(s, s->o.listen);
+	if (!err && o->token_file)
+		err = load_token(s, o->token_file);
+	if (!err)
+		err = load_tls(s, o->tls_cert, o->tls_key);
+	if (err) {
+		http_server__free(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+static int open_listener(struct http_server *s)
+{
+	struct sockaddr_storage bound;
+	socklen_t len = sizeof(bound);
+	char host[INET6_ADDRSTRLEN];
+	int one = 1, fd, err;
+
+	fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&s->addr, s->addrlen) || listen(fd, 128) ||
+	    getsockname(fd, (struct sockaddr *)&bound, &len)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	if (bound.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (void *)&bound;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		s->port = ntohs(in6->sin6_port);
+		snprintf(s->url, sizeof(s->url), "%s://[%s]:%d", s->cert ? "https" : "http", host,
+			 s->port);
+	} else {
+		struct sockaddr_in *in = (void *)&bound;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		s->port = ntohs(in->sin_port);
+		snprintf(s->url, sizeof(s->url), "%s://%s:%d", s->cert ? "https" : "http", host,
+			 s->port);
+	}
+	s->listen_fd = fd;
+	return 0;
+}
+
+/* --- requests --- */
+
+const char *http_request__method(const struct http_request *r)
+{
+	return r->method;
+}
+
+const char *http_request__path(const struct http_request *r)
+{
+	return r->path;
+}
+
+struct query_find {
+	const char *key;
+	const char *value;
+	bool found;
+};
+
+static enum MHD_Result query_find_one(void *cls, enum MHD_ValueKind kind, const char *key,
+				      const char *value)
+{
+	struct query_find *q = cls;
+
+	(void)kind;
+	if (strcmp(key, q->key) != 0)
+		return MHD_YES;
+	q->value = value ? value : "";
+	q->found = true;
+	return MHD_NO;
+}
+
+const char *http_request__query(const struct http_request *r, const char *key)
+{
+	struct query_find q = {.key = key};
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_find_one, &q);
+	return q.found ? q.value : NULL;
+}
+
+struct query_each {
+	void (*fn)(void *ctx, const char *key, const char *value);
+	void *ctx;
+};
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
+				      const char *value)
+{
+	struct query_each *q = cls;
+
+	(void)kind;
+	q->fn(q->ctx, key, value);
+	return MHD_YES;
+}
+
+void http_request__for_each_query(const struct http_request *r,
+				  void (*fn)(void *ctx, const char *key, const char *value),
+				  void *ctx)
+{
+	struct query_each q = {fn, ctx};
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
+}
+
+const char *http_request__header(const struct http_request *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_request__body(const struct http_request *r, size_t *len)
+{
+	*len = r->body_len;
+	return r->body ? r->body : "";
+}
+
+bool http_request__should_stop(struct http_request *r)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct pollfd pfd = {.events = POLLRDHUP};
+
+	if (r->s->stopping)
+		return true;
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return false;
+	pfd.fd = ci->connect_fd;
+	/* The client sends nothing more while it waits for the response: a hang-up or an error on
+	 * its socket means it is gone. */
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+int http_request__add_header(struct http_request *r, const char *name, const char *value)
+{
+	struct header *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->name = strdup(name);
+	h->value = strdup(value);
+	if (!h->name || !h->value) {
+		free(h->name);
+		free(h->value);
+		free(h);
+		return -ENOMEM;
+	}
+	h->next = r->headers;
+	r->headers = h;
+	return 0;
+}
+
+static void free_headers(struct http_request *r)
+{
+	struct header *h, *next;
+
+	for (h = r->headers; h; h = next) {
+		next = h->next;
+		free(h->name);
+		free(h->value);
+		free(h);
+	}
+	r->headers = NULL;
+}
+
+static int queue(struct http_request *r, int status, const char *content_type, void *body,
+		 size_t len, enum MHD_ResponseMemoryMode mode)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ok;
+
+	if (r->responded) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		return -EALREADY;
+	}
+	r->responded = true;
+	r->status = status;
+	resp = MHD_create_response_from_buffer(len, body, mode);
+	if (!resp) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		r->queue_failed = true;
+		return -ENOMEM;
+	}
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	for (struct header *h = r->headers; h; h = h->next)
+		MHD_add_response_header(resp, h->name, h->value);
+	free_headers(r);
+	ok = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
+	if (ok != MHD_YES) {
+		r->queue_failed = true;
+		return -EIO;
+	}
+	return 0;
+}
+
+int http_respond(struct http_request *r, int status, const char *content_type, const void *body,
+		 size_t len)
+{
+	return queue(r, status, content_type, (void *)body, len, MHD_RESPMEM_MUST_COPY);
+}
+
+int http_respond_take(struct http_request *r, int status, const char *content_type, void *body,
+		      size_t len)
+{
+	return queue(r, status, content_type, body, len, MHD_RESPMEM_MUST_FREE);
+}
+
+int http_respond_error(struct http_request *r, int status, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	/* One line: the message, and a newline for curl users. */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	msg = realloc(msg, n + 2) ?: msg;
+	msg[n] = '\n';
+	http_request__add_header(r, "X-Go-Pprof", "1");
+	return queue(r, status, "text/plain; charset=utf-8", msg, n + 1, MHD_RESPMEM_MUST_FREE);
+}
+
+/* --- dispatch --- */
+
+static bool method_allowed(const char *methods, const char *method)
+{
+	const char *m = methods ? methods : "GET";
+	size_t n = strlen(method);
+
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET", n = 3;
+	while (*m) {
+		size_t len = strcspn(m, ",");
+
+		if (len == n && strncmp(m, method, n) == 0)
+			return true;
+		m += len;
+		if (*m == ',')
+			m++;
+	}
+	return false;
+}
+
+static const struct http_route *find_route(const struct http_server *s, const char *path)
+{
+	for (size_t i = 0; i < s->o.nroutes; i++) {
+		const struct http_route *rt = &s->o.routes[i];
+		size_t n = strlen(rt->path);
+
+		if (n && rt->path[n - 1] == '*') {
+			if (strncmp(path, rt->path, n - 1) == 0)
+				return rt;
+		} else if (strcmp(path, rt->path) == 0) {
+			return rt;
+		}
+	}
+	return NULL;
+}
+
+/* Compares in time that depends on the length of the guess only. */
+static bool token_equal(const char *token, const char *guess)
+{
+	size_t n = strlen(token), m = strlen(guess);
+	unsigned char diff = n != m;
+
+	for (size_t i = 0; i < m; i++)
+		diff |= (unsigned char)guess[i] ^ (unsigned char)token[i % n];
+	return diff == 0;
+}
+
+static bool authorized(struct http_request *r)
+{
+	const char *h = http_request__header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+	char *user, *pass = NULL;
+	bool ok;
+
+	if (!r->s->token)
+		return true;
+	if (h && strncasecmp(h, "Bearer ", 7) == 0)
+		return token_equal(r->s->token, h + 7);
+	user = MHD_basic_auth_get_username_password(r->conn, &pass);
+	ok = pass && token_equal(r->s->token, pass);
+	MHD_free(user);
+	MHD_free(pass);
+	return ok;
+}
+
+static void dispatch(struct http_request *r)
+{
+	struct http_server *s = r->s;
+	const struct http_route *rt = find_route(s, r->path);
+	int err;
+
+	if (!(rt && rt->public) && !authorized(r)) {
+		http_request__add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					 "Basic realm=\"cprof-bpf\", charset=\"UTF-8\"");
+		http_respond_error(r, 401,
+				   "missing or wrong token: send it as 'Authorization: Bearer "
+				   "TOKEN' or as the basic-auth password");
+		return;
+	}
+	if (!rt) {
+		http_respond_error(r, 404, "unknown path %s", r->path);
+		return;
+	}
+	if (!method_allowed(rt->methods, r->method)) {
+		http_request__add_header(r, MHD_HTTP_HEADER_ALLOW,
+					 rt->methods ? rt->methods : "GET");
+		http_respond_error(r, 405, "method %s not allowed on %s", r->method, r->path);
+		return;
+	}
+	if (r->body_too_big) {
+		http_respond_error(r, 413, "request body larger than %zu bytes", s->o.max_body);
+		return;
+	}
+	/* No timeout while the handler runs (a capture takes as long as it was asked to); setting
+	 * it back afterwards restarts the idle clock. */
+	MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+	err = rt->fn(rt->ctx, r);
+	MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, s->o.idle_timeout);
+	if (!r->responded)
+		http_respond_error(r, 500, "internal error: %s", strerror(err < 0 ? -err : EPROTO));
+}
+
+struct header_size {
+	size_t n;
+};
+
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+				       const char *value)
+{
+	struct header_size *h = cls;
+
+	(void)kind;
+	h->n += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/* The first call of a request: everything but the body has arrived. Too big a request is
+ * answered at once, before its body is read. */
+static bool check_request(struct http_request *r, const char *url)
+{
+	struct header_size hs = {strlen(url) + strlen(r->method) + 16};
+	const char *cl;
+	char *end;
+	unsigned long long n;
+
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, add_header_size,
+				  &hs);
+	if (hs.n > r->s->o.max_header) {
+		http_respond_error(r, 431, "request line and headers larger than %zu bytes",
+				   r->s->o.max_header);
+		return false;
+	}
+	cl = http_request__header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl) {
+		errno = 0;
+		n = strtoull(cl, &end, 10);
+		if (errno || *end || n > r->s->o.max_body) {
+			http_respond_error(r, 413, "request body larger than %zu bytes",
+					   r->s->o.max_body);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int append_body(struct http_request *r, const char *data, size_t len)
+{
+	char *b;
+
+	if (r->body_too_big || r->body_len + len > r->s->o.max_body) {
+		r->body_too_big = true;
+		return 0;
+	}
+	b = realloc(r->body, r->body_len + len + 1);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b + r->body_len, data, len);
+	r->body = b;
+	r->body_len += len;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, const char *upload,
+				 size_t *upload_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct http_request *r = *con_cls;
+
+	(void)version;
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		r->s = s;
+		r->conn = conn;
+		r->method = method;
+		r->path = url;
+		clock_gettime(CLOCK_MONOTONIC, &r->t0);
+		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+		*con_cls = r;
+		check_request(r, url);
+		return r->queue_failed ? MHD_NO : MHD_YES;
+	}
+	if (r->responded)
+		return r->queue_failed ? MHD_NO : MHD_YES;
+	if (*upload_size) {
+		if (append_body(r, upload, *upload_size))
+			return MHD_NO;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	dispatch(r);
+	return r->queue_failed ? MHD_NO : MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct http_request *r = *con_cls;
+
+	(void)conn;
+	(void)toe;
+	if (!r)
+		return;
+	if (s->o.on_request)
+		s->o.on_request(s->o.ctx, r->path, r->responded ? r->status : 0, elapsed(&r->t0));
+	free_headers(r);
+	free(r->body);
+	free(r);
+	*con_cls = NULL;
+	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct http_server *s = cls;
+	size_t n;
+
+	vsnprintf(s->last_log, sizeof(s->last_log), fmt, ap);
+	n = strlen(s->last_log);
+	while (n && s->last_log[n - 1] == '\n')
+		s->last_log[--n] = '\0';
+	pr_debug("libmicrohttpd: %s\n", s->last_log);
+}
+
+int http_server__start(struct http_server *s)
+{
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	size_t pool = s->o.max_header * 2 > 32768 ? s->o.max_header * 2 : 32768;
+	int err;
+
+	err = open_listener(s);
+	if (err) {
+		pr_err("cannot listen on %s: %s\n", s->o.listen, strerror(-err));
+		return err;
+	}
+	if (s->addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	if (s->cert)
+		flags |= MHD_USE_TLS;
+	/* The listening socket is ours (bound above, so errors are clear and port 0 works); MHD
+	 * takes it over and closes it when it stops. */
+	struct MHD_OptionItem opts[] = {
+		{MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
+		{MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections, NULL},
+		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+		{MHD_OPTION_CONNECTION_TIMEOUT, s->o.idle_timeout, NULL},
+		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
+		{s->cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, s->key},
+		{MHD_OPTION_END, 0, NULL},
+	};
+
+	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
+				     MHD_OPTION_END);
+	if (!s->daemon) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		pr_err("cannot start the %s server on %s%s%s\n", s->cert ? "HTTPS" : "HTTP",
+		       s->o.listen, s->last_log[0] ? ": " : "", s->last_log);
+		return -EINVAL;
+	}
+	s->listen_fd = -1;
+	if (!s->loopback && !s->token)
+		pr_warn("listening on %s without --token-file: anyone who can reach it can "
+			"profile every process on this machine\n",
+			s->o.listen);
+	return 0;
+}
+
+int http_server__port(const struct http_server *s)
+{
+	return s->port;
+}
+
+const char *http_server__url(const struct http_server *s)
+{
+	return s->url;
+}
+
+/* Longest wait at stop for requests to finish: handlers see should_stop within their next poll,
+ * and then send what they have (a capture its partial profile). */
+#define STOP_GRACE_MS 15000
+
+void http_server__stop(struct http_server *s)
+{
+	int fd;
+
+	if (!s || !s->daemon)
+		return;
+	s->stopping = 1;
+	/* No new connections; the requests in flight finish and their answers are sent. */
+	fd = MHD_quiesce_daemon(s->daemon);
+	for (int ms = 0; ms < STOP_GRACE_MS && __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
+	     ms += 10)
+		usleep(10000);
+	MHD_stop_daemon(s->daemon);
+	s->daemon = NULL;
+	if (fd >= 0)
+		close(fd);
+}
+
+void http_server__free(struct http_server *s)
+{
+	if (!s)
+		return;
+	http_server__stop(s);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	if (s->token)
+		memset(s->token, 0, strlen(s->token));
+	free(s->token);
+	free(s->cert);
+	if (s->key)
+		memset(s->key, 0, strlen(s->key));
+	free(s->key);
+	free(s);
+}

@@ -1,0 +1,465 @@
+/* libdw has no row iterator: rows are enumerated by asking for the frame at an address
+ * (dwarf_cfi_addrframe), taking the end of the range it covers (dwarf_frame_info) and asking
+ * again there, FDE after FDE. FDE starts come from .eh_frame_hdr's sorted table. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dwarf.h>
+#include <gelf.h>
+#include <elfutils/libdw.h>
+
+#include "unwind/table.h"
+
+#define REG_RBP 6
+#define REG_RSP 7
+#define REG_RA	16
+
+struct rows {
+	struct cprof_unwind_row *v;
+	size_t n, cap;
+};
+
+static int rows__push(struct rows *r, const struct cprof_unwind_row *row)
+{
+	struct cprof_unwind_row *v;
+
+	if (r->n) {
+		struct cprof_unwind_row *last = &r->v[r->n - 1];
+
+		if (last->pc == row->pc) { /* a zero-length range: the later rule wins */
+			*last = *row;
+			return 0;
+		}
+		if (last->kind == row->kind && last->cfa_off == row->cfa_off &&
+		    last->rbp_off == row->rbp_off && last->arg == row->arg)
+			return 0;
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 1024;
+
+		if (cap > CPROF_UNWIND_MAX_ROWS)
+			return -E2BIG;
+		v = realloc(r->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n++] = *row;
+	return 0;
+}
+
+static bool is_cfa_plus(const Dwarf_Op *ops, size_t nops, int64_t *off)
+{
+	if (nops != 2 || ops[0].atom != DW_OP_call_frame_cfa || ops[1].atom != DW_OP_plus_uconst)
+		return false;
+	*off = (int64_t)ops[1].number; /* two's complement: negative offsets come back huge */
+	return true;
+}
+
+/* The linker's PLT rule: rsp + N + (((rip & 15) >= 11) << 3) (10 in older variants). */
+static bool is_plt(const Dwarf_Op *ops, size_t nops, struct cprof_unwind_row *row)
+{
+	if (nops != 9 || ops[0].atom != DW_OP_breg7 || ops[1].atom != DW_OP_breg16 ||
+	    ops[2].atom != DW_OP_lit15 || ops[3].atom != DW_OP_and ||
+	    (ops[4].atom != DW_OP_lit10 && ops[4].atom != DW_OP_lit11) || ops[5].atom != DW_OP_ge ||
+	    ops[6].atom != DW_OP_lit3 || ops[7].atom != DW_OP_shl || ops[8].atom != DW_OP_plus)
+		return false;
+	row->kind = CPROF_UNW_PLT;
+	row->cfa_off = (int32_t)ops[0].number;
+	row->arg = ops[4].atom - DW_OP_lit0;
+	return true;
+}
+
+/* The rule of one libdw frame as a row (pc not set). */
+static void frame_to_row(Dwarf_Frame *f, bool signal, struct cprof_unwind_row *row)
+{
+	Dwarf_Op mem[3], *ops;
+	size_t nops;
+	int64_t off;
+
+	memset(row, 0, sizeof(*row));
+	if (signal) {
+		row->kind = CPROF_UNW_SIGNAL;
+		return;
+	}
+	if (dwarf_frame_register(f, REG_RA, mem, &ops, &nops))
+		return;
+	if (nops == 0 && ops == mem) { /* undefined: the outermost frame */
+		row->kind = CPROF_UNW_STOP;
+		return;
+	}
+	if (!is_cfa_plus(ops, nops, &off) || off != -8)
+		return;
+	if (dwarf_frame_cfa(f, &ops, &nops))
+		return;
+	if (nops == 1 && ops[0].atom == DW_OP_bregx &&
+	    (ops[0].number == REG_RSP || ops[0].number == REG_RBP)) {
+		off = (int64_t)ops[0].number2;
+		if (off < INT32_MIN || off > INT32_MAX)
+			return;
+		row->kind = ops[0].number == REG_RSP ? CPROF_UNW_CFA_RSP : CPROF_UNW_CFA_RBP;
+		row->cfa_off = (int32_t)off;
+	} else if (!is_plt(ops, nops, row)) {
+		return;
+	}
+	if (dwarf_frame_register(f, REG_RBP, mem, &ops, &nops)) {
+		row->kind = CPROF_UNW_INVALID;
+		return;
+	}
+	if (ops == NULL || nops == 0) /* same value, or undefined: rbp is left as it is */
+		return;
+	if (!is_cfa_plus(ops, nops, &off) || off == 0 || off < INT16_MIN || off > INT16_MAX) {
+		row->kind = CPROF_UNW_INVALID;
+		row->cfa_off = 0;
+		row->arg = 0;
+		return;
+	}
+	row->rbp_off = (int16_t)off;
+}
+
+/* Reads an .eh_frame_hdr pointer of encoding enc at *p (only the forms linkers emit). */
+static int read_encoded(const uint8_t **p, const uint8_t *end, uint8_t enc, uint64_t base,
+			uint64_t *out)
+{
+	int64_t v;
+
+	switch (enc & 0x0f) {
+	case DW_EH_PE_udata4:
+	case DW_EH_PE_sdata4:
+		if (end - *p < 4)
+			return -EINVAL;
+		if ((enc & 0x0f) == DW_EH_PE_sdata4) {
+			int32_t s;
+
+			memcpy(&s, *p, 4);
+			v = s;
+		} else {
+			uint32_t u;
+
+			memcpy(&u, *p, 4);
+			v = u;
+		}
+		*p += 4;
+		break;
+	case DW_EH_PE_udata8:
+	case DW_EH_PE_sdata8:
+		if (end - *p < 8)
+			return -EINVAL;
+		memcpy(&v, *p, 8);
+		*p += 8;
+		break;
+	default:
+		return -ENOTSUP;
+	}
+	if ((enc & 0x70) == DW_EH_PE_datarel)
+		v += base;
+	else if ((enc & 0x70) != DW_EH_PE_absptr)
+		return -ENOTSUP;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+static int elf_build_id(Elf *elf, char *buf, size_t len);
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The sorted FDE start addresses from .eh_frame_hdr (PT_GNU_EH_FRAME). */
+static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
+{
+	const uint8_t *p, *end;
+	uint64_t count, ign, *v;
+	Elf_Data *d = NULL;
+	GElf_Phdr ph;
+	size_t nph;
+	uint64_t hdr_vaddr = 0;
+	int err;
+
+	if (elf_getphdrnum(elf, &nph))
+		return -ENOEXEC;
+	for (size_t i = 0; i < nph && !d; i++) {
+		if (gelf_getphdr(elf, i, &ph) && ph.p_type == PT_GNU_EH_FRAME) {
+			d = elf_getdata_rawchunk(elf, ph.p_offset, ph.p_filesz, ELF_T_BYTE);
+			hdr_vaddr = ph.p_vaddr;
+		}
+	}
+	if (!d || d->d_size < 4)
+		return -ENOENT;
+	p = d->d_buf;
+	end = p + d->d_size;
+	if (p[0] != 1 || p[3] != (DW_EH_PE_datarel | DW_EH_PE_sdata4))
+		return -ENOTSUP;
+	{
+		uint8_t ptr_enc = p[1], count_enc = p[2];
+
+		p += 4;
+		/* eh_frame_ptr is pc-relative: its value is not needed, only its size. */
+		err = read_encoded(&p, end, ptr_enc & 0x0f, 0, &ign);
+		if (!err)
+			err = read_encoded(&p, end, count_enc, hdr_vaddr, &count);
+		if (err)
+			return err;
+	}
+	if (count > (uint64_t)(end - p) / 8)
+		return -EINVAL;
+	v = malloc((count ? count : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < count; i++) {
+		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i]);
+		p += 4; /* the FDE's address: libdw finds it itself */
+	}
+	qsort(v, count, sizeof(*v), cmp_u64);
+	*out = v;
+	*n = count;
+	return 0;
+}
+
+/* The PT_LOAD segments, and the size of the executable ones. */
+static void read_loads(Elf *elf, struct unwind_table *t)
+{
+	GElf_Phdr ph;
+	size_t nph;
+
+	if (elf_getphdrnum(elf, &nph))
+		return;
+	for (size_t i = 0; i < nph; i++) {
+		if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (ph.p_flags & PF_X)
+			t->text_bytes += ph.p_filesz;
+		if (t->nloads < UNWIND_TABLE_MAX_LOADS) {
+			t->loads[t->nloads].offset = ph.p_offset;
+			t->loads[t->nloads].vaddr = ph.p_vaddr;
+			t->loads[t->nloads].filesz = ph.p_filesz;
+			t->nloads++;
+		}
+	}
+}
+
+/* Appends the rows of the FDE at start, and of any FDE right after it, to r. Returns the end
+ * of the covered range in *end. */
+static int walk_from(Dwarf_CFI *cfi, uint64_t start, struct rows *r, struct unwind_table *t,
+		     uint64_t *end)
+{
+	struct cprof_unwind_row row;
+	uint64_t addr = start;
+	Dwarf_Addr s, e;
+	Dwarf_Frame *f;
+	bool signal;
+	int err = 0;
+
+	while (dwarf_cfi_addrframe(cfi, addr, &f) == 0) {
+		if (dwarf_frame_info(f, &s, &e, &signal) < 0 || e <= addr) {
+			free(f);
+			break;
+		}
+		frame_to_row(f, signal, &row);
+		free(f);
+		if (e > UINT32_MAX)
+			return -E2BIG;
+		row.pc = (uint32_t)addr;
+		t->kinds[row.kind]++;
+		err = rows__push(r, &row);
+		if (err)
+			return err;
+		addr = e;
+	}
+	*end = addr;
+	return 0;
+}
+
+static int build_elf(Elf *elf, struct unwind_table *t)
+{
+	struct cprof_unwind_row gap = {.kind = CPROF_UNW_INVALID};
+	struct rows r = {};
+	uint64_t *starts = NULL, covered = 0;
+	size_t nstarts = 0;
+	Dwarf_CFI *cfi = NULL;
+	int err;
+
+	memset(t, 0, sizeof(*t));
+	if (!elf || elf_kind(elf) != ELF_K_ELF)
+		return -ENOEXEC;
+	read_loads(elf, t);
+	elf_build_id(elf, t->build_id, sizeof(t->build_id));
+	err = fde_starts(elf, &starts, &nstarts);
+	if (err)
+		goto cleanup;
+	cfi = dwarf_getcfi_elf(elf);
+	if (!cfi || !nstarts) {
+		err = -ENOENT;
+		goto cleanup;
+	}
+	for (size_t i = 0; i < nstarts; i++) {
+		if (starts[i] < covered)
+			continue; /* walked already, as the continuation of an earlier FDE */
+		if (starts[i] > UINT32_MAX) {
+			err = -E2BIG;
+			goto cleanup;
+		}
+		err = walk_from(cfi, starts[i], &r, t, &covered);
+		if (err)
+			goto cleanup;
+		if (covered > starts[i]) {
+			gap.pc = (uint32_t)covered;
+			err = rows__push(&r, &gap);
+			if (err)
+				goto cleanup;
+		}
+	}
+	t->rows = r.v;
+	t->n = r.n;
+	r.v = NULL;
+	err = t->n ? 0 : -ENOENT;
+cleanup:
+	if (cfi)
+		dwarf_cfi_end(cfi);
+	free(r.v);
+	free(starts);
+	return err;
+}
+
+int unwind_table__build(int fd, struct unwind_table *t)
+{
+	Elf *elf;
+	int err;
+
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	err = build_elf(elf, t);
+	if (elf)
+		elf_end(elf);
+	return err;
+}
+
+int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t)
+{
+	Elf *elf;
+	int err;
+
+	elf_version(EV_CURRENT);
+	elf = elf_memory(image, size);
+	err = build_elf(elf, t);
+	if (elf)
+		elf_end(elf);
+	return err;
+}
+
+static int elf_build_id(Elf *elf, char *buf, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	GElf_Phdr ph;
+	GElf_Nhdr nh;
+	size_t nph, off, noff, doff;
+	Elf_Data *d;
+	int err = -ENOENT;
+
+	if (len)
+		buf[0] = '\0';
+	if (elf_getphdrnum(elf, &nph))
+		nph = 0;
+	for (size_t i = 0; i < nph && err; i++) {
+		if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_NOTE)
+			continue;
+		d = elf_getdata_rawchunk(elf, ph.p_offset, ph.p_filesz, ELF_T_NHDR);
+		if (!d)
+			continue;
+		for (off = 0; (off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0;) {
+			const uint8_t *desc = (const uint8_t *)d->d_buf + doff;
+
+			if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
+			    memcmp((const char *)d->d_buf + noff, "GNU", 4) ||
+			    nh.n_descsz * 2 + 1 > len)
+				continue;
+			for (size_t j = 0; j < nh.n_descsz; j++) {
+				buf[2 * j] = hex[desc[j] >> 4];
+				buf[2 * j + 1] = hex[desc[j] & 15];
+			}
+			buf[2 * nh.n_descsz] = '\0';
+			err = 0;
+			break;
+		}
+	}
+	return err;
+}
+
+int unwind_table__build_id(int fd, char *buf, size_t len)
+{
+	Elf *elf;
+	int err;
+
+	if (len)
+		buf[0] = '\0';
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf)
+		return -ENOEXEC;
+	err = elf_build_id(elf, buf, len);
+	elf_end(elf);
+	return err;
+}
+
+void unwind_table__free(struct unwind_table *t)
+{
+	free(t->rows);
+	t->rows = NULL;
+	t->n = 0;
+}
+
+const struct cprof_unwind_row *unwind_table__find(const struct unwind_table *t, uint64_t vaddr)
+{
+	size_t lo = 0, hi = t->n;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->rows[mid].pc <= vaddr)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (!t->n || t->rows[lo].pc > vaddr)
+		return NULL;
+	return &t->rows[lo];
+}
+
+int unwind_table__main(int argc, char **argv)
+{
+	static const char *const kinds[] = {"invalid", "cfa_rsp", "cfa_rbp",
+					    "plt",     "signal",  "stop"};
+	struct unwind_table t;
+	int fd, err;
+
+	if (argc != 2) {
+		fprintf(stderr, "cprof-bpf: usage: cprof-bpf unwind-table FILE\n");
+		return 2;
+	}
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "cprof-bpf: cannot open %s: %s\n", argv[1], strerror(errno));
+		return 1;
+	}
+	err = unwind_table__build(fd, &t);
+	close(fd);
+	if (err) {
+		fprintf(stderr, "cprof-bpf: no unwind table for %s: %s\n", argv[1], strerror(-err));
+		return 1;
+	}
+	for (size_t i = 0; i < t.n; i++)
+		printf("%x %s %d %d %u\n", t.rows[i].pc, kinds[t.rows[i].kind], t.rows[i].cfa_off,
+		       t.rows[i].rbp_off, t.rows[i].arg);
+	fprintf(stderr, "rows %zu bytes %zu text %llu\n", t.n, t.n * sizeof(*t.rows),
+		(unsigned long long)t.text_bytes);
+	unwind_table__free(&t);
+	return 0;
+}

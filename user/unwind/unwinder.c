@@ -1,0 +1,543 @@
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <gelf.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include "proc/maps.h"
+#include "unwind/table.h"
+#include "unwind/unwinder.h"
+#include "util/hashmap.h"
+#include "util/log.h"
+
+/* One executable file, shared by every process that maps it. */
+struct unw_exe {
+	bool listed; /* in unwinder.all */
+	uint32_t id; /* 0: no table (frame pointers) */
+	uint32_t nrows;
+	struct {
+		uint64_t offset, vaddr, filesz;
+	} loads[UNWIND_TABLE_MAX_LOADS];
+	int nloads;
+};
+
+/* The trie entries of one process, to remove them on exec or exit. */
+struct unw_pid {
+	struct cprof_unwind_lpm_key *keys;
+	size_t n, cap;
+	uint64_t gen; /* which reading of the process's mappings this is */
+};
+
+/* A mapping whose (large) executable is compiled later, by unwinder__idle(), so that a big
+ * binary does not hold up the tables of the processes noticed after it. */
+struct unw_deferred {
+	pid_t pid;
+	uint64_t gen;
+	uint64_t start, end, offset;
+	int fd; /* the file, kept open: the process may exit before its turn */
+	char fkey[64];
+};
+
+/* Executables at least this large (file size) are deferred. */
+#define DEFER_BYTES (8u << 20)
+
+struct unwinder {
+	struct unwinder_opts o;
+	struct hashmap *exes; /* "f:dev:ino" and "b:build-id" -> struct unw_exe (both keys) */
+	struct unw_exe **all; /* each once, to free */
+	size_t nall, capall;
+	char **strs; /* the keys of exes */
+	size_t nstrs, capstrs;
+	struct hashmap *pids; /* pid -> struct unw_pid */
+	uint32_t next_id;
+	uint64_t next_gen;
+	struct unw_deferred *deferred; /* a queue: [dhead, ndeferred) is pending */
+	size_t dhead, ndeferred, capdeferred;
+	struct unwinder_stats st;
+};
+
+struct unwinder *unwinder__new(const struct unwinder_opts *o)
+{
+	struct unwinder *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return NULL;
+	u->o = *o;
+	if (!u->o.budget_bytes)
+		u->o.budget_bytes = UNWINDER_DEFAULT_BUDGET;
+	u->next_id = 1;
+	u->exes = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
+	u->pids = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!u->exes || !u->pids) {
+		unwinder__free(u);
+		return NULL;
+	}
+	return u;
+}
+
+static void free_pid(const void *key, void *value, void *ctx)
+{
+	struct unw_pid *p = value;
+
+	(void)key;
+	(void)ctx;
+	free(p->keys);
+	free(p);
+}
+
+void unwinder__free(struct unwinder *u)
+{
+	if (!u)
+		return;
+	for (size_t i = u->dhead; i < u->ndeferred; i++)
+		close(u->deferred[i].fd);
+	free(u->deferred);
+	for (size_t i = 0; i < u->nall; i++)
+		free(u->all[i]);
+	free(u->all);
+	for (size_t i = 0; i < u->nstrs; i++)
+		free(u->strs[i]);
+	free(u->strs);
+	hashmap__free(u->exes);
+	if (u->pids)
+		hashmap__for_each(u->pids, free_pid, NULL);
+	hashmap__free(u->pids);
+	free(u);
+}
+
+void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
+{
+	*st = u->st;
+}
+
+/* Creates the table's ARRAY, fills it and puts it in the HASH_OF_MAPS under id. */
+static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
+	LIBBPF_OPTS(bpf_map_batch_opts, bo);
+	__u32 *keys = NULL, count = t->n;
+	int fd, err;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_rows", sizeof(__u32),
+			    sizeof(struct cprof_unwind_row), t->n, &mo);
+	if (fd < 0)
+		return -errno;
+	keys = malloc(t->n * sizeof(*keys));
+	if (!keys) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	for (__u32 i = 0; i < t->n; i++)
+		keys[i] = i;
+	err = bpf_map_update_batch(fd, keys, t->rows, &count, &bo);
+	if (err)
+		goto cleanup;
+	err = bpf_map_update_elem(u->o.tables_fd, &id, &fd, BPF_ANY) ? -errno : 0;
+cleanup:
+	free(keys);
+	close(fd); /* the outer map holds the table now */
+	return err;
+}
+
+/* A copy of key owned by the unwinder (hashmap keys are borrowed pointers). */
+static const char *intern(struct unwinder *u, const char *key)
+{
+	char **v, *k;
+
+	if (u->nstrs == u->capstrs) {
+		size_t cap = u->capstrs ? u->capstrs * 2 : 32;
+
+		v = realloc(u->strs, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		u->strs = v;
+		u->capstrs = cap;
+	}
+	k = strdup(key);
+	if (k)
+		u->strs[u->nstrs++] = k;
+	return k;
+}
+
+/* Files e under key (first time: also in the list of executables to free). */
+static int remember(struct unwinder *u, struct unw_exe *e, const char *key)
+{
+	const char *k;
+
+	if (hashmap__find(u->exes, key, NULL))
+		return 0;
+	if (!e->listed) {
+		struct unw_exe **all = u->all;
+
+		if (u->nall == u->capall) {
+			size_t cap = u->capall ? u->capall * 2 : 16;
+
+			all = realloc(u->all, cap * sizeof(*all));
+			if (!all)
+				return -ENOMEM;
+			u->all = all;
+			u->capall = cap;
+		}
+		u->all[u->nall++] = e;
+		e->listed = true;
+	}
+	k = intern(u, key);
+	if (!k)
+		return -ENOMEM;
+	return hashmap__insert(u->exes, k, e);
+}
+
+/* Builds (or finds) the executable behind fd, or in image when fd < 0 (the vDSO). */
+static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t size,
+			       const char *fkey)
+{
+	struct unwind_table t = {};
+	struct unw_exe *e;
+	char bkey[64];
+	void *found;
+	uint64_t bytes;
+	int err;
+
+	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
+		bkey[0] = 'b';
+		bkey[1] = ':';
+		if (hashmap__find(u->exes, bkey, &found))
+			return remember(u, found, fkey) ? NULL : found;
+	} else {
+		bkey[0] = '\0';
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	if (u->st.bytes >= u->o.budget_bytes || u->next_id > CPROF_UNWIND_MAX_EXES) {
+		u->st.over_budget++;
+		goto done;
+	}
+	err = fd >= 0 ? unwind_table__build(fd, &t) : unwind_table__build_mem(image, size, &t);
+	if (err == -ENOENT || err == -ENOTSUP || err == -ENOEXEC) {
+		u->st.no_cfi++;
+		goto done;
+	}
+	if (err) {
+		u->st.failed++;
+		pr_debug("unwind: cannot build the table of %s: %s\n", fkey, strerror(-err));
+		goto done;
+	}
+	bytes = t.n * sizeof(struct cprof_unwind_row);
+	if (u->st.bytes + bytes > u->o.budget_bytes) {
+		u->st.over_budget++;
+		goto done;
+	}
+	err = load_table(u, u->next_id, &t);
+	if (err) {
+		u->st.failed++;
+		pr_warn("unwind: cannot load the table of %s: %s\n", fkey, strerror(-err));
+		goto done;
+	}
+	e->id = u->next_id++;
+	e->nrows = t.n;
+	memcpy(e->loads, t.loads, sizeof(e->loads));
+	e->nloads = t.nloads;
+	u->st.tables++;
+	u->st.rows += t.n;
+	u->st.bytes += bytes;
+	u->st.text_bytes += t.text_bytes;
+	pr_debug("unwind: %s: %zu rows for %" PRIu64 " bytes of text\n", fkey, t.n, t.text_bytes);
+done:
+	unwind_table__free(&t);
+	if ((bkey[0] && remember(u, e, bkey)) || remember(u, e, fkey)) {
+		if (!e->listed)
+			free(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* A copy of the vDSO as pid maps it (the same image for every process of this kernel). */
+static int read_vdso(pid_t pid, const struct proc_map *m, void **image, size_t *size)
+{
+	char path[64];
+	size_t len = m->end - m->start;
+	ssize_t n;
+	void *buf;
+	int fd;
+
+	if (len == 0 || len > (64u << 10))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(len);
+	n = buf ? pread(fd, buf, len, (off_t)m->start) : -1;
+	close(fd);
+	if (n != (ssize_t)len) {
+		free(buf);
+		return buf ? -EIO : -ENOMEM;
+	}
+	*image = buf;
+	*size = len;
+	return 0;
+}
+
+static int open_mapped(pid_t pid, const struct proc_map *m)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
+		 m->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, m->path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
+{
+	struct cprof_unwind_lpm_key *v;
+
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 32;
+
+		v = realloc(p->keys, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->keys = v;
+		p->cap = cap;
+	}
+	p->keys[p->n++] = *k;
+	return 0;
+}
+
+/* Covers [start, end) with aligned power-of-two blocks, one trie entry each. */
+static int add_range(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
+		     const struct cprof_unwind_mapping *val)
+{
+	struct cprof_unwind_lpm_key k;
+	int err;
+
+	while (start < end) {
+		int bits = start ? __builtin_ctzll(start) : 63;
+
+		while (bits > 0 && (bits >= 64 || start + (1ull << bits) > end ||
+				    start + (1ull << bits) < start))
+			bits--;
+		k.prefixlen = 32 + 64 - bits;
+		k.pid_be = __builtin_bswap32((uint32_t)pid);
+		k.addr_be = __builtin_bswap64(start);
+		if (bpf_map_update_elem(u->o.mappings_fd, &k, val, BPF_ANY)) {
+			u->st.failed++;
+			return -errno;
+		}
+		err = pid_push(p, &k);
+		if (err)
+			return err;
+		start += 1ull << bits;
+	}
+	return 0;
+}
+
+static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
+		   uint64_t offset, const struct unw_exe *e);
+
+static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
+			 int fd, const char *fkey)
+{
+	struct unw_deferred *v, *d;
+
+	if (u->ndeferred == u->capdeferred) {
+		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
+
+		v = realloc(u->deferred, cap * sizeof(*v));
+		if (!v) {
+			close(fd);
+			return -ENOMEM;
+		}
+		u->deferred = v;
+		u->capdeferred = cap;
+	}
+	d = &u->deferred[u->ndeferred++];
+	*d = (struct unw_deferred){.pid = pid,
+				   .gen = p->gen,
+				   .start = m->start,
+				   .end = m->end,
+				   .offset = m->offset,
+				   .fd = fd};
+	snprintf(d->fkey, sizeof(d->fkey), "%s", fkey);
+	return 0;
+}
+
+static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
+		       bool defer)
+{
+	struct unw_exe *e;
+	char fkey[64];
+	void *found;
+	int fd;
+
+	snprintf(fkey, sizeof(fkey), "f:%u:%u:%" PRIu64, m->dev_major, m->dev_minor, m->inode);
+	if (!m->path)
+		snprintf(fkey, sizeof(fkey), "[vdso]");
+	if (hashmap__find(u->exes, fkey, &found)) {
+		e = found;
+	} else if (!m->path) {
+		void *image = NULL;
+		size_t size = 0;
+		int err = read_vdso(pid, m, &image, &size);
+
+		if (err)
+			return err;
+		e = get_exe(u, -1, image, size, fkey);
+		free(image);
+		if (!e)
+			return -ENOMEM;
+	} else {
+		struct stat st;
+
+		fd = open_mapped(pid, m);
+		if (fd < 0)
+			return fd;
+		if (defer && fstat(fd, &st) == 0 && st.st_size >= DEFER_BYTES)
+			return defer_mapping(u, p, pid, m, fd, fkey);
+		e = get_exe(u, fd, NULL, 0, fkey);
+		close(fd);
+		if (!e)
+			return -ENOMEM;
+	}
+	return map_exe(u, p, pid, m->start, m->end, m->offset, e);
+}
+
+/* Puts the trie entries of one mapping of e. */
+static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
+		   uint64_t offset, const struct unw_exe *e)
+{
+	struct cprof_unwind_mapping val = {};
+
+	if (!e->id)
+		return 0; /* no table: frame pointers in BPF, nothing to tell it */
+	for (int i = 0; i < e->nloads; i++) {
+		uint64_t lo = e->loads[i].offset & ~4095ull;
+
+		if (offset < lo || offset >= e->loads[i].offset + e->loads[i].filesz)
+			continue;
+		val.exe_id = e->id;
+		val.nrows = e->nrows;
+		val.bias = start - offset + e->loads[i].offset - e->loads[i].vaddr;
+		return add_range(u, p, pid, start, end, &val);
+	}
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static bool vdso_mapping(const struct proc_map *m)
+{
+	return m->path && strcmp(m->path, "[vdso]") == 0;
+}
+
+void unwinder__remove_pid(struct unwinder *u, pid_t pid)
+{
+	const void *key;
+	void *val;
+	struct unw_pid *p;
+
+	if (!hashmap__delete(u->pids, (void *)(uintptr_t)pid, &key, &val))
+		return;
+	p = val;
+	for (size_t i = 0; i < p->n; i++)
+		bpf_map_delete_elem(u->o.mappings_fd, &p->keys[i]);
+	free(p->keys);
+	free(p);
+}
+
+int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
+{
+	struct proc_maps *maps = NULL;
+	struct unw_pid *p = NULL;
+	double t0 = now_ms();
+	int err;
+
+	if (pid <= 0)
+		return -EINVAL;
+	unwinder__remove_pid(u, pid); /* an exec replaced what it had mapped */
+	err = proc_maps__read(pid, &maps);
+	if (err)
+		return err;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	p->gen = ++u->next_gen;
+	err = hashmap__insert(u->pids, (void *)(uintptr_t)pid, p);
+	if (err) {
+		free(p);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < maps->n; i++) {
+		const struct proc_map *m = &maps->maps[i];
+
+		if (m->perms[2] != 'x')
+			continue;
+		if (vdso_mapping(m)) {
+			struct proc_map v = *m;
+
+			v.path = NULL; /* add_mapping's mark of the vDSO */
+			err = add_mapping(u, p, pid, &v, false);
+		} else if (m->path && m->path[0] == '/') {
+			err = add_mapping(u, p, pid, m, defer_large);
+		} else {
+			continue;
+		}
+		if (err == -ENOMEM)
+			goto cleanup;
+		if (err)
+			pr_debug("unwind: pid %d: %s: %s\n", (int)pid, m->path, strerror(-err));
+		err = 0;
+	}
+cleanup:
+	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
+		 (now_ms() - t0));
+	proc_maps__free(maps);
+	return err;
+}
+
+bool unwinder__idle(struct unwinder *u)
+{
+	struct unw_deferred d;
+	struct unw_exe *e;
+	void *found;
+
+	if (u->dhead == u->ndeferred)
+		return false;
+	d = u->deferred[u->dhead++];
+	if (u->dhead == u->ndeferred)
+		u->dhead = u->ndeferred = 0;
+	if (hashmap__find(u->exes, d.fkey, &found))
+		e = found;
+	else
+		e = get_exe(u, d.fd, NULL, 0, d.fkey);
+	close(d.fd);
+	/* The process may have exec'd or exited meanwhile: then its mappings are not these. */
+	if (e && hashmap__find(u->pids, (void *)(uintptr_t)d.pid, &found) &&
+	    ((struct unw_pid *)found)->gen == d.gen)
+		map_exe(u, found, d.pid, d.start, d.end, d.offset, e);
+	return u->dhead < u->ndeferred;
+}
