@@ -75,12 +75,25 @@ def run_once(exe, secs, threads, config, tmp):
     """Starts the storm, attaches the profiler, measures secs; returns pairs per second."""
     w = subprocess.Popen([exe, str(secs), str(threads)] + ([] if config else ["now"]),
                          stdout=subprocess.PIPE, text=True)
+    started = [w]
+    try:
+        return measure(w, secs, config, tmp, started.append)
+    finally:
+        # Whatever happened (a profiler that never attached, Ctrl-C), leave nothing running.
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def measure(w, secs, config, tmp, keep):
     assert w.stdout.readline().startswith("ready")
     prof = None
     if config:
         argv, marker = config(w.pid, tmp)
         prof = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=dict(ENV))
+        keep(prof)
         ENV.pop("CPROF_BENCH_EMPTY_PROBES", None)
         wait_ready(prof, marker)
         time.sleep(0.5)
