@@ -43,6 +43,7 @@ static const char usage[] =
 	"                           (default 524288, as Go; 1 = every allocation)\n"
 	"      --heap-max-live N    heap: sampled blocks tracked until freed (default 262144)\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
 	"                           pointers where none), fp (frame pointers), dwarf (tables "
 	"only)\n"
@@ -159,6 +160,7 @@ enum {
 	OPT_DEMANGLE,
 	OPT_HEAP_SAMPLE_BYTES,
 	OPT_HEAP_MAX_LIVE,
+	OPT_DEBUG_DIR,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
 };
@@ -177,6 +179,7 @@ static const struct option long_opts[] = {
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
 	{"heap-sample-bytes", required_argument, NULL, OPT_HEAP_SAMPLE_BYTES},
 	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
+	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"verbose", no_argument, NULL, 'v'},
@@ -269,6 +272,13 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->heap_max_live = (uint32_t)v;
+		return 0;
+	case OPT_DEBUG_DIR:
+		if (arg[0] != '/') {
+			pr_err("invalid --debug-dir '%s': expected an absolute path\n", arg);
+			return -EINVAL;
+		}
+		o->debug_dir = arg;
 		return 0;
 	case OPT_UNWIND:
 		if (strcmp(arg, "auto") == 0)

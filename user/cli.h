@@ -28,6 +28,7 @@ struct record_opts {
 	bool demangle;		    /* --demangle=full|none */
 	int unwind;		    /* --unwind: enum cprof_unwind_mode */
 	uint64_t unwind_mem;	    /* --unwind-mem: bytes of unwind tables at most; 0 = default */
+	const char *debug_dir;	    /* --debug-dir: root of separate debug files, NULL: default */
 	uint64_t heap_sample_bytes; /* --heap-sample-bytes: mean bytes between heap samples */
 	uint32_t heap_max_live;	    /* --heap-max-live: sampled blocks tracked until freed */
 };
