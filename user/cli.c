@@ -29,9 +29,9 @@ static const char usage[] =
 	"  -- CMD [ARGS...]         run CMD and profile it (and its children) until it exits\n"
 	"\n"
 	"Options:\n"
-	"  -t, --type TYPE          profile type: cpu (default), mutex (lock contention),\n"
-	"                           offcpu or block (time off the CPU), wall or cpu,offcpu\n"
-	"                           (on- and off-CPU time in one profile)\n"
+	"  -t, --type TYPE          profile type: cpu (default), heap, mutex (lock\n"
+	"                           contention), offcpu or block (time off the CPU),\n"
+	"                           wall or cpu,offcpu (on- and off-CPU time in one profile)\n"
 	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
@@ -41,6 +41,9 @@ static const char usage[] =
 	"      --top N              rows of --format top (default 20; 0 = all)\n"
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
+	"      --heap-sample-bytes N  heap: sample one allocation per N bytes on average\n"
+	"                           (default 524288, as Go; 1 = every allocation)\n"
+	"      --heap-max-live N    heap: sampled blocks tracked until freed (default 262144)\n"
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     offcpu: count only off-CPU intervals of at least USEC\n"
 	"      --demangle MODE      full (default) or none\n"
@@ -58,6 +61,7 @@ static const char usage[] =
 	"Examples:\n"
 	"  sudo cprof-bpf -p 1234 -d 30 -o cpu.pb.gz && go tool pprof -top cpu.pb.gz\n"
 	"  sudo cprof-bpf -a -d 10 --format top\n"
+	"  sudo cprof-bpf -t heap -p 1234 -d 30 -o heap.pb.gz\n"
 	"  sudo cprof-bpf -F 999 -o - -- ./my-benchmark --iterations 100 > cpu.pb.gz\n"
 	"  sudo cprof-bpf -p 1234 -d 5 --format folded | flamegraph.pl > cpu.svg\n"
 	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
@@ -160,6 +164,8 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
 	OPT_DEMANGLE,
+	OPT_HEAP_SAMPLE_BYTES,
+	OPT_HEAP_MAX_LIVE,
 	OPT_DEBUG_DIR,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
@@ -181,6 +187,8 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"heap-sample-bytes", required_argument, NULL, OPT_HEAP_SAMPLE_BYTES},
+	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
 	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
@@ -261,6 +269,21 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->demangle = strcmp(arg, "full") == 0;
+		return 0;
+	case OPT_HEAP_SAMPLE_BYTES:
+		if (cli__parse_long(arg, 1, 1l << 40, &v)) {
+			pr_err("invalid --heap-sample-bytes '%s': expected 1 to %ld\n", arg,
+			       1l << 40);
+			return -EINVAL;
+		}
+		o->heap_sample_bytes = (uint64_t)v;
+		return 0;
+	case OPT_HEAP_MAX_LIVE:
+		if (cli__parse_long(arg, 64, 16777216, &v)) {
+			pr_err("invalid --heap-max-live '%s': expected 64 to 16777216\n", arg);
+			return -EINVAL;
+		}
+		o->heap_max_live = (uint32_t)v;
 		return 0;
 	case OPT_DEBUG_DIR:
 		if (arg[0] != '/') {

@@ -180,6 +180,8 @@ static int run(struct session *s)
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.no_kernel = o->no_kernel,
+		.heap_sample_bytes = o->heap_sample_bytes,
+		.heap_max_live = o->heap_max_live,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = min_wait_ns(o),
@@ -206,6 +208,7 @@ static int run(struct session *s)
 		co.follow_children = true;
 		co.attached = release_child;
 		co.target_desc = desc;
+		co.exe_hint = o->cmd[0];
 	}
 	err = capture__run(&co, sym, &b);
 	if (!err)

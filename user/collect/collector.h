@@ -30,6 +30,10 @@ struct collect_opts {
 	uint32_t max_keys;   /* aggregation map entries; 0 = default */
 	uint32_t max_stacks; /* stack map entries; 0 = default */
 	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	uint64_t heap_sample_bytes; /* heap: mean bytes between samples; 0 = default, 1 = all */
+	uint32_t heap_max_live;	    /* heap: live-map entries; 0 = default */
+	/* heap, `-- CMD`: the command, whose gated child has not exec'd it yet. May be NULL. */
+	const char *exe_hint;
 	int unwind_mode;     /* enum cprof_unwind_mode: how user stacks are walked */
 	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
 
