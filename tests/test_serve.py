@@ -537,7 +537,8 @@ def test_flame_graph_in_chromium(shared, workload, spawn, workdir):
         assert wait_for(lambda: br.eval("document.body && document.body.dataset.ready") == "1",
                         timeout=60, step=0.2), br.eval("document.documentElement.outerHTML")[:2000]
         # Self-contained: nothing but the page itself was loaded.
-        assert br.eval("performance.getEntriesByType('resource').length") == 0
+        loaded = br.eval("performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded == [], loaded
         hot = br.eval(FRAME_RECT % '"hot_a"')
         hot_b = br.eval(FRAME_RECT % '"hot_b"')
         assert hot and hot["text"] == "hot_a", hot
