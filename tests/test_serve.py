@@ -264,7 +264,7 @@ def test_malformed_burst_then_still_serving(shared):
 # --- routes beside the profiles ---
 
 def test_index_lists_processes_with_links(shared, workload, spawn):
-    w = spawn(workload, "cpu", 60)
+    w = spawn(workload, "cpu", 60, "<script>alert(1)</script>")
     status, h, body = get(shared.url + "/debug/pprof/")
     page = body.decode()
     assert status == 200 and h["Content-Type"].startswith("text/html")
@@ -272,6 +272,8 @@ def test_index_lists_processes_with_links(shared, workload, spawn):
     assert f"flamegraph?pid={w.pid}&amp;type=profile" in page
     assert f"profile?pid={w.pid}&amp;seconds=30" in page
     assert workload in page
+    # Command lines are text, not markup.
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     row = re.search(rf">{w.pid}</a></td><td class=n>([0-9.]+)</td><td class=n>([0-9.]+) MiB", page)
     assert row, page[:2000]
     assert float(row.group(1)) > 20, "a busy loop shows as up to 100% of one core"
