@@ -32,6 +32,8 @@ CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-
 LDFLAGS    += -fsanitize=address,undefined
 endif
 LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd) -lpthread
+# libiberty (static, no pkg-config file): cplus_demangle for C++ and Rust names.
+LDLIBS     += -liberty
 
 BPF_CFLAGS := -target bpf -g -O2 -D__TARGET_ARCH_$(ARCH) -Ivmlinux/$(ARCH) -Ibpf -Wall -Werror
 
@@ -53,7 +55,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRCS))
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit e2e demo bench vmlinux format format-check clean fuzz
+.PHONY: all deps test unit e2e demo bench vmlinux format format-check clean fuzz fuzz-build
 all: $(OUT)/cprof-bpf
 
 # `make` installs what is missing; the stamp keeps later builds from asking dpkg each time.
@@ -109,6 +111,29 @@ test: all $(DEPS_STAMP)
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
+# libFuzzer on the symbolizer's ELF/DWARF entry points (not part of `make test`):
+# FUZZ_SECONDS of fuzzing, seeded with small objects built here (with and without DWARF,
+# stripped, a separate debug file). Findings land in build/fuzz/ as crash-* files.
+FUZZ_SECONDS ?= 240
+FUZZ_SRCS  := user/sym/elf_module.c user/sym/dwarf.c user/sym/gopclntab.c
+build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SRCS) $(wildcard user/sym/*.h) | $(DEPS_STAMP)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser \
+		-fsanitize=fuzzer,address,undefined $< $(FUZZ_SRCS) -ldw -lelf -o $@
+build/fuzz/seeds/.done: tests/fixtures/sym/inline.c tests/fixtures/unit/sym_fixlib.c
+	$(Q)mkdir -p $(@D)
+	$(Q)cc -O2 -g -o $(@D)/inline $<
+	$(Q)cc -O0 -g -shared -fPIC -o $(@D)/lib.so tests/fixtures/unit/sym_fixlib.c
+	$(Q)objcopy --only-keep-debug $(@D)/inline $(@D)/inline.debug
+	$(Q)strip --strip-all -o $(@D)/inline.stripped $(@D)/inline
+	$(Q)touch $@
+fuzz-build: build/fuzz/fuzz_elf build/fuzz/seeds/.done
+fuzz: fuzz-build
+	$(Q)mkdir -p build/fuzz/corpus
+	$(Q)cd build/fuzz && ./fuzz_elf -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+		-max_len=65536 corpus seeds
+
 demo: all
 	$(Q)bash tools/demo.sh
 
@@ -119,7 +144,7 @@ bench: all
 vmlinux:
 	$(Q)bash tools/gen-vmlinux.sh $(ARCH)
 
-FORMAT_SRCS = $(shell find user bpf tests/unit tests/fixtures -name '*.[ch]' 2>/dev/null)
+FORMAT_SRCS = $(shell find user bpf tests/unit tests/fixtures tests/fuzz -name '*.[ch]' 2>/dev/null)
 format:
 	$(Q)clang-format -i $(FORMAT_SRCS)
 format-check:

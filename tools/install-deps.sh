@@ -5,12 +5,14 @@ set -euo pipefail
 
 # Build: BPF compile, skeletons, libbpf, ELF/DWARF, protobuf, HTTP, gzip.
 BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
-	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev pkg-config make gcc"
+	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev pkg-config make gcc
+	libiberty-dev libdebuginfod-dev"
 # Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
 # binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests; openssl (test
 # certificates), chromium and python3-websocket (the flame graph page in a headless browser).
 TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
-	libclang-rt-14-dev curl openssl chromium python3-websocket"
+	libclang-rt-14-dev curl openssl chromium python3-websocket
+	g++ debuginfod nodejs"
 
 want="$BUILD_PKGS $TEST_PKGS"
 if [ "${1:-}" = "--bench" ]; then

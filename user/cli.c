@@ -40,6 +40,7 @@ static const char usage[] =
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
 	"                           pointers where none), fp (frame pointers), dwarf (tables "
 	"only)\n"
@@ -153,6 +154,7 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
 	OPT_DEMANGLE,
+	OPT_DEBUG_DIR,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
 };
@@ -169,6 +171,7 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"verbose", no_argument, NULL, 'v'},
@@ -246,6 +249,13 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->demangle = strcmp(arg, "full") == 0;
+		return 0;
+	case OPT_DEBUG_DIR:
+		if (arg[0] != '/') {
+			pr_err("invalid --debug-dir '%s': expected an absolute path\n", arg);
+			return -EINVAL;
+		}
+		o->debug_dir = arg;
 		return 0;
 	case OPT_UNWIND:
 		if (strcmp(arg, "auto") == 0)

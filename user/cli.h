@@ -22,12 +22,13 @@ struct record_opts {
 	int freq;	    /* -F Hz */
 	const char *output; /* -o; "-" = stdout; NULL = default for the format */
 	enum out_format format;
-	int top_rows;	     /* --format top: rows shown */
-	uint32_t max_keys;   /* --max-stacks: aggregation map entries */
-	bool no_kernel;	     /* --no-kernel */
-	bool demangle;	     /* --demangle=full|none */
-	int unwind;	     /* --unwind: enum cprof_unwind_mode */
-	uint64_t unwind_mem; /* --unwind-mem: bytes of unwind tables at most; 0 = default */
+	int top_rows;	       /* --format top: rows shown */
+	uint32_t max_keys;     /* --max-stacks: aggregation map entries */
+	bool no_kernel;	       /* --no-kernel */
+	bool demangle;	       /* --demangle=full|none */
+	int unwind;	       /* --unwind: enum cprof_unwind_mode */
+	uint64_t unwind_mem;   /* --unwind-mem: bytes of unwind tables at most; 0 = default */
+	const char *debug_dir; /* --debug-dir: root of separate debug files, NULL: default */
 };
 
 struct serve_opts {

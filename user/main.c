@@ -7,6 +7,7 @@
 #include "record.h"
 #include "unwind/table.h"
 #include "serve.h"
+#include "symbolize.h"
 
 static int cmd_record(int argc, char **argv)
 {
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check__run(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "symbolize") == 0)
+		return symbolize__run(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "unwind-table") == 0)
 		return unwind_table__main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "serve") == 0)

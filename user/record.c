@@ -161,7 +161,8 @@ static int run(struct session *s)
 	const struct record_opts *o = s->o;
 	struct symbolizer_opts so = {.demangle =
 					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
-				     .no_kernel = o->no_kernel};
+				     .no_kernel = o->no_kernel,
+				     .debug_dir = o->debug_dir};
 	struct capture_opts co = {
 		.type = o->type,
 		.pids = o->pids,

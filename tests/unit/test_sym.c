@@ -16,6 +16,8 @@
 #include <cmocka.h>
 
 #include "proc/maps.h"
+#include "sym/demangle.h"
+#include "sym/perfmap.h"
 #include "sym/symbolizer.h"
 
 #define MAX_REPORTED 8
@@ -204,8 +206,8 @@ static bool ends_with(const char *s, const char *suffix)
 
 /* name resolves at its first byte, inside, at its last byte, and as a return address just past
  * its end; the first byte past its end, as a leaf, is not name. */
-static void check_function(struct symbolizer *s, const struct fixture_proc *fp, const char *file,
-			   const char *name)
+static void check_symbol(struct symbolizer *s, const struct fixture_proc *fp, const char *file,
+			 const char *name, bool dwarf)
 {
 	uint64_t addr = addr_of(fp, name), size = size_of(file, name);
 	const struct sym_result *r;
@@ -215,14 +217,34 @@ static void check_function(struct symbolizer *s, const struct fixture_proc *fp, 
 	assert_non_null(r->mapping);
 	assert_true(r->mapping->start <= addr && addr < r->mapping->limit);
 	assert_true(r->mapping->has_functions);
-	assert_null(r->frames[0].file);
-	assert_int_equal(r->frames[0].line, 0);
+	if (!dwarf) {
+		assert_null(r->frames[0].file);
+		assert_int_equal(r->frames[0].line, 0);
+		assert_false(r->mapping->has_filenames || r->mapping->has_line_numbers ||
+			     r->mapping->has_inline_frames);
+		goto bounds;
+	}
+	/* The fixtures are built with -g: DWARF gives the source file and a line. */
+	assert_non_null(r->frames[0].file);
+	assert_true(ends_with(r->frames[0].file,
+			      strstr(file, "libfix") ? "/sym_fixlib.c" : "/sym_fixture.c"));
+	assert_true(r->frames[0].line > 0);
+	assert_true(r->frames[0].start_line > 0 && r->frames[0].start_line <= r->frames[0].line);
+	assert_true(r->mapping->has_filenames && r->mapping->has_line_numbers &&
+		    r->mapping->has_inline_frames);
+bounds:
 	assert_string_equal(resolve(s, fp->pid, addr + 2, false)->frames[0].function, name);
 	assert_string_equal(resolve(s, fp->pid, addr + size - 1, false)->frames[0].function, name);
 	assert_string_equal(resolve(s, fp->pid, addr + size, true)->frames[0].function, name);
 	assert_string_not_equal(resolve(s, fp->pid, addr + size, false)->frames[0].function, name);
 	/* A return address at a function's first byte belongs to what precedes it. */
 	assert_string_not_equal(resolve(s, fp->pid, addr, true)->frames[0].function, name);
+}
+
+static void check_function(struct symbolizer *s, const struct fixture_proc *fp, const char *file,
+			   const char *name)
+{
+	check_symbol(s, fp, file, name, true);
 }
 
 /* The build-id readelf sees in a fixture file. */
@@ -331,8 +353,8 @@ static void test_stripped(void **state)
 	/* A stripped library keeps its exported functions in .dynsym. */
 	spawn("fix_lib_s", &fp);
 	assert_int_equal(symbolizer__add_pid(s, fp.pid), 0);
-	check_function(s, &fp, "libfix.so", "fixlib_add");
-	check_function(s, &fp, "libfix.so", "fixlib_mul");
+	check_symbol(s, &fp, "libfix.so", "fixlib_add", false);
+	check_symbol(s, &fp, "libfix.so", "fixlib_mul", false);
 	reap(&fp);
 
 	/* A stripped executable has no names for its functions: stubs with the file offset. */
@@ -351,8 +373,8 @@ static void test_stripped(void **state)
 	/* -rdynamic exports the global functions, but not the static one. */
 	spawn("fix_rdyn_s", &fp);
 	assert_int_equal(symbolizer__add_pid(s, fp.pid), 0);
-	check_function(s, &fp, "fix_rdyn", "fixture_alpha");
-	check_function(s, &fp, "fix_rdyn", "fixture_beta");
+	check_symbol(s, &fp, "fix_rdyn", "fixture_alpha", false);
+	check_symbol(s, &fp, "fix_rdyn", "fixture_beta", false);
 	r = resolve(s, fp.pid, addr_of(&fp, "fixture_local"), false);
 	assert_string_not_equal(r->frames[0].function, "fixture_local");
 	reap(&fp);
@@ -457,6 +479,109 @@ static void test_pids(void **state)
 	/* b is gone and forgotten: stubs, no error. */
 	r = resolve(s, b.pid, addr_of(&b, "fixture_beta"), false);
 	assert_null(r->mapping);
+	symbolizer__free(s);
+}
+
+static void check_demangled(const char *mangled, const char *want)
+{
+	char *got = sym_demangle(mangled);
+
+	if (!want) {
+		assert_null(got);
+		return;
+	}
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_demangle(void **state)
+{
+	(void)state;
+	check_demangled("_ZNK5cprof5MixerIiE5churnEv", "cprof::Mixer<int>::churn() const");
+	check_demangled("_ZNSt6vectorIiSaIiEE9push_backERKi",
+			"std::vector<int, std::allocator<int> >::push_back(int const&)");
+	/* Rust legacy (the hash is dropped) and v0. */
+	check_demangled("_ZN6sym_rs3run17h0d2fa95c198e0494E", "sym_rs::run");
+	check_demangled("_RNvCslqMvDhstvl0_6sym_rs3run", "sym_rs::run");
+	check_demangled("_RINvNtCsjrHSEGnQ3l9_3std2rt10lang_startuECslqMvDhstvl0_6sym_rs",
+			"std::rt::lang_start::<()>");
+	/* C names, and things that only look mangled, stay as they are. */
+	check_demangled("main", NULL);
+	check_demangled("_start", NULL);
+	check_demangled("_Zgarbage", NULL);
+	check_demangled("_R", NULL);
+	check_demangled("", NULL);
+}
+
+static void write_file(const char *path, const char *mode, const char *text)
+{
+	FILE *f = fopen(path, mode);
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* perf maps: hex with or without 0x, bad lines skipped, a line still being written is read
+ * once complete, later entries for a reused address win, appended lines are found. */
+static void test_perfmap(void **state)
+{
+	struct perfmap *pm;
+	char path[64];
+
+	(void)state;
+	snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+	write_file(path, "w",
+		   "1000 10 first\n0x2000 0x20 LazyCompile:*second app.js:3\nnot a line\n"
+		   "4000 0 empty\n5000 10\n3000 10 partial");
+	pm = perfmap__new(getpid(), true);
+	assert_non_null(pm);
+	assert_string_equal(perfmap__lookup(pm, 0x1000), "first");
+	assert_string_equal(perfmap__lookup(pm, 0x100f), "first");
+	assert_null(perfmap__lookup(pm, 0x1010));
+	assert_string_equal(perfmap__lookup(pm, 0x201f), "LazyCompile:*second app.js:3");
+	assert_null(perfmap__lookup(pm, 0x4000));
+	assert_null(perfmap__lookup(pm, 0x5000));
+	assert_null(perfmap__lookup(pm, 0x3005));
+	write_file(path, "a", "\n1000 8 reused\n6000 4 late\n");
+	assert_string_equal(perfmap__lookup(pm, 0x3005), "partial");
+	assert_string_equal(perfmap__lookup(pm, 0x1004), "reused");
+	assert_string_equal(perfmap__lookup(pm, 0x100c), "first");
+	assert_string_equal(perfmap__lookup(pm, 0x6003), "late");
+	perfmap__free(pm);
+	unlink(path);
+	/* No map at all. */
+	pm = perfmap__new(getpid(), true);
+	assert_non_null(pm);
+	assert_null(perfmap__lookup(pm, 0x1000));
+	perfmap__free(pm);
+}
+
+/* Tiny cache bounds: the address cache is emptied when full and one DWARF reader is open at a
+ * time; every answer stays the same. */
+static void test_cache_bounds(void **state)
+{
+	struct symbolizer_opts opts = {.max_cached_addrs = 3, .max_dwarf_open = 1};
+	static const char *const names[] = {"fixture_alpha", "fixlib_add", "fixture_beta",
+					    "fixlib_mul", "fixture_local"};
+	struct symbolizer *s = symbolizer__new(&opts);
+	const struct sym_result *r;
+	struct fixture_proc fp;
+	int round, i;
+
+	(void)state;
+	assert_non_null(s);
+	spawn("fix_lib", &fp);
+	for (round = 0; round < 3; round++) {
+		for (i = 0; i < 5; i++) {
+			r = resolve(s, fp.pid, addr_of(&fp, names[i]) + round, false);
+			assert_string_equal(r->frames[0].function, names[i]);
+			assert_non_null(r->frames[0].file);
+			assert_true(r->frames[0].line > 0);
+		}
+	}
+	reap(&fp);
 	symbolizer__free(s);
 }
 
@@ -622,6 +747,9 @@ int main(void)
 		cmocka_unit_test(test_deleted),
 		cmocka_unit_test(test_pids),
 		cmocka_unit_test(test_vdso),
+		cmocka_unit_test(test_demangle),
+		cmocka_unit_test(test_perfmap),
+		cmocka_unit_test(test_cache_bounds),
 		cmocka_unit_test(test_kernel),
 		cmocka_unit_test(test_no_kernel),
 	};

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sym/dwarf.h"
+#include "sym/gopclntab.h"
 #include "sym/module.h"
 #include "sym/names.h"
 
@@ -36,8 +38,12 @@ struct sym_module {
 	bool loaded; /* the symbol table was read, or could not be and will not be retried */
 	struct sym_symbol *syms; /* sorted by addr, one per address */
 	size_t nsyms;
-	char *strtabs[2]; /* copies of the string tables of .symtab and .dynsym */
-	/* DWARF comes here later: a Dwarf / Dwfl handle opened lazily on this same Elf. */
+	size_t go_cap;		 /* capacity of syms while .gopclntab is read */
+	char *strtabs[2];	 /* copies of the string tables of .symtab and .dynsym */
+	char *path;		 /* for .gnu_debuglink lookups; NULL for an image in memory */
+	char *debug_dir;	 /* debug root, NULL for the default */
+	struct sym_dwarf *dwarf; /* opened on first use; NULL before or when unavailable */
+	bool dwarf_tried;
 };
 
 static bool sym_module__note_build_id(struct sym_module *m, Elf_Data *data)
@@ -129,7 +135,7 @@ cleanup:
 	return err;
 }
 
-int sym_module__open_fd(int fd, struct sym_module **out)
+int sym_module__open_fd(int fd, const char *path, const char *debug_dir, struct sym_module **out)
 {
 	struct sym_module *m;
 
@@ -140,6 +146,12 @@ int sym_module__open_fd(int fd, struct sym_module **out)
 		return -ENOMEM;
 	}
 	m->fd = fd;
+	m->path = strdup(path ? path : "");
+	m->debug_dir = debug_dir ? strdup(debug_dir) : NULL;
+	if (!m->path || (debug_dir && !m->debug_dir)) {
+		sym_module__free(m);
+		return -ENOMEM;
+	}
 	elf_version(EV_CURRENT);
 	m->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	return sym_module__init(m, out);
@@ -166,6 +178,7 @@ void sym_module__free(struct sym_module *m)
 {
 	if (!m)
 		return;
+	sym_dwarf__free(m->dwarf);
 	if (m->elf)
 		elf_end(m->elf);
 	if (m->fd >= 0)
@@ -175,6 +188,8 @@ void sym_module__free(struct sym_module *m)
 	free(m->syms);
 	free(m->strtabs[0]);
 	free(m->strtabs[1]);
+	free(m->path);
+	free(m->debug_dir);
 	free(m);
 }
 
@@ -322,9 +337,66 @@ static void sym_module__finish_symbols(struct sym_module *m)
 	}
 }
 
+static int sym_module__add_go(void *ctx, uint64_t addr, uint64_t end, const char *name)
+{
+	struct sym_module *m = ctx;
+	struct sym_symbol *tmp;
+
+	if (m->nsyms == m->go_cap) {
+		m->go_cap = m->go_cap ? m->go_cap * 2 : 1024;
+		tmp = realloc(m->syms, m->go_cap * sizeof(*tmp));
+		if (!tmp)
+			return -ENOMEM;
+		m->syms = tmp;
+	}
+	m->syms[m->nsyms].addr = addr;
+	m->syms[m->nsyms].end = end - addr;
+	m->syms[m->nsyms].name = name;
+	m->syms[m->nsyms].rank = 0;
+	m->nsyms++;
+	return 0;
+}
+
+/* A Go executable without .symtab (-ldflags=-s) still has .gopclntab. Names point into the
+ * section's data, which lives as long as the Elf handle. */
+static int sym_module__read_gopclntab(struct sym_module *m)
+{
+	Elf_Scn *scn = NULL, *pcln = NULL;
+	uint64_t text = 0;
+	const char *name;
+	Elf_Data *data;
+	size_t shstrndx, len;
+	GElf_Shdr sh;
+	int err;
+
+	if (elf_getshdrstrndx(m->elf, &shstrndx))
+		return 0;
+	while ((scn = elf_nextscn(m->elf, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		name = elf_strptr(m->elf, shstrndx, sh.sh_name);
+		if (!name)
+			continue;
+		/* ".data.rel.ro.gopclntab" in PIE builds. */
+		len = strlen(name);
+		if (len >= 10 && !strcmp(name + len - 10, ".gopclntab") &&
+		    sh.sh_type == SHT_PROGBITS)
+			pcln = scn;
+		else if (!strcmp(name, ".text"))
+			text = sh.sh_addr;
+	}
+	data = pcln ? elf_getdata(pcln, NULL) : NULL;
+	if (!data || !data->d_buf)
+		return 0;
+	m->go_cap = m->nsyms;
+	err = gopclntab__read(data->d_buf, data->d_size, text, sym_module__add_go, m);
+	return err == -ENOEXEC ? 0 : err;
+}
+
 static int sym_module__load_symbols(struct sym_module *m)
 {
 	Elf_Scn *scn = NULL;
+	bool symtab = false;
 	size_t cap = 0;
 	GElf_Shdr sh;
 	int err;
@@ -334,7 +406,13 @@ static int sym_module__load_symbols(struct sym_module *m)
 			continue;
 		if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
 			continue;
+		symtab |= sh.sh_type == SHT_SYMTAB;
 		err = sym_module__read_symtab(m, scn, &sh, sh.sh_type == SHT_SYMTAB ? 0 : 1, &cap);
+		if (err)
+			return err;
+	}
+	if (!symtab) {
+		err = sym_module__read_gopclntab(m);
 		if (err)
 			return err;
 	}
@@ -347,6 +425,7 @@ int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 	size_t lo = 0, hi, mid, i;
 	int err;
 
+	*name = NULL;
 	if (!m->loaded) {
 		err = sym_module__load_symbols(m);
 		if (err) {
@@ -375,5 +454,44 @@ int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 			return 0;
 		}
 	}
-	return -ENOENT;
+	/* A stripped file's .symtab may live in its separate debug file. */
+	if (sym_module__dwarf(m))
+		*name = sym_dwarf__symbol(m->dwarf, vaddr);
+	return *name ? 0 : -ENOENT;
+}
+
+struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
+{
+	int err;
+
+	if (m->dwarf_tried)
+		return m->dwarf;
+	m->dwarf_tried = true;
+	/* An image in memory (the vDSO) has no file to hand libdwfl, and no DWARF. */
+	if (m->fd < 0)
+		return NULL;
+	err = sym_dwarf__open(m->fd, m->path, m->debug_dir, &m->dwarf);
+	if (err == -ENOMEM)
+		m->dwarf_tried = false;
+	return m->dwarf;
+}
+
+bool sym_module__has_dwarf(struct sym_module *m)
+{
+	return sym_module__dwarf(m) && sym_dwarf__present(m->dwarf);
+}
+
+int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
+		       int max)
+{
+	if (!sym_module__has_dwarf(m))
+		return 0;
+	return sym_dwarf__frames(m->dwarf, vaddr, frames, max);
+}
+
+void sym_module__drop_dwarf(struct sym_module *m)
+{
+	sym_dwarf__free(m->dwarf);
+	m->dwarf = NULL;
+	m->dwarf_tried = false;
 }

@@ -1,7 +1,7 @@
 /* Private to sym/: one object file (an executable, a shared library, a vDSO image) as the
  * symbolizer sees it, shared by every process that maps it. The ELF handle is opened once; the
- * symbol table is read on the first lookup. DWARF (file:line, inline frames) is meant to hang off
- * this object too, next to the ELF symbol table, so that it is read once per file as well. */
+ * symbol table is read on the first lookup, DWARF (file:line, inline frames, in the file or in
+ * a separate debug file) on the first frame lookup, so both are read once per file. */
 #ifndef CPROF_SYM_MODULE_H
 #define CPROF_SYM_MODULE_H
 
@@ -9,11 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sym/dwarf.h"
+
 struct sym_module;
 
 /* Opens the ELF file behind fd, which the module owns from then on (also on failure).
- * Reads the build-id and program headers now. Returns 0 or -errno (-ENOEXEC: not ELF). */
-int sym_module__open_fd(int fd, struct sym_module **out);
+ * Reads the build-id and program headers now. path (where the file is seen, for its
+ * .gnu_debuglink) and debug_dir (the debug root, NULL: the default) are copied.
+ * Returns 0 or -errno (-ENOEXEC: not ELF). */
+int sym_module__open_fd(int fd, const char *path, const char *debug_dir, struct sym_module **out);
 /* Same for an image in memory (a vDSO copied from a process); the module owns and frees it. */
 int sym_module__open_mem(void *image, size_t size, struct sym_module **out);
 void sym_module__free(struct sym_module *m);
@@ -30,5 +34,16 @@ int sym_module__offset_to_vaddr(const struct sym_module *m, uint64_t off, uint64
 int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name);
 /* Number of function symbols read so far (0 before the first lookup). */
 size_t sym_module__nsyms(const struct sym_module *m);
+
+/* The module's DWARF reader, opened on first call; NULL for an image in memory or when the
+ * file cannot be handed to libdwfl. */
+struct sym_dwarf *sym_module__dwarf(struct sym_module *m);
+/* DWARF was found for the file (reads the debug info, or finds the debug file, on first call). */
+bool sym_module__has_dwarf(struct sym_module *m);
+/* The DWARF frames at vaddr, innermost first (see sym_dwarf__frames); 0 without DWARF. */
+int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
+		       int max);
+/* Closes the DWARF reader to give its memory back; the next frame lookup opens it again. */
+void sym_module__drop_dwarf(struct sym_module *m);
 
 #endif

@@ -11,14 +11,18 @@
 #include <unistd.h>
 
 #include "proc/maps.h"
+#include "sym/demangle.h"
 #include "sym/kallsyms.h"
 #include "sym/module.h"
+#include "sym/perfmap.h"
 #include "sym/symbolizer.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 
 #define KALLSYMS_PATH  "/proc/kallsyms"
 #define KERNEL_MAPPING "[kernel.kallsyms]"
+/* Anonymous executable memory: JIT code, named through the process's perf map. */
+#define ANON_MAPPING "[anon]"
 /* A vDSO is two or three pages; anything much larger is not one. */
 #define VDSO_MAX_SIZE (1 << 20)
 
@@ -28,12 +32,14 @@ struct sym_entry {
 	struct sym_mapping *mapping;
 	struct sym_module *module; /* NULL: the file could not be opened or is not ELF */
 	const char *base;	   /* the file's basename, for stubs */
+	bool anon;		   /* anonymous memory (JIT code): no file behind it */
 };
 
 struct sym_proc {
 	pid_t pid;
 	struct sym_entry *entries; /* sorted by start */
 	size_t n;
+	struct perfmap *jit; /* its perf map, when it has anonymous code */
 };
 
 /* A growable array of owned pointers. */
@@ -42,8 +48,32 @@ struct ptr_vec {
 	size_t n, cap;
 };
 
+/* A resolved (module, link-time address): the frames, innermost first, strings interned. */
+struct sym_addr_key {
+	const struct sym_module *module;
+	uint64_t vaddr;
+};
+
+struct sym_cached {
+	struct sym_addr_key key;
+	int nframes;
+	struct sym_frame frames[];
+};
+
+/* A module whose DWARF reader is open, and when it was last used. */
+struct sym_open_dwarf {
+	struct sym_module *module;
+	uint64_t tick;
+};
+
 struct symbolizer {
 	struct symbolizer_opts opts;
+	char *debug_dir;
+	struct hashmap *addrs;	   /* struct sym_addr_key * -> struct sym_cached * */
+	struct hashmap *demangled; /* interned raw name -> interned display name */
+	struct sym_open_dwarf open_dwarf[SYM_MAX_DWARF_OPEN];
+	int nopen_dwarf;
+	uint64_t tick;
 	struct hashmap *procs;	 /* pid -> struct sym_proc * */
 	struct hashmap *modules; /* interned key -> struct sym_module * (NULL: unreadable) */
 	struct hashmap *strings; /* interned strings, key == value */
@@ -54,12 +84,43 @@ struct symbolizer {
 	struct sym_mapping kernel_mapping;
 };
 
-/* Raw symbol name -> display name. Demangling (C++, Rust) plugs in here, honoring
- * opts.demangle; until then both names are the same string. */
+static const char *symbolizer__intern(struct symbolizer *s, const char *str);
+
+/* Interned raw symbol name -> interned display name: demangled C++/Rust unless --demangle=none.
+ * NULL only when out of memory. */
 static const char *symbolizer__display_name(struct symbolizer *s, const char *name)
 {
-	(void)s;
-	return name;
+	const char *shown;
+	void *found;
+	char *dm;
+
+	if (!name || s->opts.demangle == SYM_DEMANGLE_NONE)
+		return name;
+	if (hashmap__find(s->demangled, name, &found))
+		return found;
+	dm = sym_demangle(name);
+	shown = dm ? symbolizer__intern(s, dm) : name;
+	free(dm);
+	if (shown && hashmap__insert(s->demangled, name, (void *)shown))
+		return NULL;
+	return shown;
+}
+
+static uint64_t sym_addr_key__hash(const void *key, void *ctx)
+{
+	const struct sym_addr_key *k = key;
+
+	(void)ctx;
+	return hashmap__hash_u64(hashmap__hash_u64(HASHMAP_HASH_INIT, (uintptr_t)k->module),
+				 k->vaddr);
+}
+
+static bool sym_addr_key__equal(const void *a, const void *b, void *ctx)
+{
+	const struct sym_addr_key *x = a, *y = b;
+
+	(void)ctx;
+	return x->module == y->module && x->vaddr == y->vaddr;
 }
 
 static const char *symbolizer__intern(struct symbolizer *s, const char *str)
@@ -103,10 +164,21 @@ struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts)
 		return NULL;
 	if (opts)
 		s->opts = *opts;
+	if (!s->opts.max_cached_addrs)
+		s->opts.max_cached_addrs = SYM_CACHE_MAX_ADDRS;
+	if (s->opts.max_dwarf_open <= 0 || s->opts.max_dwarf_open > SYM_MAX_DWARF_OPEN)
+		s->opts.max_dwarf_open = SYM_MAX_DWARF_OPEN;
+	if (s->opts.debug_dir) {
+		s->debug_dir = strdup(s->opts.debug_dir);
+		s->opts.debug_dir = s->debug_dir;
+	}
 	s->procs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
 	s->modules = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
 	s->strings = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
-	if (!s->procs || !s->modules || !s->strings) {
+	s->addrs = hashmap__new(sym_addr_key__hash, sym_addr_key__equal, NULL);
+	s->demangled = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
+	if (!s->procs || !s->modules || !s->strings || !s->addrs || !s->demangled ||
+	    (s->opts.debug_dir && !s->debug_dir)) {
 		symbolizer__free(s);
 		return NULL;
 	}
@@ -120,6 +192,7 @@ static void sym_proc__free(struct sym_proc *p)
 {
 	if (!p)
 		return;
+	perfmap__free(p->jit);
 	free(p->entries);
 	free(p);
 }
@@ -138,6 +211,13 @@ static void symbolizer__free_string(const void *key, void *value, void *ctx)
 	free(value);
 }
 
+static void symbolizer__clear_addrs(struct symbolizer *s)
+{
+	hashmap__for_each(s->addrs, symbolizer__free_string, NULL);
+	hashmap__free(s->addrs);
+	s->addrs = hashmap__new(sym_addr_key__hash, sym_addr_key__equal, NULL);
+}
+
 void symbolizer__free(struct symbolizer *s)
 {
 	size_t i;
@@ -147,6 +227,11 @@ void symbolizer__free(struct symbolizer *s)
 	if (s->procs)
 		hashmap__for_each(s->procs, symbolizer__free_proc, NULL);
 	hashmap__free(s->procs);
+	if (s->addrs)
+		hashmap__for_each(s->addrs, symbolizer__free_string, NULL);
+	hashmap__free(s->addrs);
+	hashmap__free(s->demangled);
+	free(s->debug_dir);
 	hashmap__free(s->modules);
 	for (i = 0; i < s->mods.n; i++)
 		sym_module__free(s->mods.items[i]);
@@ -192,19 +277,19 @@ static int symbolizer__open_checked(const char *path, const struct proc_map *map
 
 /* Opens the file behind map: by its path when it is still there (through /proc/PID/root when
  * pid lives in another mount namespace), else through /proc/PID/map_files, which reaches
- * deleted and replaced files. Returns an fd or -errno. */
+ * deleted and replaced files. Returns an fd or -errno; seen (PATH_MAX + 64 bytes) gets the
+ * path where the file's neighbours (its .gnu_debuglink target) are to be found. */
 static int symbolizer__open_mapped(pid_t pid, const struct proc_map *map, bool same_root,
-				   struct stat *st)
+				   struct stat *st, char *seen)
 {
 	char path[PATH_MAX + 64];
 	int fd = -ENOENT;
 
+	if (same_root ||
+	    snprintf(seen, PATH_MAX + 64, "/proc/%d/root%s", (int)pid, map->path) >= PATH_MAX + 64)
+		snprintf(seen, PATH_MAX + 64, "%s", map->path);
 	if (!map->deleted) {
-		if (same_root)
-			fd = symbolizer__open_checked(map->path, map, true, st);
-		else if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, map->path) <
-			 (int)sizeof(path))
-			fd = symbolizer__open_checked(path, map, true, st);
+		fd = symbolizer__open_checked(seen, map, true, st);
 		if (fd >= 0)
 			return fd;
 	}
@@ -263,7 +348,7 @@ cleanup:
 static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct proc_map *map,
 				   bool same_root, struct sym_module **out)
 {
-	char key[PATH_MAX + 128];
+	char key[PATH_MAX + 128], seen[PATH_MAX + 64];
 	struct sym_module *m = NULL;
 	const char *ikey;
 	struct stat st;
@@ -271,7 +356,7 @@ static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct
 	int fd, err;
 
 	*out = NULL;
-	fd = symbolizer__open_mapped(pid, map, same_root, &st);
+	fd = symbolizer__open_mapped(pid, map, same_root, &st, seen);
 	if (fd < 0) {
 		pr_debug("pid %d: cannot open %s: %s\n", (int)pid, map->path, strerror(-fd));
 		return 0;
@@ -290,11 +375,15 @@ static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct
 		*out = found;
 		return 0;
 	}
-	err = sym_module__open_fd(fd, &m);
+	err = sym_module__open_fd(fd, seen, s->opts.debug_dir, &m);
 	if (err == -ENOMEM)
 		return err;
+	/* Once per file (the module table remembers it): its frames will be stubs. */
 	if (err)
-		pr_debug("pid %d: %s: not a readable ELF file\n", (int)pid, map->path);
+		pr_warn("warning: %s (mapped by pid %d) is not a readable ELF file: its frames "
+			"stay "
+			"unsymbolized\n",
+			map->path, (int)pid);
 	return symbolizer__adopt(s, ikey, m, out);
 }
 
@@ -406,10 +495,15 @@ static int symbolizer__add_entry(struct symbolizer *s, struct sym_proc *p,
 	const char *slash, *path;
 	int err = 0;
 
-	/* Only code is symbolized; anonymous code (JIT) has no file to read. */
-	if (map->perms[2] != 'x' || !map->path)
+	/* Only code is symbolized. Anonymous code is a JIT's, named by its perf map. */
+	if (map->perms[2] != 'x')
 		return 0;
-	if (!strcmp(map->path, "[vdso]"))
+	if (!map->path) {
+		if (!p->jit)
+			p->jit = perfmap__new(p->pid, same_root);
+		if (!p->jit)
+			return -ENOMEM;
+	} else if (!strcmp(map->path, "[vdso]"))
 		err = symbolizer__vdso_module(s, p->pid, map, &mod);
 	else if (map->path[0] != '[')
 		err = symbolizer__file_module(s, p->pid, map, same_root, &mod);
@@ -420,9 +514,10 @@ static int symbolizer__add_entry(struct symbolizer *s, struct sym_proc *p,
 	e->end = map->end;
 	e->offset = map->offset;
 	e->module = mod;
-	slash = strrchr(map->path, '/');
-	e->base = symbolizer__intern(s, slash ? slash + 1 : map->path);
-	path = symbolizer__intern(s, map->path);
+	e->anon = !map->path;
+	path = symbolizer__intern(s, map->path ? map->path : ANON_MAPPING);
+	slash = path ? strrchr(path, '/') : NULL;
+	e->base = path ? symbolizer__intern(s, slash ? slash + 1 : path) : NULL;
 	if (!e->base || !path)
 		return -ENOMEM;
 	e->mapping = symbolizer__mapping(s, old, e, path);
@@ -530,7 +625,7 @@ static int symbolizer__set_frame(struct symbolizer *s, struct sym_result *res,
 	res->frames[0].file = NULL;
 	res->frames[0].line = 0;
 	res->frames[0].start_line = 0;
-	return 0;
+	return res->frames[0].function ? 0 : -ENOMEM;
 }
 
 /* A frame for an address nothing resolves: "lib.so+0x1234" (file offset), or "0x7f..". */
@@ -574,13 +669,134 @@ static int symbolizer__proc(struct symbolizer *s, pid_t pid, struct sym_proc **o
 	return 0;
 }
 
+/* Interns dir/file (file alone when dir is NULL), as debuggers show a relative source path. */
+static const char *symbolizer__intern_path(struct symbolizer *s, const char *dir, const char *file)
+{
+	char buf[PATH_MAX];
+
+	if (!dir || !dir[0] ||
+	    (size_t)snprintf(buf, sizeof(buf), "%s/%s", dir, file) >= sizeof(buf))
+		return symbolizer__intern(s, file);
+	return symbolizer__intern(s, buf);
+}
+
+/* Marks m's DWARF reader as used now; when a new one is about to be opened and SYM_MAX_DWARF_OPEN
+ * are open, closes the least recently used (what it resolved stays in the address cache). */
+static void symbolizer__touch_dwarf(struct symbolizer *s, struct sym_module *m)
+{
+	int i, lru = 0;
+
+	s->tick++;
+	for (i = 0; i < s->nopen_dwarf; i++) {
+		if (s->open_dwarf[i].module == m) {
+			s->open_dwarf[i].tick = s->tick;
+			return;
+		}
+		if (s->open_dwarf[i].tick < s->open_dwarf[lru].tick)
+			lru = i;
+	}
+	if (s->nopen_dwarf == s->opts.max_dwarf_open) {
+		sym_module__drop_dwarf(s->open_dwarf[lru].module);
+		i = lru;
+	} else {
+		i = s->nopen_dwarf++;
+	}
+	s->open_dwarf[i].module = m;
+	s->open_dwarf[i].tick = s->tick;
+}
+
+/* Fills res->frames from DWARF (function, file:line and inlined callees) and the symbol table.
+ * Returns 0 (res->nframes 0: nothing known) or -ENOMEM. */
+static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint64_t vaddr,
+			       struct sym_result *res)
+{
+	struct sym_dwarf_frame df[SYM_MAX_INLINE];
+	const char *name = NULL, *raw;
+	struct sym_frame *f;
+	int i, n, err;
+
+	symbolizer__touch_dwarf(s, m);
+	n = sym_module__frames(m, vaddr, df, SYM_MAX_INLINE);
+	if (!n || !df[n - 1].name) {
+		err = sym_module__lookup(m, vaddr, &name);
+		if (err == -ENOMEM)
+			return err;
+	}
+	res->nframes = 0;
+	if (!n && name) {
+		df[0] = (struct sym_dwarf_frame){.name = name};
+		n = 1;
+	}
+	for (i = 0; i < n; i++) {
+		raw = df[i].name ? df[i].name : name;
+		if (!raw)
+			return 0; /* line info but no function: leave it to the stub */
+		f = &res->frames[i];
+		f->system_name = symbolizer__intern(s, raw);
+		f->function = symbolizer__display_name(s, f->system_name);
+		f->file = df[i].file ? symbolizer__intern_path(s, df[i].dir, df[i].file) : NULL;
+		if (!f->system_name || !f->function || (df[i].file && !f->file))
+			return -ENOMEM;
+		f->line = df[i].line;
+		f->start_line = df[i].start_line;
+	}
+	res->nframes = n;
+	return 0;
+}
+
+/* Remembers res for (m, vaddr). A full cache is emptied first, which bounds its memory. */
+static void symbolizer__cache(struct symbolizer *s, const struct sym_module *m, uint64_t vaddr,
+			      const struct sym_result *res)
+{
+	struct sym_cached *c;
+
+	if (s->addrs && hashmap__size(s->addrs) >= s->opts.max_cached_addrs)
+		symbolizer__clear_addrs(s);
+	if (!s->addrs)
+		return;
+	c = malloc(sizeof(*c) + res->nframes * sizeof(c->frames[0]));
+	if (!c)
+		return;
+	c->key.module = m;
+	c->key.vaddr = vaddr;
+	c->nframes = res->nframes;
+	memcpy(c->frames, res->frames, res->nframes * sizeof(c->frames[0]));
+	if (hashmap__insert(s->addrs, &c->key, c))
+		free(c);
+}
+
+/* What m offers, now that it was read: the mapping's has_* flags become true where true. */
+static void symbolizer__mapping_flags(struct sym_mapping *mp, struct sym_module *m)
+{
+	bool dwarf = sym_module__has_dwarf(m);
+
+	mp->has_functions = sym_module__nsyms(m) > 0 || dwarf;
+	mp->has_filenames = dwarf;
+	mp->has_line_numbers = dwarf;
+	mp->has_inline_frames = dwarf;
+}
+
+/* An address in anonymous code: the JIT's name for it from the perf map, else "0x..". */
+static int symbolizer__jit(struct symbolizer *s, struct sym_proc *p, const struct sym_entry *e,
+			   uint64_t look, uint64_t addr, struct sym_result *res)
+{
+	const char *name = p->jit ? perfmap__lookup(p->jit, look) : NULL;
+
+	if (!name)
+		return symbolizer__stub(s, res, e->mapping, NULL, addr);
+	e->mapping->has_functions = true;
+	return symbolizer__set_frame(s, res, e->mapping, symbolizer__intern(s, name));
+}
+
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
 		     struct sym_result *res)
 {
 	uint64_t look = is_return && addr ? addr - 1 : addr, vaddr;
+	struct sym_addr_key key;
 	const struct sym_entry *e;
-	const char *name = NULL;
+	struct sym_cached *c;
 	struct sym_proc *p;
+	void *found;
 	int err;
 
 	err = symbolizer__proc(s, pid, &p);
@@ -589,17 +805,78 @@ int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_ret
 	e = sym_proc__find(p, look);
 	if (!e)
 		return symbolizer__stub(s, res, NULL, NULL, addr);
-	if (e->module &&
-	    !sym_module__offset_to_vaddr(e->module, look - e->start + e->offset, &vaddr)) {
-		err = sym_module__lookup(e->module, vaddr, &name);
-		if (err == -ENOMEM)
-			return err;
-		/* Now that the table is read, say whether it had any function at all. */
-		e->mapping->has_functions = sym_module__nsyms(e->module) > 0;
+	if (e->anon)
+		return symbolizer__jit(s, p, e, look, addr, res);
+	if (!e->module ||
+	    sym_module__offset_to_vaddr(e->module, look - e->start + e->offset, &vaddr))
+		goto stub;
+	res->mapping = e->mapping;
+	key.module = e->module;
+	key.vaddr = vaddr;
+	if (s->addrs && hashmap__find(s->addrs, &key, &found)) {
+		c = found;
+		res->nframes = c->nframes;
+		memcpy(res->frames, c->frames, c->nframes * sizeof(c->frames[0]));
+		symbolizer__mapping_flags(e->mapping, e->module);
+		return 0;
 	}
-	if (name)
-		return symbolizer__set_frame(s, res, e->mapping, name);
+	err = symbolizer__resolve(s, e->module, vaddr, res);
+	if (err)
+		return err;
+	symbolizer__mapping_flags(e->mapping, e->module);
+	if (res->nframes) {
+		symbolizer__cache(s, e->module, vaddr, res);
+		return 0;
+	}
+stub:
 	return symbolizer__stub(s, res, e->mapping, e->base, addr - e->start + e->offset);
+}
+
+int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr, struct sym_result *res)
+{
+	char key[PATH_MAX + 8];
+	struct sym_module *m = NULL;
+	struct sym_addr_key ak;
+	const char *ikey;
+	void *found;
+	int fd, err;
+
+	snprintf(key, sizeof(key), "p:%s", path);
+	ikey = symbolizer__intern(s, key);
+	if (!ikey)
+		return -ENOMEM;
+	if (hashmap__find(s->modules, ikey, &found)) {
+		m = found;
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		err = sym_module__open_fd(fd, path, s->opts.debug_dir, &m);
+		if (err)
+			return err;
+		err = symbolizer__adopt(s, ikey, m, &m);
+		if (err)
+			return err;
+	}
+	if (!m)
+		return -ENOEXEC;
+	ak.module = m;
+	ak.vaddr = vaddr;
+	res->mapping = NULL;
+	if (s->addrs && hashmap__find(s->addrs, &ak, &found)) {
+		res->nframes = ((struct sym_cached *)found)->nframes;
+		memcpy(res->frames, ((struct sym_cached *)found)->frames,
+		       res->nframes * sizeof(res->frames[0]));
+		return 0;
+	}
+	err = symbolizer__resolve(s, m, vaddr, res);
+	if (err)
+		return err;
+	if (res->nframes) {
+		symbolizer__cache(s, m, vaddr, res);
+		return 0;
+	}
+	return symbolizer__set_frame(s, res, NULL, symbolizer__intern(s, "??"));
 }
 
 static void symbolizer__load_kallsyms(struct symbolizer *s)

@@ -46,8 +46,18 @@ enum sym_demangle {
 
 struct symbolizer_opts {
 	enum sym_demangle demangle;
-	bool no_kernel; /* do not read /proc/kallsyms */
+	bool no_kernel;	       /* do not read /proc/kallsyms */
+	const char *debug_dir; /* root of separate debug files; NULL: /usr/lib/debug (copied) */
+	/* Bounds of the caches; 0 for the defaults below (tests set small ones). */
+	size_t max_cached_addrs;
+	int max_dwarf_open;
 };
+
+/* Bounds of the caches (see README.md, "Symbols"): resolved addresses kept per symbolizer
+ * (the cache is emptied when it fills), and DWARF readers kept open at once (the least recently
+ * used is closed, and reopened if needed again). */
+#define SYM_CACHE_MAX_ADDRS (1 << 18)
+#define SYM_MAX_DWARF_OPEN  64
 
 struct symbolizer;
 
@@ -66,6 +76,11 @@ void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
  * that cannot be resolved gets a stub frame ("libfoo.so+0x1234", or "0x7f..." outside any
  * mapping). Returns 0, or -errno only for allocation failure. */
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
+		     struct sym_result *res);
+/* Resolves a link-time address of the ELF file at path (as addr2line -e path does); the file
+ * is opened once and cached like a mapped one. res->mapping is NULL. Returns 0 (a "??" frame when
+ * nothing is known), -errno when the file cannot be opened or is not ELF. */
+int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr,
 		     struct sym_result *res);
 /* Resolves a kernel address ("[kernel.kallsyms]" mapping; module functions read "fn [mod]"). */
 int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res);
