@@ -52,6 +52,13 @@ enum cprof_stat {
 	CPROF_STAT_USTACK_TABLE_FULL, /* user stack lost: the stack map was full */
 	CPROF_STAT_UNWIND_TABLE_FRAMES, /* frames unwound with a table (not a loss) */
 	CPROF_STAT_UNWIND_FP_FRAMES,	/* frames unwound with frame pointers (not a loss) */
+
+	/* mutex, offcpu: a wait not timed, the per-thread start map being full */
+	CPROF_STAT_WAIT_START_FULL,
+	/* mutex, offcpu: waits shorter than --min-wait / --min-block, skipped as asked */
+	CPROF_STAT_WAIT_SHORT,
+	/* mutex: futex waits that are no lock wait (condition variable, semaphore, join) */
+	CPROF_STAT_FUTEX_OTHER,
 	CPROF_STAT_NR,
 };
 

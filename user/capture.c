@@ -156,6 +156,9 @@ static void report_drops(struct capture *c, struct pprof_builder *b, const struc
 					 "slots full (frame pointers)"},
 		{st->unwind.failed,
 		 "executables or mappings whose unwind table could not be loaded"},
+		{st->bpf[CPROF_STAT_WAIT_START_FULL],
+		 "waits not timed: per-thread start map full (threads waiting at once)"},
+		{st->prog_misses, "BPF program runs skipped by the kernel (recursion)"},
 	};
 	uint64_t total = 0;
 
@@ -261,6 +264,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.max_keys = o->max_keys,
 		.unwind_mode = o->unwind,
 		.unwind_mem = o->unwind_mem,
+		.min_wait_ns = o->min_wait_ns,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,

@@ -29,6 +29,10 @@ struct record_opts {
 	int unwind;	       /* --unwind: enum cprof_unwind_mode */
 	uint64_t unwind_mem;   /* --unwind-mem: bytes of unwind tables at most; 0 = default */
 	const char *debug_dir; /* --debug-dir: root of separate debug files, NULL: default */
+
+	/* --min-wait (mutex), --min-block (offcpu) in microseconds, -1 = not given */
+	long min_wait_us;
+	long min_block_us;
 };
 
 struct serve_opts {

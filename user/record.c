@@ -156,6 +156,14 @@ static int write_output(struct session *s, struct pprof_builder *b)
 	return err;
 }
 
+/* --min-wait (mutex) or --min-block (offcpu), whichever was given (cli.c checks the type). */
+static uint64_t min_wait_ns(const struct record_opts *o)
+{
+	long us = o->min_wait_us >= 0 ? o->min_wait_us : o->min_block_us;
+
+	return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 static int run(struct session *s)
 {
 	const struct record_opts *o = s->o;
@@ -174,6 +182,7 @@ static int run(struct session *s)
 		.no_kernel = o->no_kernel,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
+		.min_wait_ns = min_wait_ns(o),
 		.should_stop = should_stop,
 		.ctx = s,
 	};
