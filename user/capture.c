@@ -104,10 +104,15 @@ static bool stop_requested(const struct capture *c)
 static void collect_loop(struct capture *c)
 {
 	const struct capture_opts *o = c->o;
-	int64_t deadline = o->duration > 0 ? now_ns(CLOCK_MONOTONIC) + (int64_t)(o->duration * 1e9)
-					   : INT64_MAX;
+	/* The duration counts from when sampling began, not from when this loop starts: building
+	 * the targets' unwind tables in between is not profiled time. */
+	int64_t deadline =
+		o->duration > 0 ? c->col->started_ns + (int64_t)(o->duration * 1e9) : INT64_MAX;
 	int64_t left;
 	int err;
+
+	if (o->duration > 0)
+		c->col->deadline_ns = deadline;
 
 	while (!stop_requested(c)) {
 		left = deadline - now_ns(CLOCK_MONOTONIC);
@@ -299,11 +304,11 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
 				 strerror(-err));
 	}
-	t0 = now_ns(CLOCK_REALTIME);
-	m0 = now_ns(CLOCK_MONOTONIC);
 	err = collector__open(ops, &co, &c.col);
 	if (err)
 		goto cleanup;
+	t0 = c.col->started_real_ns;
+	m0 = c.col->started_ns;
 	if (o->attached)
 		o->attached(o->ctx);
 	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");

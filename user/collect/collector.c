@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,17 +52,30 @@ const char *collector__names(void)
 	return names;
 }
 
+static int64_t clock_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* Whether the capture's deadline has passed: then building tables would only delay its end. */
+static bool collector__late(const struct collector *c)
+{
+	return c->deadline_ns && clock_ns(CLOCK_MONOTONIC) >= c->deadline_ns;
+}
+
 static int handle_proc_event(void *ctx, void *data, size_t size)
 {
 	struct collector *c = ctx;
-
 	const struct cprof_proc_event *e = data;
 
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
 	if (c->unw && e->kind == CPROF_PROC_EXIT)
 		unwinder__remove_pid(c->unw, e->pid);
-	else if (c->unw)
+	else if (c->unw && !collector__late(c))
 		unwinder__add_pid(c->unw, e->pid, true);
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
@@ -143,6 +157,8 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 			goto cleanup;
 		}
 	}
+	c->started_ns = clock_ns(CLOCK_MONOTONIC);
+	c->started_real_ns = clock_ns(CLOCK_REALTIME);
 	if (o->load_only)
 		goto done;
 	c->rb = ring_buffer__new(bpf_map__fd(c->proc_events), handle_proc_event, c, NULL);
@@ -177,7 +193,7 @@ int collector__poll(struct collector *c, int timeout_ms)
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
 	/* Notices first, then one big executable's table, if any is waiting. */
-	if (n >= 0 && c->unw)
+	if (n >= 0 && c->unw && !collector__late(c))
 		unwinder__idle(c->unw);
 	if (n == -EINTR)
 		return 0;

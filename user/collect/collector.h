@@ -97,6 +97,12 @@ struct collector {
 	struct hashmap *ustack_refs; /* likewise for `ustacks` ids (CPROF_USTACK_ID_TABLE) */
 	struct bpf_map *drained[4];
 	int ndrained;
+	/* CLOCK_MONOTONIC and CLOCK_REALTIME ns when sampling began: the targets were added (or,
+	 * for the whole system, the programs attached). */
+	int64_t started_ns, started_real_ns;
+	/* CLOCK_MONOTONIC ns after which notices no longer build unwind tables (their processes
+	 * would not be sampled any more); 0 = no deadline. */
+	int64_t deadline_ns;
 };
 
 /* The profile types, by name ("cpu"; "block" is offcpu), NULL if unknown. */
