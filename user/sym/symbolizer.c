@@ -717,11 +717,14 @@ static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint6
 
 	symbolizer__touch_dwarf(s, m);
 	n = sym_module__frames(m, vaddr, df, SYM_MAX_INLINE);
-	if (!n || !df[n - 1].name) {
-		err = sym_module__lookup(m, vaddr, &name);
-		if (err == -ENOMEM)
-			return err;
-	}
+	err = sym_module__lookup(m, vaddr, &name);
+	if (err == -ENOMEM)
+		return err;
+	/* The function itself (not inlined) is named as its symbol is, where there is one: the
+	 * exported alias users call ("write", not DWARF's "__GI___libc_write"), except for gcc's
+	 * clones ("foo.constprop.0"), whose DWARF name is the source's. */
+	if (n && name && !strchr(name, '.'))
+		df[n - 1].name = name;
 	res->nframes = 0;
 	if (!n && name) {
 		df[0] = (struct sym_dwarf_frame){.name = name};
