@@ -422,6 +422,19 @@ static int sym_module__load_symbols(struct sym_module *m)
 
 int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 {
+	int err = sym_module__lookup_own(m, vaddr, name);
+
+	/* A stripped file's .symtab may live in its separate debug file. (libdwfl scans its
+	 * table for each lookup: only when the file's own tables know nothing.) */
+	if (err == -ENOENT && sym_module__dwarf(m)) {
+		*name = sym_dwarf__symbol(m->dwarf, vaddr);
+		err = *name ? 0 : -ENOENT;
+	}
+	return err;
+}
+
+int sym_module__lookup_own(struct sym_module *m, uint64_t vaddr, const char **name)
+{
 	size_t lo = 0, hi, mid, i;
 	int err;
 
@@ -454,10 +467,7 @@ int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 			return 0;
 		}
 	}
-	/* A stripped file's .symtab may live in its separate debug file. */
-	if (sym_module__dwarf(m))
-		*name = sym_dwarf__symbol(m->dwarf, vaddr);
-	return *name ? 0 : -ENOENT;
+	return -ENOENT;
 }
 
 struct sym_dwarf *sym_module__dwarf(struct sym_module *m)

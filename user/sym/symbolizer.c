@@ -717,7 +717,10 @@ static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint6
 
 	symbolizer__touch_dwarf(s, m);
 	n = sym_module__frames(m, vaddr, df, SYM_MAX_INLINE);
-	err = sym_module__lookup(m, vaddr, &name);
+	if (n && df[n - 1].name)
+		err = sym_module__lookup_own(m, vaddr, &name);
+	else
+		err = sym_module__lookup(m, vaddr, &name);
 	if (err == -ENOMEM)
 		return err;
 	/* The function itself (not inlined) is named as its symbol is, where there is one: the
