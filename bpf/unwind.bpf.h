@@ -63,6 +63,9 @@ struct cprof_walk {
 	__u32 pid;
 	__u32 exact; /* pc is where the frame is, not a return address (leaf, signal frame) */
 	__u32 stop;  /* CPROF_STAT_* that ended the walk early, or 0 */
+	/* The last trie entry found: consecutive frames are mostly in one mapping, and a trie
+	 * lookup costs more than the rest of a frame. */
+	struct cprof_unwind_mapping last;
 	struct cprof_ustack st;
 };
 
@@ -210,9 +213,15 @@ static int unwind_step(__u32 i, void *ctx)
 	/* A return address is the instruction after the call: its row may be the next
 	 * function's (a call at the end of a noreturn function), so look up the call. */
 	at = s->exact ? s->pc : s->pc - 1;
-	lk.pid_be = __builtin_bswap32(s->pid);
-	lk.addr_be = __builtin_bswap64(at);
-	m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+	if (at >= s->last.start && at < s->last.end) {
+		m = &s->last;
+	} else {
+		lk.pid_be = __builtin_bswap32(s->pid);
+		lk.addr_be = __builtin_bswap64(at);
+		m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+		if (m)
+			s->last = *m;
+	}
 	if (m && m->exe_id) {
 		table = bpf_map_lookup_elem(&unwind_tables, &m->exe_id);
 		if (table)
@@ -266,6 +275,7 @@ static __always_inline long unwind_user_stack(void)
 	 * `syscall`, in the same function: exact either way. */
 	s->exact = 1;
 	s->stop = 0;
+	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
 	bpf_loop(CPROF_MAX_STACK + 1, unwind_step, NULL, 0);

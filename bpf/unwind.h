@@ -67,6 +67,7 @@ struct cprof_unwind_mapping {
 	__u32 exe_id;
 	__u32 nrows;
 	__u64 bias;
+	__u64 start, end; /* the whole mapping: the walk reuses the entry while pcs stay inside */
 };
 
 /* A user stack unwound in BPF, leaf first, n frames. Stored in the `ustacks` HASH map under a
@@ -86,7 +87,7 @@ struct cprof_ustack {
 #ifndef __bpf__
 _Static_assert(sizeof(struct cprof_unwind_row) == 12, "row layout is shared with BPF");
 _Static_assert(sizeof(struct cprof_unwind_lpm_key) == 16, "trie key layout is shared with BPF");
-_Static_assert(sizeof(struct cprof_unwind_mapping) == 16, "mapping layout is shared with BPF");
+_Static_assert(sizeof(struct cprof_unwind_mapping) == 32, "mapping layout is shared with BPF");
 #endif
 
 #endif /* CPROF_UNWIND_H */

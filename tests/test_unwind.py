@@ -285,11 +285,55 @@ def test_whole_system_and_command(workdir, spawn):
     exe = build(workdir, "workload.c", "workload-nofp", flags=NOFP)
     w = spawn(exe, "cpu", 30)
     out = os.path.join(workdir, "all-nofp.pb.gz")
-    run_cprof("-a", "-d", 3, "-F", 199, "-o", out)
+    run_cprof("-a", "-d", 4, "-F", 199, "-o", out)
     traces = [(v, fns) for v, fns in hot_traces(out, ("hot_a", "hot_b"))]
-    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.8, traces[:5]
+    # Frame pointers give 0 here; the margin is for a loaded machine, where the notice of the
+    # workload may wait behind other processes' tables.
+    assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.7, traces[:5]
     w.stop()
     out = os.path.join(workdir, "cmd-nofp.pb.gz")
     run_cprof("-F", 199, "-o", out, "--", exe, "cpu", 3)
     traces = hot_traces(out, ("hot_a", "hot_b"))
     assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.9, traces[:5]
+
+
+def heap_available():
+    r = subprocess.run([CPROF, "-t", "heap", "--help"], capture_output=True, text=True)
+    return "unknown profile type" not in r.stderr
+
+
+@pytest.mark.skipif(not heap_available(), reason="no heap profile type in this build")
+def test_heap_bytes_under_no_fp_callers(workdir):
+    """Heap samples (uprobes on malloc) go through the same key_stacks: the bytes land under
+    alloc_leaf <- alloc_mid <- alloc_outer <- main in a binary without frame pointers."""
+    import select
+    import signal
+    import time
+    from conftest import SAN_ENV
+    exe = build(workdir, "unwind_heap.c", "unwind-heap", flags=NOFP)
+    out = os.path.join(workdir, "heap-nofp.pb.gz")
+    w = subprocess.Popen([exe], stdout=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout.readline().startswith("ready")
+        p = subprocess.Popen([CPROF, "-t", "heap", "-p", str(w.pid), "-d", "60", "-v", "-o",
+                              out], stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **SAN_ENV))
+        err, end = "", time.time() + 60
+        while "profiling" not in err and p.poll() is None and time.time() < end:
+            if select.select([p.stderr], [], [], 0.5)[0]:
+                err += p.stderr.readline()
+        assert "profiling" in err, err
+        w.send_signal(signal.SIGUSR1)
+        w.wait(timeout=60)
+        _, rest = p.communicate(timeout=60)
+        assert p.returncode == 0, err + rest
+    finally:
+        w.kill()
+    traces = pprof_traces(out, extra=("-sample_index=alloc_space",))
+    want = ["alloc_leaf", "alloc_mid", "alloc_outer", "main"]
+
+    def chain(fns):
+        return "alloc_leaf" in fns and fns[fns.index("alloc_leaf"):][:4] == want
+    mine = [(v, fns) for v, fns in traces if "alloc_leaf" in fns or "alloc_outer" in fns]
+    assert mine, traces[:5]
+    assert share(mine, chain) >= 0.95, mine[:5]

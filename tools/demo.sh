@@ -16,9 +16,9 @@ echo "== sudo build/cprof-bpf -p $wl -d 3 -o $out/cpu.pb.gz"
 build/cprof-bpf -p "$wl" -d 3 -o "$out/cpu.pb.gz"
 echo
 echo "== go tool pprof -top $out/cpu.pb.gz"
-GOCACHE=${GOCACHE:-/tmp/cprof-gocache} go tool pprof -top -nodecount=10 "$out/cpu.pb.gz"
+GOCACHE=${GOCACHE:-/tmp/cprof-gocache} go tool pprof -top -nodecount=20 "$out/cpu.pb.gz"
 echo
 echo "== the same profile as a table, straight from cprof-bpf (--format top)"
-build/cprof-bpf -p "$wl" -d 2 --format top --top 8
+build/cprof-bpf -p "$wl" -d 2 --format top --top 12
 echo
 echo "Open it in a browser: go tool pprof -http=:8080 $out/cpu.pb.gz"

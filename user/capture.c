@@ -228,10 +228,15 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
 	if (st.unwind.tables)
 		pprof_builder__add_comment(
-			b, "unwind: %llu tables, %llu rows, %llu KiB for %llu KiB of code",
+			b,
+			"unwind: %llu tables, %llu rows, %llu KiB for %llu KiB of code; frames: "
+			"%llu "
+			"from tables, %llu by frame pointers",
 			(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
 			(unsigned long long)st.unwind.bytes >> 10,
-			(unsigned long long)st.unwind.text_bytes >> 10);
+			(unsigned long long)st.unwind.text_bytes >> 10,
+			(unsigned long long)st.bpf[CPROF_STAT_UNWIND_TABLE_FRAMES],
+			(unsigned long long)st.bpf[CPROF_STAT_UNWIND_FP_FRAMES]);
 	pr_info("unwind: %llu tables, %llu rows, %llu bytes for %llu bytes of code, %llu "
 		"executables without .eh_frame\n",
 		(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,

@@ -84,7 +84,7 @@ def run_once(exe, secs, cfg, tmp):
     """Returns dict(ops, cpu, reach, ns_per_sample)."""
     w = subprocess.Popen([exe, str(secs)], stdout=subprocess.PIPE, text=True)
     assert w.stdout.readline().startswith("ready")
-    res = {"cpu": 0.0, "reach": None, "ns": None}
+    res = {"cpu": 0.0, "reach": None, "ns": None, "ns_target": None, "out_mb": None}
     prof, cost = None, {}
     if cfg:
         argv, kind = cfg(w.pid, tmp, secs)
@@ -109,12 +109,21 @@ def run_once(exe, secs, cfg, tmp):
         t.join()
         ns, cnt = cost.get("v", (0, 0))
         res["ns"] = ns / cnt if cnt else None
+        m = re.search(r"distinct stacks, (\d+) samples", err)
+        if m and int(m.group(1)):
+            # All of the program's time over the target's samples: other processes' samples
+            # (filtered out at once) are charged to the target, an upper bound.
+            res["ns_target"] = ns / int(m.group(1))
         res["reach"] = cprof_reach(os.path.join(tmp, "c.folded"))
+        res["out_mb"] = os.path.getsize(os.path.join(tmp, "c.folded")) / 2**20
         m = re.search(r"unwind: (\d+) tables, (\d+) rows, (\d+) bytes for (\d+) bytes", err)
         if m:
             res["table"] = (int(m.group(3)), int(m.group(4)))
     else:
+        res["out_mb"] = os.path.getsize(os.path.join(tmp, "perf.data")) / 2**20
+        t0 = time.monotonic()
         res["reach"] = perf_reach(os.path.join(tmp, "perf.data"))
+        res["cpu_report"] = time.monotonic() - t0
     return res
 
 
@@ -175,16 +184,24 @@ def main():
     base = statistics.median(r["ops"] for r in results["none"])
     print(f"no-frame-pointer qsort workload, 1 thread, {a.seconds:g} s, median of {a.rounds} "
           f"rounds (shared, noisy machine)")
-    print(f"{'profiler':32} {'throughput':>10} {'own CPU s':>10} {'reach main':>11} "
-          f"{'BPF ns/sample':>14}")
+    print(f"{'profiler':32} {'throughput':>10} {'own CPU s':>10} {'report s':>9} "
+          f"{'output MB':>10} {'reach main':>11} {'BPF ns/run':>11} {'ns/sample':>10}")
+
+    def fmt(v, spec, width):
+        return f"{'-' if v is None else format(v, spec):>{width}}"
     for name, _ in configs:
         rs = results[name]
-        med = lambda k: statistics.median(r[k] for r in rs) if all(
-            r[k] is not None for r in rs) else None
-        reach, ns = med("reach"), med("ns")
+
+        def med(k):
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            return statistics.median(vals) if vals else None
         print(f"{name:32} {statistics.median(r['ops'] for r in rs) / base:10.3f} "
-              f"{med('cpu'):10.2f} {'-' if reach is None else f'{reach:11.3f}':>11} "
-              f"{'-' if ns is None else f'{ns:14.0f}':>14}")
+              f"{med('cpu'):10.2f} {fmt(med('cpu_report'), '.2f', 9)} "
+              f"{fmt(med('out_mb'), '.1f', 10)} {fmt(med('reach'), '.3f', 11)} "
+              f"{fmt(med('ns'), '.0f', 11)} {fmt(med('ns_target'), '.0f', 10)}")
+    print("report s: perf script's time to turn perf.data into stacks (perf dwarf unwinds "
+          "there);\nBPF ns/run: bpf_stats run_time_ns / run_cnt of on_sample (every CPU "
+          "sample); ns/sample: the same time over the target's samples")
     for name, _ in configs:
         t = [r["table"] for r in results[name] if r.get("table") and r["table"][1]]
         if t:

@@ -434,6 +434,8 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 		val.exe_id = e->id;
 		val.nrows = e->nrows;
 		val.bias = start - offset + e->loads[i].offset - e->loads[i].vaddr;
+		val.start = start;
+		val.end = end;
 		return add_range(u, p, pid, start, end, &val);
 	}
 	return 0;
