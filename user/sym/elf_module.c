@@ -44,6 +44,8 @@ struct sym_module {
 	char *debug_dir;	 /* debug root, NULL for the default */
 	struct sym_dwarf *dwarf; /* opened on first use; NULL before or when unavailable */
 	bool dwarf_tried;
+	bool dwarf_absent; /* the file has no DWARF anywhere: its reader was closed for good */
+	bool dwarf_seen;   /* the file has DWARF (its reader may be closed now) */
 };
 
 static bool sym_module__note_build_id(struct sym_module *m, Elf_Data *data)
@@ -474,7 +476,7 @@ struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
 {
 	int err;
 
-	if (m->dwarf_tried)
+	if (m->dwarf_tried || m->dwarf_absent)
 		return m->dwarf;
 	m->dwarf_tried = true;
 	/* An image in memory (the vDSO) has no file to hand libdwfl, and no DWARF. */
@@ -486,15 +488,40 @@ struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
 	return m->dwarf;
 }
 
+/* Opens the DWARF reader if it is not open, and says whether there is DWARF to read. */
+static bool sym_module__load_dwarf(struct sym_module *m)
+{
+	if (!sym_module__dwarf(m))
+		return false;
+	if (sym_dwarf__present(m->dwarf)) {
+		m->dwarf_seen = true;
+		return true;
+	}
+	/* Nothing to read, now or later: no reader kept open (and reopened) for it. A stripped
+	 * file's symbol table in a debug file without DWARF is given up with it. */
+	sym_dwarf__free(m->dwarf);
+	m->dwarf = NULL;
+	m->dwarf_absent = true;
+	return false;
+}
+
 bool sym_module__has_dwarf(struct sym_module *m)
 {
-	return sym_module__dwarf(m) && sym_dwarf__present(m->dwarf);
+	/* Known once found: a reader closed to save memory is not reopened just to ask. */
+	if (m->dwarf_seen)
+		return true;
+	return !m->dwarf_absent && sym_module__load_dwarf(m);
+}
+
+bool sym_module__dwarf_absent(const struct sym_module *m)
+{
+	return m->dwarf_absent;
 }
 
 int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
 		       int max)
 {
-	if (!sym_module__has_dwarf(m))
+	if (m->dwarf_absent || !sym_module__load_dwarf(m))
 		return 0;
 	return sym_dwarf__frames(m->dwarf, vaddr, frames, max);
 }

@@ -46,6 +46,8 @@ bool sym_module__has_dwarf(struct sym_module *m);
 /* The DWARF frames at vaddr, innermost first (see sym_dwarf__frames); 0 without DWARF. */
 int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
 		       int max);
+/* The file was found to have no DWARF (in it or a debug file): it holds no reader. */
+bool sym_module__dwarf_absent(const struct sym_module *m);
 /* Closes the DWARF reader to give its memory back; the next frame lookup opens it again. */
 void sym_module__drop_dwarf(struct sym_module *m);
 
