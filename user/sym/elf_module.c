@@ -491,17 +491,24 @@ struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
 /* Opens the DWARF reader if it is not open, and says whether there is DWARF to read. */
 static bool sym_module__load_dwarf(struct sym_module *m)
 {
+	const char *name;
+
 	if (!sym_module__dwarf(m))
 		return false;
 	if (sym_dwarf__present(m->dwarf)) {
 		m->dwarf_seen = true;
 		return true;
 	}
-	/* Nothing to read, now or later: no reader kept open (and reopened) for it. A stripped
-	 * file's symbol table in a debug file without DWARF is given up with it. */
-	sym_dwarf__free(m->dwarf);
-	m->dwarf = NULL;
+	/* No DWARF, now or later. The reader is closed (and never reopened) unless the file's
+	 * own tables name nothing: then libdwfl's symbol lookup (a debug file's .symtab, or the
+	 * .dynsym PT_DYNAMIC leads to) is all there is, and it is kept for that. */
 	m->dwarf_absent = true;
+	if (!m->loaded)
+		sym_module__lookup_own(m, 0, &name);
+	if (m->nsyms) {
+		sym_dwarf__free(m->dwarf);
+		m->dwarf = NULL;
+	}
 	return false;
 }
 
