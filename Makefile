@@ -31,7 +31,7 @@ ifeq ($(SAN),1)
 CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=address,undefined
 endif
-LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd) -lpthread
+LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd) -lpthread -lm
 # libiberty (static, no pkg-config file): cplus_demangle for C++ and Rust names.
 LDLIBS     += -liberty
 

@@ -45,6 +45,10 @@ enum cprof_stat {
 	CPROF_STAT_KEYS_FULL,	   /* aggregation map full: the sample is dropped */
 	CPROF_STAT_EVENTS_LOST,	   /* ring buffer full: a new-process notice was lost */
 	CPROF_STAT_IDLE,	   /* samples of the idle task, skipped */
+	CPROF_STAT_HEAP_LIVE_FULL, /* heap: sampled allocation not tracked, live map full */
+	CPROF_STAT_HEAP_UNKNOWN_FREE, /* heap: free of an address not tracked (see README) */
+	CPROF_STAT_HEAP_NO_THREAD,    /* heap: per-thread state could not be created: call missed */
+	CPROF_STAT_HEAP_STALE, /* heap: a tracked address was allocated again (free missed) */
 	/* Table unwinder (bpf/unwind.bpf.h). */
 	CPROF_STAT_USTACK_NO_RULE,    /* user stack cut short: a pc whose row says INVALID */
 	CPROF_STAT_USTACK_NO_TABLE,   /* user stack cut short: no table for a pc (--unwind=dwarf) */
@@ -52,6 +56,13 @@ enum cprof_stat {
 	CPROF_STAT_USTACK_TABLE_FULL, /* user stack lost: the stack map was full */
 	CPROF_STAT_UNWIND_TABLE_FRAMES, /* frames unwound with a table (not a loss) */
 	CPROF_STAT_UNWIND_FP_FRAMES,	/* frames unwound with frame pointers (not a loss) */
+
+	/* mutex, offcpu: a wait not timed, the per-thread start map being full */
+	CPROF_STAT_WAIT_START_FULL,
+	/* mutex, offcpu: waits shorter than --min-wait / --min-block, skipped as asked */
+	CPROF_STAT_WAIT_SHORT,
+	/* mutex: futex waits that are no lock wait (condition variable, semaphore, join) */
+	CPROF_STAT_FUTEX_OTHER,
 	CPROF_STAT_NR,
 };
 

@@ -12,7 +12,7 @@ BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
 # certificates), chromium and python3-websocket (the flame graph page in a headless browser).
 TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
 	libclang-rt-14-dev curl openssl chromium python3-websocket
-	g++ debuginfod nodejs"
+	g++ debuginfod nodejs libjemalloc-dev"
 
 want="$BUILD_PKGS $TEST_PKGS"
 if [ "${1:-}" = "--bench" ]; then

@@ -30,8 +30,12 @@ struct capture_opts {
 	int freq;	      /* cpu: Hz */
 	uint32_t max_keys;    /* 0 = default */
 	bool no_kernel;
-	int unwind;	     /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
-	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
+	uint64_t heap_sample_bytes; /* heap: 0 = default */
+	uint32_t heap_max_live;	    /* heap: 0 = default */
+	const char *exe_hint;	    /* heap, `-- CMD`: the command not exec'd yet; may be NULL */
+	int unwind;		    /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
+	uint64_t unwind_mem;	    /* bytes of unwind tables at most; 0 = default */
+	uint64_t min_wait_ns;	    /* mutex, offcpu: --min-wait / --min-block */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);

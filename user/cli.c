@@ -29,7 +29,9 @@ static const char usage[] =
 	"  -- CMD [ARGS...]         run CMD and profile it (and its children) until it exits\n"
 	"\n"
 	"Options:\n"
-	"  -t, --type TYPE          profile type: cpu (default)\n"
+	"  -t, --type TYPE          profile type: cpu (default), heap, mutex (lock\n"
+	"                           contention), offcpu or block (time off the CPU),\n"
+	"                           wall or cpu,offcpu (on- and off-CPU time in one profile)\n"
 	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
@@ -39,6 +41,11 @@ static const char usage[] =
 	"      --top N              rows of --format top (default 20; 0 = all)\n"
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
+	"      --heap-sample-bytes N  heap: sample one allocation per N bytes on average\n"
+	"                           (default 524288, as Go; 1 = every allocation)\n"
+	"      --heap-max-live N    heap: sampled blocks tracked until freed (default 262144)\n"
+	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
+	"      --min-block USEC     offcpu: count only off-CPU intervals of at least USEC\n"
 	"      --demangle MODE      full (default) or none\n"
 	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
@@ -54,8 +61,11 @@ static const char usage[] =
 	"Examples:\n"
 	"  sudo cprof-bpf -p 1234 -d 30 -o cpu.pb.gz && go tool pprof -top cpu.pb.gz\n"
 	"  sudo cprof-bpf -a -d 10 --format top\n"
+	"  sudo cprof-bpf -t heap -p 1234 -d 30 -o heap.pb.gz\n"
 	"  sudo cprof-bpf -F 999 -o - -- ./my-benchmark --iterations 100 > cpu.pb.gz\n"
 	"  sudo cprof-bpf -p 1234 -d 5 --format folded | flamegraph.pl > cpu.svg\n"
+	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
+	"  sudo cprof-bpf -t offcpu -a -d 10 --min-block 1000 --format top\n"
 	"\n"
 	"Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
 
@@ -154,10 +164,16 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_NO_KERNEL,
 	OPT_DEMANGLE,
+	OPT_HEAP_SAMPLE_BYTES,
+	OPT_HEAP_MAX_LIVE,
 	OPT_DEBUG_DIR,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
+	OPT_MIN_WAIT,
+	OPT_MIN_BLOCK,
 };
+
+#define MAX_MIN_WAIT_US 3600000000l /* an hour */
 
 static const struct option long_opts[] = {
 	{"pid", required_argument, NULL, 'p'},
@@ -171,9 +187,13 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"heap-sample-bytes", required_argument, NULL, OPT_HEAP_SAMPLE_BYTES},
+	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
 	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
+	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
+	{"min-block", required_argument, NULL, OPT_MIN_BLOCK},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -250,6 +270,21 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		}
 		o->demangle = strcmp(arg, "full") == 0;
 		return 0;
+	case OPT_HEAP_SAMPLE_BYTES:
+		if (cli__parse_long(arg, 1, 1l << 40, &v)) {
+			pr_err("invalid --heap-sample-bytes '%s': expected 1 to %ld\n", arg,
+			       1l << 40);
+			return -EINVAL;
+		}
+		o->heap_sample_bytes = (uint64_t)v;
+		return 0;
+	case OPT_HEAP_MAX_LIVE:
+		if (cli__parse_long(arg, 64, 16777216, &v)) {
+			pr_err("invalid --heap-max-live '%s': expected 64 to 16777216\n", arg);
+			return -EINVAL;
+		}
+		o->heap_max_live = (uint32_t)v;
+		return 0;
 	case OPT_DEBUG_DIR:
 		if (arg[0] != '/') {
 			pr_err("invalid --debug-dir '%s': expected an absolute path\n", arg);
@@ -278,6 +313,16 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_MIN_WAIT:
+	case OPT_MIN_BLOCK:
+		if (cli__parse_long(arg, 0, MAX_MIN_WAIT_US, &v)) {
+			pr_err("invalid %s '%s': expected microseconds, 0 to %ld\n",
+			       opt == OPT_MIN_WAIT ? "--min-wait" : "--min-block", arg,
+			       MAX_MIN_WAIT_US);
+			return -EINVAL;
+		}
+		*(opt == OPT_MIN_WAIT ? &o->min_wait_us : &o->min_block_us) = v;
+		return 0;
 	case 'v':
 		log_verbosity++;
 		return 0;
@@ -299,6 +344,8 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	o->top_rows = 20;
 	o->demangle = true;
 	o->unwind = CPROF_UNWIND_AUTO;
+	o->min_wait_us = -1;
+	o->min_block_us = -1;
 	optind = 1;
 	opterr = 0;
 	/* '+': stop at the first non-option, so `-- CMD -x` keeps CMD's own flags. */
@@ -332,6 +379,14 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->cmd = &argv[optind];
+	}
+	if (o->min_wait_us >= 0 && collector__find(o->type) != collector__find("mutex")) {
+		pr_err("--min-wait applies to -t mutex\n");
+		return -EINVAL;
+	}
+	if (o->min_block_us >= 0 && collector__find(o->type) != collector__find("offcpu")) {
+		pr_err("--min-block applies to -t offcpu\n");
+		return -EINVAL;
 	}
 	ntargets = (o->npids > 0) + o->all + (o->cmd != NULL);
 	if (ntargets != 1) {

@@ -22,13 +22,19 @@ struct record_opts {
 	int freq;	    /* -F Hz */
 	const char *output; /* -o; "-" = stdout; NULL = default for the format */
 	enum out_format format;
-	int top_rows;	       /* --format top: rows shown */
-	uint32_t max_keys;     /* --max-stacks: aggregation map entries */
-	bool no_kernel;	       /* --no-kernel */
-	bool demangle;	       /* --demangle=full|none */
-	int unwind;	       /* --unwind: enum cprof_unwind_mode */
-	uint64_t unwind_mem;   /* --unwind-mem: bytes of unwind tables at most; 0 = default */
-	const char *debug_dir; /* --debug-dir: root of separate debug files, NULL: default */
+	int top_rows;		    /* --format top: rows shown */
+	uint32_t max_keys;	    /* --max-stacks: aggregation map entries */
+	bool no_kernel;		    /* --no-kernel */
+	bool demangle;		    /* --demangle=full|none */
+	int unwind;		    /* --unwind: enum cprof_unwind_mode */
+	uint64_t unwind_mem;	    /* --unwind-mem: bytes of unwind tables at most; 0 = default */
+	const char *debug_dir;	    /* --debug-dir: root of separate debug files, NULL: default */
+	uint64_t heap_sample_bytes; /* --heap-sample-bytes: mean bytes between heap samples */
+	uint32_t heap_max_live;	    /* --heap-max-live: sampled blocks tracked until freed */
+
+	/* --min-wait (mutex), --min-block (offcpu) in microseconds, -1 = not given */
+	long min_wait_us;
+	long min_block_us;
 };
 
 struct serve_opts {

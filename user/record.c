@@ -156,6 +156,14 @@ static int write_output(struct session *s, struct pprof_builder *b)
 	return err;
 }
 
+/* --min-wait (mutex) or --min-block (offcpu), whichever was given (cli.c checks the type). */
+static uint64_t min_wait_ns(const struct record_opts *o)
+{
+	long us = o->min_wait_us >= 0 ? o->min_wait_us : o->min_block_us;
+
+	return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 static int run(struct session *s)
 {
 	const struct record_opts *o = s->o;
@@ -172,8 +180,11 @@ static int run(struct session *s)
 		.freq = o->freq,
 		.max_keys = o->max_keys,
 		.no_kernel = o->no_kernel,
+		.heap_sample_bytes = o->heap_sample_bytes,
+		.heap_max_live = o->heap_max_live,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
+		.min_wait_ns = min_wait_ns(o),
 		.should_stop = should_stop,
 		.ctx = s,
 	};
@@ -197,6 +208,7 @@ static int run(struct session *s)
 		co.follow_children = true;
 		co.attached = release_child;
 		co.target_desc = desc;
+		co.exe_hint = o->cmd[0];
 	}
 	err = capture__run(&co, sym, &b);
 	if (!err)

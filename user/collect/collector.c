@@ -9,13 +9,22 @@
 #include "util/log.h"
 
 extern const struct collector_ops cpu_collector_ops;
+extern const struct collector_ops heap_collector_ops;
+extern const struct collector_ops mutex_collector_ops;
+extern const struct collector_ops offcpu_collector_ops;
+extern const struct collector_ops wall_collector_ops;
 
 static const struct collector_ops *const all_ops[] = {
-	&cpu_collector_ops,
+	&cpu_collector_ops,    &heap_collector_ops, &mutex_collector_ops,
+	&offcpu_collector_ops, &wall_collector_ops,
 };
 
 const struct collector_ops *collector__find(const char *type)
 {
+	if (strcmp(type, "block") == 0) /* Go's name of the off-CPU profile */
+		type = "offcpu";
+	else if (strcmp(type, "cpu,offcpu") == 0 || strcmp(type, "offcpu,cpu") == 0)
+		type = "wall";
 	for (size_t i = 0; i < sizeof(all_ops) / sizeof(all_ops[0]); i++)
 		if (strcmp(all_ops[i]->name, type) == 0)
 			return all_ops[i];
@@ -172,6 +181,26 @@ int collector__poll(struct collector *c, int timeout_ms)
 	return n < 0 ? n : 0;
 }
 
+/* Runs of the collector's programs that the kernel skipped because a BPF program was already
+ * running on that CPU (a tracepoint hit from inside another program, e.g. under a high switch
+ * rate): they are lost events. */
+static uint64_t prog_misses(struct collector *c)
+{
+	struct bpf_program *prog;
+	uint64_t n = 0;
+
+	bpf_object__for_each_program(prog, c->obj)
+	{
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+			n += info.recursion_misses;
+	}
+	return n;
+}
+
 int collector__stats(struct collector *c, struct collect_stats *st)
 {
 	int ncpu = libbpf_num_possible_cpus();
@@ -193,6 +222,7 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 			st->bpf[i] += vals[cpu];
 	}
 	free(vals);
+	st->prog_misses = prog_misses(c);
 	return 0;
 }
 

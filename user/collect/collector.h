@@ -30,8 +30,15 @@ struct collect_opts {
 	uint32_t max_keys;   /* aggregation map entries; 0 = default */
 	uint32_t max_stacks; /* stack map entries; 0 = default */
 	bool load_only;	     /* load (verify) the programs but attach nothing: `cprof-bpf check` */
+	uint64_t heap_sample_bytes; /* heap: mean bytes between samples; 0 = default, 1 = all */
+	uint32_t heap_max_live;	    /* heap: live-map entries; 0 = default */
+	/* heap, `-- CMD`: the command, whose gated child has not exec'd it yet. May be NULL. */
+	const char *exe_hint;
 	int unwind_mode;     /* enum cprof_unwind_mode: how user stacks are walked */
 	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
+
+	/* mutex, offcpu: shorter waits are not counted */
+	uint64_t min_wait_ns;
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -46,6 +53,7 @@ struct collect_stats {
 	uint64_t truncated_stacks; /* stacks that hit CPROF_MAX_STACK frames */
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
 	struct unwinder_stats unwind;
+	uint64_t prog_misses; /* runs of our programs the kernel skipped (recursion) */
 };
 
 struct collector;
@@ -78,7 +86,7 @@ struct collector {
 	void *priv;
 };
 
-/* The profile types, by name ("cpu"), NULL if unknown. */
+/* The profile types, by name ("cpu"; "block" is offcpu), NULL if unknown. */
 const struct collector_ops *collector__find(const char *type);
 /* The i-th known profile type (0-based), NULL past the last: for `check` and help texts. */
 const struct collector_ops *collector__nth(size_t i);

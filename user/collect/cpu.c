@@ -9,6 +9,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "collect/cpu.h"
 #include "cpu.skel.h"
 #include "util/cpus.h"
 #include "util/log.h"
@@ -35,7 +36,8 @@ static int perf_open_cpu_clock(int cpu, __u64 period_ns)
 	return fd < 0 ? -errno : fd;
 }
 
-static int cpu_attach_events(struct collector *c, struct cpu_priv *p)
+int cpu__attach_clock(struct bpf_program *prog, __u64 period_ns, struct bpf_link ***links,
+		      int *nlinks)
 {
 	struct cpu_set cpus;
 	int err, fd;
@@ -45,11 +47,11 @@ static int cpu_attach_events(struct collector *c, struct cpu_priv *p)
 		pr_err("cannot read the online CPUs: %s\n", strerror(-err));
 		return err;
 	}
-	p->links = calloc(cpus.n, sizeof(*p->links));
-	if (!p->links)
+	*links = calloc(cpus.n, sizeof(**links));
+	if (!*links)
 		return -ENOMEM;
 	for (int i = 0; i < cpus.n; i++) {
-		fd = perf_open_cpu_clock(cpus.ids[i], p->period_ns);
+		fd = perf_open_cpu_clock(cpus.ids[i], period_ns);
 		if (fd == -ENODEV) /* went offline meanwhile */
 			continue;
 		if (fd < 0) {
@@ -57,17 +59,16 @@ static int cpu_attach_events(struct collector *c, struct cpu_priv *p)
 			       strerror(-fd));
 			return fd;
 		}
-		p->links[p->nlinks] = bpf_program__attach_perf_event(p->skel->progs.on_sample, fd);
-		if (!p->links[p->nlinks]) {
+		(*links)[*nlinks] = bpf_program__attach_perf_event(prog, fd);
+		if (!(*links)[*nlinks]) {
 			err = -errno;
 			close(fd);
 			pr_err("cannot attach to the perf event on CPU %d: %s\n", cpus.ids[i],
 			       strerror(-err));
 			return err;
 		}
-		p->nlinks++;
+		(*nlinks)++;
 	}
-	(void)c;
 	return 0;
 }
 
@@ -111,7 +112,7 @@ static int cpu_open(struct collector *c)
 		pr_err("cannot attach the cpu BPF programs: %s\n", strerror(-err));
 		return err;
 	}
-	return cpu_attach_events(c, p);
+	return cpu__attach_clock(p->skel->progs.on_sample, p->period_ns, &p->links, &p->nlinks);
 }
 
 static void cpu_stop(struct collector *c)

@@ -1,0 +1,226 @@
+"""cprof-bpf -t heap, end to end: malloc-family uprobes on real processes with a known allocation
+pattern (tests/fixtures/heapload.c, heapload_cxx.cpp), read back through go tool pprof."""
+import os
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import (CPROF, FIXTURES, SAN_ENV, build, go_pprof, pprof_top, pprof_traces,
+                      run_cprof)
+
+FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
+
+# tests/fixtures/heapload.c, `exact` mode: site -> (objects, bytes allocated, bytes kept).
+EXACT = {
+    "leak_site": (1000, 1000 * 4096, 1000 * 4096),
+    "churn_site": (5000, 5000 * 200, 0),
+    "calloc_site": (300, 300 * 640, 300 * 640),
+    # realloc(NULL, 128) then realloc(p, 1024): two allocations, the first given back.
+    "realloc_site": (400, 200 * (128 + 1024), 200 * 1024),
+    "memalign_site": (100, 100 * 256, 100 * 256),
+    "thread_site": (500, 500 * 512, 500 * 512),
+}
+
+
+@pytest.fixture(scope="session")
+def heapload(workdir):
+    return build(workdir, "heapload.c", "heapload", flags=FLAGS)
+
+
+@pytest.fixture(scope="session")
+def heapload_je(workdir):
+    return build(workdir, "heapload.c", "heapload-je", flags=FLAGS, extra=("-ljemalloc",))
+
+
+def build_cxx(workdir, out, extra=()):
+    path = os.path.join(workdir, out)
+    if not os.path.exists(path):
+        subprocess.run(["g++", "-O2", "-g", "-fno-omit-frame-pointer", "-o", path,
+                        os.path.join(FIXTURES, "heapload_cxx.cpp"), *extra], check=True)
+    return path
+
+
+def profile_pattern(exe, out, *args, mode=None, timeout=60):
+    """Starts exe (which waits for SIGUSR1), attaches cprof-bpf -t heap, then lets exe run its
+    pattern and exit; cprof-bpf stops with it. Returns cprof-bpf's stderr."""
+    w = subprocess.Popen([exe] + ([mode] if mode else []), stdout=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout.readline().startswith("ready")
+        p = subprocess.Popen([CPROF, "-t", "heap", "-p", str(w.pid), "-d", "60", "-v",
+                              "-o", out, *map(str, args)], stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **SAN_ENV))
+        err, end = "", time.time() + timeout
+        while "profiling" not in err and p.poll() is None and time.time() < end:
+            if select.select([p.stderr], [], [], 0.5)[0]:
+                err += p.stderr.readline()
+        assert "profiling" in err, err
+        w.send_signal(signal.SIGUSR1)
+        assert w.stdout.readline().startswith("done")
+        rest = p.communicate(timeout=timeout)[1]
+        err += rest
+        assert p.returncode == 0, err
+        assert "Sanitizer" not in err and "runtime error" not in err, err
+        return err
+    finally:
+        if w.poll() is None:
+            w.kill()
+        w.wait()
+
+
+def values(path, index, extra=()):
+    # -unit=B: exact byte counts, not pprof's rounded kB/MB.
+    rows, total = pprof_top(path, index, extra=["-unit=B", *extra])
+    return {fn.split(".constprop")[0].split(".isra")[0]: flat for fn, (flat, _) in rows.items()}, \
+        total
+
+
+def check_exact(path):
+    objs, _ = values(path, "alloc_objects")
+    space, _ = values(path, "alloc_space")
+    inuse, _ = values(path, "inuse_space")
+    for site, (n, nbytes, kept) in EXACT.items():
+        assert objs.get(site) == n, (site, objs)
+        assert space.get(site) == nbytes, (site, space)
+        assert inuse.get(site, 0) == kept, (site, inuse)
+
+
+def test_every_allocation_exact_per_site(heapload, workdir):
+    out = os.path.join(workdir, "heap-exact.pb.gz")
+    profile_pattern(heapload, out, "--heap-sample-bytes", 1, mode="exact")
+    check_exact(out)
+    # The thread's allocations carry the thread's stack, not main's.
+    traces = pprof_traces(out, extra=["-sample_index=alloc_objects"])
+    th = [fns for _, fns in traces if fns[0].startswith("thread_site")]
+    assert th and all("thread_main" in fns and "main" not in fns for fns in th), th
+    comments = go_pprof("-comments", out)
+    assert "every allocation" in comments and "libc.so.6" in comments, comments
+    assert "dropped: nothing" in comments, comments
+
+
+def test_profile_is_go_heap_shaped(heapload, workdir):
+    out = os.path.join(workdir, "heap-shape.pb.gz")
+    profile_pattern(heapload, out, "--heap-sample-bytes", 1, mode="exact")
+    raw = go_pprof("-raw", out)
+    assert "PeriodType: space bytes" in raw, raw[:600]
+    assert ("alloc_objects/count alloc_space/bytes inuse_objects/count "
+            "inuse_space/bytes[dflt]") in raw, raw[:600]
+    assert "bytes:[4096]" in raw and "bytes:[200]" in raw, raw
+    # The default sample type and an explicit -sample_index=inuse_space agree.
+    rows, total = pprof_top(out, "inuse_space", extra=["-unit=B"])
+    dflt, total2 = pprof_top(out, extra=["-unit=B"])
+    assert total == total2 and rows["leak_site"][0] == 1000 * 4096, rows
+    # -tagfocus on the bytes label selects the churn site's 200-byte blocks.
+    focus, _ = pprof_top(out, "alloc_objects", extra=["-tagfocus=bytes=200B"])
+    assert set(focus) >= {"churn_site"} and "leak_site" not in focus, focus
+
+
+def test_default_sampling_totals_within_15_percent(heapload, workdir):
+    out = os.path.join(workdir, "heap-bulk.pb.gz")
+    profile_pattern(heapload, out, mode="bulk")
+    space, total = values(out, "alloc_space")
+    inuse, _ = values(out, "inuse_space")
+    leak, churn = 4000 * 65536, 100000 * 4096
+    # About 1300 samples: a 15% error is more than 4 standard deviations.
+    assert abs(space["leak_site"] - leak) <= 0.15 * leak, space
+    assert abs(space["churn_site"] - churn) <= 0.15 * churn, space
+    assert abs(inuse["leak_site"] - leak) <= 0.15 * leak, inuse
+    assert inuse.get("churn_site", 0) <= 0.01 * churn, inuse
+    comments = go_pprof("-comments", out)
+    assert "1/(1-exp(-s/524288))" in comments, comments
+    assert "Period: 524288" in go_pprof("-raw", out)
+
+
+def test_jemalloc_linked(heapload_je, workdir):
+    out = os.path.join(workdir, "heap-je.pb.gz")
+    profile_pattern(heapload_je, out, "--heap-sample-bytes", 1, mode="exact")
+    check_exact(out)
+    comments = go_pprof("-comments", out)
+    assert "libjemalloc.so" in comments, comments
+
+
+@pytest.mark.parametrize("allocator", ["glibc", "jemalloc"])
+def test_cxx_new_blames_its_caller(allocator, workdir):
+    exe = build_cxx(workdir, f"heapload-cxx-{allocator}",
+                    extra=("-ljemalloc",) if allocator == "jemalloc" else ())
+    out = os.path.join(workdir, f"heap-cxx-{allocator}.pb.gz")
+    profile_pattern(exe, out, "--heap-sample-bytes", 1)
+    objs, _ = values(out, "alloc_objects")
+    inuse, _ = values(out, "inuse_objects")
+    # Counted once (new's own malloc is not counted again), and in the function calling new.
+    assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs
+    assert inuse.get("new_site") == 700 and inuse.get("array_site") == 300, inuse
+    assert not any("operator new" in fn or fn in ("malloc", "_Znwm") for fn in objs), objs
+    assert "frees of untracked" not in go_pprof("-comments", out)
+
+
+def test_target_that_exits_mid_profile(heapload, workdir):
+    # The fixture exits right after its pattern, long before -d 60: a valid profile still.
+    out = os.path.join(workdir, "heap-exit.pb.gz")
+    t0 = time.time()
+    err = profile_pattern(heapload, out, "--heap-sample-bytes", 1, mode="exact")
+    assert time.time() - t0 < 40 and "target exited" in err, err
+    rows, _ = values(out, "inuse_space")
+    assert rows["leak_site"] == 1000 * 4096
+
+
+def test_format_top(heapload, workdir):
+    out = os.path.join(workdir, "heap-top.txt")
+    profile_pattern(heapload, out, "--heap-sample-bytes", 1, "--format", "top", mode="exact")
+    text = open(out).read()
+    assert "inuse_space" in text or "flat" in text, text
+    lines = [l for l in text.splitlines() if "leak_site" in l]
+    assert lines, text
+
+
+def test_no_malloc_to_probe(workdir):
+    src = os.path.join(workdir, "nomalloc.c")
+    with open(src, "w") as f:
+        f.write("void _start(void) { for (;;) __asm__ volatile(\"syscall\" :: \"a\"(34) "
+                ": \"rcx\", \"r11\", \"memory\"); }\n")
+    exe = os.path.join(workdir, "nomalloc")
+    subprocess.run(["cc", "-O2", "-nostdlib", "-static", "-o", exe, src], check=True)
+    w = subprocess.Popen([exe])
+    try:
+        time.sleep(0.2)
+        r = run_cprof("-t", "heap", "-p", w.pid, "-d", 1, "-o", os.path.join(workdir, "x.pb.gz"),
+                      check=False)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 1, err
+        assert "no malloc found" in err and exe in err and len(err.splitlines()) == 1, err
+    finally:
+        w.kill()
+        w.wait()
+
+
+def test_bad_heap_options():
+    for args in (["--heap-sample-bytes", "0"], ["--heap-sample-bytes", "x"],
+                 ["--heap-max-live", "1"]):
+        r = run_cprof("-t", "heap", "-p", "1", *args, check=False)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 2 and len(err.splitlines()) == 1, err
+
+
+def test_full_live_map_is_counted(heapload, workdir):
+    out = os.path.join(workdir, "heap-full.pb.gz")
+    err = profile_pattern(heapload, out, "--heap-sample-bytes", 1, "--heap-max-live", 64,
+                          mode="exact")
+    assert "live map full" in err, err
+    comments = go_pprof("-comments", out)
+    assert "live map full (--heap-max-live)" in comments, comments
+    # Allocations are all counted; what could not be tracked is not claimed to be in use.
+    objs, _ = values(out, "alloc_objects")
+    inuse, _ = values(out, "inuse_space")
+    assert objs["leak_site"] == 1000 and inuse.get("leak_site", 0) < 1000 * 4096, (objs, inuse)
+
+
+def test_command(workdir):
+    # `-- CMD`: the probes go in before CMD runs (its executable and the system's C and C++
+    # runtimes), so even its first allocations are seen.
+    exe = build_cxx(workdir, "heapload-cxx-glibc")
+    out = os.path.join(workdir, "heap-cmd.pb.gz")
+    run_cprof("-t", "heap", "--heap-sample-bytes", 1, "-o", out, "--", exe, "now")
+    objs, _ = values(out, "alloc_objects")
+    assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs

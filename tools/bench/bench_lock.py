@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Lock-contention and off-CPU profiling overhead, side by side in one run.
+
+Workloads (tests/fixtures/lockwork.c): an uncontended lock/unlock loop (one thread), a contended
+four-thread lock loop with short critical sections, and a context-switch-heavy pipe ping-pong
+between two threads. Each runs with no profiler, under cprof-bpf (-t mutex for the lock loops,
+-t offcpu for the ping-pong) and under the tools one would pick instead: bpftrace with a
+uprobe/uretprobe pair on pthread_mutex_lock (and with the futex syscall tracepoints, the
+cprof-bpf design in bpftrace), bpftrace on sched_switch, and libbpf-tools' offcputime. Every
+profiler is attached before the workload's timed part starts. Prints throughput relative to no
+profiler (median of the rounds), the same per CPU second the workload used (steadier on a
+shared machine, where other jobs take CPU from the workload), the share of lock acquisitions
+that had to wait, and the profiler's own CPU time.
+
+    tools/bench/bench_lock.py [--seconds 5] [--rounds 2]
+
+bpftrace's tracepoints need tracefs: the benchmark mounts it on /sys/kernel/tracing when it is
+missing (cprof-bpf itself does not need it).
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPROF = os.path.join(ROOT, "build", "cprof-bpf")
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+
+
+def build(tmp):
+    exe = os.path.join(tmp, "lockwork")
+    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
+                    os.path.join(ROOT, "tests", "fixtures", "lockwork.c")], check=True)
+    return exe
+
+
+def ensure_tracefs():
+    if os.path.exists("/sys/kernel/tracing/events/syscalls"):
+        return True
+    r = subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"],
+                       capture_output=True)
+    return r.returncode == 0 and os.path.exists("/sys/kernel/tracing/events/syscalls")
+
+
+def wait_attached(prof, marker, timeout=60):
+    """Reads the profiler's output until it says it is attached (None: it says nothing)."""
+    if marker is None:
+        time.sleep(1.5)
+        return prof.poll() is None
+    end = time.monotonic() + timeout
+    stream = prof.stdout if marker[0] == "out" else prof.stderr
+    while time.monotonic() < end:
+        line = stream.readline()
+        if not line:
+            return False
+        if marker[1] in line:
+            return True
+    return False
+
+
+def run_once(exe, mode, secs, cfg, tmp):
+    """Runs one workload under cfg; returns (ops, contended, profiler CPU s, workload CPU s)."""
+    env = dict(os.environ, LOCKWORK_GATE="1")
+    w = subprocess.Popen([exe, mode, str(secs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True, env=env)
+    assert w.stdout.readline().startswith("ready")
+    prof = None
+    if cfg:
+        argv, marker = cfg(w.pid, tmp)
+        prof = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if not wait_attached(prof, marker):
+            prof.kill()
+            w.kill()
+            raise RuntimeError(f"{argv[0]} did not attach: {prof.stderr.read()[-300:]}")
+        time.sleep(0.2)
+    w.stdin.write("g")
+    w.stdin.flush()
+    w.stdin.close()
+    out = w.stdout.read()
+    _, _, wru = os.wait4(w.pid, 0)
+    w.returncode = 0
+    wcpu = wru.ru_utime + wru.ru_stime
+    m = re.search(r"ops (\d+)(?: contended (\d+))?", out)
+    ops, contended = int(m.group(1)), int(m.group(2) or 0)
+    if not prof:
+        return ops, contended, 0.0, wcpu
+    if prof.poll() is None and "cprof-bpf" not in argv[0]:
+        prof.send_signal(2)  # bpftrace and offcputime print their result on Ctrl-C
+    _, status, ru = os.wait4(prof.pid, 0)
+    prof.returncode = status
+    prof.stdout.read()
+    prof.stderr.read()
+    return ops, contended, ru.ru_utime + ru.ru_stime, wcpu
+
+
+def cprof(kind):
+    return lambda pid, d: ([CPROF, "-v", "-t", kind, "-p", str(pid), "-o",
+                            os.path.join(d, f"{kind}.pb.gz")], ("err", "profiling"))
+
+
+def bpftrace(script):
+    return lambda pid, d: (["bpftrace", "-e", script.replace("PID", str(pid))],
+                           ("out", "Attaching"))
+
+
+# The usual way with uprobes: time pthread_mutex_lock from entry to return, by stack.
+BT_UPROBE = (f"uprobe:{LIBC}:pthread_mutex_lock /pid == PID/ {{ @t[tid] = nsecs; }} "
+             f"uretprobe:{LIBC}:pthread_mutex_lock /@t[tid]/ "
+             "{ @[ustack] = sum(nsecs - @t[tid]); delete(@t[tid]); }")
+# cprof-bpf's design written in bpftrace: the futex syscall, lock waits only.
+BT_FUTEX = ("tracepoint:syscalls:sys_enter_futex /pid == PID && (args->op & 127) == 0 && "
+            "args->val == 2/ { @t[tid] = nsecs; } "
+            "tracepoint:syscalls:sys_exit_futex /@t[tid]/ "
+            "{ @[ustack] = sum(nsecs - @t[tid]); delete(@t[tid]); }")
+# Off-CPU time as bpftrace users write it: stacks at the switch-out, time at the switch-in.
+BT_SWITCH = ("tracepoint:sched:sched_switch { "
+             "if (pid == PID) { @t[tid] = nsecs; @s[tid] = ustack; @k[tid] = kstack; } "
+             "$n = args->next_pid; $t = @t[$n]; "
+             "if ($t) { @[@s[$n], @k[$n]] = sum(nsecs - $t); delete(@t[$n]); } }")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="cprof-bench-lock-")
+    exe = build(tmp)
+    have_bt = shutil.which("bpftrace") is not None
+    have_tp = have_bt and ensure_tracefs()
+    lock_cfgs = [("none", None), ("cprof-bpf -t mutex", cprof("mutex"))]
+    if have_bt:
+        lock_cfgs.append(("bpftrace uprobe+uretprobe", bpftrace(BT_UPROBE)))
+    if have_tp:
+        lock_cfgs.append(("bpftrace futex tracepoints", bpftrace(BT_FUTEX)))
+    sw_cfgs = [("none", None), ("cprof-bpf -t offcpu", cprof("offcpu"))]
+    if have_tp:
+        sw_cfgs.append(("bpftrace sched_switch", bpftrace(BT_SWITCH)))
+    if os.path.exists("/usr/sbin/offcputime"):
+        sw_cfgs.append(("libbpf-tools offcputime", lambda pid, d: (
+            ["/usr/sbin/offcputime", "-p", str(pid)], None)))
+    workloads = [("uncontended lock loop, 1 thread", "uncontended", lock_cfgs),
+                 ("contended lock loop, 4 threads", "contended", lock_cfgs),
+                 ("pipe ping-pong, 2 threads", "switch", sw_cfgs)]
+    print(f"{a.seconds:g} s per run, median of {a.rounds} rounds; throughput relative to no "
+          "profiler")
+    for title, mode, cfgs in workloads:
+        res = {name: [] for name, _ in cfgs}
+        for _ in range(a.rounds):
+            for name, cfg in cfgs:
+                try:
+                    res[name].append(run_once(exe, mode, a.seconds, cfg, tmp))
+                except RuntimeError as e:
+                    print(f"  {name}: {e}")
+        base = statistics.median(r[0] for r in res["none"])
+        base_cpu = statistics.median(r[0] / r[3] for r in res["none"])
+        print(f"\n{title}")
+        print(f"  {'profiler':30} {'throughput':>10} {'per CPU s':>10} {'waited %':>9} "
+              f"{'own CPU s':>10}")
+        for name, _ in cfgs:
+            rs = res[name]
+            if not rs:
+                continue
+            ops = statistics.median(r[0] for r in rs)
+            waited = statistics.median(100.0 * r[1] / r[0] if r[0] else 0 for r in rs)
+            per_cpu = statistics.median(r[0] / r[3] for r in rs) / base_cpu
+            print(f"  {name:30} {ops / base:10.3f} {per_cpu:10.3f} "
+                  f"{waited if mode == 'contended' else float('nan'):9.2f} "
+                  f"{statistics.median(r[2] for r in rs):10.2f}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

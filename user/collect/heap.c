@@ -1,0 +1,749 @@
+/* heap: uprobes on the malloc family and free of each target, found in whichever of its objects
+ * provides them (glibc, or an allocator linked in or preloaded); sampled allocations counted by
+ * (stack, size) in BPF, with what is still live. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collect/collector.h"
+#include "heap.h"
+#include "heap.skel.h"
+#include "proc/maps.h"
+#include "sym/funcs.h"
+#include "util/log.h"
+
+#define HEAP_DEFAULT_SAMPLE_BYTES (512 * 1024)
+/* Objects of one process considered as providers (distinct executable mappings). */
+#define HEAP_MAX_OBJS 512
+
+enum heap_prog {
+	PROG_MALLOC,
+	PROG_CALLOC,
+	PROG_REALLOC,
+	PROG_REALLOCARRAY,
+	PROG_POSIX_MEMALIGN,
+	PROG_ALIGNED,
+	PROG_FREE,
+	PROG_OWN_FREE,
+	PROG_FREE_DEDUP, /* free when the same object's operator delete is probed */
+};
+
+/* Which functions are probed and how. `own_free`: a release function of an allocator that does
+ * not go through free (jemalloc's operator delete, sdallocx): probed only in the object that
+ * provides malloc, since libstdc++'s operator delete calls free, which is probed already. */
+struct heap_func {
+	const char *name;
+	enum heap_prog prog;
+	bool own_free;
+};
+
+static const struct heap_func funcs[] = {
+	{"malloc", PROG_MALLOC},
+	{"calloc", PROG_CALLOC},
+	{"realloc", PROG_REALLOC},
+	{"reallocarray", PROG_REALLOCARRAY},
+	{"posix_memalign", PROG_POSIX_MEMALIGN},
+	{"aligned_alloc", PROG_ALIGNED},
+	{"memalign", PROG_ALIGNED},
+	{"valloc", PROG_MALLOC},
+	{"pvalloc", PROG_MALLOC},
+	{"free", PROG_FREE},
+	/* C++ operator new: its size is the first argument in every variant. Probing it makes the
+	 * malloc it calls a nested call, so the caller of new is what the stack blames. */
+	{"_Znwm", PROG_MALLOC},
+	{"_Znam", PROG_MALLOC},
+	{"_ZnwmRKSt9nothrow_t", PROG_MALLOC},
+	{"_ZnamRKSt9nothrow_t", PROG_MALLOC},
+	{"_ZnwmSt11align_val_t", PROG_MALLOC},
+	{"_ZnamSt11align_val_t", PROG_MALLOC},
+	{"_ZnwmSt11align_val_tRKSt9nothrow_t", PROG_MALLOC},
+	{"_ZnamSt11align_val_tRKSt9nothrow_t", PROG_MALLOC},
+	{"_ZdlPv", PROG_OWN_FREE, true},
+	{"_ZdaPv", PROG_OWN_FREE, true},
+	{"_ZdlPvm", PROG_OWN_FREE, true},
+	{"_ZdaPvm", PROG_OWN_FREE, true},
+	{"_ZdlPvRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"_ZdaPvRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"_ZdlPvSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdaPvSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdlPvmSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdaPvmSt11align_val_t", PROG_OWN_FREE, true},
+	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", PROG_OWN_FREE, true},
+	{"dallocx", PROG_OWN_FREE, true},
+	{"sdallocx", PROG_OWN_FREE, true},
+};
+
+#define NFUNCS	    (sizeof(funcs) / sizeof(funcs[0]))
+#define FUNC_MALLOC 0
+
+/* A candidate provider: one mapped object of a target. */
+struct heap_obj {
+	char path[PATH_MAX];	  /* as the process names it */
+	char open_path[PATH_MAX]; /* as we reach it (through /proc/PID/root) */
+	int rank;		  /* lookup preference, lower first (see obj_rank) */
+	uint64_t offsets[NFUNCS];
+};
+
+struct heap_priv {
+	struct heap_bpf *skel;
+	struct bpf_link **links;
+	size_t nlinks, cap;
+	bool session;	  /* the kernel has uprobe sessions: malloc and calloc use them */
+	int *session_fds; /* their links (libbpf 1.1 cannot make them: raw bpf(2)) */
+	size_t nsession, session_cap;
+	uint64_t sample_bytes;
+	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
+	int nprobed;
+};
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s ? s + 1 : path;
+}
+
+/* The dynamic linker looks a symbol up in the executable first, then in preloaded and needed
+ * libraries in load order, with libc (needed last) at the end. We cannot see load order in the
+ * mappings, so: the executable, then any other library (an allocator such as jemalloc, tcmalloc,
+ * mimalloc, or a sanitizer runtime), then libstdc++, then libc. */
+static int obj_rank(const char *path, const char *exe)
+{
+	const char *b = base_name(path);
+
+	if (exe && strcmp(path, exe) == 0)
+		return 0;
+	if (strncmp(b, "libc.so", 7) == 0 || strncmp(b, "libc-", 5) == 0)
+		return 3;
+	if (strncmp(b, "libstdc++", 9) == 0)
+		return 2;
+	return 1;
+}
+
+static void fill_intervals(struct heap_bpf *skel, uint64_t mean)
+{
+	unsigned short seed[3];
+	uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+	double u, v;
+
+	seed[0] = (unsigned short)t;
+	seed[1] = (unsigned short)(t >> 16);
+	seed[2] = (unsigned short)(t >> 32);
+	for (int i = 0; i < HEAP_NINTERVALS; i++) {
+		/* Exponential of mean `mean`: the gaps of a Poisson process over the bytes. */
+		u = erand48(seed);
+		v = -log(1.0 - u) * (double)mean;
+		if (v < 1)
+			v = 1;
+		if (v > 1e18)
+			v = 1e18;
+		skel->rodata->intervals[i] = (__u64)v;
+	}
+}
+
+static struct bpf_program *prog_of(struct heap_bpf *skel, enum heap_prog p)
+{
+	switch (p) {
+	case PROG_MALLOC:
+		return skel->progs.heap_malloc;
+	case PROG_CALLOC:
+		return skel->progs.heap_calloc;
+	case PROG_REALLOC:
+		return skel->progs.heap_realloc;
+	case PROG_REALLOCARRAY:
+		return skel->progs.heap_reallocarray;
+	case PROG_POSIX_MEMALIGN:
+		return skel->progs.heap_posix_memalign;
+	case PROG_ALIGNED:
+		return skel->progs.heap_aligned;
+	case PROG_FREE:
+		return skel->progs.heap_free;
+	case PROG_OWN_FREE:
+		return skel->progs.heap_own_free;
+	case PROG_FREE_DEDUP:
+		return skel->progs.heap_free_dedup;
+	}
+	return NULL;
+}
+
+static int add_link(struct heap_priv *p, struct bpf_link *l)
+{
+	struct bpf_link **links;
+
+	if (p->nlinks == p->cap) {
+		links = realloc(p->links, (p->cap ? p->cap * 2 : 64) * sizeof(*links));
+		if (!links) {
+			bpf_link__destroy(l);
+			return -ENOMEM;
+		}
+		p->links = links;
+		p->cap = p->cap ? p->cap * 2 : 64;
+	}
+	p->links[p->nlinks++] = l;
+	return 0;
+}
+
+static bool is_push(const unsigned char *b)
+{
+	return (b[0] >= 0x50 && b[0] <= 0x57) || (b[0] == 0x41 && b[1] >= 0x50 && b[1] <= 0x57);
+}
+
+/* Where to put the breakpoint of a function at file offset off. The kernel emulates a few
+ * instructions at a breakpoint (push, jumps, calls) and single-steps every other one out of line,
+ * which costs a second trap: measured here, 15 us per call on free's `test %rdi,%rdi` against
+ * 1 us on malloc's `push`. So skip what cannot matter to the probe: an endbr64, and in a
+ * function whose first argument is a pointer, glibc free's `if (!p) return` test, when a push
+ * follows. Neither changes sp or the argument registers; the skipped path (free(NULL)) is not
+ * one we count. Anything else keeps the function's first instruction. */
+static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
+{
+	unsigned char b[16] = {0};
+	size_t i = 0, j;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return off;
+	if (fseek(f, (long)off, SEEK_SET) || fread(b, 1, sizeof(b), f) != sizeof(b)) {
+		fclose(f);
+		return off;
+	}
+	fclose(f);
+	if (b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa)
+		i = 4;
+	if (ptr_arg && b[i] == 0x48 && b[i + 1] == 0x85 && b[i + 2] == 0xff) {
+		j = i + 3;
+		if (b[j] == 0x74)
+			j += 2;
+		else if (b[j] == 0x0f && b[j + 1] == 0x84)
+			j += 6;
+		else
+			j = 0;
+		if (j && is_push(&b[j]))
+			i = j;
+	}
+	return off + i;
+}
+
+/* BPF_LINK_CREATE of a uprobe_multi link, laid out as the kernel's union bpf_attr (uapi, stable);
+ * Debian 12's headers and libbpf 1.1 predate it. */
+#define CPROF_BPF_TRACE_UPROBE_SESSION 57
+struct uprobe_multi_attr {
+	__u32 prog_fd, target_fd, attach_type, flags;
+	__u64 path, offsets, ref_ctr_offsets, cookies;
+	__u32 cnt, multi_flags, pid;
+	__u32 pad;
+};
+
+/* A session link: the program runs at entry and, unless the entry returned 1, at return. */
+static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t pid,
+			  const struct heap_obj *o, size_t f)
+{
+	uint64_t off = probe_offset(o->open_path, o->offsets[f], false);
+	struct uprobe_multi_attr a = {
+		.prog_fd = (__u32)bpf_program__fd(prog),
+		.attach_type = CPROF_BPF_TRACE_UPROBE_SESSION,
+		.path = (__u64)(uintptr_t)o->open_path,
+		.offsets = (__u64)(uintptr_t)&off,
+		.cnt = 1,
+		.pid = pid > 0 ? (__u32)pid : 0,
+	};
+	int fd, *fds;
+
+	if (p->nsession == p->session_cap) {
+		fds = realloc(p->session_fds, (p->session_cap + 16) * sizeof(*fds));
+		if (!fds)
+			return -ENOMEM;
+		p->session_fds = fds;
+		p->session_cap += 16;
+	}
+	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+	if (fd < 0) {
+		fd = -errno;
+		pr_err("cannot attach a uprobe session to %s in %s: %s\n", funcs[f].name, o->path,
+		       strerror(-fd));
+		return fd;
+	}
+	p->session_fds[p->nsession++] = fd;
+	return 0;
+}
+
+static int attach_one(struct heap_priv *p, struct bpf_program *prog, bool ret, pid_t pid,
+		      const struct heap_obj *o, size_t f)
+{
+	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE;
+	struct bpf_link *l;
+	int err;
+
+	/* A return probe is taken at the entry too (to hijack the return address), so it moves
+	 * with the entry probe; but only past endbr64, which keeps every path. */
+	l = bpf_program__attach_uprobe(prog, ret, pid, o->open_path,
+				       probe_offset(o->open_path, o->offsets[f], ptr_arg && !ret));
+	if (!l) {
+		err = -errno;
+		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
+		       strerror(-err));
+		return err;
+	}
+	return add_link(p, l);
+}
+
+static void note_probed(struct heap_priv *p, const char *path)
+{
+	for (int i = 0; i < p->nprobed; i++)
+		if (strcmp(p->probed[i], path) == 0)
+			return;
+	if (p->nprobed < (int)(sizeof(p->probed) / sizeof(p->probed[0])))
+		snprintf(p->probed[p->nprobed++], PATH_MAX, "%s", path);
+}
+
+/* For each function, the first object in lookup order that defines it. */
+static void choose_providers(const struct heap_obj *objs, int n, int *prov, enum heap_prog *progs)
+{
+	bool own_free = false;
+
+	for (size_t f = 0; f < NFUNCS; f++) {
+		prov[f] = -1;
+		for (int i = 0; i < n; i++)
+			if (objs[i].offsets[f] &&
+			    (prov[f] < 0 || objs[i].rank < objs[prov[f]].rank))
+				prov[f] = i;
+	}
+	for (size_t f = 0; f < NFUNCS; f++) {
+		if (funcs[f].own_free && prov[f] != prov[FUNC_MALLOC])
+			prov[f] = -1;
+		own_free |= funcs[f].own_free && prov[f] >= 0;
+	}
+	for (size_t f = 0; f < NFUNCS; f++)
+		progs[f] = own_free && funcs[f].prog == PROG_FREE ? PROG_FREE_DEDUP : funcs[f].prog;
+}
+
+/* Return probes go first: a call that enters between the two attachments then has no entry
+ * state and its return is ignored, rather than leaving an entry without a return. */
+static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_obj *objs, int n)
+{
+	enum heap_prog progs[NFUNCS];
+	int prov[NFUNCS], err;
+
+	choose_providers(objs, n, prov, progs);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t f = 0; f < NFUNCS; f++) {
+			if (prov[f] < 0)
+				continue;
+			if (p->session && (progs[f] == PROG_MALLOC || progs[f] == PROG_CALLOC) &&
+			    strncmp(funcs[f].name, "_Zn", 3)) {
+				if (pass == 1)
+					continue;
+				err = attach_session(p,
+						     progs[f] == PROG_MALLOC
+							     ? p->skel->progs.heap_malloc_session
+							     : p->skel->progs.heap_calloc_session,
+						     pid, &objs[prov[f]], f);
+			} else if (pass == 0 && progs[f] != PROG_FREE &&
+				   progs[f] != PROG_OWN_FREE && progs[f] != PROG_FREE_DEDUP)
+				err = attach_one(p, p->skel->progs.heap_return, true, pid,
+						 &objs[prov[f]], f);
+			else if (pass == 1)
+				err = attach_one(p, prog_of(p->skel, progs[f]), false, pid,
+						 &objs[prov[f]], f);
+			else
+				continue;
+			if (err)
+				return err;
+			note_probed(p, objs[prov[f]].path);
+		}
+	}
+	return 0;
+}
+
+static int add_obj(struct heap_obj *objs, int *n, pid_t pid, const char *path, const char *exe)
+{
+	const char *names[NFUNCS];
+	struct heap_obj *o;
+	int found;
+
+	for (int i = 0; i < *n; i++)
+		if (strcmp(objs[i].path, path) == 0)
+			return 0;
+	if (*n >= HEAP_MAX_OBJS)
+		return 0;
+	o = &objs[*n];
+	snprintf(o->path, sizeof(o->path), "%s", path);
+	if (pid > 0)
+		snprintf(o->open_path, sizeof(o->open_path), "/proc/%d/root%s", pid, path);
+	else
+		snprintf(o->open_path, sizeof(o->open_path), "%s", path);
+	o->rank = obj_rank(path, exe);
+	for (size_t f = 0; f < NFUNCS; f++)
+		names[f] = funcs[f].name;
+	found = elf_funcs__find(o->open_path, names, NFUNCS, o->offsets);
+	if (found < 0) {
+		pr_debug("heap: cannot read %s: %s\n", path, strerror(-found));
+		return 0;
+	}
+	(*n)++;
+	return 0;
+}
+
+/* Objects a running process has mapped executable. */
+static int objs_of_pid(pid_t pid, struct heap_obj *objs, int *n)
+{
+	char exe[PATH_MAX];
+	struct proc_maps *m;
+	int err;
+
+	err = proc_maps__read(pid, &m);
+	if (err)
+		return err;
+	if (proc__exe(pid, exe, sizeof(exe)))
+		exe[0] = '\0';
+	for (size_t i = 0; i < m->n; i++) {
+		const struct proc_map *pm = &m->maps[i];
+
+		if (!pm->path || pm->path[0] != '/' || pm->perms[2] != 'x')
+			continue;
+		add_obj(objs, n, pid, pm->path, exe[0] ? exe : NULL);
+	}
+	proc_maps__free(m);
+	return 0;
+}
+
+/* The libraries exe needs directly, where this system keeps libc (the usual place of a linked
+ * allocator such as libjemalloc.so.2); an RPATH or LD_LIBRARY_PATH is not followed. */
+static void add_needed(struct heap_obj *objs, int *n, const char *exe, const char *dir)
+{
+	char needed[32][256], path[PATH_MAX + 256];
+	int k = elf_funcs__needed(exe, &needed[0][0], sizeof(needed[0]), 32);
+
+	for (int i = 0; i < k; i++) {
+		if (snprintf(path, sizeof(path), "%s%s", dir, needed[i]) >= (int)sizeof(path))
+			continue;
+		if (access(path, R_OK) == 0)
+			add_obj(objs, n, 0, path, exe);
+	}
+}
+
+/* A command not started yet, or the whole system: the command's executable (when known) and the
+ * libraries it needs, and the C and C++ runtimes of this system, found beside the libc this
+ * program runs on. */
+static int objs_of_system(const char *exe_hint, struct heap_obj *objs, int *n)
+{
+	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 32];
+	struct proc_maps *m;
+	const char *libc = NULL;
+	int err;
+
+	exe[0] = '\0';
+	if (exe_hint && strchr(exe_hint, '/')) {
+		if (!realpath(exe_hint, exe))
+			exe[0] = '\0';
+	} else if (exe_hint) {
+		const char *pathenv = getenv("PATH");
+		char *copy = strdup(pathenv ? pathenv : "/usr/bin:/bin"), *tok, *save = NULL;
+
+		for (tok = copy ? strtok_r(copy, ":", &save) : NULL; tok;
+		     tok = strtok_r(NULL, ":", &save)) {
+			snprintf(path, sizeof(path), "%s/%s", tok, exe_hint);
+			if (access(path, X_OK) == 0 && realpath(path, exe))
+				break;
+			exe[0] = '\0';
+		}
+		free(copy);
+	}
+	if (exe[0])
+		add_obj(objs, n, 0, exe, exe);
+	err = proc_maps__read(getpid(), &m);
+	if (err)
+		return err;
+	for (size_t i = 0; i < m->n && !libc; i++)
+		if (m->maps[i].path && strncmp(base_name(m->maps[i].path), "libc.so", 7) == 0)
+			libc = m->maps[i].path;
+	if (libc) {
+		add_obj(objs, n, 0, libc, NULL);
+		snprintf(dir, sizeof(dir), "%.*s", (int)(base_name(libc) - libc), libc);
+		snprintf(path, sizeof(path), "%slibstdc++.so.6", dir);
+		if (access(path, R_OK) == 0)
+			add_obj(objs, n, 0, path, NULL);
+		if (exe[0])
+			add_needed(objs, n, exe, dir);
+	}
+	proc_maps__free(m);
+	return 0;
+}
+
+static void no_malloc_error(pid_t pid, const struct heap_obj *objs, int n)
+{
+	char list[2048] = "";
+	size_t len = 0;
+
+	for (int i = 0; i < n && len < sizeof(list) - 1; i++)
+		len += snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+				objs[i].path);
+	if (pid > 0)
+		pr_err("pid %d: no malloc found to probe; searched %s\n", pid,
+		       n ? list : "nothing (no executable mappings)");
+	else
+		pr_err("no malloc found to probe; searched %s\n", n ? list : "nothing");
+}
+
+/* Finds the providers of pid (or of the system, pid -1) and attaches to them. */
+static int attach_target(struct collector *c, struct heap_priv *p, pid_t pid, bool before_exec)
+{
+	struct heap_obj *objs;
+	int n = 0, err;
+
+	objs = calloc(HEAP_MAX_OBJS, sizeof(*objs));
+	if (!objs)
+		return -ENOMEM;
+	if (pid > 0 && !before_exec)
+		err = objs_of_pid(pid, objs, &n);
+	else
+		err = objs_of_system(c->opts.exe_hint, objs, &n);
+	if (err) {
+		pr_err("cannot read the mappings of pid %d: %s\n", pid, strerror(-err));
+		goto out;
+	}
+	err = -ENOENT;
+	for (int i = 0; i < n; i++)
+		if (objs[i].offsets[FUNC_MALLOC])
+			err = 0;
+	if (err) {
+		no_malloc_error(pid, objs, n);
+		goto out;
+	}
+	err = attach_providers(p, pid, objs, n);
+out:
+	free(objs);
+	return err;
+}
+
+static int heap_load(struct collector *c, struct heap_priv *p, bool session)
+{
+	const struct collect_opts *o = &c->opts;
+	struct bpf_program *sp[2];
+
+	p->skel = heap_bpf__open();
+	if (!p->skel)
+		return -errno;
+	sp[0] = p->skel->progs.heap_malloc_session;
+	sp[1] = p->skel->progs.heap_calloc_session;
+	for (int i = 0; i < 2; i++) {
+		if (session)
+			bpf_program__set_expected_attach_type(
+				sp[i], (enum bpf_attach_type)CPROF_BPF_TRACE_UPROBE_SESSION);
+		else
+			bpf_program__set_autoload(sp[i], false);
+	}
+	p->session = session;
+	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
+	p->skel->rodata->want_kern_stack = false; /* the probes fire in user mode */
+	p->skel->rodata->sample_bytes = p->sample_bytes;
+	fill_intervals(p->skel, p->sample_bytes);
+	p->skel->rodata->empty_probes = getenv("CPROF_BENCH_EMPTY_PROBES") != NULL;
+	if (o->max_keys)
+		bpf_map__set_max_entries(p->skel->maps.allocs, o->max_keys);
+	if (o->max_stacks)
+		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
+	if (o->heap_max_live)
+		bpf_map__set_max_entries(p->skel->maps.live, o->heap_max_live);
+	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
+	return heap_bpf__load(p->skel);
+}
+
+static int heap_open(struct collector *c)
+{
+	const struct collect_opts *o = &c->opts;
+	struct heap_priv *p;
+	int err;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	c->priv = p;
+	p->sample_bytes = o->heap_sample_bytes ? o->heap_sample_bytes : HEAP_DEFAULT_SAMPLE_BYTES;
+
+	/* With uprobe sessions if the kernel loads them, else without. */
+	err = heap_load(c, p, true);
+	if (err) {
+		pr_debug("heap: no uprobe sessions (%s); return probes on every call\n",
+			 strerror(-err));
+		heap_bpf__destroy(p->skel);
+		p->skel = NULL;
+		err = heap_load(c, p, false);
+	}
+	if (err) {
+		pr_err("cannot load the heap BPF programs: %s\n", strerror(-err));
+		return err;
+	}
+	err = collector__bind(c, p->skel->obj);
+	if (err || o->load_only)
+		return err;
+	/* Only the fork and exec hooks attach here; the uprobes need a target. */
+	err = heap_bpf__attach(p->skel);
+	if (err) {
+		pr_err("cannot attach the heap BPF programs: %s\n", strerror(-err));
+		return err;
+	}
+	if (o->all)
+		return attach_target(c, p, -1, true);
+	for (size_t i = 0; i < o->npids; i++) {
+		err = attach_target(c, p, o->pids[i], o->exe_hint != NULL);
+		if (err)
+			return err;
+	}
+	pr_debug("heap: %zu probes and %zu sessions attached\n", p->nlinks, p->nsession);
+	return 0;
+}
+
+static void heap_stop(struct collector *c)
+{
+	struct heap_priv *p = c->priv;
+
+	for (size_t i = 0; p && i < p->nlinks; i++)
+		bpf_link__destroy(p->links[i]);
+	for (size_t i = 0; p && i < p->nsession; i++)
+		close(p->session_fds[i]);
+	if (p) {
+		p->nlinks = 0;
+		p->nsession = 0;
+	}
+}
+
+static void heap_close(struct collector *c)
+{
+	struct heap_priv *p = c->priv;
+
+	if (!p)
+		return;
+	heap_stop(c);
+	free(p->links);
+	free(p->session_fds);
+	heap_bpf__destroy(p->skel);
+	free(p);
+	c->priv = NULL;
+}
+
+/* Go's estimate (runtime/pprof scaleHeapSample): an allocation of s bytes is sampled with
+ * probability 1 - exp(-s/rate), so each sampled one stands for 1/(1 - exp(-s/rate)). */
+static void heap_scale(uint64_t count, uint64_t bytes, uint64_t size, uint64_t rate, int64_t *oc,
+		       int64_t *ob)
+{
+	double scale = 1.0;
+
+	if (rate > 1 && size > 0)
+		scale = 1.0 / (1.0 - exp(-(double)size / (double)rate));
+	*oc = (int64_t)((double)count * scale);
+	*ob = (int64_t)((double)bytes * scale);
+}
+
+struct heap_drain_ctx {
+	struct pprof_builder *b;
+	uint64_t rate;
+	uint64_t ubuf[CPROF_MAX_STACK], kbuf[CPROF_MAX_STACK];
+};
+
+static int heap_drain_one(struct collector *c, const struct heap_key *k, const struct heap_val *v,
+			  struct heap_drain_ctx *d)
+{
+	struct pprof_raw_sample s;
+
+	if (!v->alloc_objects && !v->inuse_objects)
+		return 0;
+	collector__raw_sample(c, &k->k, d->ubuf, d->kbuf, &s);
+	/* Taken at the return probe: the leaf is the return address into the caller. */
+	s.user_leaf_is_return = true;
+	heap_scale(v->alloc_objects, v->alloc_bytes, k->size, d->rate, &s.values[0], &s.values[1]);
+	heap_scale(v->inuse_objects, v->inuse_bytes, k->size, d->rate, &s.values[2], &s.values[3]);
+	if (k->size && s.nlabels < PPROF_MAX_LABELS)
+		s.labels[s.nlabels++] =
+			(struct pprof_label){.key = "bytes", .num = (int64_t)k->size};
+	return pprof_builder__add_sample(d->b, &s);
+}
+
+static void heap_comments(struct collector *c, struct pprof_builder *b)
+{
+	struct heap_priv *p = c->priv;
+	struct collect_stats st;
+
+	if (p->sample_bytes <= 1)
+		pprof_builder__add_comment(b, "heap: every allocation (--heap-sample-bytes 1); "
+					      "values are exact counts");
+	else
+		pprof_builder__add_comment(
+			b,
+			"heap: one sample per %llu allocated bytes on average (Poisson, like Go's "
+			"MemProfileRate); each sample of size s is scaled by 1/(1-exp(-s/%llu)), "
+			"as "
+			"Go's runtime/pprof does, to estimate true totals",
+			(unsigned long long)p->sample_bytes, (unsigned long long)p->sample_bytes);
+	for (int i = 0; i < p->nprobed; i++)
+		pprof_builder__add_comment(b, "heap: probes in %s", p->probed[i]);
+	pprof_builder__add_comment(b, "heap: allocations made before the probes attached are "
+				      "invisible; in-use counts what was sampled and not freed");
+	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_HEAP_UNKNOWN_FREE])
+		pprof_builder__add_comment(
+			b,
+			"heap: %llu frees of untracked addresses (not sampled, or allocated "
+			"before attach): ignored",
+			(unsigned long long)st.bpf[CPROF_STAT_HEAP_UNKNOWN_FREE]);
+}
+
+static int heap_drain(struct collector *c, struct pprof_builder *b)
+{
+	struct heap_priv *p = c->priv;
+	int fd = bpf_map__fd(p->skel->maps.allocs), err = 0;
+	struct heap_key key, next, *prev = NULL;
+	struct heap_drain_ctx *d;
+	struct heap_val val;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->b = b;
+	d->rate = p->sample_bytes;
+	heap_comments(c, b);
+	/* The probes are detached by now: the map no longer changes. */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &val))
+			continue;
+		err = heap_drain_one(c, &key, &val, d);
+		if (err)
+			break;
+	}
+	free(d);
+	return err;
+}
+
+static void heap_pprof_config(const struct collector *c, struct pprof_config *cfg)
+{
+	const struct heap_priv *p = c->priv;
+
+	cfg->nvalues = 4;
+	cfg->sample_types[0] = (struct pprof_value_type){"alloc_objects", "count"};
+	cfg->sample_types[1] = (struct pprof_value_type){"alloc_space", "bytes"};
+	cfg->sample_types[2] = (struct pprof_value_type){"inuse_objects", "count"};
+	cfg->sample_types[3] = (struct pprof_value_type){"inuse_space", "bytes"};
+	cfg->period_type = (struct pprof_value_type){"space", "bytes"};
+	cfg->period = p ? (int64_t)p->sample_bytes : HEAP_DEFAULT_SAMPLE_BYTES;
+	cfg->default_sample_type = "inuse_space";
+}
+
+const struct collector_ops heap_collector_ops = {
+	.name = "heap",
+	.open = heap_open,
+	.stop = heap_stop,
+	.drain = heap_drain,
+	.close = heap_close,
+	.pprof_config = heap_pprof_config,
+};

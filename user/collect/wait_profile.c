@@ -1,0 +1,155 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collect/wait_profile.h"
+#include "wait.h"
+
+struct wait_drain_ctx {
+	const struct wait_drain_opts *o;
+	struct pprof_builder *b;
+	uint64_t ubuf[CPROF_MAX_STACK], kbuf[CPROF_MAX_STACK];
+};
+
+uint64_t wait__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi)
+{
+	char line[512], sym[256], type;
+	unsigned long long addr;
+	bool found = false;
+	FILE *f = fopen("/proc/kallsyms", "re");
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx %c %255s", &addr, &type, sym) != 3)
+			continue;
+		if (found) { /* the core kernel's symbols are listed in address order */
+			if (addr > *lo) {
+				*hi = addr;
+				err = 0;
+			}
+			break;
+		}
+		if (addr && strcmp(sym, name) == 0) {
+			*lo = addr;
+			found = true;
+		}
+	}
+	fclose(f);
+	return err;
+}
+
+void wait__pprof_config(struct pprof_config *cfg)
+{
+	cfg->nvalues = 2;
+	cfg->sample_types[0] = (struct pprof_value_type){"contentions", "count"};
+	cfg->sample_types[1] = (struct pprof_value_type){"delay", "nanoseconds"};
+	cfg->period_type = (struct pprof_value_type){"contentions", "count"};
+	cfg->period = 1; /* every wait is counted, none sampled */
+	cfg->default_sample_type = "delay";
+}
+
+void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns)
+{
+	cfg->nvalues = 3;
+	cfg->sample_types[0] = (struct pprof_value_type){"cpu", "nanoseconds"};
+	cfg->sample_types[1] = (struct pprof_value_type){"offcpu", "nanoseconds"};
+	cfg->sample_types[2] = (struct pprof_value_type){"wall", "nanoseconds"};
+	cfg->period_type = (struct pprof_value_type){"cpu", "nanoseconds"};
+	cfg->period = period_ns;
+	cfg->default_sample_type = "wall";
+}
+
+static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct cprof_key *k,
+		    uint64_t count, uint64_t delay_ns)
+{
+	struct pprof_raw_sample s;
+
+	collector__raw_sample(c, k, d->ubuf, d->kbuf, &s);
+	if (s.nkstack && s.kstack[0] >= d->o->glue_lo && s.kstack[0] < d->o->glue_hi) {
+		s.kstack++;
+		s.nkstack--;
+	}
+	/* Taken in a syscall (user) and in the scheduler or a syscall tracepoint (kernel): both
+	 * leaves are return addresses. */
+	s.user_leaf_is_return = k->flags & CPROF_WAIT_USER_RET;
+	s.kernel_leaf_is_return = true;
+	if (d->o->wall) {
+		bool on = k->flags & CPROF_WAIT_ONCPU;
+
+		s.values[0] = on ? (int64_t)delay_ns : 0;
+		s.values[1] = on ? 0 : (int64_t)delay_ns;
+		s.values[2] = (int64_t)delay_ns;
+		if (s.nlabels < PPROF_MAX_LABELS)
+			s.labels[s.nlabels++] = (struct pprof_label){
+				.key = "state", .str = on ? "on-cpu" : "off-cpu"};
+	} else {
+		s.values[0] = (int64_t)count;
+		s.values[1] = (int64_t)delay_ns;
+	}
+	return pprof_builder__add_sample(d->b, &s);
+}
+
+static int drain_one(struct collector *c, const struct cprof_key *k, const void *val, void *ctx)
+{
+	const struct cprof_wait_val *v = val;
+
+	return add_wait(c, ctx, k, v->count, v->delay_ns);
+}
+
+/* Waits still under way when the programs stopped: no end event will come for them. */
+static int drain_tails(struct collector *c, struct wait_drain_ctx *d, uint64_t min_ns)
+{
+	const struct wait_drain_opts *o = d->o;
+	int fd = bpf_map__fd(o->starts), err = 0;
+	struct cprof_wait_start s;
+	__u32 tid, next, *prev = NULL;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		tid = next;
+		prev = &tid;
+		if (bpf_map_lookup_elem(fd, &tid, &s) || s.ts > o->stop_ns)
+			continue;
+		if (!s.key.pid) { /* no stacks: a lock wait, timed at its end only */
+			if (o->unfinished)
+				(*o->unfinished)++;
+			continue;
+		}
+		if (o->stop_ns - s.ts < min_ns)
+			continue;
+		err = add_wait(c, d, &s.key, 1, o->stop_ns - s.ts);
+		if (err)
+			break;
+	}
+	return err;
+}
+
+int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b)
+{
+	struct wait_drain_ctx *d;
+	int err;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->o = o;
+	d->b = b;
+	err = collector__drain_map(c, o->waits, sizeof(struct cprof_wait_val), true, drain_one, d);
+	if (!err && o->starts)
+		err = drain_tails(c, d, c->opts.min_wait_ns);
+	free(d);
+	return err;
+}
