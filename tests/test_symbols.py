@@ -136,12 +136,12 @@ def test_c_inlined_frames_with_lines(c_inline, spawn, workdir):
 def test_cxx_demangled_inlined_frames(cxx_inline, spawn, workdir):
     out = profile(spawn, workdir, cxx_inline, "inline_cxx")
     check_chain(out, os.path.join(SYM, "inline.cpp"),
-                [("cprof::step(unsigned int)", "step-body"),
-                 ("cprof::Mixer<int>::mix(unsigned int) const", "mix-calls-step"),
-                 ("cprof::Mixer<int>::churn() const", "churn-calls-mix")])
+                [("cprof::step", "step-body"),
+                 ("cprof::Mixer<int>::mix", "mix-calls-step"),
+                 ("cprof::Mixer<int>::churn", "churn-calls-mix")])
     # The mangled name is the function's system_name (pprof -raw shows it in parentheses).
     raw = go_pprof("-raw", "-symbolize=none", out)
-    assert "cprof::Mixer<int>::churn() const" in raw and "(_ZNK5cprof5MixerIiE5churnEv)" in raw
+    assert "cprof::Mixer<int>::churn " in raw and "(_ZNK5cprof5MixerIiE5churnEv)" in raw
 
 
 def test_demangle_none_keeps_mangled_names(cxx_inline, spawn, workdir):
