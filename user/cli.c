@@ -19,6 +19,7 @@
 
 static const char usage[] =
 	"Usage: cprof-bpf [record] (-p PID[,PID...] | -a | -- CMD [ARGS...]) [options]\n"
+	"       cprof-bpf serve [--listen HOST:PORT] [...]   (see serve --help)\n"
 	"       cprof-bpf --help | --version\n"
 	"\n"
 	"Profiles running processes with eBPF and writes a pprof profile (go tool pprof).\n"

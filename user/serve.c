@@ -789,7 +789,8 @@ static void index_links(struct strbuf *b, const char *pid)
 }
 
 static const char index_head[] =
-	"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>cprof-bpf "
+	"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><link rel=icon "
+	"href=\"data:,\"><title>cprof-bpf "
 	"/debug/pprof/</title><style>"
 	"body{font:13px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu "
 	"Sans',sans-serif;margin:16px 24px;color:#1d1d1f}"
