@@ -498,9 +498,9 @@ static void check_demangled(const char *mangled, const char *want)
 static void test_demangle(void **state)
 {
 	(void)state;
-	check_demangled("_ZNK5cprof5MixerIiE5churnEv", "cprof::Mixer<int>::churn() const");
+	check_demangled("_ZNK5cprof5MixerIiE5churnEv", "cprof::Mixer<int>::churn");
 	check_demangled("_ZNSt6vectorIiSaIiEE9push_backERKi",
-			"std::vector<int, std::allocator<int> >::push_back(int const&)");
+			"std::vector<int, std::allocator<int> >::push_back");
 	/* Rust legacy (the hash is dropped) and v0. */
 	check_demangled("_ZN6sym_rs3run17h0d2fa95c198e0494E", "sym_rs::run");
 	check_demangled("_RNvCslqMvDhstvl0_6sym_rs3run", "sym_rs::run");

@@ -5,7 +5,7 @@ file libc6-dbg installs under /usr/lib/debug/.build-id), by `cprof-bpf symbolize
 `eu-addr2line -i -f` and `addr2line -i -f`, each reading the same addresses in one batch on
 stdin. Cold: a fresh process, the debug file not yet read. Warm: the same addresses again in the
 same process (the second half of a doubled batch). Also checks that the three agree on the
-innermost function.
+innermost file:line.
 
     tools/bench/bench_sym.py [--addrs 20000] [--rounds 3] [--file /lib/x86_64-linux-gnu/libc.so.6]
                              [--record-seconds 30]
@@ -71,7 +71,11 @@ def first_functions(out, count_frames):
     lines = out.splitlines()
     names, i = [], 0
     for k in count_frames:
-        names.append(lines[i].split(" inlined at ")[0])
+        # The innermost frame's file (basename) and line: function names may differ by alias
+        # (cprof-bpf names a function as its symbol does: write, not __GI___libc_write).
+        file, _, line = lines[i + 1].rpartition(" (discriminator")[0].partition(":") \
+            if "(discriminator" in lines[i + 1] else lines[i + 1].partition(":")
+        names.append((os.path.basename(file), line.split(":")[0]))
         i += 2 * k
     return names
 
@@ -135,7 +139,7 @@ def main():
         if name == "cprof-bpf":
             continue
         same = sum(a == b for a, b in zip(names["cprof-bpf"], names[name]))
-        print(f"innermost function equal to {name}'s: {same}/{len(sample)}")
+        print(f"innermost file:line equal to {name}'s: {same}/{len(sample)}")
     if args.record_seconds > 0:
         tail, nlocs = record_tail(args.record_seconds)
         print(f"cprof-bpf -a -d {args.record_seconds}: {tail:.2f} s from the end of sampling to"

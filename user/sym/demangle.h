@@ -3,8 +3,8 @@
 #ifndef CPROF_SYM_DEMANGLE_H
 #define CPROF_SYM_DEMANGLE_H
 
-/* The demangled form of name, malloc'd, or NULL when name is not a mangled C++ or Rust name
- * (or on allocation failure). Legacy Rust hashes ("::h0123...") are dropped, as rustfilt
+/* The demangled form of name without its parameter list ("ns::Class<int>::method"), malloc'd,
+ * or NULL when name is not a mangled C++ or Rust name (or on allocation failure). Legacy Rust hashes ("::h0123...") are dropped, as rustfilt
  * does. */
 char *sym_demangle(const char *name);
 

@@ -44,6 +44,8 @@ struct sym_module {
 	char *debug_dir;	 /* debug root, NULL for the default */
 	struct sym_dwarf *dwarf; /* opened on first use; NULL before or when unavailable */
 	bool dwarf_tried;
+	bool dwarf_absent; /* the file has no DWARF anywhere: its reader was closed for good */
+	bool dwarf_seen;   /* the file has DWARF (its reader may be closed now) */
 };
 
 static bool sym_module__note_build_id(struct sym_module *m, Elf_Data *data)
@@ -422,6 +424,19 @@ static int sym_module__load_symbols(struct sym_module *m)
 
 int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 {
+	int err = sym_module__lookup_own(m, vaddr, name);
+
+	/* A stripped file's .symtab may live in its separate debug file. (libdwfl scans its
+	 * table for each lookup: only when the file's own tables know nothing.) */
+	if (err == -ENOENT && sym_module__dwarf(m)) {
+		*name = sym_dwarf__symbol(m->dwarf, vaddr);
+		err = *name ? 0 : -ENOENT;
+	}
+	return err;
+}
+
+int sym_module__lookup_own(struct sym_module *m, uint64_t vaddr, const char **name)
+{
 	size_t lo = 0, hi, mid, i;
 	int err;
 
@@ -454,17 +469,14 @@ int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name)
 			return 0;
 		}
 	}
-	/* A stripped file's .symtab may live in its separate debug file. */
-	if (sym_module__dwarf(m))
-		*name = sym_dwarf__symbol(m->dwarf, vaddr);
-	return *name ? 0 : -ENOENT;
+	return -ENOENT;
 }
 
 struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
 {
 	int err;
 
-	if (m->dwarf_tried)
+	if (m->dwarf_tried || m->dwarf_absent)
 		return m->dwarf;
 	m->dwarf_tried = true;
 	/* An image in memory (the vDSO) has no file to hand libdwfl, and no DWARF. */
@@ -476,15 +488,47 @@ struct sym_dwarf *sym_module__dwarf(struct sym_module *m)
 	return m->dwarf;
 }
 
+/* Opens the DWARF reader if it is not open, and says whether there is DWARF to read. */
+static bool sym_module__load_dwarf(struct sym_module *m)
+{
+	const char *name;
+
+	if (!sym_module__dwarf(m))
+		return false;
+	if (sym_dwarf__present(m->dwarf)) {
+		m->dwarf_seen = true;
+		return true;
+	}
+	/* No DWARF, now or later. The reader is closed (and never reopened) unless the file's
+	 * own tables name nothing: then libdwfl's symbol lookup (a debug file's .symtab, or the
+	 * .dynsym PT_DYNAMIC leads to) is all there is, and it is kept for that. */
+	m->dwarf_absent = true;
+	if (!m->loaded)
+		sym_module__lookup_own(m, 0, &name);
+	if (m->nsyms) {
+		sym_dwarf__free(m->dwarf);
+		m->dwarf = NULL;
+	}
+	return false;
+}
+
 bool sym_module__has_dwarf(struct sym_module *m)
 {
-	return sym_module__dwarf(m) && sym_dwarf__present(m->dwarf);
+	/* Known once found: a reader closed to save memory is not reopened just to ask. */
+	if (m->dwarf_seen)
+		return true;
+	return !m->dwarf_absent && sym_module__load_dwarf(m);
+}
+
+bool sym_module__dwarf_absent(const struct sym_module *m)
+{
+	return m->dwarf_absent;
 }
 
 int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
 		       int max)
 {
-	if (!sym_module__has_dwarf(m))
+	if (m->dwarf_absent || !sym_module__load_dwarf(m))
 		return 0;
 	return sym_dwarf__frames(m->dwarf, vaddr, frames, max);
 }

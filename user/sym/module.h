@@ -29,9 +29,12 @@ bool sym_module__has_symtab(const struct sym_module *m);
 /* Maps a file offset to the link-time address through the PT_LOAD holding it.
  * Returns 0 or -ENOENT. */
 int sym_module__offset_to_vaddr(const struct sym_module *m, uint64_t off, uint64_t *vaddr);
-/* The function holding vaddr. Reads the symbol table on first use. Returns 0 with *name set,
+/* The function holding vaddr, from the file's symbol tables, else its debug file's. Reads the
+ * symbol table on first use. Returns 0 with *name set,
  * -ENOENT when no function holds vaddr, or -ENOMEM. */
 int sym_module__lookup(struct sym_module *m, uint64_t vaddr, const char **name);
+/* The same from the file's own .symtab/.dynsym/.gopclntab only (never the debug file's). */
+int sym_module__lookup_own(struct sym_module *m, uint64_t vaddr, const char **name);
 /* Number of function symbols read so far (0 before the first lookup). */
 size_t sym_module__nsyms(const struct sym_module *m);
 
@@ -43,6 +46,8 @@ bool sym_module__has_dwarf(struct sym_module *m);
 /* The DWARF frames at vaddr, innermost first (see sym_dwarf__frames); 0 without DWARF. */
 int sym_module__frames(struct sym_module *m, uint64_t vaddr, struct sym_dwarf_frame *frames,
 		       int max);
+/* The file was found to have no DWARF (in it or a debug file): it holds no reader. */
+bool sym_module__dwarf_absent(const struct sym_module *m);
 /* Closes the DWARF reader to give its memory back; the next frame lookup opens it again. */
 void sym_module__drop_dwarf(struct sym_module *m);
 

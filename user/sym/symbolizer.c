@@ -686,6 +686,8 @@ static void symbolizer__touch_dwarf(struct symbolizer *s, struct sym_module *m)
 {
 	int i, lru = 0;
 
+	if (sym_module__dwarf_absent(m))
+		return;
 	s->tick++;
 	for (i = 0; i < s->nopen_dwarf; i++) {
 		if (s->open_dwarf[i].module == m) {
@@ -705,6 +707,21 @@ static void symbolizer__touch_dwarf(struct symbolizer *s, struct sym_module *m)
 	s->open_dwarf[i].tick = s->tick;
 }
 
+/* Takes m out of the open readers once it is known to have no DWARF (its reader is closed). */
+static void symbolizer__untouch_dwarf(struct symbolizer *s, struct sym_module *m)
+{
+	int i;
+
+	if (!sym_module__dwarf_absent(m))
+		return;
+	for (i = 0; i < s->nopen_dwarf; i++) {
+		if (s->open_dwarf[i].module == m) {
+			s->open_dwarf[i] = s->open_dwarf[--s->nopen_dwarf];
+			return;
+		}
+	}
+}
+
 /* Fills res->frames from DWARF (function, file:line and inlined callees) and the symbol table.
  * Returns 0 (res->nframes 0: nothing known) or -ENOMEM. */
 static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint64_t vaddr,
@@ -717,11 +734,18 @@ static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint6
 
 	symbolizer__touch_dwarf(s, m);
 	n = sym_module__frames(m, vaddr, df, SYM_MAX_INLINE);
-	if (!n || !df[n - 1].name) {
+	symbolizer__untouch_dwarf(s, m);
+	if (n && df[n - 1].name)
+		err = sym_module__lookup_own(m, vaddr, &name);
+	else
 		err = sym_module__lookup(m, vaddr, &name);
-		if (err == -ENOMEM)
-			return err;
-	}
+	if (err == -ENOMEM)
+		return err;
+	/* The function itself (not inlined) is named as its symbol is, where there is one: the
+	 * exported alias users call ("write", not DWARF's "__GI___libc_write"), except for gcc's
+	 * clones ("foo.constprop.0"), whose DWARF name is the source's. */
+	if (n && name && !strchr(name, '.'))
+		df[n - 1].name = name;
 	res->nframes = 0;
 	if (!n && name) {
 		df[0] = (struct sym_dwarf_frame){.name = name};
