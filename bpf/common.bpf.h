@@ -184,10 +184,14 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 		__u8 one = 1;                                                                      \
 		if (!is_target(pid))                                                               \
 			return 0;                                                                  \
+		/* The new image's executable is mapped now, its libraries only once ld.so has   \
+		 * run: notify now (a short-lived command may be gone before its first sample),  \
+		 * and again at its first sample (forgotten here), when they are mapped. */ \
 		if (notify_lifecycle)                                                              \
 			bpf_map_update_elem(&seen, &pid, &one, BPF_ANY);                           \
-		if (bpf_map_lookup_elem(&seen, &pid))                                              \
-			proc_notify(pid, CPROF_PROC_EXEC);                                         \
+		else                                                                               \
+			bpf_map_delete_elem(&seen, &pid);                                          \
+		proc_notify(pid, CPROF_PROC_EXEC);                                                 \
 		return 0;                                                                          \
 	}                                                                                          \
 	SEC("tp_btf/sched_process_exit")                                                           \

@@ -298,7 +298,9 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		if (!c.exes)
 			return -ENOMEM;
 	}
-	for (size_t i = 0; i < o->npids; i++) {
+	/* `-- CMD` (follow_children): the target is still our own fork waiting to exec; its
+	 * mappings are read at its exec notice instead. */
+	for (size_t i = 0; !o->follow_children && i < o->npids; i++) {
 		err = symbolizer__add_pid(sym, o->pids[i]);
 		if (err)
 			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],

@@ -73,12 +73,14 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
+	/* The symbolizer's snapshot first: reading /proc/PID/maps is quick, building tables is
+	 * not, and a short-lived process may be gone by the time they are built. */
+	if (c->opts.on_proc)
+		c->opts.on_proc(c->opts.ctx, data);
 	if (c->unw && e->kind == CPROF_PROC_EXIT)
 		unwinder__remove_pid(c->unw, e->pid);
 	else if (c->unw && !collector__late(c))
 		unwinder__add_pid(c->unw, e->pid, true);
-	if (c->opts.on_proc)
-		c->opts.on_proc(c->opts.ctx, data);
 	return 0;
 }
 
@@ -120,7 +122,8 @@ static int collector__start_unwinder(struct collector *c)
 	c->unw = unwinder__new(&uo);
 	if (!c->unw)
 		return -ENOMEM;
-	for (size_t i = 0; !c->opts.all && i < c->opts.npids; i++)
+	/* A `-- CMD` target (follow_children) has not exec'd yet: its exec notice builds them. */
+	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++)
 		unwinder__add_pid(c->unw, c->opts.pids[i], false);
 	return 0;
 }

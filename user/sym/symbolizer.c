@@ -565,16 +565,21 @@ int symbolizer__add_pid(struct symbolizer *s, pid_t pid)
 	size_t i;
 	int err;
 
+	if (hashmap__find(s->procs, (void *)(uintptr_t)pid, &found))
+		old = found;
 	err = proc_maps__read(pid, &pm);
-	if (err)
-		return err;
+	if (!err && pm->n == 0)
+		err = -ESRCH; /* an exiting process has released its memory */
+	if (err) {
+		/* Gone: what an earlier snapshot saw (at its exec, say) still stands. */
+		proc_maps__free(pm);
+		return old && (err == -ESRCH || err == -ENOENT) ? 0 : err;
+	}
 	p = sym_proc__new(pid, pm->n);
 	if (!p) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
-	if (hashmap__find(s->procs, (void *)(uintptr_t)pid, &found))
-		old = found;
 	same_root = symbolizer__same_root(pid);
 	for (i = 0; i < pm->n; i++) {
 		err = symbolizer__add_entry(s, p, old, &pm->maps[i], same_root);
