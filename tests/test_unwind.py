@@ -297,12 +297,6 @@ def test_whole_system_and_command(workdir, spawn):
     assert share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"]) >= 0.9, traces[:5]
 
 
-def heap_available():
-    r = subprocess.run([CPROF, "-t", "heap", "--help"], capture_output=True, text=True)
-    return "unknown profile type" not in r.stderr
-
-
-@pytest.mark.skipif(not heap_available(), reason="no heap profile type in this build")
 def test_heap_bytes_under_no_fp_callers(workdir):
     """Heap samples (uprobes on malloc) go through the same key_stacks: the bytes land under
     alloc_leaf <- alloc_mid <- alloc_outer <- main in a binary without frame pointers."""

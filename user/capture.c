@@ -70,7 +70,8 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 		return;
 	err = symbolizer__add_pid(c->sym, e->pid);
 	note_exe(c, e->pid);
-	if (err == -ESRCH || err == -ENOENT)
+	/* Gone since an earlier notice (its exec) was read: that snapshot stands. */
+	if ((err == -ESRCH || err == -ENOENT) && !symbolizer__has_pid(c->sym, e->pid))
 		c->procs_missed++;
 	else if (err)
 		pr_debug("cannot read the mappings of pid %u: %s\n", e->pid, strerror(-err));

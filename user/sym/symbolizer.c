@@ -573,7 +573,7 @@ int symbolizer__add_pid(struct symbolizer *s, pid_t pid)
 	if (err) {
 		/* Gone: what an earlier snapshot saw (at its exec, say) still stands. */
 		proc_maps__free(pm);
-		return old && (err == -ESRCH || err == -ENOENT) ? 0 : err;
+		return err;
 	}
 	p = sym_proc__new(pid, pm->n);
 	if (!p) {
@@ -592,6 +592,13 @@ cleanup:
 	sym_proc__free(p);
 	proc_maps__free(pm);
 	return err;
+}
+
+bool symbolizer__has_pid(struct symbolizer *s, pid_t pid)
+{
+	void *found;
+
+	return hashmap__find(s->procs, (void *)(uintptr_t)pid, &found);
 }
 
 void symbolizer__remove_pid(struct symbolizer *s, pid_t pid)

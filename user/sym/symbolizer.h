@@ -66,9 +66,11 @@ void symbolizer__free(struct symbolizer *s);
 
 /* Snapshots pid's mappings now (and opens what it needs to read them later: a deleted binary
  * is reached through /proc/PID/map_files). Calling it again for a known pid refreshes the
- * snapshot (after exec or dlopen); a process gone since an earlier snapshot keeps that one (0).
- * Returns 0 or -errno (-ESRCH: process gone, and never seen alive). */
+ * snapshot (after exec or dlopen); a process gone since an earlier snapshot keeps that one.
+ * Returns 0 or -errno (-ESRCH: process gone). */
 int symbolizer__add_pid(struct symbolizer *s, pid_t pid);
+/* Whether pid has a snapshot. */
+bool symbolizer__has_pid(struct symbolizer *s, pid_t pid);
 /* Forgets pid's snapshot (pid reuse). */
 void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
 
