@@ -183,7 +183,7 @@ def main():
             fh.write(old_stats)
     base = statistics.median(r["ops"] for r in results["none"])
     print(f"no-frame-pointer qsort workload, 1 thread, {a.seconds:g} s, median of {a.rounds} "
-          f"rounds (shared, noisy machine)")
+          f"rounds")
     print(f"{'profiler':32} {'throughput':>10} {'own CPU s':>10} {'report s':>9} "
           f"{'output MB':>10} {'reach main':>11} {'BPF ns/run':>11} {'ns/sample':>10}")
 
