@@ -232,9 +232,12 @@ def test_debug_file_found_by_debuglink(place, c_inline, spawn, tmp_path):
 def node_jit(spawn, workdir, name, argv_prefix=()):
     if not shutil.which("node"):
         pytest.skip("no node")
-    # From workdir: V8 may leave an isolate-*.log in its working directory.
+    # From workdir: V8 may leave an isolate-*.log in its working directory. No inlining:
+    # TurboFan may otherwise fold the hot function into the script's top level, which V8 then
+    # names instead (a correct name, but not the one the test looks for).
     p = spawn(*argv_prefix, "sh", "-c",
-              f"cd {workdir} && exec node --perf-basic-prof {os.path.join(SYM, 'jit.js')}")
+              f"cd {workdir} && exec node --perf-basic-prof --no-turbo-inlining "
+              f"{os.path.join(SYM, 'jit.js')}")
     out = os.path.join(workdir, f"{name}.pb.gz")
     try:
         run_cprof("-p", p.pid, "-d", 3, "-F", 499, "-o", out)
@@ -267,7 +270,7 @@ def test_node_jit_in_other_mount_and_pid_namespace(spawn, workdir):
     writes /tmp/perf-1.map; only /proc/PID/root/tmp/perf-1.map reaches it."""
     if not shutil.which("unshare"):
         pytest.skip("no unshare")
-    script = ("mount -t tmpfs tmpfs /tmp && cd /tmp && exec node --perf-basic-prof "
+    script = ("mount -t tmpfs tmpfs /tmp && cd /tmp && exec node --perf-basic-prof --no-turbo-inlining "
               + os.path.join(SYM, "jit.js"))
     p = spawn("unshare", "--mount", "--pid", "--fork", "--propagation", "private",
               "sh", "-c", script)
