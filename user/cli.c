@@ -100,27 +100,45 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 	return 0;
 }
 
-/* A size: a whole number with an optional K, M or G suffix; MiB when there is none. */
-static int parse_size(const char *s, uint64_t *out)
+int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
 {
-	char num[32], *end;
-	size_t len = strlen(s);
-	int shift = 20;
-	long v;
+	char *end;
+	double v;
+	double mul = (double)plain_unit;
 
-	if (len == 0 || len >= sizeof(num))
+	if (!s || !*s)
 		return -EINVAL;
-	memcpy(num, s, len + 1);
-	end = &num[len - 1];
-	if (*end == 'K' || *end == 'k')
-		shift = 10;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30;
-	if (*end == 'K' || *end == 'k' || *end == 'M' || *end == 'm' || *end == 'G' || *end == 'g')
-		*end = '\0';
-	if (cli__parse_long(num, 1, 1L << 26, &v))
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v < 0)
 		return -EINVAL;
-	*out = (uint64_t)v << shift;
+	switch (*end) {
+	case 0:
+		break;
+	case 'k':
+	case 'K':
+		mul = 1024.0;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1024.0 * 1024;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1024.0 * 1024 * 1024;
+		break;
+	case 't':
+	case 'T':
+		mul = 1024.0 * 1024 * 1024 * 1024;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB"))
+		return -EINVAL;
+	if (v * mul > 1e18)
+		return -EINVAL;
+	*out = (uint64_t)(v * mul);
 	return 0;
 }
 
@@ -306,8 +324,8 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 		}
 		return 0;
 	case OPT_UNWIND_MEM:
-		if (parse_size(arg, &o->unwind_mem) || o->unwind_mem < (64ull << 10) ||
-		    o->unwind_mem > (64ull << 30)) {
+		if (cli__parse_size(arg, 1 << 20, &o->unwind_mem) ||
+		    o->unwind_mem < (64ull << 10) || o->unwind_mem > (64ull << 30)) {
 			pr_err("invalid --unwind-mem '%s': expected 64K to 64G (plain numbers are "
 			       "MiB)\n",
 			       arg);

@@ -63,5 +63,8 @@ void cli__free_record(struct record_opts *o);
 int cli__parse_long(const char *s, long min, long max, long *out);
 /* Strictly parses a decimal number of seconds (may have a fraction) in [min, max]. */
 int cli__parse_seconds(const char *s, double min, double max, double *out);
+/* Parses a size: a number (fractions allowed) with an optional K, M, G or T suffix (binary;
+ * "B" or "iB" may follow); a plain number counts plain_unit bytes. Returns 0 or -EINVAL. */
+int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out);
 
 #endif

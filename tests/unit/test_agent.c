@@ -16,6 +16,7 @@
 
 #include "agent/internal.h"
 #include "agent/options.h"
+#include "cli.h"
 #include "agent/trigger.h"
 #include "pprof/builder.h"
 #include "proc/stat.h"
@@ -162,17 +163,22 @@ static void test_sizes_and_durations(void **state)
 	double d;
 
 	(void)state;
-	assert_int_equal(agent_opts__parse_size("4096", &v), 0);
+	assert_int_equal(cli__parse_size("4096", 1, &v), 0);
 	assert_int_equal(v, 4096);
-	assert_int_equal(agent_opts__parse_size("1.5K", &v), 0);
+	assert_int_equal(cli__parse_size("1.5K", 1, &v), 0);
 	assert_int_equal(v, 1536);
-	assert_int_equal(agent_opts__parse_size("2G", &v), 0);
+	assert_int_equal(cli__parse_size("2G", 1, &v), 0);
 	assert_int_equal(v, 2ull << 30);
-	assert_int_equal(agent_opts__parse_size("256MiB", &v), 0);
+	assert_int_equal(cli__parse_size("256MiB", 1, &v), 0);
 	assert_int_equal(v, 256ull << 20);
-	assert_int_equal(agent_opts__parse_size("12Q", &v), -EINVAL);
-	assert_int_equal(agent_opts__parse_size("-1", &v), -EINVAL);
-	assert_int_equal(agent_opts__parse_size("", &v), -EINVAL);
+	assert_int_equal(cli__parse_size("12Q", 1, &v), -EINVAL);
+	assert_int_equal(cli__parse_size("-1", 1, &v), -EINVAL);
+	assert_int_equal(cli__parse_size("", 1, &v), -EINVAL);
+	/* --unwind-mem: a plain number is MiB, a suffix still wins. */
+	assert_int_equal(cli__parse_size("64", 1 << 20, &v), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(cli__parse_size("64K", 1 << 20, &v), 0);
+	assert_int_equal(v, 64ull << 10);
 	assert_int_equal(agent_opts__parse_duration("90m", &d), 0);
 	assert_true(d == 5400);
 	assert_int_equal(agent_opts__parse_duration("7d", &d), 0);

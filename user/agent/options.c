@@ -154,48 +154,6 @@ static const struct option long_opts[] = {
 	{},
 };
 
-int agent_opts__parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v;
-	double mul = 1;
-
-	if (!s || !*s)
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
-		return -EINVAL;
-	switch (*end) {
-	case 0:
-		break;
-	case 'k':
-	case 'K':
-		mul = 1024.0;
-		break;
-	case 'm':
-	case 'M':
-		mul = 1024.0 * 1024;
-		break;
-	case 'g':
-	case 'G':
-		mul = 1024.0 * 1024 * 1024;
-		break;
-	case 't':
-	case 'T':
-		mul = 1024.0 * 1024 * 1024 * 1024;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB"))
-		return -EINVAL;
-	if (v * mul > 1e18)
-		return -EINVAL;
-	*out = (uint64_t)(v * mul);
-	return 0;
-}
-
 int agent_opts__parse_duration(const char *s, double *out)
 {
 	char *end;
@@ -339,7 +297,7 @@ static int parse_min_free(const char *arg, struct agent_opts *o)
 		o->min_free = (uint64_t)pct | (1ull << 63); /* resolved against the fs later */
 		return 0;
 	}
-	if (agent_opts__parse_size(arg, &o->min_free) || (o->min_free >> 63))
+	if (cli__parse_size(arg, 1, &o->min_free) || (o->min_free >> 63))
 		return bad("--min-free", arg, "bytes (512M) or a percentage (5%)");
 	return 0;
 }
@@ -390,7 +348,7 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 		size_t n = strlen(arg);
 		bool plain = n && arg[n - 1] >= '0' && arg[n - 1] <= '9';
 
-		if (agent_opts__parse_size(arg, &size))
+		if (cli__parse_size(arg, 1, &size))
 			return bad("--unwind-mem", arg, "64K to 64G");
 		if (plain)
 			size <<= 20;
@@ -410,7 +368,7 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 			return bad("--max-age", arg, "a duration like 3600, 90m, 24h, 7d");
 		return 0;
 	case OPT_MAX_SIZE:
-		if (agent_opts__parse_size(arg, &o->max_size))
+		if (cli__parse_size(arg, 1, &o->max_size))
 			return bad("--max-size", arg, "bytes like 1048576, 512M, 2G");
 		return 0;
 	case OPT_MIN_FREE:
@@ -439,7 +397,7 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 			return bad("--push-timeout", arg, "seconds from 0.1 to 600");
 		return 0;
 	case OPT_QUEUE_MAX:
-		if (agent_opts__parse_size(arg, &size) || size < 4096)
+		if (cli__parse_size(arg, 1, &size) || size < 4096)
 			return bad("--queue-max-size", arg, "bytes, at least 4096");
 		o->queue_max_size = size;
 		return 0;
@@ -491,7 +449,7 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 		o->listen_token = arg;
 		return 0;
 	case OPT_MAX_RSS:
-		if (agent_opts__parse_size(arg, &o->max_rss) || o->max_rss < (16 << 20))
+		if (cli__parse_size(arg, 1, &o->max_rss) || o->max_rss < (16 << 20))
 			return bad("--max-rss", arg, "bytes, at least 16M");
 		return 0;
 	case 'v':

@@ -63,8 +63,6 @@ struct agent_opts {
 int agent_opts__parse(int argc, char **argv, bool watch, struct agent_opts *o);
 void agent_opts__free(struct agent_opts *o);
 
-/* "512M", "2G", "1048576": bytes. Returns 0 or -EINVAL. */
-int agent_opts__parse_size(const char *s, uint64_t *out);
 /* "30", "1.5", "10s", "5m", "2h", "7d": seconds. Returns 0 or -EINVAL. */
 int agent_opts__parse_duration(const char *s, double *out);
 

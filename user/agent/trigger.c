@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent/internal.h"
+#include "cli.h"
 #include "agent/trigger.h"
 #include "capture.h"
 #include <linux/types.h>
@@ -56,7 +57,7 @@ int trigger_rule__parse(const char *s, struct trigger_rule *r)
 		r->min_delta = spike_floor[m];
 		snprintf(r->name, sizeof(r->name), "%s_spike_%gx", names[m], r->factor);
 	} else if (r->metric == TRIGGER_RSS) {
-		if (agent_opts__parse_size(val, &size) || !size)
+		if (cli__parse_size(val, 1, &size) || !size)
 			return -EINVAL;
 		r->limit = (double)size;
 		snprintf(r->name, sizeof(r->name), "rss_gt_%s", val);
