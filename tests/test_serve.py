@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import CPROF, SAN_ENV, build, go_pprof, run_cprof, wait_for
+from conftest import CPROF, SAN_ENV, build, go_pprof, pprof_top, run_cprof, wait_for
 
 SKIP_TYPES = {}
 
@@ -356,6 +356,215 @@ def test_capture_cap_gives_503_and_concurrent_captures(server, workload, spawn):
         with open(path, "wb") as f:
             f.write(prof)
         assert "hot_a" in go_pprof("-raw", path)
+
+
+def save(workdir, name, body):
+    path = os.path.join(workdir, name)
+    with open(path, "wb") as f:
+        f.write(body)
+    return path
+
+
+def pids_in(raw):
+    return {int(p) for p in re.findall(r"pid:\[(\d+)\]", raw)}
+
+
+def test_overlapping_captures_share_one_collector(server, workload, spawn, workdir):
+    """A runs 8 s; B starts 2 s into A and runs 2 s: one collector serves both, B gets only
+    its own window, A keeps its pid in the filter after B (which shares the pid) has ended."""
+    s = server()
+    w = spawn(workload, "cpu", 60)
+    res = {}
+
+    def cap(name, secs):
+        res[name] = get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds={secs}")
+
+    a = threading.Thread(target=cap, args=("a", 8))
+    a.start()
+    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 1, timeout=20)
+    time.sleep(2)
+    b = threading.Thread(target=cap, args=("b", 2))
+    b.start()
+    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 2, timeout=20)
+    assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 1
+    b.join(60)
+    a.join(60)
+    assert res["a"][0] == 200 and res["b"][0] == 200, (res["a"][2][:200], res["b"][2][:200])
+    totals = {}
+    for name in ("a", "b"):
+        path = save(workdir, f"{name}.pb.gz", res[name][2])
+        assert "hot_a" in go_pprof("-raw", path)
+        totals[name] = pprof_top(path, "samples")[1]
+        assert "shared: the BPF programs served 2 captures" in go_pprof("-comments", path)
+    # B's window is a quarter of A's. Had B's end taken the pid out of the filter, A would have
+    # stopped at 4 s (ratio 0.5); had B got the samples since A began, 0.5 too.
+    ratio = totals["b"] / totals["a"]
+    assert 0.1 < ratio < 0.4, totals
+    # One collector was loaded, B shared it, and it is gone with the last capture.
+    assert metric(s, 'cprof_collectors_opened_total{type="cpu"}') == 1
+    assert metric(s, 'cprof_captures_shared_total{type="cpu"}') == 1
+    assert metric(s, 'cprof_collector_captures_max{type="cpu"}') == 2
+    assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 0
+    assert metric(s, 'cprof_collector_captures{type="cpu"}') == 0
+
+
+def test_concurrent_captures_of_different_pids(server, workload, spawn, workdir):
+    s = server()
+    w1, w2 = spawn(workload, "cpu", 60), spawn(workload, "cpu", 60)
+    res = {}
+
+    def cap(pid):
+        res[pid] = get(f"{s.url}/debug/pprof/profile?pid={pid}&seconds=4")
+
+    threads = [threading.Thread(target=cap, args=(w.pid,)) for w in (w1, w2)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 2, timeout=20)
+    assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 1
+    for t in threads:
+        t.join(60)
+    for w in (w1, w2):
+        assert res[w.pid][0] == 200
+        raw = go_pprof("-raw", save(workdir, f"{w.pid}.pb.gz", res[w.pid][2]))
+        assert "hot_a" in raw
+        assert pids_in(raw) == {w.pid}, (w.pid, pids_in(raw))
+    assert metric(s, 'cprof_collectors_opened_total{type="cpu"}') == 1
+    assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 0
+    # The collector is gone: a new capture loads a new one and sees its pid.
+    raw = go_pprof("-raw", f"{s.url}/debug/pprof/profile?pid={w2.pid}&seconds=1")
+    assert pids_in(raw) == {w2.pid}
+    assert metric(s, 'cprof_collectors_opened_total{type="cpu"}') == 2
+
+
+def test_different_options_do_not_share(server, workload, spawn):
+    s = server()
+    w = spawn(workload, "cpu", 60)
+    res = []
+    threads = [threading.Thread(target=lambda hz=hz: res.append(
+        get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=3&hz={hz}"))) for hz in (99, 49)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 2, timeout=20)
+    assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 2
+    for t in threads:
+        t.join(60)
+    assert [r[0] for r in res] == [200, 200]
+    assert metric(s, 'cprof_captures_shared_total{type="cpu"}') == 0
+
+
+HEAP_FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
+
+
+def test_concurrent_heap_captures_exact(server, workdir):
+    """--heap-sample-bytes 1 reaches the captures; two heap captures of one process share one
+    collector (its uprobes) and each gets every allocation of the pattern, exactly."""
+    from test_heap import check_exact
+
+    s = server("--heap-sample-bytes", "1")
+    exe = build(workdir, "heapload.c", "heapload", flags=HEAP_FLAGS)
+    w = subprocess.Popen([exe, "exact"], stdout=subprocess.PIPE, text=True)
+    res = {}
+    try:
+        assert w.stdout.readline().startswith("ready")
+
+        def cap(route):
+            res[route] = get(f"{s.url}/debug/pprof/{route}?pid={w.pid}&seconds=60")
+
+        threads = [threading.Thread(target=cap, args=(r,)) for r in ("heap", "allocs")]
+        for t in threads:
+            t.start()
+        assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="heap"}') == 2,
+                        timeout=30)
+        assert metric(s, 'cprof_collectors_loaded{type="heap"}') == 1
+        w.send_signal(signal.SIGUSR1)
+        assert w.stdout.readline().startswith("done")
+        w.wait(30)
+        for t in threads:
+            t.join(60)  # the captures end with their target
+    finally:
+        if w.poll() is None:
+            w.kill()
+        w.wait()
+    for route in ("heap", "allocs"):
+        assert res[route][0] == 200, res[route][2][:300]
+        path = save(workdir, f"{route}.pb.gz", res[route][2])
+        check_exact(path)
+        comments = go_pprof("-comments", path)
+        assert "every allocation" in comments and "dropped: nothing" in comments, comments
+    assert metric(s, 'cprof_collectors_opened_total{type="heap"}') == 1
+    assert metric(s, 'cprof_captures_shared_total{type="heap"}') == 1
+    assert metric(s, 'cprof_collectors_loaded{type="heap"}') == 0
+
+
+def test_heap_window_counts_only_its_own_allocations(server, serveload, spawn, workdir):
+    """A heap capture that joins a running one reports what was allocated in its own window:
+    alloc_space about in proportion to the windows' lengths (1/3 here; 5/6 if it got what was
+    allocated since the collector attached)."""
+    s = server()
+    w = spawn(serveload, "alloc", 60)
+    res = {}
+
+    def cap(name, secs):
+        res[name] = get(f"{s.url}/debug/pprof/allocs?pid={w.pid}&seconds={secs}")
+
+    a = threading.Thread(target=cap, args=("a", 6))
+    a.start()
+    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="heap"}') == 1, timeout=30)
+    time.sleep(3)
+    b = threading.Thread(target=cap, args=("b", 2))
+    b.start()
+    b.join(60)
+    a.join(60)
+    space = {}
+    for name in ("a", "b"):
+        assert res[name][0] == 200
+        path = save(workdir, f"allocs-{name}.pb.gz", res[name][2])
+        rows, total = pprof_top(path, "alloc_space")
+        assert "alloc_site" in rows, rows
+        space[name] = total
+    assert metric(s, 'cprof_captures_shared_total{type="heap"}') == 1
+    assert 0.1 < space["b"] / space["a"] < 0.6, space
+
+
+def test_min_wait_and_min_block_reach_captures(server, serveload, spawn):
+    s = server("--min-block", "100000", "--min-wait", "1000000")
+    wb = spawn(serveload, "block", 60)
+    raw = go_pprof("-raw", f"{s.url}/debug/pprof/block?pid={wb.pid}&seconds=2")
+    # 50 ms naps are under 100 ms: not counted, and the comments say how many were skipped.
+    assert "block_site" not in raw
+    assert "min-block: 100000 us" in raw
+    m = re.search(r"off-CPU intervals under min-block, not counted: (\d+)", raw)
+    assert m and int(m.group(1)) >= 10, raw[:2000]
+    wm = spawn(serveload, "mutex", 60)
+    raw = go_pprof("-raw", f"{s.url}/debug/pprof/mutex?pid={wm.pid}&seconds=2")
+    assert "lock_site" not in raw and "min-wait: 1000000 us" in raw
+    m = re.search(r"lock waits under min-wait, not counted: (\d+)", raw)
+    assert m and int(m.group(1)) > 0, raw[:2000]
+
+
+def test_bad_per_type_options():
+    for args, words in ((["--heap-sample-bytes", "0"], b"invalid --heap-sample-bytes"),
+                        (["--min-block", "-1"], b"invalid --min-block"),
+                        (["--min-wait", "x"], b"invalid --min-wait"),
+                        (["--debug-dir", "rel/dir"], b"expected an absolute path"),
+                        (["--unwind", "magic"], b"invalid --unwind"),
+                        (["--unwind-mem", "1K"], b"invalid --unwind-mem")):
+        r = run_cprof("serve", *args, check=False)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+        assert r.stderr.count(b"\n") == 1, r.stderr
+
+
+def test_debug_dir_and_unwind_flags(server, workload, spawn, workdir):
+    # An empty debug root and frame pointers only: still a valid profile with the hot function
+    # (the fixture has symbols and frame pointers of its own).
+    d = os.path.join(workdir, "no-debug")
+    os.makedirs(d, exist_ok=True)
+    s = server("--debug-dir", d, "--unwind", "fp")
+    w = spawn(workload, "cpu", 60)
+    raw = go_pprof("-raw", f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=1.5")
+    assert "hot_a" in raw
+    # --unwind fp loads no unwind tables: the comments have no "unwind:" line.
+    assert "unwind:" not in raw.split("Samples:")[0]
 
 
 def test_long_capture_outlives_idle_timeout(server, workload, spawn):

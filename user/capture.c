@@ -14,6 +14,8 @@ struct capture {
 	const struct capture_opts *o;
 	struct symbolizer *sym;
 	struct collector *col;
+	struct collector_window *win; /* o->pool: col is shared, this is our window on it */
+	int64_t started_ns;	      /* CLOCK_MONOTONIC when sampling began */
 	struct hashmap *exes;  /* pid -> executable path, system-wide only */
 	uint64_t procs_missed; /* processes gone before their mappings could be read */
 };
@@ -102,24 +104,31 @@ static bool stop_requested(const struct capture *c)
 	return c->o->should_stop && c->o->should_stop(c->o->ctx);
 }
 
+static int capture_poll(struct capture *c, int timeout_ms)
+{
+	return c->win ? collector_window__poll(c->win, timeout_ms)
+		      : collector__poll(c->col, timeout_ms);
+}
+
 static void collect_loop(struct capture *c)
 {
 	const struct capture_opts *o = c->o;
 	/* The duration counts from when sampling began, not from when this loop starts: building
 	 * the targets' unwind tables in between is not profiled time. */
 	int64_t deadline =
-		o->duration > 0 ? c->col->started_ns + (int64_t)(o->duration * 1e9) : INT64_MAX;
+		o->duration > 0 ? c->started_ns + (int64_t)(o->duration * 1e9) : INT64_MAX;
 	int64_t left;
 	int err;
 
-	if (o->duration > 0)
+	/* A shared collector outlives this capture's deadline: it keeps building tables. */
+	if (o->duration > 0 && !c->win)
 		c->col->deadline_ns = deadline;
 
 	while (!stop_requested(c)) {
 		left = deadline - now_ns(CLOCK_MONOTONIC);
 		if (left <= 0)
 			break;
-		err = collector__poll(c->col, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+		err = capture_poll(c, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
 		if (err) {
 			pr_warn("polling process notices: %s\n", strerror(-err));
 			break;
@@ -130,7 +139,7 @@ static void collect_loop(struct capture *c)
 		}
 	}
 	/* Notices still queued name processes that may yet be alive: read them now. */
-	collector__poll(c->col, 0);
+	capture_poll(c, 0);
 }
 
 struct drop {
@@ -214,7 +223,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = dur};
 	struct collect_stats st = {};
 	struct pprof_builder *b;
-	int err;
+	int err, stats_err;
 
 	c->col->ops->pprof_config(c->col, &cfg);
 	for (int i = 0; o->default_sample_type && i < cfg.nvalues; i++)
@@ -229,13 +238,19 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", o->freq);
 	else
 		pprof_builder__add_comment(b, "type: %s", o->type);
-	err = collector__drain(c->col, b);
+	if (c->win) {
+		err = collector_window__drain(c->win, b, &st);
+		stats_err = err;
+	} else {
+		err = collector__drain(c->col, b);
+		stats_err = err ? err : collector__stats(c->col, &st);
+	}
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		pprof_builder__free(b);
 		return err;
 	}
-	if (collector__stats(c->col, &st) == 0)
+	if (stats_err == 0)
 		capture__report_drops(b, &st, c->procs_missed);
 	if (o->stats) {
 		o->stats->counters = st;
@@ -307,19 +322,32 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
 				 strerror(-err));
 	}
-	err = collector__open(ops, &co, &c.col);
-	if (err)
-		goto cleanup;
-	t0 = c.col->started_real_ns;
-	m0 = c.col->started_ns;
+	if (o->pool) {
+		err = collector_pool__join(o->pool, ops, &co, &c.win);
+		if (err)
+			goto cleanup;
+		c.col = collector_window__collector(c.win);
+		collector_window__start(c.win, &m0, &t0);
+	} else {
+		err = collector__open(ops, &co, &c.col);
+		if (err)
+			goto cleanup;
+		t0 = c.col->started_real_ns;
+		m0 = c.col->started_ns;
+	}
+	c.started_ns = m0;
 	if (o->attached)
 		o->attached(o->ctx);
 	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
 	collect_loop(&c);
-	collector__stop(c.col);
+	if (!c.win)
+		collector__stop(c.col); /* a shared one goes on for the other captures */
 	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
 cleanup:
-	collector__free(c.col);
+	if (c.win)
+		collector_window__leave(c.win);
+	else
+		collector__free(c.col);
 	if (c.exes) {
 		hashmap__for_each(c.exes, free_exe, NULL);
 		hashmap__free(c.exes);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "collect/collector.h"
+#include "collect/pool.h"
 #include "pprof/builder.h"
 #include "sym/symbolizer.h"
 
@@ -47,6 +48,9 @@ struct capture_opts {
 	 * type has it; NULL: the type's own default. */
 	const char *default_sample_type;
 	struct capture_stats *stats; /* filled at the end when non-NULL */
+	/* Shares the BPF collector with the other captures of the pool of the same type and
+	 * options running at the same time (collect/pool.h). NULL: a collector of its own. */
+	struct collector_pool *pool;
 };
 
 /* Runs a capture; on success *out is a builder the caller writes and frees. sym resolves the

@@ -15,7 +15,7 @@
  * is longer than anyone waits on an HTTP request, short enough that a typo cannot pin a BPF
  * attachment for days. */
 #define SERVE_MAX_SECONDS  3600.0
-#define SERVE_MAX_CAPTURES 4 /* each capture loads its own BPF programs */
+#define SERVE_MAX_CAPTURES 4 /* captures of one type and options share BPF programs */
 
 static const char usage[] =
 	"Usage: cprof-bpf [record] (-p PID[,PID...] | -a | -- CMD [ARGS...]) [options]\n"
@@ -442,6 +442,14 @@ static const char serve_usage[] =
 	"      --max-stacks N       distinct stacks kept in BPF per capture (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
 	"      --demangle MODE      full (default) or none\n"
+	"      --heap-sample-bytes N  heap, allocs: sample one allocation per N bytes on\n"
+	"                           average (default 524288; 1 = every allocation)\n"
+	"      --heap-max-live N    heap, allocs: sampled blocks tracked until freed\n"
+	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
+	"      --min-block USEC     block: count only off-CPU intervals of at least USEC\n"
+	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
+	"      --unwind MODE        user stacks: auto (default), fp or dwarf\n"
+	"      --unwind-mem SIZE    memory for unwind tables, per loaded collector (default 128M)\n"
 	"  -v, --verbose            more messages (one line per request at -v)\n"
 	"  -q, --quiet              errors only\n"
 	"  -h, --help               this help\n"
@@ -479,6 +487,13 @@ static const struct option serve_long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
+	{"heap-sample-bytes", required_argument, NULL, OPT_HEAP_SAMPLE_BYTES},
+	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
+	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
+	{"min-block", required_argument, NULL, OPT_MIN_BLOCK},
+	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -486,11 +501,40 @@ static const struct option serve_long_opts[] = {
 	{},
 };
 
+/* The options serve shares with record go through record's parser, so they mean the same and
+ * are checked the same way. */
+static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
+{
+	struct record_opts r = {
+		.freq = o->freq,
+		.max_keys = o->max_keys,
+		.demangle = o->demangle,
+		.heap_sample_bytes = o->heap_sample_bytes,
+		.heap_max_live = o->heap_max_live,
+		.min_wait_us = o->min_wait_us,
+		.min_block_us = o->min_block_us,
+		.debug_dir = o->debug_dir,
+		.unwind = o->unwind,
+		.unwind_mem = o->unwind_mem,
+	};
+	int err = parse_one(opt, arg, &r);
+
+	o->freq = r.freq;
+	o->max_keys = r.max_keys;
+	o->demangle = r.demangle;
+	o->heap_sample_bytes = r.heap_sample_bytes;
+	o->heap_max_live = r.heap_max_live;
+	o->min_wait_us = r.min_wait_us;
+	o->min_block_us = r.min_block_us;
+	o->debug_dir = r.debug_dir;
+	o->unwind = r.unwind;
+	o->unwind_mem = r.unwind_mem;
+	return err;
+}
+
 static int parse_serve_one(int opt, const char *arg, struct serve_opts *o)
 {
-	struct record_opts r = {.freq = o->freq, .max_keys = o->max_keys, .demangle = o->demangle};
 	long v;
-	int err;
 
 	switch (opt) {
 	case 'l':
@@ -531,14 +575,16 @@ static int parse_serve_one(int opt, const char *arg, struct serve_opts *o)
 	case 'F':
 	case OPT_MAX_STACKS:
 	case OPT_DEMANGLE:
+	case OPT_HEAP_SAMPLE_BYTES:
+	case OPT_HEAP_MAX_LIVE:
+	case OPT_MIN_WAIT:
+	case OPT_MIN_BLOCK:
+	case OPT_DEBUG_DIR:
+	case OPT_UNWIND:
+	case OPT_UNWIND_MEM:
 	case 'v':
 	case 'q':
-		/* The same meaning and checks as record's. */
-		err = parse_one(opt, arg, &r);
-		o->freq = r.freq;
-		o->max_keys = r.max_keys;
-		o->demangle = r.demangle;
-		return err;
+		return parse_serve_as_record(opt, arg, o);
 	default:
 		return -EINVAL;
 	}
@@ -554,6 +600,9 @@ int cli__parse_serve(int argc, char **argv, struct serve_opts *o)
 	o->max_seconds = SERVE_MAX_SECONDS;
 	o->freq = 99;
 	o->demangle = true;
+	o->unwind = CPROF_UNWIND_AUTO;
+	o->min_wait_us = -1;
+	o->min_block_us = -1;
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "l:F:vqhV", serve_long_opts, NULL)) != -1) {

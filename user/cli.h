@@ -49,6 +49,14 @@ struct serve_opts {
 	uint32_t max_keys;     /* --max-stacks */
 	bool no_kernel;	       /* --no-kernel */
 	bool demangle;	       /* --demangle */
+	/* Per-type options of every capture, as record's (same flags, same checks). */
+	uint64_t heap_sample_bytes; /* --heap-sample-bytes; 0 = default */
+	uint32_t heap_max_live;	    /* --heap-max-live; 0 = default */
+	long min_wait_us;	    /* --min-wait (mutex captures), -1 = not given */
+	long min_block_us;	    /* --min-block (block captures), -1 = not given */
+	const char *debug_dir;	    /* --debug-dir; NULL = /usr/lib/debug */
+	int unwind;		    /* --unwind: enum cprof_unwind_mode */
+	uint64_t unwind_mem;	    /* --unwind-mem; 0 = default */
 };
 
 /* Parses argv for `serve` (argv[0] is "serve"). Returns as cli__parse_record does. */

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "capture.h"
 #include "cli.h"
 #include "collect/collector.h"
+#include "collect/pool.h"
 #include "http/flamegraph.h"
 #include "http/procs.h"
 #include "http/server.h"
@@ -93,7 +95,8 @@ struct serve {
 	const struct serve_opts *o;
 	struct http_server *srv;
 	struct procs_table *procs;
-	pthread_mutex_t lock; /* everything below */
+	struct collector_pool *pool; /* captures of one type and options share BPF programs */
+	pthread_mutex_t lock;	     /* everything below */
 	int active;
 	uint64_t codes[600];
 	uint64_t errors_internal;
@@ -296,6 +299,43 @@ static void on_request(void *ctx, const char *path, int status, double seconds)
 	pr_info("%d %s %.3fs\n", status, path, seconds);
 }
 
+/* The shared collectors (collect/pool.h): how many are loaded, how many captures use them. */
+static void pool_metrics(struct serve *sv, struct strbuf *b)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} m[] = {
+		{"cprof_collectors_loaded", "gauge", "BPF collectors loaded and attached now.",
+		 offsetof(struct collector_pool_stats, loaded)},
+		{"cprof_collector_captures", "gauge",
+		 "Captures using the loaded collectors now (more than cprof_collectors_loaded: "
+		 "some share one).",
+		 offsetof(struct collector_pool_stats, windows)},
+		{"cprof_collector_captures_max", "gauge",
+		 "The most captures one collector has served at once.",
+		 offsetof(struct collector_pool_stats, most_windows)},
+		{"cprof_collectors_opened_total", "counter", "BPF collectors loaded and attached.",
+		 offsetof(struct collector_pool_stats, opened)},
+		{"cprof_captures_shared_total", "counter",
+		 "Captures that used a collector already loaded by another capture.",
+		 offsetof(struct collector_pool_stats, joined)},
+	};
+	struct collector_pool_stats st[MAX_TYPES];
+	int n = 0;
+
+	for (; n < MAX_TYPES && collector__nth(n); n++)
+		collector_pool__stats(sv->pool, collector__nth(n), &st[n]);
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		strbuf__printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name,
+			       m[i].type);
+		for (int t = 0; t < n; t++)
+			strbuf__printf(b, "%s{type=\"%s\"} %" PRIu64 "\n", m[i].name,
+				       collector__nth(t)->name,
+				       *(const uint64_t *)((const char *)&st[t] + m[i].off));
+	}
+}
+
 static int metrics(void *ctx, struct http_request *r)
 {
 	struct serve *sv = ctx;
@@ -373,6 +413,7 @@ static int metrics(void *ctx, struct http_request *r)
 	for (int i = 0; i < MAX_TYPES && collector__nth(i); i++)
 		strbuf__printf(&b, "cprof_bpf_map_fill_ratio_max{type=\"%s\",map=\"keys\"} %.4f\n",
 			       collector__nth(i)->name, sv->types[i].peak_fill);
+	pool_metrics(sv, &b);
 	strbuf__printf(&b,
 		       "# HELP cprof_errors_total Requests that failed inside the server.\n"
 		       "# TYPE cprof_errors_total counter\n"
@@ -437,6 +478,18 @@ static double mono(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* --min-wait for mutex captures, --min-block for block (offcpu) ones. */
+static uint64_t min_wait_ns(const struct serve_opts *o, const char *type)
+{
+	long us = -1;
+
+	if (collector__find(type) == collector__find("mutex"))
+		us = o->min_wait_us;
+	else if (collector__find(type) == collector__find("offcpu"))
+		us = o->min_block_us;
+	return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 /* Runs the capture a request asked for. On success *out is the profile (and *sym its
  * symbolizer, which the caller frees after the builder); otherwise the request was answered. */
 static int run_capture(struct serve *sv, struct http_request *r, const struct capture_params *p,
@@ -445,7 +498,8 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 	const struct pprof_route *rt = p->route;
 	struct symbolizer_opts so = {.demangle = sv->o->demangle ? SYM_DEMANGLE_FULL
 								 : SYM_DEMANGLE_NONE,
-				     .no_kernel = sv->o->no_kernel};
+				     .no_kernel = sv->o->no_kernel,
+				     .debug_dir = sv->o->debug_dir};
 	struct capture_stats st = {};
 	struct capture_opts co = {
 		.type = rt->type,
@@ -456,6 +510,12 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 		.freq = p->freq,
 		.max_keys = sv->o->max_keys,
 		.no_kernel = sv->o->no_kernel,
+		.heap_sample_bytes = sv->o->heap_sample_bytes,
+		.heap_max_live = sv->o->heap_max_live,
+		.unwind = sv->o->unwind,
+		.unwind_mem = sv->o->unwind_mem,
+		.min_wait_ns = min_wait_ns(sv->o, rt->type),
+		.pool = sv->pool,
 		.should_stop = request_gone,
 		.ctx = r,
 		.default_sample_type = rt->default_sample_type,
@@ -676,7 +736,8 @@ static int symbol(void *ctx, struct http_request *r)
 {
 	struct symbolizer_opts so = {.demangle = ((struct serve *)ctx)->o->demangle
 							 ? SYM_DEMANGLE_FULL
-							 : SYM_DEMANGLE_NONE};
+							 : SYM_DEMANGLE_NONE,
+				     .debug_dir = ((struct serve *)ctx)->o->debug_dir};
 	struct capture_params p = {};
 	struct addr_list a = {};
 	struct strbuf out = {};
@@ -953,8 +1014,12 @@ int serve__run(const struct serve_opts *o)
 	collector__names(); /* fills its static buffer before threads race to */
 	pthread_mutex_init(&sv.lock, NULL);
 	sv.procs = procs_table__new();
-	if (!sv.procs)
+	sv.pool = collector_pool__new();
+	if (!sv.procs || !sv.pool) {
+		procs_table__free(sv.procs);
+		collector_pool__free(sv.pool);
 		return 1;
+	}
 	err = http_server__new(&ho, &sv.srv);
 	if (!err)
 		err = http_server__start(sv.srv);
@@ -962,6 +1027,7 @@ int serve__run(const struct serve_opts *o)
 		err = serve_loop(&sv);
 	http_server__free(sv.srv);
 	procs_table__free(sv.procs);
+	collector_pool__free(sv.pool);
 	pthread_mutex_destroy(&sv.lock);
 	return err ? 1 : 0;
 }

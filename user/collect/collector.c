@@ -7,6 +7,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "collect/pool.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 
@@ -103,6 +104,15 @@ int collector__add_target(struct collector *c, pid_t pid)
 	__u8 one = 1;
 
 	if (bpf_map__update_elem(c->targets, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int collector__remove_target(struct collector *c, pid_t pid)
+{
+	__u32 key = pid;
+
+	if (bpf_map__delete_elem(c->targets, &key, sizeof(key), 0) && errno != ENOENT)
 		return -errno;
 	return 0;
 }
@@ -245,6 +255,8 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	}
 	free(vals);
 	st->prog_misses = prog_misses(c);
+	if (c->window)
+		collector_window__stats(c->window, st);
 	return 0;
 }
 
@@ -417,6 +429,8 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 	if (err)
 		return err;
 	collector__note_drained(c, map);
+	if (c->window) /* shared: other windows still count on these entries */
+		del = false;
 	if (del) {
 		err = collector__drain_batch(c, fd, value_size, fn, ctx);
 		if (err != -EOPNOTSUPP)
@@ -433,6 +447,8 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, val))
 			continue; /* deleted meanwhile */
+		if (c->window && !collector_window__value(c->window, &key, val))
+			continue;
 		collector__mark_refs(c, &key);
 		err = fn(c, &key, val, ctx);
 		if (err)

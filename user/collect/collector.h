@@ -20,6 +20,7 @@ struct bpf_map;
 struct ring_buffer;
 struct hashmap;
 struct unwinder;
+struct collector_window;
 
 struct collect_opts {
 	bool all;	   /* whole system */
@@ -77,6 +78,11 @@ struct collector_ops {
 	void (*close)(struct collector *c);
 	/* Sample types and period of this profile type. */
 	void (*pprof_config)(const struct collector *c, struct pprof_config *cfg);
+	/* Sharing (collect/pool.h): the aggregation map's name, whose values are u64 fields; its
+	 * drain checks collector_window__value() when c->window is set. NULL: never shared. */
+	const char *agg_map;
+	uint32_t agg_levels;	/* bit i: the i-th u64 of a value is a level (in use), not a count */
+	bool per_target_attach; /* attaches per target (uprobes): shared only for the same pids */
 };
 
 struct collector {
@@ -103,6 +109,9 @@ struct collector {
 	/* CLOCK_MONOTONIC ns after which notices no longer build unwind tables (their processes
 	 * would not be sampled any more); 0 = no deadline. */
 	int64_t deadline_ns;
+	/* The window of a shared collector being drained (collect/pool.h): drains delete nothing
+	 * and report only that window's part. NULL otherwise. */
+	const struct collector_window *window;
 };
 
 /* The profile types, by name ("cpu"; "block" is offcpu), NULL if unknown. */
@@ -120,6 +129,8 @@ void collector__free(struct collector *c);
 int collector__poll(struct collector *c, int timeout_ms);
 /* Adds a target process at run time. */
 int collector__add_target(struct collector *c, pid_t pid);
+/* Removes a target process at run time (shared collectors: its last window ended). */
+int collector__remove_target(struct collector *c, pid_t pid);
 /* Sums the BPF counters into st (and copies the user-side ones). */
 int collector__stats(struct collector *c, struct collect_stats *st);
 /* Stops collecting (detaches what produces samples); the maps stay readable. */

@@ -191,4 +191,5 @@ const struct collector_ops cpu_collector_ops = {
 	.drain = cpu_drain,
 	.close = cpu_close,
 	.pprof_config = cpu_pprof_config,
+	.agg_map = "counts",
 };

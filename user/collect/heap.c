@@ -15,6 +15,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "collect/pool.h"
 #include "heap.h"
 #include "heap.skel.h"
 #include "proc/maps.h"
@@ -717,6 +718,8 @@ static int heap_drain(struct collector *c, struct pprof_builder *b)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &val))
 			continue;
+		if (c->window && !collector_window__value(c->window, &key, &val))
+			continue; /* shared (collect/pool.h): not this window's */
 		err = heap_drain_one(c, &key, &val, d);
 		if (err)
 			break;
@@ -746,4 +749,7 @@ const struct collector_ops heap_collector_ops = {
 	.drain = heap_drain,
 	.close = heap_close,
 	.pprof_config = heap_pprof_config,
+	.agg_map = "allocs",
+	.agg_levels = 1u << 2 | 1u << 3, /* inuse_objects, inuse_bytes */
+	.per_target_attach = true,
 };

@@ -108,8 +108,10 @@ static int mutex_drain(struct collector *c, struct pprof_builder *b)
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
 		.unfinished = &p->unfinished,
 	};
-	int err = wait__drain(c, &o, b);
+	int err;
 
+	p->unfinished = 0; /* a shared collector is drained once per window */
+	err = wait__drain(c, &o, b);
 	if (err)
 		return err;
 	if (c->opts.min_wait_ns)
@@ -144,4 +146,5 @@ const struct collector_ops mutex_collector_ops = {
 	.drain = mutex_drain,
 	.close = mutex_close,
 	.pprof_config = mutex_pprof_config,
+	.agg_map = "waits",
 };

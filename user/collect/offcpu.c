@@ -115,4 +115,5 @@ const struct collector_ops offcpu_collector_ops = {
 	.drain = offcpu_drain,
 	.close = offcpu_close,
 	.pprof_config = offcpu_pprof_config,
+	.agg_map = "waits",
 };

@@ -121,4 +121,5 @@ const struct collector_ops wall_collector_ops = {
 	.drain = wall_drain,
 	.close = wall_close,
 	.pprof_config = wall_pprof_config,
+	.agg_map = "waits",
 };
