@@ -439,7 +439,7 @@ static const char serve_usage[] =
 	"      --idle-timeout S     close connections idle this long (default 30; a running\n"
 	"                           capture is never idle)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
-	"      --max-stacks N       distinct stacks kept in BPF per capture (default 16384)\n"
+	"      --max-stacks N       distinct stacks kept in BPF per collector (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
 	"      --demangle MODE      full (default) or none\n"
 	"      --heap-sample-bytes N  heap, allocs: sample one allocation per N bytes on\n"

@@ -2,7 +2,8 @@
 """cprof-bpf serve: requests per second on /healthz and on the /debug/pprof/ index (wrk), beside
 a Go program's own net/http/pprof server on the same machine in the same run, and the latency
 the HTTP path adds to a 5 s CPU capture (serve vs `cprof-bpf record -d 5` vs Go's own
-/debug/pprof/profile?seconds=5).
+/debug/pprof/profile?seconds=5); then what a second capture of the same process costs while a
+first runs: sharing its collector (same options) or loading its own (another hz).
 
     tools/bench/bench_serve.py [--seconds 5] [--connections 32] [--rounds 3]
 """
@@ -43,6 +44,39 @@ def timed(argv):
     t0 = time.monotonic()
     subprocess.run(argv, check=True, capture_output=True)
     return time.monotonic() - t0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def second_capture(url, srv, pid, rounds, out):
+    """A 5 s capture started while a 9 s one of the same pid runs: its wall time and the
+    server's CPU over it, shared (same options) or with a collector of its own (hz=98)."""
+    first = f"{url}/debug/pprof/profile?pid={pid}&seconds="
+    rows = {"first, alone (loads the collector)": ("", False),
+            "second, shared (same options)": ("", True),
+            "second, own collector (hz=98)": ("&hz=98", True)}
+    res = {name: [] for name in rows}
+    for _ in range(rounds):
+        for name, (extra, concurrent) in rows.items():
+            bg = None
+            if concurrent:
+                bg = subprocess.Popen(["curl", "-sf", "-o", out + ".bg", first + "9"])
+                time.sleep(2)  # attached by then
+            c0 = cpu_seconds(srv.pid)
+            t = timed(["curl", "-sf", "-o", out, first + "5" + extra])
+            res[name].append((t, cpu_seconds(srv.pid) - c0))
+            if bg:
+                bg.wait()
+    print("\nA second 5 s capture while a first runs (median; server CPU over the capture,"
+          " request to profile):")
+    for name in rows:
+        t = statistics.median(r[0] for r in res[name])
+        cpu = statistics.median(r[1] for r in res[name])
+        print(f"  {name:36} +{(t - 5) * 1000:5.0f} ms  server CPU {cpu:5.2f} s")
 
 
 def main():
@@ -101,6 +135,7 @@ def main():
         for name, _ in cases:
             t = statistics.median(times[name])
             print(f"  {name:30} {t:6.3f} s  (+{(t - 5) * 1000:.0f} ms over the 5 s)")
+        second_capture(url, srv, target.pid, a.rounds, out)
     finally:
         for p in (target, srv, gosrv, goburn):
             if p is None:
