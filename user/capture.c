@@ -16,8 +16,8 @@ struct capture {
 	struct collector *col;
 	struct collector_window *win; /* o->pool: col is shared, this is our window on it */
 	int64_t started_ns;	      /* CLOCK_MONOTONIC when sampling began */
-	struct hashmap *exes;  /* pid -> executable path, system-wide only */
-	uint64_t procs_missed; /* processes gone before their mappings could be read */
+	struct hashmap *exes;	      /* pid -> executable path, system-wide only */
+	uint64_t procs_missed;	      /* processes gone before their mappings could be read */
 };
 
 static int64_t now_ns(clockid_t clk)

@@ -81,7 +81,7 @@ struct collector_ops {
 	/* Sharing (collect/pool.h): the aggregation map's name, whose values are u64 fields; its
 	 * drain checks collector_window__value() when c->window is set. NULL: never shared. */
 	const char *agg_map;
-	uint32_t agg_levels;	/* bit i: the i-th u64 of a value is a level (in use), not a count */
+	uint32_t agg_levels; /* bit i: the i-th u64 of a value is a level (in use), not a count */
 	bool per_target_attach; /* attaches per target (uprobes): shared only for the same pids */
 };
 

@@ -60,7 +60,7 @@ struct pool_col {
 	pid_t *pids;		  /* opts.pids: the first window's, copied */
 	pthread_mutex_t lock;
 	struct collector_window *windows;
-	int nwindows;	      /* joined or joining */
+	int nwindows;	       /* joined or joining */
 	uint64_t windows_ever; /* windows it has served */
 	struct hashmap *refs;  /* pid -> number of windows targeting it */
 	struct bpf_map *agg;   /* the aggregation map (ops->agg_map), NULL: not shareable */
@@ -187,14 +187,14 @@ static bool can_share(const struct pool_col *pc, const struct collector_ops *ops
 {
 	const struct collect_opts *a = &pc->opts;
 
-	if (pc->ops != ops || !pc->agg || pc->retired || o->load_only || o->live ||
-	    o->lifecycle || o->follow_children || o->exe_hint)
+	if (pc->ops != ops || !pc->agg || pc->retired || o->load_only || o->live || o->lifecycle ||
+	    o->follow_children || o->exe_hint)
 		return false;
-	if (a->all != o->all || a->no_kernel_stacks != o->no_kernel_stacks ||
-	    a->freq != o->freq || a->max_keys != o->max_keys || a->max_stacks != o->max_stacks ||
+	if (a->all != o->all || a->no_kernel_stacks != o->no_kernel_stacks || a->freq != o->freq ||
+	    a->max_keys != o->max_keys || a->max_stacks != o->max_stacks ||
 	    a->unwind_mode != o->unwind_mode || a->unwind_mem != o->unwind_mem ||
-	    a->heap_sample_bytes != o->heap_sample_bytes ||
-	    a->heap_max_live != o->heap_max_live || a->min_wait_ns != o->min_wait_ns)
+	    a->heap_sample_bytes != o->heap_sample_bytes || a->heap_max_live != o->heap_max_live ||
+	    a->min_wait_ns != o->min_wait_ns)
 		return false;
 	return !ops->per_target_attach || o->all ||
 	       same_pids(pc->pids, a->npids, o->pids, o->npids);
@@ -418,7 +418,8 @@ static int window_baseline(struct collector_window *w)
 			free(blob); /* seen twice (the walk restarted) or out of memory */
 	}
 	if (entries * 2 > bpf_map__max_entries(pc->agg)) {
-		pr_info("shared %s collector half full (%llu entries): later captures load another\n",
+		pr_info("shared %s collector half full (%llu entries): later captures load "
+			"another\n",
 			pc->ops->name, (unsigned long long)entries);
 		pc->retired = true;
 	}

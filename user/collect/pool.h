@@ -32,10 +32,10 @@ struct collector_window;
 
 /* What the pool holds for one profile type, for /metrics. */
 struct collector_pool_stats {
-	uint64_t loaded;  /* collectors loaded and attached now */
-	uint64_t windows; /* captures using them now */
-	uint64_t opened;  /* collectors loaded so far */
-	uint64_t joined;  /* captures that used a collector already loaded (shared) */
+	uint64_t loaded;       /* collectors loaded and attached now */
+	uint64_t windows;      /* captures using them now */
+	uint64_t opened;       /* collectors loaded so far */
+	uint64_t joined;       /* captures that used a collector already loaded (shared) */
 	uint64_t most_windows; /* the most captures one of them has served at once */
 };
 
