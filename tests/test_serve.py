@@ -414,7 +414,7 @@ def test_concurrent_captures_of_different_pids(server, workload, spawn, workdir)
     res = {}
 
     def cap(pid):
-        res[pid] = get(f"{s.url}/debug/pprof/profile?pid={pid}&seconds=4")
+        res[pid] = get(f"{s.url}/debug/pprof/profile?pid={pid}&seconds=5")
 
     threads = [threading.Thread(target=cap, args=(w.pid,)) for w in (w1, w2)]
     for t in threads:
@@ -441,7 +441,7 @@ def test_different_options_do_not_share(server, workload, spawn):
     w = spawn(workload, "cpu", 60)
     res = []
     threads = [threading.Thread(target=lambda hz=hz: res.append(
-        get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=3&hz={hz}"))) for hz in (99, 49)]
+        get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds=5&hz={hz}"))) for hz in (99, 49)]
     for t in threads:
         t.start()
     assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 2, timeout=20)
@@ -450,6 +450,54 @@ def test_different_options_do_not_share(server, workload, spawn):
         t.join(60)
     assert [r[0] for r in res] == [200, 200]
     assert metric(s, 'cprof_captures_shared_total{type="cpu"}') == 0
+
+
+def overlapping(s, route, query, long_s, offset, short_s, type_):
+    """Capture A for long_s seconds, B from offset seconds into A for short_s; both bodies."""
+    res = {}
+
+    def cap(name, secs):
+        res[name] = get(f"{s.url}/debug/pprof/{route}?{query}seconds={secs}")
+
+    a = threading.Thread(target=cap, args=("a", long_s))
+    a.start()
+    assert wait_for(lambda: metric(s, f'cprof_collector_captures{{type="{type_}"}}') == 1,
+                    timeout=30)
+    time.sleep(offset)
+    b = threading.Thread(target=cap, args=("b", short_s))
+    b.start()
+    b.join(60)
+    a.join(60)
+    assert res["a"][0] == 200 and res["b"][0] == 200, (res["a"][2][:200], res["b"][2][:200])
+    assert metric(s, f'cprof_captures_shared_total{{type="{type_}"}}') == 1
+    assert metric(s, f'cprof_collectors_loaded{{type="{type_}"}}') == 0
+    return res["a"][2], res["b"][2]
+
+
+def test_overlapping_block_captures(server, serveload, spawn, workdir):
+    """Off-CPU waits are split by window too: B (2 s from 2 s into a 5 s A) has about 2/5 of
+    A's 50 ms naps (4/5 had it been given everything since A began)."""
+    s = server()
+    w = spawn(serveload, "block", 60)
+    a, b = overlapping(s, "block", f"pid={w.pid}&", 5, 2, 2, "offcpu")
+    counts = {}
+    for name, body in (("a", a), ("b", b)):
+        path = save(workdir, f"block-{name}.pb.gz", body)
+        rows, total = pprof_top(path, "contentions")
+        assert any(f.startswith("block_site") for f in rows), rows
+        counts[name] = total
+    assert 0.2 < counts["b"] / counts["a"] < 0.6, counts
+
+
+def test_overlapping_whole_system_captures(server, workload, spawn, workdir):
+    s = server()
+    w = spawn(workload, "cpu", 60)
+    a, b = overlapping(s, "profile", "", 4, 1.5, 1.5, "cpu")
+    for name, body in (("a", a), ("b", b)):
+        path = save(workdir, f"all-{name}.pb.gz", body)
+        raw = go_pprof("-raw", "-tagfocus", f"pid={w.pid}", path)
+        assert "hot_a" in raw, raw[:2000]
+        assert len(pids_in(go_pprof("-raw", path))) > 1  # the whole system, not one pid
 
 
 HEAP_FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
