@@ -618,20 +618,14 @@ void collector_window__leave(struct collector_window *w)
 		return;
 	}
 	p = pc->pool;
+	/* The window leaves the list and its pids' references first; it stays counted in
+	 * nwindows, which keeps pc loaded, until it is done with pc. */
 	pthread_mutex_lock(&p->lock);
 	for (struct collector_window **x = &pc->windows; *x; x = &(*x)->next)
 		if (*x == w) {
 			*x = w->next;
 			break;
 		}
-	last = --pc->nwindows == 0;
-	if (last) {
-		for (struct pool_col **x = &p->cols; *x; x = &(*x)->next)
-			if (*x == pc) {
-				*x = pc->next;
-				break;
-			}
-	}
 	for (size_t i = 0; w->targets_added && i < w->npids; i++) {
 		uintptr_t n = pid_refs(pc, w->pids[i]);
 		void *key = (void *)(uintptr_t)w->pids[i];
@@ -640,14 +634,13 @@ void collector_window__leave(struct collector_window *w)
 		hashmap__delete(pc->refs, key, NULL, NULL);
 		if (n > 1)
 			hashmap__insert(pc->refs, key, (void *)(n - 1));
-		else if (!last)
+		else
 			collector__remove_target(pc->c, w->pids[i]);
-		any |= gone[i];
+		/* Nothing to clean in a collector about to be freed. */
+		any |= gone[i] && pc->nwindows > 1;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (last) {
-		pool_col__free(pc);
-	} else if (any) {
+	if (any) {
 		/* Unless a window of the same pid joined meanwhile. */
 		pthread_mutex_lock(&pc->lock);
 		pthread_mutex_lock(&p->lock);
@@ -661,6 +654,18 @@ void collector_window__leave(struct collector_window *w)
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&pc->lock);
 	}
+	pthread_mutex_lock(&p->lock);
+	last = --pc->nwindows == 0;
+	if (last) {
+		for (struct pool_col **x = &p->cols; *x; x = &(*x)->next)
+			if (*x == pc) {
+				*x = pc->next;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (last)
+		pool_col__free(pc);
 	window_free(w);
 }
 
