@@ -285,7 +285,7 @@ def test_whole_system_and_command(workdir, spawn):
     exe = build(workdir, "workload.c", "workload-nofp", flags=NOFP)
     w = spawn(exe, "cpu", 30)
     out = os.path.join(workdir, "all-nofp.pb.gz")
-    run_cprof("-a", "-d", 4, "-F", 199, "-o", out)
+    run_cprof("-a", "-d", 6, "-F", 199, "-o", out)
     traces = [(v, fns) for v, fns in hot_traces(out, ("hot_a", "hot_b"))]
     # Frame pointers give 0 here; the margin is for a loaded machine, where the notice of the
     # workload may wait behind other processes' tables.
