@@ -98,8 +98,9 @@ struct heap_priv {
 	struct heap_bpf *skel;
 	struct bpf_link **links;
 	size_t nlinks, cap;
-	bool session;	  /* the kernel has uprobe sessions: malloc and calloc use them */
-	int *session_fds; /* their links (libbpf 1.1 cannot make them: raw bpf(2)) */
+	bool session;	  /* the kernel has uprobe sessions: malloc and calloc use them, and every
+			     other probe is a uprobe_multi link */
+	int *session_fds; /* those links (libbpf 1.1 cannot make them: raw bpf(2)) */
 	size_t nsession, session_cap;
 	uint64_t sample_bytes;
 	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
@@ -236,7 +237,9 @@ static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
 
 /* BPF_LINK_CREATE of a uprobe_multi link, laid out as the kernel's union bpf_attr (uapi, stable);
  * Debian 12's headers and libbpf 1.1 predate it. */
-#define CPROF_BPF_TRACE_UPROBE_SESSION 57
+#define CPROF_BPF_TRACE_UPROBE_MULTI	48
+#define CPROF_BPF_TRACE_UPROBE_SESSION	57
+#define CPROF_BPF_F_UPROBE_MULTI_RETURN 1
 struct uprobe_multi_attr {
 	__u32 prog_fd, target_fd, attach_type, flags;
 	__u64 path, offsets, ref_ctr_offsets, cookies;
@@ -244,17 +247,26 @@ struct uprobe_multi_attr {
 	__u32 pad;
 };
 
-/* A session link: the program runs at entry and, unless the entry returned 1, at return. */
-static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t pid,
-			  const struct heap_obj *o, size_t f)
+enum probe_kind {
+	PROBE_ENTRY,
+	PROBE_RETURN,
+	PROBE_SESSION, /* the program runs at entry and, unless the entry returned 1, at return */
+};
+
+/* A uprobe_multi link (kernel 6.6+; used when the kernel has sessions, 6.11+). Measured here
+ * (tools/bench/uprobe_cost.c) it costs less per hit than a perf_event uprobe when several threads
+ * hit it: the perf path takes a shared lock of its pid filter at every hit. */
+static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
+			pid_t pid, const struct heap_obj *o, size_t f, uint64_t off)
 {
-	uint64_t off = probe_offset(o->open_path, o->offsets[f], false);
 	struct uprobe_multi_attr a = {
 		.prog_fd = (__u32)bpf_program__fd(prog),
-		.attach_type = CPROF_BPF_TRACE_UPROBE_SESSION,
+		.attach_type = kind == PROBE_SESSION ? CPROF_BPF_TRACE_UPROBE_SESSION
+						     : CPROF_BPF_TRACE_UPROBE_MULTI,
 		.path = (__u64)(uintptr_t)o->open_path,
 		.offsets = (__u64)(uintptr_t)&off,
 		.cnt = 1,
+		.multi_flags = kind == PROBE_RETURN ? CPROF_BPF_F_UPROBE_MULTI_RETURN : 0,
 		.pid = pid > 0 ? (__u32)pid : 0,
 	};
 	int fd, *fds;
@@ -269,7 +281,7 @@ static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t p
 	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
 	if (fd < 0) {
 		fd = -errno;
-		pr_err("cannot attach a uprobe session to %s in %s: %s\n", funcs[f].name, o->path,
+		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
 		       strerror(-fd));
 		return fd;
 	}
@@ -277,17 +289,21 @@ static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t p
 	return 0;
 }
 
-static int attach_one(struct heap_priv *p, struct bpf_program *prog, bool ret, pid_t pid,
-		      const struct heap_obj *o, size_t f)
+static int attach_one(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
+		      pid_t pid, const struct heap_obj *o, size_t f)
 {
-	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE;
+	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE ||
+		       funcs[f].prog == PROG_FREE_DEDUP;
 	struct bpf_link *l;
+	uint64_t off;
 	int err;
 
 	/* A return probe is taken at the entry too (to hijack the return address), so it moves
 	 * with the entry probe; but only past endbr64, which keeps every path. */
-	l = bpf_program__attach_uprobe(prog, ret, pid, o->open_path,
-				       probe_offset(o->open_path, o->offsets[f], ptr_arg && !ret));
+	off = probe_offset(o->open_path, o->offsets[f], ptr_arg && kind == PROBE_ENTRY);
+	if (p->session)
+		return attach_multi(p, prog, kind, pid, o, f, off);
+	l = bpf_program__attach_uprobe(prog, kind == PROBE_RETURN, pid, o->open_path, off);
 	if (!l) {
 		err = -errno;
 		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
@@ -327,8 +343,14 @@ static void choose_providers(const struct heap_obj *objs, int n, int *prov, enum
 		progs[f] = own_free && funcs[f].prog == PROG_FREE ? PROG_FREE_DEDUP : funcs[f].prog;
 }
 
-/* Return probes go first: a call that enters between the two attachments then has no entry
- * state and its return is ignored, rather than leaving an entry without a return. */
+static bool is_release(enum heap_prog prog)
+{
+	return prog == PROG_FREE || prog == PROG_OWN_FREE || prog == PROG_FREE_DEDUP;
+}
+
+/* Return probes and the free family go first, entries last: a call that enters between two
+ * attachments then has no entry state and its return is ignored, rather than leaving an entry
+ * without a return, and no sampled block can be freed unseen. */
 static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_obj *objs, int n)
 {
 	enum heap_prog progs[NFUNCS];
@@ -337,29 +359,35 @@ static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_ob
 	choose_providers(objs, n, prov, progs);
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t f = 0; f < NFUNCS; f++) {
+			const struct heap_obj *o;
+
 			if (prov[f] < 0)
 				continue;
+			o = &objs[prov[f]];
 			if (p->session && (progs[f] == PROG_MALLOC || progs[f] == PROG_CALLOC) &&
 			    strncmp(funcs[f].name, "_Zn", 3)) {
+				if (pass == 0)
+					continue;
+				err = attach_one(p,
+						 progs[f] == PROG_MALLOC
+							 ? p->skel->progs.heap_malloc_session
+							 : p->skel->progs.heap_calloc_session,
+						 PROBE_SESSION, pid, o, f);
+			} else if (is_release(progs[f])) {
 				if (pass == 1)
 					continue;
-				err = attach_session(p,
-						     progs[f] == PROG_MALLOC
-							     ? p->skel->progs.heap_malloc_session
-							     : p->skel->progs.heap_calloc_session,
-						     pid, &objs[prov[f]], f);
-			} else if (pass == 0 && progs[f] != PROG_FREE &&
-				   progs[f] != PROG_OWN_FREE && progs[f] != PROG_FREE_DEDUP)
-				err = attach_one(p, p->skel->progs.heap_return, true, pid,
-						 &objs[prov[f]], f);
-			else if (pass == 1)
-				err = attach_one(p, prog_of(p->skel, progs[f]), false, pid,
-						 &objs[prov[f]], f);
-			else
-				continue;
+				err = attach_one(p, prog_of(p->skel, progs[f]), PROBE_ENTRY, pid, o,
+						 f);
+			} else if (pass == 0) {
+				err = attach_one(p, p->skel->progs.heap_return, PROBE_RETURN, pid,
+						 o, f);
+			} else {
+				err = attach_one(p, prog_of(p->skel, progs[f]), PROBE_ENTRY, pid, o,
+						 f);
+			}
 			if (err)
 				return err;
-			note_probed(p, objs[prov[f]].path);
+			note_probed(p, o->path);
 		}
 	}
 	return 0;
@@ -529,19 +557,26 @@ out:
 static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 {
 	const struct collect_opts *o = &c->opts;
-	struct bpf_program *sp[2];
+	struct bpf_program *prog;
 
 	p->skel = heap_bpf__open();
 	if (!p->skel)
 		return -errno;
-	sp[0] = p->skel->progs.heap_malloc_session;
-	sp[1] = p->skel->progs.heap_calloc_session;
-	for (int i = 0; i < 2; i++) {
+	/* With sessions every uprobe is a uprobe_multi link (the kernel has had those since 6.6,
+	 * before sessions), so its programs are loaded for that attach type. */
+	bpf_object__for_each_program(prog, p->skel->obj)
+	{
+		bool sess = prog == p->skel->progs.heap_malloc_session ||
+			    prog == p->skel->progs.heap_calloc_session;
+
+		if (bpf_program__type(prog) != BPF_PROG_TYPE_KPROBE)
+			continue;
 		if (session)
 			bpf_program__set_expected_attach_type(
-				sp[i], (enum bpf_attach_type)CPROF_BPF_TRACE_UPROBE_SESSION);
-		else
-			bpf_program__set_autoload(sp[i], false);
+				prog, (enum bpf_attach_type)(sess ? CPROF_BPF_TRACE_UPROBE_SESSION
+								  : CPROF_BPF_TRACE_UPROBE_MULTI));
+		else if (sess)
+			bpf_program__set_autoload(prog, false);
 	}
 	p->session = session;
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
@@ -600,7 +635,8 @@ static int heap_open(struct collector *c)
 		if (err)
 			return err;
 	}
-	pr_debug("heap: %zu probes and %zu sessions attached\n", p->nlinks, p->nsession);
+	pr_debug("heap: %zu perf_event uprobes and %zu uprobe_multi links attached\n", p->nlinks,
+		 p->nsession);
 	return 0;
 }
 
@@ -608,10 +644,12 @@ static void heap_stop(struct collector *c)
 {
 	struct heap_priv *p = c->priv;
 
-	for (size_t i = 0; p && i < p->nlinks; i++)
-		bpf_link__destroy(p->links[i]);
-	for (size_t i = 0; p && i < p->nsession; i++)
-		close(p->session_fds[i]);
+	/* In the reverse order of attachment: entries go first, then frees and returns, so no
+	 * block sampled at the end has its free missed. */
+	for (size_t i = p ? p->nlinks : 0; i > 0; i--)
+		bpf_link__destroy(p->links[i - 1]);
+	for (size_t i = p ? p->nsession : 0; i > 0; i--)
+		close(p->session_fds[i - 1]);
 	if (p) {
 		p->nlinks = 0;
 		p->nsession = 0;
