@@ -43,13 +43,19 @@ def build_cxx(workdir, out, extra=()):
     return path
 
 
-def profile_pattern(exe, out, *args, mode=None, timeout=60):
+def profile_pattern(exe, out, *args, mode=None, timeout=60, system=False):
     """Starts exe (which waits for SIGUSR1), attaches cprof-bpf -t heap, then lets exe run its
-    pattern and exit; cprof-bpf stops with it. Returns cprof-bpf's stderr."""
-    w = subprocess.Popen([exe] + ([mode] if mode else []), stdout=subprocess.PIPE, text=True)
+    pattern and exit; cprof-bpf stops with it (system: cprof-bpf -a, stopped by SIGINT once
+    exe is done). Returns cprof-bpf's stderr."""
+    # System-wide, the target lingers until cprof-bpf is done: its mappings are read once its
+    # first sample is announced, which can come late while the unwinder reads the tables of
+    # every other process.
+    w = subprocess.Popen([exe] + ([mode] if mode else []) + (["linger"] if system else []),
+                         stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
     try:
         assert w.stdout.readline().startswith("ready")
-        p = subprocess.Popen([CPROF, "-t", "heap", "-p", str(w.pid), "-d", "60", "-v",
+        target = ["-a"] if system else ["-p", str(w.pid)]
+        p = subprocess.Popen([CPROF, "-t", "heap", *target, "-d", "60", "-v",
                               "-o", out, *map(str, args)], stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, **SAN_ENV))
         err, end = "", time.time() + timeout
@@ -59,7 +65,10 @@ def profile_pattern(exe, out, *args, mode=None, timeout=60):
         assert "profiling" in err, err
         w.send_signal(signal.SIGUSR1)
         assert w.stdout.readline().startswith("done")
+        if system:
+            p.send_signal(signal.SIGINT)
         rest = p.communicate(timeout=timeout)[1]
+        w.stdin.close()
         err += rest
         assert p.returncode == 0, err
         assert "Sanitizer" not in err and "runtime error" not in err, err
@@ -139,6 +148,22 @@ def test_jemalloc_linked(heapload_je, workdir):
     check_exact(out)
     comments = go_pprof("-comments", out)
     assert "libjemalloc.so" in comments, comments
+
+
+def test_system_wide_finds_running_allocators(workdir):
+    # -a: the system's libc and libstdc++, and jemalloc because a running process (the
+    # fixture) has it mapped. Default sampling, so the rest of the machine pays little. The
+    # fixture has a name of its own: other copies of heapload may run at the same time.
+    exe = build(workdir, "heapload.c", "heapload-sysje", flags=FLAGS, extra=("-ljemalloc",))
+    out = os.path.join(workdir, "heap-all-je.pb.gz")
+    profile_pattern(exe, out, mode="bulk", timeout=120, system=True)
+    comments = go_pprof("-comments", out)
+    assert "target: whole system" in comments, comments
+    assert "libjemalloc.so" in comments and "libc.so.6" in comments, comments
+    space, _ = values(out, "alloc_space", extra=["-tagfocus=comm=^heapload-sysje$"])
+    leak, churn = 4000 * 65536, 100000 * 4096
+    assert abs(space.get("leak_site", 0) - leak) <= 0.15 * leak, space
+    assert abs(space.get("churn_site", 0) - churn) <= 0.15 * churn, space
 
 
 @pytest.mark.parametrize("allocator", ["glibc", "jemalloc"])

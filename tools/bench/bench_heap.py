@@ -2,10 +2,17 @@
 """Heap profiling overhead, side by side in one run: malloc/free pairs per second of a
 malloc-heavy workload (THREADS threads of 16-256 byte pairs, tools/bench/mallocstorm.c) with no
 profiler, under cprof-bpf -t heap (default sampling, and --heap-sample-bytes 1), under bcc's
-memleak-bpfcc -p PID, and under empty bpftrace probes (uprobe + uretprobe on malloc, uprobe on
-free, that only count) as the floor. Throughput is measured only once the profiler is attached.
+memleak-bpfcc -p PID, and the floors: cprof-bpf's own probes running programs that return at
+once, and empty bpftrace probes that only count (one uprobe on malloc; uprobe + uretprobe on
+malloc and uprobe on free). Throughput is measured only once the profiler is attached; the CPU
+time the workload used in that window gives ns per pair that a loaded machine does not distort
+as much as wall-clock throughput.
 
-    tools/bench/bench_heap.py [--seconds 5] [--rounds 2] [--threads 2]
+Then what one trap costs, from tools/bench/uprobe_cost.c (in this process, thread CPU time per
+call, an empty program unless said otherwise), by attach method, program and probed instruction,
+and so the best throughput any uprobe-based heap profiler can keep on this machine.
+
+    tools/bench/bench_heap.py [--seconds 5] [--rounds 2] [--threads 2] [--no-traps]
 """
 import argparse
 import os
@@ -40,6 +47,77 @@ def build(tmp):
     subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
                     os.path.join(ROOT, "tools", "bench", "mallocstorm.c")], check=True)
     return exe
+
+
+def build_uprobe_cost(tmp):
+    """tools/bench/uprobe_cost.c and its BPF programs; None when they cannot be built."""
+    src = os.path.join(ROOT, "tools", "bench")
+    obj, exe = os.path.join(tmp, "uprobe_cost.bpf.o"), os.path.join(tmp, "uprobe_cost")
+    try:
+        subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86",
+                        "-I", os.path.join(ROOT, "vmlinux", "x86"), "-c",
+                        os.path.join(src, "uprobe_cost.bpf.c"), "-o", obj], check=True)
+        subprocess.run(["cc", "-O2", "-g", "-pthread", "-o", exe,
+                        os.path.join(src, "uprobe_cost.c"), "-lbpf"], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"trap costs skipped: uprobe_cost does not build ({e})")
+        return None
+    return exe, obj
+
+
+# (spec for uprobe_cost, what it measures); see uprobe_cost.c for the spec syntax.
+TRAPS = [
+    ("push/none/perf/empty", "no probe (the loop itself)"),
+    ("push/entry/perf/empty", "perf_event uprobe (bpf_program__attach_uprobe), pid filter"),
+    ("push/entry/perf/empty/nopid", "perf_event uprobe, no pid filter"),
+    ("push/entry/multi/empty", "uprobe_multi link, pid filter"),
+    ("push/entry/multi/empty/nopid", "uprobe_multi link, no pid filter"),
+    ("push/entry/session/empty", "uprobe_multi session, entry returns 1 (no return probe)"),
+    ("push/entry/multi/sleepable", "uprobe_multi link, sleepable program"),
+    ("push/entry/perf/percpu", "perf_event uprobe, per-CPU counter (bpftrace's count())"),
+    ("push/entry/perf/shared", "perf_event uprobe, one shared counter"),
+    ("push/entry,ret/perf/empty", "perf_event uprobe + uretprobe (uretprobe syscall)"),
+    ("push/entry,ret/session/empty", "uprobe_multi session with its return"),
+    ("nop5/entry/multi/empty", "on a nop5: optimized into a call (uprobe syscall, 6.18)"),
+    ("test/entry/perf/empty", "on test %rdi,%rdi: single-stepped out of line"),
+    ("malloc/none/perf/empty", "malloc+free pair, no probe"),
+    ("malloc/malloc,free-push/session/empty", "pair: cprof-bpf's 2 traps, empty (session)"),
+    ("malloc/malloc/session/percpu_countdown",
+     "malloc session, cprof-bpf's unsampled path (per-CPU countdown)"),
+    ("malloc/malloc/session/task_countdown", "malloc session, countdown in task storage"),
+    ("malloc/free-push/multi/filter_miss", "free, cprof-bpf's untracked path (filter)"),
+    ("malloc/free-push/multi/hash_miss", "free, a failed lookup in a 262144-entry hash"),
+]
+
+
+def trap_costs(tool, threads, rounds):
+    """ns per call (thread CPU time, median of rounds) of each TRAPS spec."""
+    exe, obj = tool
+    got = {spec: [] for spec, _ in TRAPS}
+    for _ in range(rounds):
+        r = subprocess.run([exe, "-t", str(threads), "-n", "300000", obj] +
+                           [spec for spec, _ in TRAPS], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            f = line.split()
+            if len(f) >= 7 and f[1] == "calls/s":
+                got[f[0]].append(float(f[6]))
+    return {spec: statistics.median(v) for spec, v in got.items() if v}
+
+
+def print_traps(costs, threads):
+    if not costs:
+        return
+    print(f"\nOne trap, ns of thread CPU time per call ({threads} thread(s), empty program "
+          f"unless said otherwise; tools/bench/uprobe_cost.c):")
+    loop = costs.get("push/none/perf/empty", 0)
+    pair = costs.get("malloc/none/perf/empty", 0)
+    for spec, what in TRAPS:
+        if spec not in costs:
+            print(f"  {'error':>8}  {what}")
+            continue
+        base = pair if spec.startswith("malloc") else loop
+        extra = "" if "/none/" in spec else f"  (+{costs[spec] - base:.0f})"
+        print(f"  {costs[spec]:8.1f}{extra:9}  {what}")
 
 
 def libc_of(pid):
@@ -115,7 +193,9 @@ def measure(w, secs, config, tmp, keep):
     if w.poll() is None:
         w.kill()
     w.wait()
-    return int(re.search(r"ops (\d+)", out).group(1)) / secs
+    ops = int(re.search(r"ops (\d+)", out).group(1))
+    cpu = float(re.search(r"cpu_ns (\d+)", out).group(1))
+    return ops / secs, cpu / max(ops, 1)
 
 
 def main():
@@ -123,9 +203,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-traps", action="store_true", help="skip the trap cost table")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="cprof-bench-")
     exe = build(tmp)
+    tool = None if a.no_traps else build_uprobe_cost(tmp)
 
     def cprof(*extra):
         return lambda pid, d: ([CPROF, "-v", "-t", "heap", "-p", str(pid), *extra, "-o",
@@ -138,15 +220,19 @@ def main():
     configs = [("none", None),
                ("cprof-bpf -t heap", cprof()),
                ("cprof-bpf -t heap, sample-bytes 1", cprof("--heap-sample-bytes", "1")),
-               ("cprof-bpf probes, empty programs", cprof_empty)]
+               ("cprof-bpf's probes, empty programs", cprof_empty)]
     if shutil.which("bpftrace"):
-        def empty(pid, d):
-            libc = libc_of(pid)
-            prog = (f"uprobe:{libc}:malloc {{ @m = count(); }} "
-                    f"uretprobe:{libc}:malloc {{ @r = count(); }} "
-                    f"uprobe:{libc}:free {{ @f = count(); }}")
-            return ["bpftrace", "-p", str(pid), "-e", prog], "Attaching"
-        configs.append(("bpftrace empty probes (floor)", empty))
+        def bpftrace(with_ret_free):
+            def config(pid, d):
+                libc = libc_of(pid)
+                prog = f"uprobe:{libc}:malloc {{ @m = count(); }} "
+                if with_ret_free:
+                    prog += (f"uretprobe:{libc}:malloc {{ @r = count(); }} "
+                             f"uprobe:{libc}:free {{ @f = count(); }}")
+                return ["bpftrace", "-p", str(pid), "-e", prog], "Attaching"
+            return config
+        configs.append(("bpftrace: uprobe malloc, count", bpftrace(False)))
+        configs.append(("bpftrace: +uretprobe, +free, count", bpftrace(True)))
     if shutil.which("memleak-bpfcc") and bcc_headers():
         configs.append(("memleak-bpfcc -p", lambda pid, d: (
             ["memleak-bpfcc", "-p", str(pid), "3600"], "Attaching to pid")))
@@ -154,15 +240,38 @@ def main():
     for _ in range(a.rounds):
         for name, config in configs:
             results[name].append(run_once(exe, a.seconds, a.threads, config, tmp))
-    base = statistics.median(results["none"])
+    costs = {}
+    if tool:
+        costs = trap_costs(tool, 1, a.rounds)
+        two = trap_costs(tool, a.threads, a.rounds) if a.threads > 1 else {}
+    base = statistics.median(r[0] for r in results["none"])
+    base_cpu = statistics.median(r[1] for r in results["none"])
     print(f"malloc/free storm, {a.threads} threads of 16-256 B pairs, {a.seconds:g} s measured "
           f"after attach, median of {a.rounds} rounds")
-    print(f"{'profiler':36} {'pairs/s':>12} {'throughput':>10} {'ns added/pair':>14}")
+    print(f"{'profiler':36} {'pairs/s':>12} {'throughput':>10} {'ns added/pair':>14} "
+          f"{'CPU ns/pair':>12} {'added':>8}")
     for name, _ in configs:
-        ops = statistics.median(results[name])
-        # Per thread: each pair takes threads/ops seconds.
+        ops = statistics.median(r[0] for r in results[name])
+        cpu = statistics.median(r[1] for r in results[name])
+        # Per thread: each pair takes threads/ops seconds of wall time.
         added = (a.threads / ops - a.threads / base) * 1e9
-        print(f"{name:36} {ops:12.0f} {ops / base:10.4f} {added:14.0f}")
+        print(f"{name:36} {ops:12.0f} {ops / base:10.4f} {added:14.0f} {cpu:12.1f} "
+              f"{cpu - base_cpu:8.1f}")
+    print("(ns added/pair: wall time per pair per thread over none's; CPU ns/pair: the "
+          "workload's CPU time per pair, which a busy machine distorts less)")
+    if costs:
+        print_traps(costs, 1)
+        if a.threads > 1:
+            print_traps(two, a.threads)
+        trap = costs.get("push/entry/session/empty", 0) - costs.get("push/none/perf/empty", 0)
+        pair = costs.get("malloc/none/perf/empty")
+        two_traps = costs.get("malloc/malloc,free-push/session/empty")
+        if trap > 0 and pair and two_traps:
+            print(f"\nFloor: an unsampled malloc/free pair takes 2 traps (malloc's entry, free's), "
+                  f"{two_traps:.0f} ns with empty programs against {pair:.1f} ns without probes: "
+                  f"no uprobe-based heap profiler keeps more than {pair / two_traps:.4f} of this "
+                  f"workload here; with one trap a pair ({trap:.0f} ns, the cheapest method) "
+                  f"{pair / (pair + trap):.4f}.")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

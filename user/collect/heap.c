@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -56,7 +57,7 @@ static const struct heap_func funcs[] = {
 	{"memalign", PROG_ALIGNED},
 	{"valloc", PROG_MALLOC},
 	{"pvalloc", PROG_MALLOC},
-	{"free", PROG_FREE},
+	{"free", PROG_FREE}, /* FUNC_FREE */
 	/* C++ operator new: its size is the first argument in every variant. Probing it makes the
 	 * malloc it calls a nested call, so the caller of new is what the stack blames. */
 	{"_Znwm", PROG_MALLOC},
@@ -85,6 +86,7 @@ static const struct heap_func funcs[] = {
 
 #define NFUNCS	    (sizeof(funcs) / sizeof(funcs[0]))
 #define FUNC_MALLOC 0
+#define FUNC_FREE   9
 
 /* A candidate provider: one mapped object of a target. */
 struct heap_obj {
@@ -103,6 +105,7 @@ struct heap_priv {
 	int *session_fds; /* those links (libbpf 1.1 cannot make them: raw bpf(2)) */
 	size_t nsession, session_cap;
 	uint64_t sample_bytes;
+	bool quiet; /* attach failures are expected (-a, processes that may be gone) */
 	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
 	int nprobed;
 };
@@ -281,8 +284,9 @@ static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum prob
 	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
 	if (fd < 0) {
 		fd = -errno;
-		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
-		       strerror(-fd));
+		if (!p->quiet)
+			pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
+			       strerror(-fd));
 		return fd;
 	}
 	p->session_fds[p->nsession++] = fd;
@@ -306,8 +310,9 @@ static int attach_one(struct heap_priv *p, struct bpf_program *prog, enum probe_
 	l = bpf_program__attach_uprobe(prog, kind == PROBE_RETURN, pid, o->open_path, off);
 	if (!l) {
 		err = -errno;
-		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
-		       strerror(-err));
+		if (!p->quiet)
+			pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
+			       strerror(-err));
 		return err;
 	}
 	return add_link(p, l);
@@ -508,6 +513,107 @@ static int objs_of_system(const char *exe_hint, struct heap_obj *objs, int *n)
 	return 0;
 }
 
+static bool seen_has(const dev_t *dev, const ino_t *ino, size_t n, const struct stat *st)
+{
+	for (size_t i = 0; i < n; i++)
+		if (dev[i] == st->st_dev && ino[i] == st->st_ino)
+			return true;
+	return false;
+}
+
+static int seen_add(dev_t **dev, ino_t **ino, size_t *n, size_t *cap, const struct stat *st)
+{
+	if (*n == *cap) {
+		dev_t *d = realloc(*dev, (*cap + 64) * sizeof(**dev));
+		ino_t *i;
+
+		if (!d)
+			return -ENOMEM;
+		*dev = d;
+		i = realloc(*ino, (*cap + 64) * sizeof(**ino));
+		if (!i)
+			return -ENOMEM;
+		*ino = i;
+		*cap += 64;
+	}
+	(*dev)[*n] = st->st_dev;
+	(*ino)[(*n)++] = st->st_ino;
+	return 0;
+}
+
+static bool is_system_runtime(const char *path)
+{
+	const char *b = base_name(path);
+
+	return strncmp(b, "libc.so", 7) == 0 || strncmp(b, "libc-", 5) == 0 ||
+	       strncmp(b, "libstdc++", 9) == 0 || strncmp(b, "ld-linux", 8) == 0;
+}
+
+/* -a: besides the system's libc and libstdc++, every allocator that a running process has
+ * linked in or preloaded (an executable or library of its mappings that defines both malloc and
+ * free: jemalloc, tcmalloc, mimalloc, a static allocator), probed for every process that maps
+ * it. Each file is read once (about 75 distinct files on this machine); processes started later
+ * with another allocator are not seen. An allocator that wraps libc's own malloc would be
+ * counted at both levels unless it goes through operator new; the common ones do not. */
+static int attach_running_allocators(struct heap_priv *p, const struct heap_obj *sys, int nsys)
+{
+	struct heap_obj *o = calloc(1, sizeof(*o));
+	struct stat st;
+	dev_t *dev = NULL;
+	ino_t *ino = NULL;
+	size_t nseen = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = NULL;
+	int err = 0;
+
+	if (!o)
+		return -ENOMEM;
+	d = opendir("/proc");
+	if (!d)
+		goto out;
+	/* Files are told apart by device and inode: the same path in another mount namespace
+	 * may be another file. */
+	for (int k = 0; k < nsys && !err; k++)
+		if (stat(sys[k].open_path, &st) == 0)
+			err = seen_add(&dev, &ino, &nseen, &cap, &st);
+	while (!err && (de = readdir(d))) {
+		pid_t pid = (pid_t)atoi(de->d_name);
+		struct proc_maps *m;
+
+		if (pid <= 0 || pid == getpid() || proc_maps__read(pid, &m))
+			continue;
+		for (size_t i = 0; !err && i < m->n; i++) {
+			const char *path = m->maps[i].path;
+			int n = 0;
+
+			if (!path || path[0] != '/' || m->maps[i].perms[2] != 'x' ||
+			    is_system_runtime(path))
+				continue;
+			snprintf(o->open_path, sizeof(o->open_path), "/proc/%d/root%s", pid, path);
+			if (stat(o->open_path, &st) || seen_has(dev, ino, nseen, &st))
+				continue;
+			err = seen_add(&dev, &ino, &nseen, &cap, &st);
+			add_obj(o, &n, pid, path, NULL);
+			if (err || !n || !o->offsets[FUNC_MALLOC] || !o->offsets[FUNC_FREE])
+				continue;
+			pr_debug("heap: -a: %s (pid %d) provides malloc\n", path, pid);
+			/* The process may have gone meanwhile, and its file with it: not an error. */
+			p->quiet = true;
+			if (attach_providers(p, -1, o, 1))
+				pr_debug("heap: -a: cannot probe %s; skipped\n", path);
+			p->quiet = false;
+		}
+		proc_maps__free(m);
+	}
+out:
+	if (d)
+		closedir(d);
+	free(dev);
+	free(ino);
+	free(o);
+	return err;
+}
+
 static void no_malloc_error(pid_t pid, const struct heap_obj *objs, int n)
 {
 	char list[2048] = "";
@@ -549,6 +655,8 @@ static int attach_target(struct collector *c, struct heap_priv *p, pid_t pid, bo
 		goto out;
 	}
 	err = attach_providers(p, pid, objs, n);
+	if (!err && pid < 0 && !c->opts.exe_hint)
+		err = attach_running_allocators(p, objs, n);
 out:
 	free(objs);
 	return err;
