@@ -15,6 +15,7 @@ and so the best throughput any uprobe-based heap profiler can keep on this machi
     tools/bench/bench_heap.py [--seconds 5] [--rounds 2] [--threads 2] [--no-traps]
 """
 import argparse
+import json
 import os
 import re
 import select
@@ -118,6 +119,63 @@ def print_traps(costs, threads):
         base = pair if spec.startswith("malloc") else loop
         extra = "" if "/none/" in spec else f"  (+{costs[spec] - base:.0f})"
         print(f"  {costs[spec]:8.1f}{extra:9}  {what}")
+
+
+def prog_ids(pid):
+    """Ids of the BPF programs process pid holds (its fds' fdinfo)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
+
+
+def bpf_work(exe, threads):
+    """ns a run of cprof-bpf's malloc and free programs take on an unsampled call, from the
+    kernel's own accounting (kernel.bpf_stats_enabled, on for one second, then restored): the
+    default programs' time per run minus that of the programs emptied, which is what the
+    accounting itself costs. {config: {program: ns}}; {} when bpftool cannot say."""
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            was = f.read().strip()
+    except OSError:
+        return {}
+    got = {}
+    for name, env in (("default", {}), ("empty", {"CPROF_BENCH_EMPTY_PROBES": "1"})):
+        w = subprocess.Popen([exe, "4", str(threads), "now"], stdout=subprocess.PIPE, text=True)
+        prof = None
+        try:
+            w.stdout.readline()
+            prof = subprocess.Popen([CPROF, "-v", "-t", "heap", "-p", str(w.pid), "-d", "3",
+                                     "-o", "/dev/null", "-f", "top"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, env=dict(ENV, **env))
+            wait_ready(prof, "profiling")
+            subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], check=True)
+            time.sleep(1)
+            out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True,
+                                 text=True).stdout
+            ids = prog_ids(prof.pid)
+        except (OSError, RuntimeError, subprocess.CalledProcessError):
+            return {}
+        finally:
+            subprocess.run(["sysctl", "-qw", f"kernel.bpf_stats_enabled={was}"])
+            for proc in (prof, w):
+                if proc and proc.poll() is None:
+                    proc.kill()
+                if proc:
+                    proc.wait()
+        got[name] = {}
+        for p in json.loads(out or "[]"):
+            if p.get("id") not in ids:
+                continue  # another engineer's profiler
+            if p.get("run_cnt") and p["name"] in ("heap_malloc_session", "heap_free"):
+                got[name][p["name"]] = p["run_time_ns"] / p["run_cnt"]
+    return got
 
 
 def libc_of(pid):
@@ -240,6 +298,7 @@ def main():
     for _ in range(a.rounds):
         for name, config in configs:
             results[name].append(run_once(exe, a.seconds, a.threads, config, tmp))
+    work = bpf_work(exe, a.threads) if shutil.which("bpftool") else {}
     costs = {}
     if tool:
         costs = trap_costs(tool, 1, a.rounds)
@@ -259,6 +318,13 @@ def main():
               f"{cpu - base_cpu:8.1f}")
     print("(ns added/pair: wall time per pair per thread over none's; CPU ns/pair: the "
           "workload's CPU time per pair, which a busy machine distorts less)")
+    if work.get("default") and work.get("empty"):
+        print("\ncprof-bpf's BPF work on an unsampled call (kernel.bpf_stats_enabled: ns a run, "
+              "minus the emptied program's, which is the accounting's own cost):")
+        for prog in ("heap_malloc_session", "heap_free"):
+            d, e = work["default"].get(prog), work["empty"].get(prog)
+            if d and e:
+                print(f"  {prog:22} {d:7.1f} - {e:5.1f} = {d - e:6.1f} ns")
     if costs:
         print_traps(costs, 1)
         if a.threads > 1:
