@@ -333,11 +333,12 @@ def main():
         pair = costs.get("malloc/none/perf/empty")
         two_traps = costs.get("malloc/malloc,free-push/session/empty")
         if trap > 0 and pair and two_traps:
+            traps = two_traps - pair
             print(f"\nFloor: an unsampled malloc/free pair takes 2 traps (malloc's entry, free's), "
-                  f"{two_traps:.0f} ns with empty programs against {pair:.1f} ns without probes: "
-                  f"no uprobe-based heap profiler keeps more than {pair / two_traps:.4f} of this "
-                  f"workload here; with one trap a pair ({trap:.0f} ns, the cheapest method) "
-                  f"{pair / (pair + trap):.4f}.")
+                  f"{traps:.0f} ns with empty programs (uprobe_cost). Against the storm's "
+                  f"{base_cpu:.1f} ns a pair, no uprobe-based heap profiler keeps more than "
+                  f"{base_cpu / (base_cpu + traps):.4f} of it here; with one trap a pair "
+                  f"({trap:.0f} ns, the cheapest method) {base_cpu / (base_cpu + trap):.4f}.")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
