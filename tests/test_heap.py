@@ -1,15 +1,14 @@
 """cprof-bpf -t heap, end to end: malloc-family uprobes on real processes with a known allocation
 pattern (tests/fixtures/heapload.c, heapload_cxx.cpp), read back through go tool pprof."""
 import os
-import select
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import (CPROF, FIXTURES, SAN_ENV, build, go_pprof, pprof_top, pprof_traces,
-                      run_cprof)
+from conftest import (assert_no_sanitizer, build, go_pprof, pprof_top, pprof_traces,
+                      profile_gated, read_until, run_cprof, start_cprof)
 
 FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
 
@@ -36,47 +35,42 @@ def heapload_je(workdir):
 
 
 def build_cxx(workdir, out, extra=()):
-    path = os.path.join(workdir, out)
-    if not os.path.exists(path):
-        subprocess.run(["g++", "-O2", "-g", "-fno-omit-frame-pointer", "-o", path,
-                        os.path.join(FIXTURES, "heapload_cxx.cpp"), *extra], check=True)
-    return path
+    return build(workdir, "heapload_cxx.cpp", out, extra=extra, cc="g++")
 
 
-def profile_pattern(exe, out, *args, mode=None, timeout=60, system=False):
+def profile_pattern(exe, out, *args, mode=None, timeout=60):
     """Starts exe (which waits for SIGUSR1), attaches cprof-bpf -t heap, then lets exe run its
-    pattern and exit; cprof-bpf stops with it (system: cprof-bpf -a, stopped by SIGINT once
-    exe is done). Returns cprof-bpf's stderr."""
-    # System-wide, the target lingers until cprof-bpf is done: its mappings are read once its
-    # first sample is announced, which can come late while the unwinder reads the tables of
-    # every other process.
-    w = subprocess.Popen([exe] + ([mode] if mode else []) + (["linger"] if system else []),
-                         stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    pattern and exit; cprof-bpf stops with it. Returns cprof-bpf's stderr."""
+    done, err = profile_gated([exe] + ([mode] if mode else []), "-t", "heap", "-d", 60, "-o", out,
+                              *args, timeout=timeout)
+    assert done.startswith("done")
+    return err
+
+
+def profile_system(exe, out, mode, timeout=120):
+    """profile_pattern with cprof-bpf -a, stopped by SIGINT once exe is done. exe lingers until
+    cprof-bpf has ended: its mappings are read once its first sample is announced, which can come
+    late while the unwinder reads the tables of every other process."""
+    w = subprocess.Popen([exe, mode, "linger"], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                         text=True)
+    p = None
     try:
         assert w.stdout.readline().startswith("ready")
-        target = ["-a"] if system else ["-p", str(w.pid)]
-        p = subprocess.Popen([CPROF, "-t", "heap", *target, "-d", "60", "-v",
-                              "-o", out, *map(str, args)], stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, **SAN_ENV))
-        err, end = "", time.time() + timeout
-        while "profiling" not in err and p.poll() is None and time.time() < end:
-            if select.select([p.stderr], [], [], 0.5)[0]:
-                err += p.stderr.readline()
+        p = start_cprof("-t", "heap", "-a", "-d", 60, "-v", "-o", out)
+        err = read_until(p.stderr, "profiling", timeout)
         assert "profiling" in err, err
         w.send_signal(signal.SIGUSR1)
         assert w.stdout.readline().startswith("done")
-        if system:
-            p.send_signal(signal.SIGINT)
-        rest = p.communicate(timeout=timeout)[1]
-        w.stdin.close()
-        err += rest
+        p.send_signal(signal.SIGINT)
+        err += p.communicate(timeout=timeout)[1]
         assert p.returncode == 0, err
-        assert "Sanitizer" not in err and "runtime error" not in err, err
+        assert_no_sanitizer(err)
         return err
     finally:
-        if w.poll() is None:
-            w.kill()
-        w.wait()
+        for proc in (w, p):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def values(path, index, extra=()):
@@ -156,7 +150,7 @@ def test_system_wide_finds_running_allocators(workdir):
     # fixture has a name of its own: other copies of heapload may run at the same time.
     exe = build(workdir, "heapload.c", "heapload-sysje", flags=FLAGS, extra=("-ljemalloc",))
     out = os.path.join(workdir, "heap-all-je.pb.gz")
-    profile_pattern(exe, out, mode="bulk", timeout=120, system=True)
+    profile_system(exe, out, "bulk")
     comments = go_pprof("-comments", out)
     assert "target: whole system" in comments, comments
     assert "libjemalloc.so" in comments and "libc.so.6" in comments, comments

@@ -12,7 +12,7 @@ Then what one trap costs, from tools/bench/uprobe_cost.c (in this process, threa
 call, an empty program unless said otherwise), by attach method, program and probed instruction,
 and so the best throughput any uprobe-based heap profiler can keep on this machine.
 
-    tools/bench/bench_heap.py [--seconds 5] [--rounds 2] [--threads 2] [--no-traps]
+    tools/bench/bench_heap.py [--seconds 5] [--rounds 2] [--threads 2] [--no-traps] [--quick]
 """
 import argparse
 import json
@@ -21,33 +21,13 @@ import re
 import select
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPROF = os.path.join(ROOT, "build", "cprof-bpf")
-ENV = dict(os.environ)
-
-
-def bcc_headers():
-    """bcc needs kernel headers this kernel lacks: tools/bench/bcc-headers.sh makes a tree."""
-    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "bench", "bcc-headers.sh")],
-                       capture_output=True, text=True)
-    if r.returncode:
-        print(f"memleak-bpfcc skipped: no kernel headers ({r.stderr.strip()[-200:]})")
-        return False
-    ENV["BCC_KERNEL_SOURCE"] = r.stdout.strip()
-    return True
-
-
-def build(tmp):
-    exe = os.path.join(tmp, "mallocstorm")
-    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
-                    os.path.join(ROOT, "tools", "bench", "mallocstorm.c")], check=True)
-    return exe
+from common import BENCH, CPROF, ENV, ROOT, Table, bcc, build, med, ops, parse, peer, rounds, \
+    start, wait_for, workload
 
 
 def build_uprobe_cost(tmp):
@@ -91,18 +71,18 @@ TRAPS = [
 ]
 
 
-def trap_costs(tool, threads, rounds):
-    """ns per call (thread CPU time, median of rounds) of each TRAPS spec."""
+def trap_costs(tool, threads, n, calls):
+    """ns per call (thread CPU time, median of n rounds) of each TRAPS spec."""
     exe, obj = tool
     got = {spec: [] for spec, _ in TRAPS}
-    for _ in range(rounds):
-        r = subprocess.run([exe, "-t", str(threads), "-n", "300000", obj] +
+    for _ in range(n):
+        r = subprocess.run([exe, "-t", str(threads), "-n", str(calls), obj] +
                            [spec for spec, _ in TRAPS], capture_output=True, text=True)
         for line in r.stdout.splitlines():
             f = line.split()
             if len(f) >= 7 and f[1] == "calls/s":
                 got[f[0]].append(float(f[6]))
-    return {spec: statistics.median(v) for spec, v in got.items() if v}
+    return {spec: med(v) for spec, v in got.items() if v}
 
 
 def print_traps(costs, threads):
@@ -147,14 +127,17 @@ def bpf_work(exe, threads):
         return {}
     got = {}
     for name, env in (("default", {}), ("empty", {"CPROF_BENCH_EMPTY_PROBES": "1"})):
-        w = subprocess.Popen([exe, "4", str(threads), "now"], stdout=subprocess.PIPE, text=True)
+        w = workload([exe, "4", str(threads), "now"])
         prof = None
         try:
-            w.stdout.readline()
-            prof = subprocess.Popen([CPROF, "-v", "-t", "heap", "-p", str(w.pid), "-d", "3",
-                                     "-o", "/dev/null", "-f", "top"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, env=dict(ENV, **env))
-            wait_ready(prof, "profiling")
+            ENV.update(env)
+            prof = start([CPROF, "-v", "-t", "heap", "-p", str(w.pid), "-d", "3", "-o",
+                          "/dev/null", "-f", "top"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+            for k in env:
+                ENV.pop(k, None)
+            if not wait_for(prof.stdout, "profiling", 120)[0]:
+                raise RuntimeError("cprof-bpf did not attach")
             subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], check=True)
             time.sleep(1)
             out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True,
@@ -187,19 +170,6 @@ def libc_of(pid):
     raise RuntimeError("no libc in the workload's mappings")
 
 
-def wait_ready(prof, marker, timeout=120):
-    """Reads the profiler's merged output until marker appears (it has attached)."""
-    seen, end = "", time.time() + timeout
-    while marker not in seen and time.time() < end and prof.poll() is None:
-        if select.select([prof.stdout], [], [], 0.5)[0]:
-            line = prof.stdout.readline()
-            if not line:
-                break
-            seen += line
-    if marker not in seen:
-        raise RuntimeError(f"profiler did not attach: {seen[-400:]}")
-
-
 def drain(prof):
     """Keeps reading the profiler's output so it never blocks on a full pipe."""
     while select.select([prof.stdout], [], [], 0)[0]:
@@ -208,9 +178,9 @@ def drain(prof):
 
 
 def run_once(exe, secs, threads, config, tmp):
-    """Starts the storm, attaches the profiler, measures secs; returns pairs per second."""
-    w = subprocess.Popen([exe, str(secs), str(threads)] + ([] if config else ["now"]),
-                         stdout=subprocess.PIPE, text=True)
+    """Starts the storm, attaches the profiler, measures secs; returns (pairs per second, CPU
+    ns the storm used per pair)."""
+    w = workload([exe, str(secs), str(threads)] + ([] if config else ["now"]))
     started = [w]
     try:
         return measure(w, secs, config, tmp, started.append)
@@ -223,15 +193,15 @@ def run_once(exe, secs, threads, config, tmp):
 
 
 def measure(w, secs, config, tmp, keep):
-    assert w.stdout.readline().startswith("ready")
     prof = None
     if config:
         argv, marker = config(w.pid, tmp)
-        prof = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=dict(ENV))
+        prof = start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         keep(prof)
         ENV.pop("CPROF_BENCH_EMPTY_PROBES", None)
-        wait_ready(prof, marker)
+        attached, seen = wait_for(prof.stdout, marker, 120)
+        if not attached:
+            raise RuntimeError(f"profiler did not attach: {seen[-400:]}")
         time.sleep(0.5)
         w.send_signal(signal.SIGUSR1)
     end = time.time() + secs + 60
@@ -251,9 +221,9 @@ def measure(w, secs, config, tmp, keep):
     if w.poll() is None:
         w.kill()
     w.wait()
-    ops = int(re.search(r"ops (\d+)", out).group(1))
+    n = ops(out)
     cpu = float(re.search(r"cpu_ns (\d+)", out).group(1))
-    return ops / secs, cpu / max(ops, 1)
+    return n / secs, cpu / max(n, 1)
 
 
 def main():
@@ -262,9 +232,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-traps", action="store_true", help="skip the trap cost table")
-    a = ap.parse_args()
+    a = parse(ap, seconds=1, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-")
-    exe = build(tmp)
+    exe = build(tmp, os.path.join(BENCH, "mallocstorm.c"))
     tool = None if a.no_traps else build_uprobe_cost(tmp)
 
     def cprof(*extra):
@@ -279,7 +249,7 @@ def main():
                ("cprof-bpf -t heap", cprof()),
                ("cprof-bpf -t heap, sample-bytes 1", cprof("--heap-sample-bytes", "1")),
                ("cprof-bpf's probes, empty programs", cprof_empty)]
-    if shutil.which("bpftrace"):
+    if peer("bpftrace"):
         def bpftrace(with_ret_free):
             def config(pid, d):
                 libc = libc_of(pid)
@@ -291,31 +261,26 @@ def main():
             return config
         configs.append(("bpftrace: uprobe malloc, count", bpftrace(False)))
         configs.append(("bpftrace: +uretprobe, +free, count", bpftrace(True)))
-    if shutil.which("memleak-bpfcc") and bcc_headers():
+    if bcc("memleak-bpfcc"):
         configs.append(("memleak-bpfcc -p", lambda pid, d: (
             ["memleak-bpfcc", "-p", str(pid), "3600"], "Attaching to pid")))
-    results = {name: [] for name, _ in configs}
-    for _ in range(a.rounds):
-        for name, config in configs:
-            results[name].append(run_once(exe, a.seconds, a.threads, config, tmp))
+    results = rounds(configs, a.rounds, lambda c: run_once(exe, a.seconds, a.threads, c[1], tmp))
     work = bpf_work(exe, a.threads) if shutil.which("bpftool") else {}
-    costs = {}
-    if tool:
-        costs = trap_costs(tool, 1, a.rounds)
-        two = trap_costs(tool, a.threads, a.rounds) if a.threads > 1 else {}
-    base = statistics.median(r[0] for r in results["none"])
-    base_cpu = statistics.median(r[1] for r in results["none"])
+    calls = 30000 if a.quick else 300000
+    costs = trap_costs(tool, 1, a.rounds, calls) if tool else {}
+    two = trap_costs(tool, a.threads, a.rounds, calls) if tool and a.threads > 1 else {}
+    base, base_cpu = med(results["none"], 0), med(results["none"], 1)
     print(f"malloc/free storm, {a.threads} threads of 16-256 B pairs, {a.seconds:g} s measured "
           f"after attach, median of {a.rounds} rounds")
-    print(f"{'profiler':36} {'pairs/s':>12} {'throughput':>10} {'ns added/pair':>14} "
-          f"{'CPU ns/pair':>12} {'added':>8}")
+    t = Table("profiler", 36, [("pairs/s", 12, ".0f"), ("throughput", 10, ".4f"),
+                               ("ns added/pair", 14, ".0f"), ("CPU ns/pair", 12, ".1f"),
+                               ("added", 8, ".1f")])
+    t.header()
     for name, _ in configs:
-        ops = statistics.median(r[0] for r in results[name])
-        cpu = statistics.median(r[1] for r in results[name])
-        # Per thread: each pair takes threads/ops seconds of wall time.
-        added = (a.threads / ops - a.threads / base) * 1e9
-        print(f"{name:36} {ops:12.0f} {ops / base:10.4f} {added:14.0f} {cpu:12.1f} "
-              f"{cpu - base_cpu:8.1f}")
+        pairs, cpu = med(results[name], 0), med(results[name], 1)
+        # Per thread: each pair takes threads/pairs seconds.
+        added = (a.threads / pairs - a.threads / base) * 1e9
+        t.row(name, pairs, pairs / base, added, cpu, cpu - base_cpu)
     print("(ns added/pair: wall time per pair per thread over none's; CPU ns/pair: the "
           "workload's CPU time per pair, which a busy machine distorts less)")
     if work.get("default") and work.get("empty"):
@@ -327,7 +292,7 @@ def main():
                 print(f"  {prog:22} {d:7.1f} - {e:5.1f} = {d - e:6.1f} ns")
     if costs:
         print_traps(costs, 1)
-        if a.threads > 1:
+        if two:
             print_traps(two, a.threads)
         trap = costs.get("push/entry/session/empty", 0) - costs.get("push/none/perf/empty", 0)
         pair = costs.get("malloc/none/perf/empty")
