@@ -83,7 +83,7 @@ struct {
 /* A counting filter in front of `live`: slot hash(addr) holds how many live entries (of any
  * process) hash there. Nearly every free is of an unsampled block: one array load says so, where
  * a failed lookup in `live` (hashing, then a bucket in a 4 MiB table, a cache miss) cost about
- * 60 ns more here. Raised before an entry enters `live`, lowered after it left, so a slot is
+ * 50 ns more here. Raised before an entry enters `live`, lowered after it left, so a slot is
  * never 0 while an entry of its addresses is live. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
