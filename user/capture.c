@@ -9,6 +9,7 @@
 #include "proc/maps.h"
 #include "util/hashmap.h"
 #include "util/log.h"
+#include "util/mem.h"
 
 struct capture {
 	const struct capture_opts *o;
@@ -85,6 +86,11 @@ static int resolve_user(void *ctx, pid_t pid, uint64_t addr, bool is_return, str
 static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_result *r)
 {
 	return symbolizer__kernel(ctx, addr, is_return, r);
+}
+
+static int prepare(void *ctx, struct sym_request *reqs, size_t n)
+{
+	return symbolizer__prepare(ctx, reqs, n);
 }
 
 static bool targets_alive(const struct capture *c)
@@ -210,7 +216,7 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builder **out)
 {
 	const struct capture_opts *o = c->o;
-	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym};
+	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym, prepare};
 	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = dur};
 	struct collect_stats st = {};
 	struct pprof_builder *b;
@@ -229,7 +235,9 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", o->freq);
 	else
 		pprof_builder__add_comment(b, "type: %s", o->type);
+	mem__checkpoint("drain start");
 	err = collector__drain(c->col, b);
+	mem__checkpoint("drained, symbolized");
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		pprof_builder__free(b);
@@ -307,9 +315,11 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
 				 strerror(-err));
 	}
+	mem__checkpoint("pids snapshotted");
 	err = collector__open(ops, &co, &c.col);
 	if (err)
 		goto cleanup;
+	mem__checkpoint("BPF attached");
 	t0 = c.col->started_real_ns;
 	m0 = c.col->started_ns;
 	if (o->attached)
@@ -317,6 +327,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
 	collect_loop(&c);
 	collector__stop(c.col);
+	mem__checkpoint("sampling ended");
 	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
 cleanup:
 	collector__free(c.col);
