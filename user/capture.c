@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +238,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		pprof_builder__add_comment(b, "type: %s", o->type);
 	mem__checkpoint("drain start");
 	err = collector__drain(c->col, b);
-	mem__checkpoint("drained, symbolized");
+	mem__checkpoint("drained");
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		pprof_builder__free(b);
@@ -329,6 +330,21 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	collector__stop(c.col);
 	mem__checkpoint("sampling ended");
 	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
+	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it
+	 * freed goes back to the system, so that the symbols are read on as little as possible. */
+	collector__free(c.col);
+	c.col = NULL;
+	malloc_trim(0);
+	mem__checkpoint("BPF freed");
+	if (!err) {
+		err = pprof_builder__resolve(*out);
+		mem__checkpoint("symbolized");
+		if (err) {
+			pr_err("cannot symbolize the profile: %s\n", strerror(-err));
+			pprof_builder__free(*out);
+			*out = NULL;
+		}
+	}
 cleanup:
 	collector__free(c.col);
 	if (c.exes) {

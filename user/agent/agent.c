@@ -377,6 +377,9 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 				   (unsigned long long)s->nwindow);
 	pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", a->o->freq);
 	err = collector__drain(s->col, b);
+	/* Symbolized now, before a process's snapshot can be dropped. */
+	if (!err)
+		err = pprof_builder__resolve(b);
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		goto out;

@@ -260,9 +260,6 @@ int collector__drain(struct collector *c, struct pprof_builder *b)
 {
 	int err = c->ops->drain(c, b);
 
-	/* Symbolized now, all at once, while every snapshot the samples need is still there. */
-	if (!err)
-		err = pprof_builder__resolve(b);
 	if (!err && c->opts.live)
 		collector__trim_stacks(c);
 	return err;

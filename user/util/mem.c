@@ -1,7 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "util/log.h"
 #include "util/mem.h"
@@ -37,16 +36,6 @@ void mem__checkpoint(const char *where)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
-	if (getenv("CPROF_DEBUG_SMAPS")) { /* TEMP */
-		char path[256], cmd[512];
-		snprintf(path, sizeof(path), "%s.%s", getenv("CPROF_DEBUG_SMAPS"), where);
-		for (char *q = path; *q; q++)
-			if (*q == ' ' || *q == ',')
-				*q = '_';
-		snprintf(cmd, sizeof(cmd), "cat /proc/%d/smaps > '%s'", (int)getpid(), path);
-		if (system(cmd)) {
-		}
-	}
 	log_msg(LOG_ERROR, "mem %-24s rss %6ld kB (anon %6ld, file %6ld)  peak %6ld kB\n", where,
 		mem__field(buf, "\nVmRSS:"), mem__field(buf, "\nRssAnon:"),
 		mem__field(buf, "\nRssFile:"), mem__field(buf, "\nVmHWM:"));
