@@ -316,14 +316,15 @@ static int builder__new_location(struct pprof_builder *b, const struct pp_locati
 	return 0;
 }
 
-/* Kernel addresses first, then by pid and address: the order symbolizer__prepare reads in. */
+/* User addresses by pid and address (so a process's files come one after another), then
+ * kernel addresses by address. */
 static int location_order(const void *pa, const void *pb)
 {
 	const struct pp_location *a = *(const struct pp_location *const *)pa;
 	const struct pp_location *b = *(const struct pp_location *const *)pb;
 
 	if (a->kernel != b->kernel)
-		return a->kernel ? -1 : 1;
+		return a->kernel ? 1 : -1;
 	if (a->pid != b->pid)
 		return a->pid < b->pid ? -1 : 1;
 	if (a->raw_addr != b->raw_addr)

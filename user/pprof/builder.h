@@ -61,7 +61,7 @@ struct pprof_raw_sample {
  * symbolizer__kernel in these; tests pass fakes. Resolution is deferred until every sample is
  * in (pprof_builder__resolve): then prepare, when set, is handed every address at once
  * (symbolizer__prepare: one pass over kallsyms, one file at a time), before user and kernel
- * are called for each, kernel addresses first, then by pid and address. */
+ * are called for each, user addresses by pid and address, then kernel ones. */
 struct pprof_resolver {
 	int (*user)(void *ctx, pid_t pid, uint64_t addr, bool is_return, struct sym_result *res);
 	int (*kernel)(void *ctx, uint64_t addr, bool is_return, struct sym_result *res);
