@@ -110,20 +110,6 @@ static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_r
 	return symbolizer__kernel(s->sym, addr, is_return, r);
 }
 
-/* Kernel addresses only, in one pass over kallsyms (the whole table is never held); user
- * addresses resolve one by one, polling notices between them. */
-static int resolve_prepare(void *ctx, struct sym_request *reqs, size_t n)
-{
-	struct session *s = ctx;
-	size_t i, k = 0;
-
-	for (i = 0; i < n; i++)
-		if (reqs[i].kernel)
-			reqs[k++] = reqs[i];
-	session_poll(s);
-	return symbolizer__prepare(s->sym, reqs, k);
-}
-
 static void aproc__free(struct aproc *p)
 {
 	if (!p)
@@ -352,7 +338,10 @@ static void window_name(int64_t t0, char *buf, size_t len)
 static int window_flush(struct session *s, int64_t t0, int64_t m0)
 {
 	struct agent *a = s->a;
-	struct pprof_resolver res = {resolve_user, resolve_kernel, s, resolve_prepare};
+	/* No prepare hook: resolved one by one, polling notices in between (a short-lived process
+	 * must be snapshotted while it lives), and kallsyms read once for good rather than
+	 * streamed again in every window. */
+	struct pprof_resolver res = {resolve_user, resolve_kernel, s, NULL};
 	struct pprof_config cfg = {.time_nanos = t0};
 	struct collect_stats st = {}, d = {};
 	struct pprof_builder *b;
