@@ -140,9 +140,10 @@ fuzz: fuzz-build
 demo: all
 	$(Q)bash tools/demo.sh
 
+# BENCH="cpu heap" runs only those; BENCH_ARGS=--quick checks that every benchmark runs.
 bench: all
 	$(Q)bash tools/install-deps.sh --bench
-	$(Q)bash tools/bench/run.sh
+	$(Q)BENCH="$(BENCH)" BENCH_ARGS="$(BENCH_ARGS)" bash tools/bench/run.sh
 
 vmlinux:
 	$(Q)bash tools/gen-vmlinux.sh $(ARCH)

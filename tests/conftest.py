@@ -2,7 +2,9 @@
 run cprof-bpf and to read its profiles through the reference consumer, `go tool pprof`."""
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -23,6 +25,16 @@ SAN_ENV = {
 }
 
 
+def san_env(**extra):
+    """The environment for cprof-bpf: ours, the sanitizers' options and extra."""
+    return dict(os.environ, **SAN_ENV, **extra)
+
+
+def assert_no_sanitizer(stderr):
+    """A sanitizer report in cprof-bpf's stderr fails the test."""
+    assert "Sanitizer" not in stderr and "runtime error" not in stderr, stderr
+
+
 @pytest.fixture(scope="session")
 def workdir():
     d = tempfile.mkdtemp(prefix="cprof-test-")
@@ -33,13 +45,13 @@ def workdir():
 _built = {}
 
 
-def build(workdir, src, out, flags=("-O2", "-g", "-fno-omit-frame-pointer"), extra=()):
-    """Builds tests/fixtures/SRC into workdir/OUT once per session."""
-    key = (src, out, tuple(flags), tuple(extra))
+def build(workdir, src, out, flags=("-O2", "-g", "-fno-omit-frame-pointer"), extra=(), cc="cc"):
+    """Builds tests/fixtures/SRC into workdir/OUT once per session (with cc: g++ for C++)."""
+    key = (src, out, tuple(flags), tuple(extra), cc)
     if key in _built:
         return _built[key]
     path = os.path.join(workdir, out)
-    cmd = ["cc", *flags, "-o", path, os.path.join(FIXTURES, src), *extra]
+    cmd = [cc, *flags, "-o", path, os.path.join(FIXTURES, src), *extra]
     subprocess.run(cmd, check=True)
     _built[key] = path
     return path
@@ -82,23 +94,73 @@ def spawn():
 
 def run_cprof(*args, binary=None, timeout=120, check=True, input=None):
     """Runs cprof-bpf; returns the CompletedProcess. Sanitizer reports fail the test."""
-    env = dict(os.environ, **SAN_ENV)
     r = subprocess.run([binary or CPROF, *[str(a) for a in args]], capture_output=True,
-                       timeout=timeout, env=env, input=input)
+                       timeout=timeout, env=san_env(), input=input)
     stderr = r.stderr.decode(errors="replace")
-    assert "Sanitizer" not in stderr and "runtime error" not in stderr, stderr
+    assert_no_sanitizer(stderr)
     if check:
         assert r.returncode == 0, f"cprof-bpf {args} failed ({r.returncode}): {stderr}"
     return r
 
 
-def go_pprof(*args, check=True):
-    """Runs `go tool pprof ARGS` and returns its stdout."""
+def start_cprof(*args, stdout=None, stderr=subprocess.PIPE, **kw):
+    """Starts cprof-bpf in the background under the sanitizers' options, pipes in text mode."""
+    return subprocess.Popen([CPROF, *[str(a) for a in args]], stdout=stdout, stderr=stderr,
+                            text=True, env=san_env(), **kw)
+
+
+def read_until(stream, marker, timeout=60):
+    """Reads a child's pipe until marker appears, the pipe ends or timeout seconds pass; returns
+    what it read (the caller asserts that marker is in it). It reads the descriptor, not the
+    buffered file: lines read ahead into the file's buffer would sit there unseen by select()."""
+    fd, seen, want = stream.fileno(), b"", marker.encode()
+    end = time.monotonic() + timeout
+    while want not in seen and time.monotonic() < end:
+        if select.select([fd], [], [], 0.5)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
+def profile_gated(argv, *args, timeout=60):
+    """Profiles a fixture whose work waits for the profiler: it prints `ready`, then waits for
+    SIGUSR1. Attaches `cprof-bpf -v -p PID ARGS`, sends SIGUSR1 once cprof-bpf says it is
+    profiling, and waits for both to end (cprof-bpf stops with its target). Returns (the
+    fixture's stdout after `ready`, cprof-bpf's stderr)."""
+    w = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, text=True)
+    p = None
+    try:
+        assert w.stdout.readline().startswith("ready")
+        p = start_cprof(*args, "-v", "-p", w.pid)
+        err = read_until(p.stderr, "profiling", timeout)
+        assert "profiling" in err, err
+        w.send_signal(signal.SIGUSR1)
+        out = w.communicate(timeout=timeout)[0]
+        err += p.communicate(timeout=timeout)[1]
+        assert p.returncode == 0, err
+        assert_no_sanitizer(err)
+        return out, err
+    finally:
+        for proc in (w, p):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def go_pprof_run(*args):
+    """Runs `go tool pprof ARGS`; returns the CompletedProcess (text)."""
     home = tempfile.gettempdir()
     env = dict(os.environ, HOME=os.environ.get("HOME", home),
                GOCACHE=os.path.join(home, "cprof-gocache"), GOFLAGS="-mod=mod")
-    r = subprocess.run(["go", "tool", "pprof", *[str(a) for a in args]], capture_output=True,
-                       text=True, env=env, timeout=120)
+    return subprocess.run(["go", "tool", "pprof", *[str(a) for a in args]], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def go_pprof(*args, check=True):
+    """Runs `go tool pprof ARGS` and returns its stdout."""
+    r = go_pprof_run(*args)
     if check:
         assert r.returncode == 0, f"go tool pprof {args} failed: {r.stderr}"
     return r.stdout
@@ -156,6 +218,12 @@ def pprof_traces(path, extra=()):
     if cur:
         traces.append(cur)
     return traces
+
+
+def trace_share(traces, pred):
+    """(share of the value of traces whose functions satisfy pred, total value); 0.0 of none."""
+    total = sum(v for v, _ in traces)
+    return sum(v for v, fns in traces if pred(fns)) / total if total else 0.0, total
 
 
 def wait_for(pred, timeout=10.0, step=0.05):

@@ -1,9 +1,7 @@
 """cprof-bpf agent and watch, end to end: continuous windows of the whole system, the local
 store, pushes to a Pyroscope-compatible receiver written here, triggers, SIGTERM."""
 import glob
-import gzip
 import http.server
-import json
 import os
 import re
 import signal
@@ -15,7 +13,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import CPROF, SAN_ENV, build, go_pprof, pprof_top, run_cprof, wait_for
+from conftest import (assert_no_sanitizer, build, go_pprof, pprof_top, run_cprof, start_cprof,
+                      wait_for)
 
 
 @pytest.fixture(scope="session")
@@ -24,14 +23,12 @@ def load(workdir):
 
 
 def start_agent(*args, sub="agent"):
-    env = dict(os.environ, **SAN_ENV)
-    return subprocess.Popen([CPROF, sub, *[str(a) for a in args]], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return start_cprof(sub, *args, stdout=subprocess.PIPE)
 
 
 def finish(p, timeout=60):
     out, err = p.communicate(timeout=timeout)
-    assert "Sanitizer" not in err and "runtime error" not in err, err
+    assert_no_sanitizer(err)
     assert p.returncode == 0, f"agent failed ({p.returncode}): {err}"
     return err
 

@@ -1,15 +1,12 @@
 """cprof-bpf -t heap, end to end: malloc-family uprobes on real processes with a known allocation
 pattern (tests/fixtures/heapload.c, heapload_cxx.cpp), read back through go tool pprof."""
 import os
-import select
-import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import (CPROF, FIXTURES, SAN_ENV, build, go_pprof, pprof_top, pprof_traces,
-                      run_cprof)
+from conftest import build, go_pprof, pprof_top, pprof_traces, profile_gated, run_cprof
 
 FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
 
@@ -36,38 +33,16 @@ def heapload_je(workdir):
 
 
 def build_cxx(workdir, out, extra=()):
-    path = os.path.join(workdir, out)
-    if not os.path.exists(path):
-        subprocess.run(["g++", "-O2", "-g", "-fno-omit-frame-pointer", "-o", path,
-                        os.path.join(FIXTURES, "heapload_cxx.cpp"), *extra], check=True)
-    return path
+    return build(workdir, "heapload_cxx.cpp", out, extra=extra, cc="g++")
 
 
 def profile_pattern(exe, out, *args, mode=None, timeout=60):
     """Starts exe (which waits for SIGUSR1), attaches cprof-bpf -t heap, then lets exe run its
     pattern and exit; cprof-bpf stops with it. Returns cprof-bpf's stderr."""
-    w = subprocess.Popen([exe] + ([mode] if mode else []), stdout=subprocess.PIPE, text=True)
-    try:
-        assert w.stdout.readline().startswith("ready")
-        p = subprocess.Popen([CPROF, "-t", "heap", "-p", str(w.pid), "-d", "60", "-v",
-                              "-o", out, *map(str, args)], stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, **SAN_ENV))
-        err, end = "", time.time() + timeout
-        while "profiling" not in err and p.poll() is None and time.time() < end:
-            if select.select([p.stderr], [], [], 0.5)[0]:
-                err += p.stderr.readline()
-        assert "profiling" in err, err
-        w.send_signal(signal.SIGUSR1)
-        assert w.stdout.readline().startswith("done")
-        rest = p.communicate(timeout=timeout)[1]
-        err += rest
-        assert p.returncode == 0, err
-        assert "Sanitizer" not in err and "runtime error" not in err, err
-        return err
-    finally:
-        if w.poll() is None:
-            w.kill()
-        w.wait()
+    done, err = profile_gated([exe] + ([mode] if mode else []), "-t", "heap", "-d", 60, "-o", out,
+                              *args, timeout=timeout)
+    assert done.startswith("done")
+    return err
 
 
 def values(path, index, extra=()):

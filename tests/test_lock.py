@@ -6,17 +6,12 @@ import time
 
 import pytest
 
-from conftest import build, go_pprof, pprof_top, pprof_traces, run_cprof
+from conftest import build, go_pprof, pprof_top, pprof_traces, run_cprof, trace_share
 
 
 @pytest.fixture(scope="session")
 def lockwork(workdir):
     return build(workdir, "lockwork.c", "lockwork", extra=("-pthread",))
-
-
-def _share(traces, pred):
-    total = sum(v for v, _ in traces)
-    return sum(v for v, fns in traces if pred(fns)) / total if total else 0.0, total
 
 
 def _through(fns, func, caller, kernel=None):
@@ -47,7 +42,7 @@ def test_mutex_contended_site_and_total(lockwork, workdir):
     assert contended > 20, "the fixture did not contend"
 
     traces = pprof_traces(out)
-    share, total = _share(traces, lambda f: _through(f, "contended_site", "mutex_thread"))
+    share, total = trace_share(traces, lambda f: _through(f, "contended_site", "mutex_thread"))
     assert share >= 0.9, traces[:5]
     # The delay is what the threads measured around their own contended pthread_mutex_lock.
     assert abs(total - waited) <= 0.2 * waited, (total, waited)
@@ -65,12 +60,12 @@ def test_rwlock_waits(lockwork, workdir):
     waited = int(re.search(r"waited (\d+)", r.stdout.decode()).group(1)) / 1e9
     assert waited > 0.5, r.stdout
     traces = pprof_traces(out)
-    _, total = _share(traces, lambda f: True)
+    _, total = trace_share(traces, lambda f: True)
     assert abs(total - waited) <= 0.2 * waited, (total, waited)
     # glibc's rwlock functions have no frame: frame-pointer stacks stop at them, unwinding by
     # tables reaches the site.
     if any("rwlock_site" in f for _, f in traces):
-        share, _ = _share(traces, lambda f: "rwlock_site" in f)
+        share, _ = trace_share(traces, lambda f: "rwlock_site" in f)
         assert share >= 0.9, traces[:5]
 
 
@@ -82,7 +77,7 @@ def test_mutex_without_tracefs(lockwork, workdir, monkeypatch):
     assert "raw syscall tracepoints" in r.stderr.decode()
     waited = int(re.search(r"waited (\d+)", r.stdout.decode()).group(1)) / 1e9
     traces = pprof_traces(out)
-    share, total = _share(traces, lambda f: _through(f, "contended_site", "mutex_thread"))
+    share, total = trace_share(traces, lambda f: _through(f, "contended_site", "mutex_thread"))
     assert share >= 0.9 and abs(total - waited) <= 0.2 * waited, (share, total, waited)
 
 
@@ -91,7 +86,7 @@ def test_cond_wait_is_not_mutex_contention(lockwork, workdir):
     r = run_cprof("-t", "mutex", "-o", out, "--", lockwork, "cond", 2)
     assert "signals" in r.stdout.decode()
     # The thread spends ~2 s in pthread_cond_wait; as lock contention that would be ~2 s.
-    _, total = _share(pprof_traces(out), lambda f: True)
+    _, total = trace_share(pprof_traces(out), lambda f: True)
     assert total < 0.1, pprof_traces(out)[:3]
     comments = go_pprof("-comments", out)
     # The waits were seen, as futex waits that are no lock wait (about one per signal, every
@@ -104,7 +99,7 @@ def test_mutex_min_wait(lockwork, workdir):
     out = os.path.join(workdir, "minwait.pb.gz")
     # Waits last about 3 holds of 200 us; none lasts a second.
     run_cprof("-t", "mutex", "--min-wait", 1000000, "-o", out, "--", lockwork, "mutex", 1)
-    _, total = _share(pprof_traces(out), lambda f: True)
+    _, total = trace_share(pprof_traces(out), lambda f: True)
     assert total == 0
     comments = go_pprof("-comments", out)
     assert re.search(r"under min-wait, not counted: [1-9]", comments), comments
@@ -115,9 +110,9 @@ def test_offcpu_blocked_functions(lockwork, workdir):
     secs = 3
     run_cprof("-t", "offcpu", "-o", out, "--", lockwork, "block", secs)
     traces = pprof_traces(out)
-    read_share, total = _share(traces,
+    read_share, total = trace_share(traces,
                                lambda f: _through(f, "block_in_read", "main", "ksys_read"))
-    sleep_share, _ = _share(
+    sleep_share, _ = trace_share(
         traces, lambda f: _through(f, "block_in_sleep", "sleep_thread", "do_nanosleep"))
     assert read_share + sleep_share >= 0.9, traces[:6]
     assert 0.4 <= read_share <= 0.6, (read_share, sleep_share)
@@ -182,7 +177,7 @@ def test_offcpu_full_map_is_counted(lockwork, workdir):
     assert m and int(m.group(1)) > 0, err
     assert "aggregation map full" in go_pprof("-comments", out)
     # What fitted is still there.
-    _, total = _share(pprof_traces(out), lambda f: True)
+    _, total = trace_share(pprof_traces(out), lambda f: True)
     assert total > 0
 
 

@@ -16,7 +16,8 @@ import urllib.request
 
 import pytest
 
-from conftest import CPROF, SAN_ENV, build, go_pprof, run_cprof, wait_for
+from conftest import (assert_no_sanitizer, build, go_pprof, go_pprof_run, run_cprof, start_cprof,
+                      wait_for)
 
 SKIP_TYPES = {}
 
@@ -36,9 +37,8 @@ class Server:
     def __init__(self, workdir, *args, listen="127.0.0.1:0"):
         self.log = tempfile.NamedTemporaryFile(dir=workdir, prefix="serve-", suffix=".log",
                                                delete=False)
-        env = dict(os.environ, **SAN_ENV)
-        self.p = subprocess.Popen([CPROF, "serve", "--listen", listen, "-v", *map(str, args)],
-                                  stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
+        self.p = start_cprof("serve", "--listen", listen, "-v", *args, stdout=subprocess.PIPE,
+                             stderr=self.log)
         line = self.p.stdout.readline()
         m = re.search(r"serving (https?://\S+?)/debug/pprof/", line)
         assert m, f"server did not start: {line!r} {self.stderr()}"
@@ -59,7 +59,7 @@ class Server:
                 self.p.wait()
                 pytest.fail("serve did not stop on SIGINT")
         err = self.stderr()
-        assert "Sanitizer" not in err and "runtime error" not in err, err
+        assert_no_sanitizer(err)
         assert self.p.returncode == 0, (self.p.returncode, err[-2000:])
 
 
@@ -205,11 +205,7 @@ def test_error_statuses(shared, path, status, words):
 
 
 def test_go_pprof_prints_our_message(shared):
-    r = subprocess.run(["go", "tool", "pprof", "-raw",
-                        f"{shared.url}/debug/pprof/profile?pid=4194303&seconds=1"],
-                       capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, GOCACHE=os.path.join(tempfile.gettempdir(),
-                                                                 "cprof-gocache")))
+    r = go_pprof_run("-raw", f"{shared.url}/debug/pprof/profile?pid=4194303&seconds=1")
     assert r.returncode != 0
     assert "404 Not Found - no such process: 4194303" in r.stderr, r.stderr
 
@@ -411,11 +407,7 @@ def test_token_bearer_and_basic_auth(server, workload, spawn, workdir):
     host = s.url.split("//")[1]
     raw = go_pprof("-raw", f"http://x:s3cret-T0ken@{host}/debug/pprof/profile?pid={w.pid}&seconds=1")
     assert "hot_a" in raw
-    r = subprocess.run(["go", "tool", "pprof", "-raw",
-                        f"http://x:nope@{host}/debug/pprof/profile?pid={w.pid}&seconds=1"],
-                       capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, GOCACHE=os.path.join(tempfile.gettempdir(),
-                                                                 "cprof-gocache")))
+    r = go_pprof_run("-raw", f"http://x:nope@{host}/debug/pprof/profile?pid={w.pid}&seconds=1")
     assert r.returncode != 0 and "401 Unauthorized - missing or wrong token" in r.stderr
     # curl, both ways.
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u",

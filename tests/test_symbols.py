@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIXTURES, go_pprof, pprof_traces, run_cprof
+from conftest import FIXTURES, build, go_pprof, pprof_traces, run_cprof
 
 SYM = os.path.join(FIXTURES, "sym")
 
@@ -94,18 +94,12 @@ def check_chain(path, src, chain):
 
 @pytest.fixture(scope="module")
 def c_inline(workdir):
-    out = os.path.join(workdir, "sym_inline_c")
-    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", out,
-                    os.path.join(SYM, "inline.c")], check=True)
-    return out
+    return build(workdir, "sym/inline.c", "sym_inline_c")
 
 
 @pytest.fixture(scope="module")
 def cxx_inline(workdir):
-    out = os.path.join(workdir, "sym_inline_cxx")
-    subprocess.run(["g++", "-O2", "-g", "-fno-omit-frame-pointer", "-o", out,
-                    os.path.join(SYM, "inline.cpp")], check=True)
-    return out
+    return build(workdir, "sym/inline.cpp", "sym_inline_cxx", cc="g++")
 
 
 def build_rust(workdir, mangling):

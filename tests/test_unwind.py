@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import CPROF, build, pprof_traces, run_cprof
+from conftest import CPROF, build, pprof_traces, profile_gated, run_cprof, trace_share
 
 NOFP = ("-O2", "-g", "-fomit-frame-pointer")
 FP = ("-O2", "-g", "-fno-omit-frame-pointer")
@@ -18,9 +18,9 @@ def hot_traces(path, leaves):
 
 
 def share(traces, pred):
-    total = sum(v for v, _ in traces)
+    s, total = trace_share(traces, pred)
     assert total > 0, traces
-    return sum(v for v, fns in traces if pred(fns)) / total
+    return s
 
 
 def profile(workdir, name, pid, *extra):
@@ -285,7 +285,7 @@ def test_whole_system_and_command(workdir, spawn):
     exe = build(workdir, "workload.c", "workload-nofp", flags=NOFP)
     w = spawn(exe, "cpu", 30)
     out = os.path.join(workdir, "all-nofp.pb.gz")
-    run_cprof("-a", "-d", 4, "-F", 199, "-o", out)
+    run_cprof("-a", "-d", 6, "-F", 199, "-o", out)
     traces = [(v, fns) for v, fns in hot_traces(out, ("hot_a", "hot_b"))]
     # Frame pointers give 0 here; the margin is for a loaded machine, where the notice of the
     # workload may wait behind other processes' tables.
@@ -300,29 +300,9 @@ def test_whole_system_and_command(workdir, spawn):
 def test_heap_bytes_under_no_fp_callers(workdir):
     """Heap samples (uprobes on malloc) go through the same key_stacks: the bytes land under
     alloc_leaf <- alloc_mid <- alloc_outer <- main in a binary without frame pointers."""
-    import select
-    import signal
-    import time
-    from conftest import SAN_ENV
     exe = build(workdir, "unwind_heap.c", "unwind-heap", flags=NOFP)
     out = os.path.join(workdir, "heap-nofp.pb.gz")
-    w = subprocess.Popen([exe], stdout=subprocess.PIPE, text=True)
-    try:
-        assert w.stdout.readline().startswith("ready")
-        p = subprocess.Popen([CPROF, "-t", "heap", "-p", str(w.pid), "-d", "60", "-v", "-o",
-                              out], stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, **SAN_ENV))
-        err, end = "", time.time() + 60
-        while "profiling" not in err and p.poll() is None and time.time() < end:
-            if select.select([p.stderr], [], [], 0.5)[0]:
-                err += p.stderr.readline()
-        assert "profiling" in err, err
-        w.send_signal(signal.SIGUSR1)
-        w.wait(timeout=60)
-        _, rest = p.communicate(timeout=60)
-        assert p.returncode == 0, err + rest
-    finally:
-        w.kill()
+    profile_gated([exe], "-t", "heap", "-d", 60, "-o", out)
     traces = pprof_traces(out, extra=("-sample_index=alloc_space",))
     want = ["alloc_leaf", "alloc_mid", "alloc_outer", "main"]
 

@@ -4,42 +4,21 @@ cores busy) with no profiler, under cprof-bpf, perf record -g and bpftrace at th
 each profiler's own CPU time, its RSS while sampling (halfway through) and at its peak (VmHWM,
 file-backed pages included), and the time from the end of sampling to the file.
 
-    tools/bench/bench_cpu.py [--seconds 10] [--rounds 2] [--freq 99]
+    tools/bench/bench_cpu.py [--seconds 10] [--rounds 2] [--freq 99] [--quick]
 """
 import argparse
 import os
 import re
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPROF = os.path.join(ROOT, "build", "cprof-bpf")
-
-
-ENV = dict(os.environ)
-
-
-def bcc_headers():
-    """bcc needs kernel headers this kernel lacks: tools/bench/bcc-headers.sh makes a tree."""
-    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "bench", "bcc-headers.sh")],
-                       capture_output=True, text=True)
-    if r.returncode:
-        print(f"profile-bpfcc skipped: no kernel headers ({r.stderr.strip()[-200:]})")
-        return False
-    ENV["BCC_KERNEL_SOURCE"] = r.stdout.strip()
-    return True
-
-
-def build(tmp):
-    exe = os.path.join(tmp, "cpuburn")
-    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
-                    os.path.join(ROOT, "tools", "bench", "cpuburn.c")], check=True)
-    return exe
+from common import BENCH, CPROF, Table, bcc, build, med, ops, parse, peer, ratio, reap, rounds, \
+    start
 
 
 def rss_mb(pid):
@@ -58,8 +37,7 @@ def run_once(exe, secs, profiler, tmp):
     prof = None
     if profiler:
         argv = profiler(w.pid, tmp)
-        prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=ENV)
+        prof = start(argv)
         time.sleep(0.05)
     sampling = []
     timer = threading.Timer(secs / 2, lambda: sampling.append(rss_mb(prof.pid))) if prof else None
@@ -69,16 +47,12 @@ def run_once(exe, secs, profiler, tmp):
     if timer:
         timer.join()
     t_exit = time.monotonic()
-    ops = int(re.search(r"ops (\d+)", out).group(1))
     if not prof:
-        return ops, 0.0, 0.0, 0.0, 0.0
-    if "bpftrace" in argv[0] or "bpfcc" in argv[0]:
-        prof.send_signal(2)  # these do not stop with their target: Ctrl-C prints the result
-    _, status, ru = os.wait4(prof.pid, 0)
-    tail = time.monotonic() - t_exit
-    prof.stderr.read()
-    prof.returncode = status
-    return ops, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, tail, sampling[0]
+        return ops(out), 0.0, 0.0, 0.0, 0.0
+    # bpftrace and bcc do not stop with their target: Ctrl-C prints the result.
+    stop = signal.SIGINT if "bpftrace" in argv[0] or "bpfcc" in argv[0] else None
+    cpu, rss, _, _ = reap(prof, stop)
+    return ops(out), cpu, rss, time.monotonic() - t_exit, sampling[0]
 
 
 def main():
@@ -86,40 +60,33 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--freq", type=int, default=99)
-    a = ap.parse_args()
+    a = parse(ap, seconds=2, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-")
-    exe = build(tmp)
+    exe = build(tmp, os.path.join(BENCH, "cpuburn.c"))
     f = str(a.freq)
     configs = [("none", None),
                (f"cprof-bpf -F {f}", lambda pid, d: [CPROF, "-q", "-p", str(pid), "-F", f, "-o",
                                                       os.path.join(d, "c.pb.gz")])]
-    if shutil.which("perf"):
+    if peer("perf"):
         configs.append((f"perf record -F {f} -g", lambda pid, d: [
             "perf", "record", "-q", "-F", f, "-g", "-p", str(pid), "-o",
             os.path.join(d, "perf.data")]))
-    if shutil.which("bpftrace"):
+    if peer("bpftrace"):
         configs.append((f"bpftrace profile:hz:{f}", lambda pid, d: [
             "bpftrace", "-e", f"profile:hz:{f} /pid == {pid}/ {{ @[ustack, kstack] = count(); }}"]))
-    if shutil.which("profile-bpfcc") and bcc_headers():
+    if bcc("profile-bpfcc"):
         configs.append((f"profile-bpfcc -F {f}", lambda pid, d: [
             "profile-bpfcc", "-F", f, "-p", str(pid), "-f", "3600"]))
-    results = {name: [] for name, _ in configs}
-    for _ in range(a.rounds):
-        for name, prof in configs:
-            results[name].append(run_once(exe, a.seconds, prof, tmp))
-    base = statistics.median(r[0] for r in results["none"])
+    results = rounds(configs, a.rounds, lambda c: run_once(exe, a.seconds, c[1], tmp))
     print(f"CPU-bound workload, 2 threads, {a.seconds:g} s, median of {a.rounds} rounds")
-    print(f"{'profiler':28} {'throughput':>10} {'own CPU s':>10} {'RSS sampling MB':>16} "
-          f"{'peak RSS MB':>12} {'end->file s':>12}")
+    t = Table("profiler", 28, [("throughput", 10, ".3f"), ("own CPU s", 10, ".2f"),
+                               ("RSS sampling MB", 16, ".1f"), ("peak RSS MB", 12, ".1f"),
+                               ("end->file s", 12, ".2f")])
+    t.header()
     for name, _ in configs:
         rs = results[name]
-        ops = statistics.median(r[0] for r in rs)
-        print(f"{name:28} {ops / base:10.3f} {statistics.median(r[1] for r in rs):10.2f} "
-              f"{statistics.median(r[4] for r in rs):16.1f} "
-              f"{statistics.median(r[2] for r in rs):12.1f} "
-              f"{statistics.median(r[3] for r in rs):12.2f}")
+        t.row(name, ratio(results, name, 0), med(rs, 1), med(rs, 4), med(rs, 2), med(rs, 3))
     shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

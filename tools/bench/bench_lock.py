@@ -12,7 +12,7 @@ profiler (median of the rounds), the same per CPU second the workload used (stea
 shared machine, where other jobs take CPU from the workload), the share of lock acquisitions
 that had to wait, and the profiler's own CPU time.
 
-    tools/bench/bench_lock.py [--seconds 5] [--rounds 2]
+    tools/bench/bench_lock.py [--seconds 5] [--rounds 2] [--quick]
 
 bpftrace's tracepoints need tracefs: the benchmark mounts it on /sys/kernel/tracing when it is
 missing (cprof-bpf itself does not need it).
@@ -21,22 +21,16 @@ import argparse
 import os
 import re
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPROF = os.path.join(ROOT, "build", "cprof-bpf")
+from common import CPROF, FIXTURES, Table, build, med, parse, peer, reap, rounds, start, \
+    wait_for, workload
+
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
-
-
-def build(tmp):
-    exe = os.path.join(tmp, "lockwork")
-    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
-                    os.path.join(ROOT, "tests", "fixtures", "lockwork.c")], check=True)
-    return exe
 
 
 def ensure_tracefs():
@@ -52,27 +46,17 @@ def wait_attached(prof, marker, timeout=60):
     if marker is None:
         time.sleep(1.5)
         return prof.poll() is None
-    end = time.monotonic() + timeout
-    stream = prof.stdout if marker[0] == "out" else prof.stderr
-    while time.monotonic() < end:
-        line = stream.readline()
-        if not line:
-            return False
-        if marker[1] in line:
-            return True
-    return False
+    return wait_for(prof.stdout if marker[0] == "out" else prof.stderr, marker[1], timeout)[0]
 
 
 def run_once(exe, mode, secs, cfg, tmp):
     """Runs one workload under cfg; returns (ops, contended, profiler CPU s, workload CPU s)."""
     env = dict(os.environ, LOCKWORK_GATE="1")
-    w = subprocess.Popen([exe, mode, str(secs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True, env=env)
-    assert w.stdout.readline().startswith("ready")
+    w = workload([exe, mode, str(secs)], stdin=subprocess.PIPE, env=env)
     prof = None
     if cfg:
         argv, marker = cfg(w.pid, tmp)
-        prof = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        prof = start(argv, stdout=subprocess.PIPE)
         if not wait_attached(prof, marker):
             prof.kill()
             w.kill()
@@ -89,13 +73,9 @@ def run_once(exe, mode, secs, cfg, tmp):
     ops, contended = int(m.group(1)), int(m.group(2) or 0)
     if not prof:
         return ops, contended, 0.0, wcpu
-    if prof.poll() is None and "cprof-bpf" not in argv[0]:
-        prof.send_signal(2)  # bpftrace and offcputime print their result on Ctrl-C
-    _, status, ru = os.wait4(prof.pid, 0)
-    prof.returncode = status
-    prof.stdout.read()
-    prof.stderr.read()
-    return ops, contended, ru.ru_utime + ru.ru_stime, wcpu
+    # bpftrace and offcputime print their result on Ctrl-C; cprof-bpf ends with its target.
+    cpu, _, _, _ = reap(prof, None if "cprof-bpf" in argv[0] else signal.SIGINT)
+    return ops, contended, cpu, wcpu
 
 
 def cprof(kind):
@@ -128,10 +108,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2)
-    a = ap.parse_args()
+    a = parse(ap, seconds=1, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-lock-")
-    exe = build(tmp)
-    have_bt = shutil.which("bpftrace") is not None
+    exe = build(tmp, os.path.join(FIXTURES, "lockwork.c"))
+    have_bt = peer("bpftrace")
     have_tp = have_bt and ensure_tracefs()
     lock_cfgs = [("none", None), ("cprof-bpf -t mutex", cprof("mutex"))]
     if have_bt:
@@ -141,7 +121,7 @@ def main():
     sw_cfgs = [("none", None), ("cprof-bpf -t offcpu", cprof("offcpu"))]
     if have_tp:
         sw_cfgs.append(("bpftrace sched_switch", bpftrace(BT_SWITCH)))
-    if os.path.exists("/usr/sbin/offcputime"):
+    if peer("/usr/sbin/offcputime"):
         sw_cfgs.append(("libbpf-tools offcputime", lambda pid, d: (
             ["/usr/sbin/offcputime", "-p", str(pid)], None)))
     workloads = [("uncontended lock loop, 1 thread", "uncontended", lock_cfgs),
@@ -150,28 +130,23 @@ def main():
     print(f"{a.seconds:g} s per run, median of {a.rounds} rounds; throughput relative to no "
           "profiler")
     for title, mode, cfgs in workloads:
-        res = {name: [] for name, _ in cfgs}
-        for _ in range(a.rounds):
-            for name, cfg in cfgs:
-                try:
-                    res[name].append(run_once(exe, mode, a.seconds, cfg, tmp))
-                except RuntimeError as e:
-                    print(f"  {name}: {e}")
-        base = statistics.median(r[0] for r in res["none"])
-        base_cpu = statistics.median(r[0] / r[3] for r in res["none"])
+        res = rounds(cfgs, a.rounds, lambda c: run_once(exe, mode, a.seconds, c[1], tmp),
+                     RuntimeError)
+        base = med(res["none"], 0)
+        base_cpu = med([r[0] / r[3] for r in res["none"]])
         print(f"\n{title}")
-        print(f"  {'profiler':30} {'throughput':>10} {'per CPU s':>10} {'waited %':>9} "
-              f"{'own CPU s':>10}")
+        tab = Table("profiler", 30, [("throughput", 10, ".3f"), ("per CPU s", 10, ".3f"),
+                                     ("waited %", 9, ".2f"), ("own CPU s", 10, ".2f")],
+                    indent="  ")
+        tab.header()
         for name, _ in cfgs:
             rs = res[name]
             if not rs:
                 continue
-            ops = statistics.median(r[0] for r in rs)
-            waited = statistics.median(100.0 * r[1] / r[0] if r[0] else 0 for r in rs)
-            per_cpu = statistics.median(r[0] / r[3] for r in rs) / base_cpu
-            print(f"  {name:30} {ops / base:10.3f} {per_cpu:10.3f} "
-                  f"{waited if mode == 'contended' else float('nan'):9.2f} "
-                  f"{statistics.median(r[2] for r in rs):10.2f}")
+            waited = med([100.0 * r[1] / r[0] if r[0] else 0 for r in rs])
+            per_cpu = med([r[0] / r[3] for r in rs]) / base_cpu
+            tab.row(name, med(rs, 0) / base, per_cpu,
+                    waited if mode == "contended" else float("nan"), med(rs, 2))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -4,19 +4,17 @@ a Go program's own net/http/pprof server on the same machine in the same run, an
 the HTTP path adds to a 5 s CPU capture (serve vs `cprof-bpf record -d 5` vs Go's own
 /debug/pprof/profile?seconds=5).
 
-    tools/bench/bench_serve.py [--seconds 5] [--connections 32] [--rounds 3]
+    tools/bench/bench_serve.py [--seconds 5] [--connections 32] [--rounds 3] [--quick]
 """
 import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPROF = os.path.join(ROOT, "build", "cprof-bpf")
+from common import BENCH, CPROF, Table, build, med, parse, rounds
 
 
 def start(argv, pattern, env=None):
@@ -50,15 +48,13 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
-    a = ap.parse_args()
+    a = parse(ap, seconds=1, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-serve-")
     env = dict(os.environ, GOCACHE=os.path.join(tmp, "gocache"), HOME=tmp, GO111MODULE="off")
     gobin = os.path.join(tmp, "gopprof")
-    subprocess.run(["go", "build", "-o", gobin, os.path.join(ROOT, "tools", "bench",
-                                                             "gopprof.go")], check=True, env=env)
-    burn = os.path.join(tmp, "cpuburn")
-    subprocess.run(["cc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", burn,
-                    os.path.join(ROOT, "tools", "bench", "cpuburn.c")], check=True)
+    subprocess.run(["go", "build", "-o", gobin, os.path.join(BENCH, "gopprof.go")], check=True,
+                   env=env)
+    burn = build(tmp, os.path.join(BENCH, "cpuburn.c"))
     srv, url = start([CPROF, "serve", "--listen", "127.0.0.1:0", "-q"],
                      r"serving (http://\S+?)/debug/pprof/")
     gosrv, gourl = start([gobin], r"ready (http://\S+)")
@@ -66,17 +62,18 @@ def main():
     try:
         print(f"wrk -t2 -c{a.connections} -d{a.seconds}s, median of {a.rounds} rounds; "
               "the machine is shared, so figures are noisy")
-        print(f"{'endpoint':34} {'req/s':>10} {'p99 ms':>8} {'non-2xx':>8}")
+        tab = Table("endpoint", 34, [("req/s", 10, ".0f"), ("p99 ms", 8, ".2f"), ("non-2xx", 8, "d")])
+        tab.header()
         rows = {}
         for name, u in [("cprof-bpf /healthz", url + "/healthz"),
                         ("go net/http /healthz", gourl + "/healthz"),
                         ("cprof-bpf /debug/pprof/ (index)", url + "/debug/pprof/"),
                         ("go net/http/pprof /debug/pprof/", gourl + "/debug/pprof/")]:
             runs = [wrk(u, a.seconds, a.connections) for _ in range(a.rounds)]
-            rps = statistics.median(r[0] for r in runs)
-            p99 = statistics.median(r[1] for r in runs)
+            rps = med(runs, 0)
+            p99 = med(runs, 1)
             rows[name] = rps
-            print(f"{name:34} {rps:10.0f} {p99:8.2f} {sum(r[2] for r in runs):8d}")
+            tab.row(name, rps, p99, sum(r[2] for r in runs))
         print(f"ratio cprof/go, /healthz: {rows['cprof-bpf /healthz'] / rows['go net/http /healthz']:.2f}; "
               f"index: {rows['cprof-bpf /debug/pprof/ (index)'] / rows['go net/http/pprof /debug/pprof/']:.2f}"
               " (the index lists every process with CPU%; Go's lists its own profiles)")
@@ -93,13 +90,10 @@ def main():
             ("go net/http/pprof (its own)", ["curl", "-sf", "-o", out,
                                              f"{burnurl}/debug/pprof/profile?seconds=5"]),
         ]
-        times = {name: [] for name, _ in cases}
         timed(cases[1][1])  # warm the page cache with the target's files
-        for _ in range(a.rounds):  # interleaved, so that drifts of the machine hit all alike
-            for name, argv in cases:
-                times[name].append(timed(argv))
+        times = rounds(cases, a.rounds, lambda c: timed(c[1]))
         for name, _ in cases:
-            t = statistics.median(times[name])
+            t = med(times[name])
             print(f"  {name:30} {t:6.3f} s  (+{(t - 5) * 1000:.0f} ms over the 5 s)")
     finally:
         for p in (target, srv, gosrv, goburn):

@@ -8,7 +8,7 @@ same process (the second half of a doubled batch). Also checks that the three ag
 innermost file:line.
 
     tools/bench/bench_sym.py [--addrs 20000] [--rounds 3] [--file /lib/x86_64-linux-gnu/libc.so.6]
-                             [--record-seconds 30]
+                             [--record-seconds 30] [--quick]
 
 Then a whole-system record of --record-seconds (0: skipped): the time from the end of sampling
 to the written file, which holds draining, symbolizing every unique address and writing.
@@ -17,13 +17,11 @@ import argparse
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPROF = os.path.join(ROOT, "build", "cprof-bpf")
+from common import CPROF, Table, parse, peer
 
 
 def functions(path):
@@ -95,14 +93,14 @@ def main():
     ap.add_argument("--file", default="/lib/x86_64-linux-gnu/libc.so.6")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--record-seconds", type=float, default=30)
-    args = ap.parse_args()
+    args = parse(ap, addrs=500, rounds=1, record_seconds=2)
     if not os.access(CPROF, os.X_OK):
         sys.exit("build/cprof-bpf missing: run make")
     addrs = addresses(args.file, args.addrs)
     tools = {"cprof-bpf": [CPROF, "symbolize", "-e", args.file]}
-    if shutil.which("eu-addr2line"):
+    if peer("eu-addr2line"):
         tools["eu-addr2line"] = ["eu-addr2line", "-i", "-f", "-C", "-e", args.file]
-    if shutil.which("addr2line"):
+    if peer("addr2line"):
         tools["addr2line"] = ["addr2line", "-i", "-f", "-C", "-e", args.file]
     print(f"{len(addrs)} unique addresses in {args.file} ({len(functions(args.file))} "
           f"functions), one batch on stdin")
@@ -117,13 +115,15 @@ def main():
         results[name] = (start, cold, max(double - cold, 1e-6))
     base = results["cprof-bpf"]
     n = len(addrs)
-    print(f"{'tool':<14}{'start s':>9}{'batch s':>9}{'cold addr/s':>13}{'warm addr/s':>13}"
-          f"{'batch x':>9}{'cold x':>8}{'warm x':>8}")
+    tab = Table("tool", 14, [("start s", 9, ".3f"), ("batch s", 9, ".3f"),
+                             ("cold addr/s", 13, ".0f"), ("warm addr/s", 13, ".0f"),
+                             ("batch x", 9, ".2f"), ("cold x", 8, ".2f"), ("warm x", 8, ".2f")],
+                sep="")
+    tab.header()
     for name, (start, cold, warm) in results.items():
         c = n / max(cold - start, 1e-6)
         bc = n / max(base[1] - base[0], 1e-6)
-        print(f"{name:<14}{start:9.3f}{cold:9.3f}{c:13.0f}{n / warm:13.0f}"
-              f"{cold / base[1]:9.2f}{bc / c:8.2f}{warm / base[2]:8.2f}")
+        tab.row(name, start, cold, c, n / warm, cold / base[1], bc / c, warm / base[2])
     print("start: one address (process start, reading the file and finding its debug file);"
           " cold: per address\nin a first pass, start excluded; warm: the same addresses"
           " again in the same process.\nx: the tool's time over cprof-bpf's (above 1:"

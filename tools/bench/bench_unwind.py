@@ -7,7 +7,7 @@ the profiler's own CPU time, the share of samples whose stack reaches main, and 
 the BPF cost per sample (bpf_stats: run_time_ns / run_cnt). Then table memory per MiB of code
 for a few large libraries.
 
-    tools/bench/bench_unwind.py [--seconds 8] [--rounds 2] [--freq 499]
+    tools/bench/bench_unwind.py [--seconds 8] [--rounds 2] [--freq 499] [--quick]
 """
 import argparse
 import glob
@@ -15,23 +15,17 @@ import json
 import os
 import re
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPROF = os.path.join(ROOT, "build", "cprof-bpf")
+from common import CPROF, FIXTURES, Table, build, med, ops, parse, peer, ratio, reap, rounds, \
+    start, workload
+
 STATS = "/proc/sys/kernel/bpf_stats_enabled"
-
-
-def build(tmp):
-    exe = os.path.join(tmp, "unwind_qsort")
-    subprocess.run(["cc", "-O2", "-g", "-fomit-frame-pointer", "-o", exe,
-                    os.path.join(ROOT, "tests", "fixtures", "unwind_qsort.c")], check=True)
-    return exe
 
 
 def bpf_cost(owner_pid):
@@ -82,14 +76,12 @@ def perf_reach(data):
 
 def run_once(exe, secs, cfg, tmp):
     """Returns dict(ops, cpu, reach, ns_per_sample)."""
-    w = subprocess.Popen([exe, str(secs)], stdout=subprocess.PIPE, text=True)
-    assert w.stdout.readline().startswith("ready")
+    w = workload([exe, str(secs)])
     res = {"cpu": 0.0, "reach": None, "ns": None, "ns_target": None, "out_mb": None}
     prof, cost = None, {}
     if cfg:
         argv, kind = cfg(w.pid, tmp, secs)
-        prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+        prof = start(argv)
         if kind.startswith("cprof"):
             def sample_cost():  # read while the programs are still loaded
                 time.sleep(max(secs - 1.0, 0.5))
@@ -97,14 +89,10 @@ def run_once(exe, secs, cfg, tmp):
             t = threading.Thread(target=sample_cost)
             t.start()
     out, _ = w.communicate()
-    res["ops"] = int(re.search(r"ops (\d+)", out).group(1))
+    res["ops"] = ops(out)
     if not prof:
         return res
-    if kind == "perf":
-        prof.send_signal(2)
-    _, status, ru = os.wait4(prof.pid, 0)
-    err = prof.stderr.read()
-    res["cpu"] = ru.ru_utime + ru.ru_stime
+    res["cpu"], _, _, err = reap(prof, signal.SIGINT if kind == "perf" else None)
     if kind.startswith("cprof"):
         t.join()
         ns, cnt = cost.get("v", (0, 0))
@@ -151,9 +139,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--freq", type=int, default=499)
-    a = ap.parse_args()
+    a = parse(ap, seconds=2, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-unw-")
-    exe = build(tmp)
+    exe = build(tmp, os.path.join(FIXTURES, "unwind_qsort.c"), ["-fomit-frame-pointer"])
     f = str(a.freq)
 
     def cprof(mode):
@@ -167,38 +155,28 @@ def main():
 
     configs = [("none", None), (f"cprof-bpf --unwind=fp -F {f}", cprof("fp")),
                (f"cprof-bpf --unwind=auto -F {f}", cprof("auto"))]
-    if shutil.which("perf"):
+    if peer("perf"):
         configs += [(f"perf --call-graph fp -F {f}", perf("fp")),
                     (f"perf --call-graph dwarf -F {f}", perf("dwarf"))]
     old_stats = open(STATS).read().strip()
     with open(STATS, "w") as fh:
         fh.write("1")
-    results = {name: [] for name, _ in configs}
     try:
-        for _ in range(a.rounds):
-            for name, cfg in configs:
-                results[name].append(run_once(exe, a.seconds, cfg, tmp))
+        results = rounds(configs, a.rounds, lambda c: run_once(exe, a.seconds, c[1], tmp))
     finally:
         with open(STATS, "w") as fh:
             fh.write(old_stats)
-    base = statistics.median(r["ops"] for r in results["none"])
     print(f"no-frame-pointer qsort workload, 1 thread, {a.seconds:g} s, median of {a.rounds} "
           f"rounds")
-    print(f"{'profiler':32} {'throughput':>10} {'own CPU s':>10} {'report s':>9} "
-          f"{'output MB':>10} {'reach main':>11} {'BPF ns/run':>11} {'ns/sample':>10}")
-
-    def fmt(v, spec, width):
-        return f"{'-' if v is None else format(v, spec):>{width}}"
+    tab = Table("profiler", 32, [("throughput", 10, ".3f"), ("own CPU s", 10, ".2f"),
+                                 ("report s", 9, ".2f"), ("output MB", 10, ".1f"),
+                                 ("reach main", 11, ".3f"), ("BPF ns/run", 11, ".0f"),
+                                 ("ns/sample", 10, ".0f")])
+    tab.header()
     for name, _ in configs:
         rs = results[name]
-
-        def med(k):
-            vals = [r[k] for r in rs if r.get(k) is not None]
-            return statistics.median(vals) if vals else None
-        print(f"{name:32} {statistics.median(r['ops'] for r in rs) / base:10.3f} "
-              f"{med('cpu'):10.2f} {fmt(med('cpu_report'), '.2f', 9)} "
-              f"{fmt(med('out_mb'), '.1f', 10)} {fmt(med('reach'), '.3f', 11)} "
-              f"{fmt(med('ns'), '.0f', 11)} {fmt(med('ns_target'), '.0f', 10)}")
+        tab.row(name, ratio(results, name, "ops"),
+              *(med(rs, k) for k in ("cpu", "cpu_report", "out_mb", "reach", "ns", "ns_target")))
     print("report s: perf script's time to turn perf.data into stacks (perf dwarf unwinds "
           "there);\nBPF ns/run: bpf_stats run_time_ns / run_cnt of on_sample (every CPU "
           "sample); ns/sample: the same time over the target's samples")
@@ -208,9 +186,12 @@ def main():
             b, text = t[0]
             print(f"{name}: tables {b / 1024:.0f} KiB for {text / 2**20:.2f} MiB of code "
                   f"({b / 1024 / (text / 2**20):.0f} KiB per MiB)")
-    print(f"\n{'library':24} {'code MiB':>9} {'rows':>9} {'KiB/MiB':>8} {'build s':>8}")
-    for lib, mib, n, per, dt in table_memory():
-        print(f"{lib:24} {mib:9.2f} {n:9d} {per:8.0f} {dt:8.2f}")
+    print()
+    libs = Table("library", 24, [("code MiB", 9, ".2f"), ("rows", 9, "d"), ("KiB/MiB", 8, ".0f"),
+                                 ("build s", 8, ".2f")])
+    libs.header()
+    for row in table_memory():
+        libs.row(*row)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -4,7 +4,6 @@
  * size cap; past the cap the oldest pushes are dropped and counted. A thread sends the queue in
  * order, retrying with exponential backoff. */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "agent/internal.h"
+#include "util/dir.h"
 #include "util/log.h"
 
 #define QUEUE_SUFFIX ".push"
@@ -44,64 +44,17 @@ void push__sanitize(const char *in, char *out, size_t len)
 	out[i] = 0;
 }
 
-struct qent {
-	char name[128];
-	uint64_t size;
-};
-
-static int qent_cmp(const void *x, const void *y)
-{
-	return strcmp(((const struct qent *)x)->name, ((const struct qent *)y)->name);
-}
-
 /* The queued pushes, oldest first (names start with a zero-padded wall-clock time). */
-static int queue_list(struct pusher *p, struct qent **out, size_t *n)
+static int queue_list(struct pusher *p, struct dir_file **out, size_t *n)
 {
-	struct qent *v = NULL, *tmp;
-	size_t cap = 0, k;
-	struct dirent *de;
-	struct stat st;
-	int fd = dup(p->dirfd);
-	DIR *d;
-
-	*n = 0;
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
-	}
-	rewinddir(d);
-	while ((de = readdir(d))) {
-		k = strlen(de->d_name);
-		if (de->d_name[0] == '.' || k >= sizeof(v->name) || k <= strlen(QUEUE_SUFFIX) ||
-		    strcmp(de->d_name + k - strlen(QUEUE_SUFFIX), QUEUE_SUFFIX) ||
-		    fstatat(p->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
-			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			tmp = realloc(v, cap * sizeof(*v));
-			if (!tmp) {
-				closedir(d);
-				free(v);
-				return -ENOMEM;
-			}
-			v = tmp;
-		}
-		snprintf(v[*n].name, sizeof(v[*n].name), "%s", de->d_name);
-		v[(*n)++].size = (uint64_t)st.st_size;
-	}
-	closedir(d);
-	if (*n)
-		qsort(v, *n, sizeof(*v), qent_cmp);
-	*out = v;
-	return 0;
+	return dir__list(p->dirfd, QUEUE_SUFFIX, dir_file__cmp_name, out, n);
 }
 
 /* Keeps the queue under its cap by dropping the oldest; updates the gauges. Caller holds lock. */
 static void queue_bound(struct pusher *p, uint64_t reserve)
 {
 	uint64_t total = 0, dropped = 0;
-	struct qent *v = NULL;
+	struct dir_file *v = NULL;
 	size_t n = 0, i;
 
 	if (queue_list(p, &v, &n))
@@ -311,7 +264,7 @@ static int send_one(struct pusher *p, const char *fname)
  * were waiting. Returns 0 or -EAGAIN. */
 static int send_queue(struct pusher *p, size_t *listed)
 {
-	struct qent *v = NULL;
+	struct dir_file *v = NULL;
 	size_t n = 0;
 	int err = 0;
 

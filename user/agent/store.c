@@ -1,6 +1,5 @@
 /* Local store of the agent: one file per window, written atomically, bounded by age, total size
  * and the free space of the file system. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <sys/statvfs.h>
 
 #include "agent/internal.h"
+#include "util/dir.h"
 #include "util/log.h"
 
 #define STORE_SUFFIX ".pb.gz"
@@ -23,69 +23,10 @@ struct store {
 	pthread_mutex_t lock;
 };
 
-struct stored {
-	char name[256];
-	uint64_t size;
-	int64_t mtime_ns;
-};
-
-static int stored_cmp(const void *x, const void *y)
-{
-	const struct stored *a = x, *b = y;
-
-	if (a->mtime_ns != b->mtime_ns)
-		return a->mtime_ns < b->mtime_ns ? -1 : 1;
-	return strcmp(a->name, b->name);
-}
-
-static bool is_profile(const char *name)
-{
-	size_t n = strlen(name), k = strlen(STORE_SUFFIX);
-
-	return name[0] != '.' && n > k && strcmp(name + n - k, STORE_SUFFIX) == 0;
-}
-
 /* The profiles in the store, oldest first. */
-static int store__list(struct store *s, struct stored **out, size_t *n)
+static int store__list(struct store *s, struct dir_file **out, size_t *n)
 {
-	struct stored *v = NULL, *tmp;
-	size_t cap = 0;
-	struct dirent *de;
-	struct stat st;
-	DIR *d;
-	int fd = dup(s->dirfd);
-
-	*n = 0;
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
-	}
-	rewinddir(d);
-	while ((de = readdir(d))) {
-		if (!is_profile(de->d_name) || strlen(de->d_name) >= sizeof(v->name) ||
-		    fstatat(s->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
-			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			tmp = realloc(v, cap * sizeof(*v));
-			if (!tmp) {
-				closedir(d);
-				free(v);
-				return -ENOMEM;
-			}
-			v = tmp;
-		}
-		snprintf(v[*n].name, sizeof(v[*n].name), "%s", de->d_name);
-		v[*n].size = (uint64_t)st.st_size;
-		v[*n].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
-		(*n)++;
-	}
-	closedir(d);
-	if (*n)
-		qsort(v, *n, sizeof(*v), stored_cmp);
-	*out = v;
-	return 0;
+	return dir__list(s->dirfd, STORE_SUFFIX, dir_file__cmp_mtime, out, n);
 }
 
 static uint64_t free_bytes(struct store *s)
@@ -105,7 +46,7 @@ static size_t store__retain_locked(struct store *s, uint64_t reserve)
 	const struct agent_opts *o = s->a->o;
 	int64_t now = agent__now_ns(CLOCK_REALTIME);
 	uint64_t total = 0, deleted = 0;
-	struct stored *v = NULL;
+	struct dir_file *v = NULL;
 	size_t n = 0, i;
 
 	if (store__list(s, &v, &n))
