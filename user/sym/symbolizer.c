@@ -786,7 +786,8 @@ static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint6
 }
 
 /* Remembers res for (m, vaddr), also when it found nothing (nframes 0: the caller's stub), so
- * that a prepared address never reopens a file's DWARF. A full cache is emptied first, which bounds its memory. */
+ * that a prepared address never reopens a file's DWARF. A full cache is emptied first, which
+ * bounds its memory. */
 static void symbolizer__cache(struct symbolizer *s, const struct sym_module *m, uint64_t vaddr,
 			      const struct sym_result *res)
 {
@@ -943,7 +944,6 @@ int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, stru
 {
 	uint64_t look = is_return && addr ? addr - 1 : addr;
 	const char *name = NULL;
-
 	void *found;
 
 	if (s->kaddrs && hashmap__find(s->kaddrs, (void *)(uintptr_t)look, &found)) {
