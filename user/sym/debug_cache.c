@@ -18,6 +18,9 @@
 
 /* Read and write in pieces of this size: the memory a copy costs. */
 #define CHUNK (64 * 1024)
+/* A section claiming more than this uncompressed is not copied (libdw gets the file as it is):
+ * a corrupt or hostile header should not fill the disk. */
+#define MAX_SECTION (4ull << 30)
 
 /* The cache directory, or NULL when off. Returns a static buffer. */
 static const char *debug_cache__dir(char *buf, size_t len)
@@ -219,7 +222,7 @@ static int dc_layout__read(int fd, const char *build_id, struct dc_layout *l)
 		if (l->sh[i].sh_flags & SHF_COMPRESSED) {
 			if (l->sh[i].sh_size < sizeof(ch) ||
 			    pread(fd, &ch, sizeof(ch), l->sh[i].sh_offset) != sizeof(ch) ||
-			    ch.ch_type != ELFCOMPRESS_ZLIB)
+			    ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > MAX_SECTION)
 				goto cleanup;
 			l->sh[i].sh_flags &= ~(uint64_t)SHF_COMPRESSED;
 			l->sh[i].sh_size = ch.ch_size;
