@@ -15,6 +15,13 @@
 #define HEAP_DEFAULT_MAX_LIVE 262144
 #endif
 
+/* Slots of the counting filter in front of the live map (see live_filter in heap.bpf.c): 2^bits
+ * u32 counters, 128 KiB. */
+#ifndef HEAP_FILTER_BITS
+#define HEAP_FILTER_BITS 15
+#endif
+#define HEAP_FILTER_SLOTS (1u << HEAP_FILTER_BITS)
+
 /* How an allocator entry point passes its size (and pointers); one BPF program per kind. */
 enum heap_kind {
 	HEAP_KIND_MALLOC = 1,	  /* malloc, valloc, pvalloc, operator new: (size) */

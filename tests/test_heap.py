@@ -1,12 +1,14 @@
 """cprof-bpf -t heap, end to end: malloc-family uprobes on real processes with a known allocation
 pattern (tests/fixtures/heapload.c, heapload_cxx.cpp), read back through go tool pprof."""
 import os
+import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import build, go_pprof, pprof_top, pprof_traces, profile_gated, run_cprof
+from conftest import (assert_no_sanitizer, build, go_pprof, pprof_top, pprof_traces,
+                      profile_gated, read_until, run_cprof, start_cprof)
 
 FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
 
@@ -43,6 +45,32 @@ def profile_pattern(exe, out, *args, mode=None, timeout=60):
                               *args, timeout=timeout)
     assert done.startswith("done")
     return err
+
+
+def profile_system(exe, out, mode, timeout=120):
+    """profile_pattern with cprof-bpf -a, stopped by SIGINT once exe is done. exe lingers until
+    cprof-bpf has ended: its mappings are read once its first sample is announced, which can come
+    late while the unwinder reads the tables of every other process."""
+    w = subprocess.Popen([exe, mode, "linger"], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                         text=True)
+    p = None
+    try:
+        assert w.stdout.readline().startswith("ready")
+        p = start_cprof("-t", "heap", "-a", "-d", 60, "-v", "-o", out)
+        err = read_until(p.stderr, "profiling", timeout)
+        assert "profiling" in err, err
+        w.send_signal(signal.SIGUSR1)
+        assert w.stdout.readline().startswith("done")
+        p.send_signal(signal.SIGINT)
+        err += p.communicate(timeout=timeout)[1]
+        assert p.returncode == 0, err
+        assert_no_sanitizer(err)
+        return err
+    finally:
+        for proc in (w, p):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def values(path, index, extra=()):
@@ -114,6 +142,22 @@ def test_jemalloc_linked(heapload_je, workdir):
     check_exact(out)
     comments = go_pprof("-comments", out)
     assert "libjemalloc.so" in comments, comments
+
+
+def test_system_wide_finds_running_allocators(workdir):
+    # -a: the system's libc and libstdc++, and jemalloc because a running process (the
+    # fixture) has it mapped. Default sampling, so the rest of the machine pays little. The
+    # fixture has a name of its own: other copies of heapload may run at the same time.
+    exe = build(workdir, "heapload.c", "heapload-sysje", flags=FLAGS, extra=("-ljemalloc",))
+    out = os.path.join(workdir, "heap-all-je.pb.gz")
+    profile_system(exe, out, "bulk")
+    comments = go_pprof("-comments", out)
+    assert "target: whole system" in comments, comments
+    assert "libjemalloc.so" in comments and "libc.so.6" in comments, comments
+    space, _ = values(out, "alloc_space", extra=["-tagfocus=comm=^heapload-sysje$"])
+    leak, churn = 4000 * 65536, 100000 * 4096
+    assert abs(space.get("leak_site", 0) - leak) <= 0.15 * leak, space
+    assert abs(space.get("churn_site", 0) - churn) <= 0.15 * churn, space
 
 
 @pytest.mark.parametrize("allocator", ["glibc", "jemalloc"])

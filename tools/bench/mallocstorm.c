@@ -1,7 +1,8 @@
 /* Benchmark workload for tools/bench/bench_heap.py: THREADS threads of malloc/free pairs of
  * 16-256 bytes, running from the start. Measures SECONDS of it, from SIGUSR1 (sent once the
  * profiler under test is attached) or at once with "now", then prints "ops N" (pairs done by all
- * threads in the window) and exits.
+ * threads in the window) and "cpu_ns N" (CPU time all threads used in it: under a loaded machine
+ * the cost per pair in CPU time stays meaningful when wall-clock throughput does not), then exits.
  *   mallocstorm SECONDS THREADS [now] */
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_THREADS 64
@@ -53,12 +55,21 @@ static unsigned long total(int n)
 	return s;
 }
 
+static double cpu_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
 int main(int argc, char **argv)
 {
 	double seconds = argc > 1 ? atof(argv[1]) : 5;
 	int n = argc > 2 ? atoi(argv[2]) : 2;
 	pthread_t t[MAX_THREADS];
 	unsigned long start;
+	double cpu;
 
 	if (n < 1 || n > MAX_THREADS || seconds <= 0)
 		return 2;
@@ -72,8 +83,9 @@ int main(int argc, char **argv)
 	while (!go)
 		usleep(1000);
 	start = total(n);
+	cpu = cpu_ns();
 	usleep((useconds_t)(seconds * 1e6));
-	printf("ops %lu\n", total(n) - start);
+	printf("ops %lu\ncpu_ns %.0f\n", total(n) - start, cpu_ns() - cpu);
 	fflush(stdout);
 	stop = 1;
 	for (int i = 0; i < n; i++)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -56,7 +57,7 @@ static const struct heap_func funcs[] = {
 	{"memalign", PROG_ALIGNED},
 	{"valloc", PROG_MALLOC},
 	{"pvalloc", PROG_MALLOC},
-	{"free", PROG_FREE},
+	{"free", PROG_FREE}, /* FUNC_FREE */
 	/* C++ operator new: its size is the first argument in every variant. Probing it makes the
 	 * malloc it calls a nested call, so the caller of new is what the stack blames. */
 	{"_Znwm", PROG_MALLOC},
@@ -85,6 +86,7 @@ static const struct heap_func funcs[] = {
 
 #define NFUNCS	    (sizeof(funcs) / sizeof(funcs[0]))
 #define FUNC_MALLOC 0
+#define FUNC_FREE   9
 
 /* A candidate provider: one mapped object of a target. */
 struct heap_obj {
@@ -98,10 +100,12 @@ struct heap_priv {
 	struct heap_bpf *skel;
 	struct bpf_link **links;
 	size_t nlinks, cap;
-	bool session;	  /* the kernel has uprobe sessions: malloc and calloc use them */
-	int *session_fds; /* their links (libbpf 1.1 cannot make them: raw bpf(2)) */
+	bool session;	  /* the kernel has uprobe sessions: malloc and calloc use them, and every
+			     other probe is a uprobe_multi link */
+	int *session_fds; /* those links (libbpf 1.1 cannot make them: raw bpf(2)) */
 	size_t nsession, session_cap;
 	uint64_t sample_bytes;
+	bool quiet; /* attach failures are expected (-a, processes that may be gone) */
 	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
 	int nprobed;
 };
@@ -236,7 +240,9 @@ static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
 
 /* BPF_LINK_CREATE of a uprobe_multi link, laid out as the kernel's union bpf_attr (uapi, stable);
  * Debian 12's headers and libbpf 1.1 predate it. */
-#define CPROF_BPF_TRACE_UPROBE_SESSION 57
+#define CPROF_BPF_TRACE_UPROBE_MULTI	48
+#define CPROF_BPF_TRACE_UPROBE_SESSION	57
+#define CPROF_BPF_F_UPROBE_MULTI_RETURN 1
 struct uprobe_multi_attr {
 	__u32 prog_fd, target_fd, attach_type, flags;
 	__u64 path, offsets, ref_ctr_offsets, cookies;
@@ -244,17 +250,26 @@ struct uprobe_multi_attr {
 	__u32 pad;
 };
 
-/* A session link: the program runs at entry and, unless the entry returned 1, at return. */
-static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t pid,
-			  const struct heap_obj *o, size_t f)
+enum probe_kind {
+	PROBE_ENTRY,
+	PROBE_RETURN,
+	PROBE_SESSION, /* the program runs at entry and, unless the entry returned 1, at return */
+};
+
+/* A uprobe_multi link (kernel 6.6+; used when the kernel has sessions, 6.11+). Measured here
+ * (tools/bench/uprobe_cost.c) it costs less per hit than a perf_event uprobe when several threads
+ * hit it: the perf path takes a shared lock of its pid filter at every hit. */
+static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
+			pid_t pid, const struct heap_obj *o, size_t f, uint64_t off)
 {
-	uint64_t off = probe_offset(o->open_path, o->offsets[f], false);
 	struct uprobe_multi_attr a = {
 		.prog_fd = (__u32)bpf_program__fd(prog),
-		.attach_type = CPROF_BPF_TRACE_UPROBE_SESSION,
+		.attach_type = kind == PROBE_SESSION ? CPROF_BPF_TRACE_UPROBE_SESSION
+						     : CPROF_BPF_TRACE_UPROBE_MULTI,
 		.path = (__u64)(uintptr_t)o->open_path,
 		.offsets = (__u64)(uintptr_t)&off,
 		.cnt = 1,
+		.multi_flags = kind == PROBE_RETURN ? CPROF_BPF_F_UPROBE_MULTI_RETURN : 0,
 		.pid = pid > 0 ? (__u32)pid : 0,
 	};
 	int fd, *fds;
@@ -269,29 +284,35 @@ static int attach_session(struct heap_priv *p, struct bpf_program *prog, pid_t p
 	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
 	if (fd < 0) {
 		fd = -errno;
-		pr_err("cannot attach a uprobe session to %s in %s: %s\n", funcs[f].name, o->path,
-		       strerror(-fd));
+		if (!p->quiet)
+			pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
+			       strerror(-fd));
 		return fd;
 	}
 	p->session_fds[p->nsession++] = fd;
 	return 0;
 }
 
-static int attach_one(struct heap_priv *p, struct bpf_program *prog, bool ret, pid_t pid,
-		      const struct heap_obj *o, size_t f)
+static int attach_one(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
+		      pid_t pid, const struct heap_obj *o, size_t f)
 {
-	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE;
+	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE ||
+		       funcs[f].prog == PROG_FREE_DEDUP;
 	struct bpf_link *l;
+	uint64_t off;
 	int err;
 
 	/* A return probe is taken at the entry too (to hijack the return address), so it moves
 	 * with the entry probe; but only past endbr64, which keeps every path. */
-	l = bpf_program__attach_uprobe(prog, ret, pid, o->open_path,
-				       probe_offset(o->open_path, o->offsets[f], ptr_arg && !ret));
+	off = probe_offset(o->open_path, o->offsets[f], ptr_arg && kind == PROBE_ENTRY);
+	if (p->session)
+		return attach_multi(p, prog, kind, pid, o, f, off);
+	l = bpf_program__attach_uprobe(prog, kind == PROBE_RETURN, pid, o->open_path, off);
 	if (!l) {
 		err = -errno;
-		pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
-		       strerror(-err));
+		if (!p->quiet)
+			pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
+			       strerror(-err));
 		return err;
 	}
 	return add_link(p, l);
@@ -327,8 +348,14 @@ static void choose_providers(const struct heap_obj *objs, int n, int *prov, enum
 		progs[f] = own_free && funcs[f].prog == PROG_FREE ? PROG_FREE_DEDUP : funcs[f].prog;
 }
 
-/* Return probes go first: a call that enters between the two attachments then has no entry
- * state and its return is ignored, rather than leaving an entry without a return. */
+static bool is_release(enum heap_prog prog)
+{
+	return prog == PROG_FREE || prog == PROG_OWN_FREE || prog == PROG_FREE_DEDUP;
+}
+
+/* Return probes and the free family go first, entries last: a call that enters between two
+ * attachments then has no entry state and its return is ignored, rather than leaving an entry
+ * without a return, and no sampled block can be freed unseen. */
 static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_obj *objs, int n)
 {
 	enum heap_prog progs[NFUNCS];
@@ -337,29 +364,35 @@ static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_ob
 	choose_providers(objs, n, prov, progs);
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t f = 0; f < NFUNCS; f++) {
+			const struct heap_obj *o;
+
 			if (prov[f] < 0)
 				continue;
+			o = &objs[prov[f]];
 			if (p->session && (progs[f] == PROG_MALLOC || progs[f] == PROG_CALLOC) &&
 			    strncmp(funcs[f].name, "_Zn", 3)) {
+				if (pass == 0)
+					continue;
+				err = attach_one(p,
+						 progs[f] == PROG_MALLOC
+							 ? p->skel->progs.heap_malloc_session
+							 : p->skel->progs.heap_calloc_session,
+						 PROBE_SESSION, pid, o, f);
+			} else if (is_release(progs[f])) {
 				if (pass == 1)
 					continue;
-				err = attach_session(p,
-						     progs[f] == PROG_MALLOC
-							     ? p->skel->progs.heap_malloc_session
-							     : p->skel->progs.heap_calloc_session,
-						     pid, &objs[prov[f]], f);
-			} else if (pass == 0 && progs[f] != PROG_FREE &&
-				   progs[f] != PROG_OWN_FREE && progs[f] != PROG_FREE_DEDUP)
-				err = attach_one(p, p->skel->progs.heap_return, true, pid,
-						 &objs[prov[f]], f);
-			else if (pass == 1)
-				err = attach_one(p, prog_of(p->skel, progs[f]), false, pid,
-						 &objs[prov[f]], f);
-			else
-				continue;
+				err = attach_one(p, prog_of(p->skel, progs[f]), PROBE_ENTRY, pid, o,
+						 f);
+			} else if (pass == 0) {
+				err = attach_one(p, p->skel->progs.heap_return, PROBE_RETURN, pid,
+						 o, f);
+			} else {
+				err = attach_one(p, prog_of(p->skel, progs[f]), PROBE_ENTRY, pid, o,
+						 f);
+			}
 			if (err)
 				return err;
-			note_probed(p, objs[prov[f]].path);
+			note_probed(p, o->path);
 		}
 	}
 	return 0;
@@ -480,6 +513,107 @@ static int objs_of_system(const char *exe_hint, struct heap_obj *objs, int *n)
 	return 0;
 }
 
+static bool seen_has(const dev_t *dev, const ino_t *ino, size_t n, const struct stat *st)
+{
+	for (size_t i = 0; i < n; i++)
+		if (dev[i] == st->st_dev && ino[i] == st->st_ino)
+			return true;
+	return false;
+}
+
+static int seen_add(dev_t **dev, ino_t **ino, size_t *n, size_t *cap, const struct stat *st)
+{
+	if (*n == *cap) {
+		dev_t *d = realloc(*dev, (*cap + 64) * sizeof(**dev));
+		ino_t *i;
+
+		if (!d)
+			return -ENOMEM;
+		*dev = d;
+		i = realloc(*ino, (*cap + 64) * sizeof(**ino));
+		if (!i)
+			return -ENOMEM;
+		*ino = i;
+		*cap += 64;
+	}
+	(*dev)[*n] = st->st_dev;
+	(*ino)[(*n)++] = st->st_ino;
+	return 0;
+}
+
+static bool is_system_runtime(const char *path)
+{
+	const char *b = base_name(path);
+
+	return strncmp(b, "libc.so", 7) == 0 || strncmp(b, "libc-", 5) == 0 ||
+	       strncmp(b, "libstdc++", 9) == 0 || strncmp(b, "ld-linux", 8) == 0;
+}
+
+/* -a: besides the system's libc and libstdc++, every allocator that a running process has
+ * linked in or preloaded (an executable or library of its mappings that defines both malloc and
+ * free: jemalloc, tcmalloc, mimalloc, a static allocator), probed for every process that maps
+ * it. Each file is read once (about 75 distinct files on this machine); processes started later
+ * with another allocator are not seen. An allocator that wraps libc's own malloc would be
+ * counted at both levels unless it goes through operator new; the common ones do not. */
+static int attach_running_allocators(struct heap_priv *p, const struct heap_obj *sys, int nsys)
+{
+	struct heap_obj *o = calloc(1, sizeof(*o));
+	struct stat st;
+	dev_t *dev = NULL;
+	ino_t *ino = NULL;
+	size_t nseen = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = NULL;
+	int err = 0;
+
+	if (!o)
+		return -ENOMEM;
+	d = opendir("/proc");
+	if (!d)
+		goto out;
+	/* Files are told apart by device and inode: the same path in another mount namespace
+	 * may be another file. */
+	for (int k = 0; k < nsys && !err; k++)
+		if (stat(sys[k].open_path, &st) == 0)
+			err = seen_add(&dev, &ino, &nseen, &cap, &st);
+	while (!err && (de = readdir(d))) {
+		pid_t pid = (pid_t)atoi(de->d_name);
+		struct proc_maps *m;
+
+		if (pid <= 0 || pid == getpid() || proc_maps__read(pid, &m))
+			continue;
+		for (size_t i = 0; !err && i < m->n; i++) {
+			const char *path = m->maps[i].path;
+			int n = 0;
+
+			if (!path || path[0] != '/' || m->maps[i].perms[2] != 'x' ||
+			    is_system_runtime(path))
+				continue;
+			snprintf(o->open_path, sizeof(o->open_path), "/proc/%d/root%s", pid, path);
+			if (stat(o->open_path, &st) || seen_has(dev, ino, nseen, &st))
+				continue;
+			err = seen_add(&dev, &ino, &nseen, &cap, &st);
+			add_obj(o, &n, pid, path, NULL);
+			if (err || !n || !o->offsets[FUNC_MALLOC] || !o->offsets[FUNC_FREE])
+				continue;
+			pr_debug("heap: -a: %s (pid %d) provides malloc\n", path, pid);
+			/* The process may have gone meanwhile, and its file with it: not an error. */
+			p->quiet = true;
+			if (attach_providers(p, -1, o, 1))
+				pr_debug("heap: -a: cannot probe %s; skipped\n", path);
+			p->quiet = false;
+		}
+		proc_maps__free(m);
+	}
+out:
+	if (d)
+		closedir(d);
+	free(dev);
+	free(ino);
+	free(o);
+	return err;
+}
+
 static void no_malloc_error(pid_t pid, const struct heap_obj *objs, int n)
 {
 	char list[2048] = "";
@@ -521,6 +655,8 @@ static int attach_target(struct collector *c, struct heap_priv *p, pid_t pid, bo
 		goto out;
 	}
 	err = attach_providers(p, pid, objs, n);
+	if (!err && pid < 0 && !c->opts.exe_hint)
+		err = attach_running_allocators(p, objs, n);
 out:
 	free(objs);
 	return err;
@@ -529,19 +665,26 @@ out:
 static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 {
 	const struct collect_opts *o = &c->opts;
-	struct bpf_program *sp[2];
+	struct bpf_program *prog;
 
 	p->skel = heap_bpf__open();
 	if (!p->skel)
 		return -errno;
-	sp[0] = p->skel->progs.heap_malloc_session;
-	sp[1] = p->skel->progs.heap_calloc_session;
-	for (int i = 0; i < 2; i++) {
+	/* With sessions every uprobe is a uprobe_multi link (the kernel has had those since 6.6,
+	 * before sessions), so its programs are loaded for that attach type. */
+	bpf_object__for_each_program(prog, p->skel->obj)
+	{
+		bool sess = prog == p->skel->progs.heap_malloc_session ||
+			    prog == p->skel->progs.heap_calloc_session;
+
+		if (bpf_program__type(prog) != BPF_PROG_TYPE_KPROBE)
+			continue;
 		if (session)
 			bpf_program__set_expected_attach_type(
-				sp[i], (enum bpf_attach_type)CPROF_BPF_TRACE_UPROBE_SESSION);
-		else
-			bpf_program__set_autoload(sp[i], false);
+				prog, (enum bpf_attach_type)(sess ? CPROF_BPF_TRACE_UPROBE_SESSION
+								  : CPROF_BPF_TRACE_UPROBE_MULTI));
+		else if (sess)
+			bpf_program__set_autoload(prog, false);
 	}
 	p->session = session;
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
@@ -600,7 +743,8 @@ static int heap_open(struct collector *c)
 		if (err)
 			return err;
 	}
-	pr_debug("heap: %zu probes and %zu sessions attached\n", p->nlinks, p->nsession);
+	pr_debug("heap: %zu perf_event uprobes and %zu uprobe_multi links attached\n", p->nlinks,
+		 p->nsession);
 	return 0;
 }
 
@@ -608,10 +752,12 @@ static void heap_stop(struct collector *c)
 {
 	struct heap_priv *p = c->priv;
 
-	for (size_t i = 0; p && i < p->nlinks; i++)
-		bpf_link__destroy(p->links[i]);
-	for (size_t i = 0; p && i < p->nsession; i++)
-		close(p->session_fds[i]);
+	/* In the reverse order of attachment: entries go first, then frees and returns, so no
+	 * block sampled at the end has its free missed. */
+	for (size_t i = p ? p->nlinks : 0; i > 0; i--)
+		bpf_link__destroy(p->links[i - 1]);
+	for (size_t i = p ? p->nsession : 0; i > 0; i--)
+		close(p->session_fds[i - 1]);
 	if (p) {
 		p->nlinks = 0;
 		p->nsession = 0;
