@@ -31,7 +31,9 @@ ifeq ($(SAN),1)
 CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=address,undefined
 endif
-LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c -lmicrohttpd -lcurl) -lpthread -lm
+# libmicrohttpd and libcurl are not linked: user/util/lazy_libs.c opens them on first use.
+LINK_PKGS  := $(filter-out libmicrohttpd libcurl,$(PKGS))
+LDLIBS     += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null || echo -lbpf -lelf -ldw -lz -lprotobuf-c) -lpthread -lm -ldl
 # libiberty (static, no pkg-config file): cplus_demangle for C++ and Rust names.
 LDLIBS     += -liberty
 
@@ -115,12 +117,13 @@ test: all $(DEPS_STAMP)
 # FUZZ_SECONDS of fuzzing, seeded with small objects built here (with and without DWARF,
 # stripped, a separate debug file). Findings land in build/fuzz/ as crash-* files.
 FUZZ_SECONDS ?= 240
-FUZZ_SRCS  := user/sym/elf_module.c user/sym/dwarf.c user/sym/gopclntab.c user/util/hashmap.c
+FUZZ_SRCS  := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c user/sym/gopclntab.c \
+	      user/util/hashmap.c user/util/log.c
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SRCS) $(wildcard user/sym/*.h) | $(DEPS_STAMP)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser \
-		-fsanitize=fuzzer,address,undefined $< $(FUZZ_SRCS) -ldw -lelf -o $@
+		-fsanitize=fuzzer,address,undefined $< $(FUZZ_SRCS) -ldw -lelf -lz -lbpf -o $@
 build/fuzz/seeds/.done: tests/fixtures/sym/inline.c tests/fixtures/unit/sym_fixlib.c
 	$(Q)mkdir -p $(@D)
 	$(Q)cc -O2 -g -o $(@D)/inline $<

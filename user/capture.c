@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "proc/maps.h"
 #include "util/hashmap.h"
 #include "util/log.h"
+#include "util/mem.h"
 
 struct capture {
 	const struct capture_opts *o;
@@ -87,6 +89,11 @@ static int resolve_user(void *ctx, pid_t pid, uint64_t addr, bool is_return, str
 static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_result *r)
 {
 	return symbolizer__kernel(ctx, addr, is_return, r);
+}
+
+static int prepare(void *ctx, struct sym_request *reqs, size_t n)
+{
+	return symbolizer__prepare(ctx, reqs, n);
 }
 
 static bool targets_alive(const struct capture *c)
@@ -219,7 +226,7 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builder **out)
 {
 	const struct capture_opts *o = c->o;
-	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym};
+	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym, prepare};
 	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = dur};
 	struct collect_stats st = {};
 	struct pprof_builder *b;
@@ -238,6 +245,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", o->freq);
 	else
 		pprof_builder__add_comment(b, "type: %s", o->type);
+	mem__checkpoint("drain start");
 	if (c->win) {
 		err = collector_window__drain(c->win, b, &st);
 		stats_err = err;
@@ -245,6 +253,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		err = collector__drain(c->col, b);
 		stats_err = err ? err : collector__stats(c->col, &st);
 	}
+	mem__checkpoint("drained");
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		pprof_builder__free(b);
@@ -322,6 +331,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
 				 strerror(-err));
 	}
+	mem__checkpoint("pids snapshotted");
 	if (o->pool) {
 		err = collector_pool__join(o->pool, ops, &co, &c.win);
 		if (err)
@@ -335,6 +345,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		t0 = c.col->started_real_ns;
 		m0 = c.col->started_ns;
 	}
+	mem__checkpoint("BPF attached");
 	c.started_ns = m0;
 	if (o->attached)
 		o->attached(o->ctx);
@@ -342,7 +353,28 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	collect_loop(&c);
 	if (!c.win)
 		collector__stop(c.col); /* a shared one goes on for the other captures */
+	mem__checkpoint("sampling ended");
 	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
+	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it
+	 * freed goes back to the system, so that the symbols are read on as little as possible.
+	 * A shared collector goes when its last capture leaves. */
+	if (c.win)
+		collector_window__leave(c.win);
+	else
+		collector__free(c.col);
+	c.win = NULL;
+	c.col = NULL;
+	malloc_trim(0);
+	mem__checkpoint("BPF freed");
+	if (!err) {
+		err = pprof_builder__resolve(*out);
+		mem__checkpoint("symbolized");
+		if (err) {
+			pr_err("cannot symbolize the profile: %s\n", strerror(-err));
+			pprof_builder__free(*out);
+			*out = NULL;
+		}
+	}
 cleanup:
 	if (c.win)
 		collector_window__leave(c.win);

@@ -12,6 +12,7 @@
 #include "proc/maps.h"
 #include "record.h"
 #include "util/log.h"
+#include "util/mem.h"
 #include "util/preflight.h"
 
 static volatile sig_atomic_t exiting;
@@ -170,7 +171,8 @@ static int run(struct session *s)
 	struct symbolizer_opts so = {.demangle =
 					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
 				     .no_kernel = o->no_kernel,
-				     .debug_dir = o->debug_dir};
+				     .debug_dir = o->debug_dir,
+				     .release_dwarf = true};
 	struct capture_opts co = {
 		.type = o->type,
 		.pids = o->pids,
@@ -213,6 +215,7 @@ static int run(struct session *s)
 	err = capture__run(&co, sym, &b);
 	if (!err)
 		err = write_output(s, b);
+	mem__checkpoint("written");
 cleanup:
 	pprof_builder__free(b);
 	symbolizer__free(sym);

@@ -197,6 +197,9 @@ static struct pprof_builder *build_std(struct fake *fk)
 	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
 	s = syscall_sample();
 	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	/* Nothing is resolved until every sample is in. */
+	assert_int_equal(fk->user_calls + fk->kernel_calls, 0);
+	assert_int_equal(pprof_builder__resolve(b), 0);
 	return b;
 }
 
@@ -473,6 +476,7 @@ static void test_leaf_is_return(void **state)
 	s = syscall_sample();
 	s.kernel_leaf_is_return = true;
 	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	assert_int_equal(pprof_builder__resolve(b), 0);
 	/* (0x401000, exact) and (0x401000, return) are different keys. */
 	assert_int_equal(fk.user_calls, 4);
 	assert_int_equal(fk.kernel_calls, 2);
@@ -485,6 +489,68 @@ static void test_leaf_is_return(void **state)
 	sample_loc(p, p->sample[2], 0, KBASE + 0xff);
 	sample_loc(p, p->sample[2], 1, KBASE + 0x1ff);
 	perftools__profiles__profile__free_unpacked(p, NULL);
+	pprof_builder__free(b);
+}
+
+/* The prepare hook gets every address once, before any of them is resolved. */
+struct fake_batch {
+	struct fake fk;
+	int calls;
+	size_t n;
+	struct sym_request reqs[64];
+};
+
+static int fake_prepare(void *ctx, struct sym_request *reqs, size_t n)
+{
+	struct fake_batch *fb = ctx;
+
+	assert_int_equal(fb->fk.user_calls + fb->fk.kernel_calls, 0);
+	assert_true(n <= 64);
+	fb->calls++;
+	fb->n = n;
+	memcpy(fb->reqs, reqs, n * sizeof(*reqs));
+	return 0;
+}
+
+static void test_prepare_sees_every_address_first(void **state)
+{
+	struct fake_batch fb = {};
+	struct pprof_resolver r = {
+		.user = fake_user, .kernel = fake_kernel, .ctx = &fb.fk, .prepare = fake_prepare};
+	struct pprof_builder *b;
+	struct pprof_raw_sample s;
+	size_t i;
+
+	(void)state;
+	/* fake_user and fake_kernel take ctx as a struct fake: it is fb's first member. */
+	b = pprof_builder__new(&cpu_cfg, &r);
+	assert_non_null(b);
+	s = user_sample(200, NULL);
+	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	s = syscall_sample();
+	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	s = user_sample(100, NULL);
+	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	assert_int_equal(fb.calls, 0);
+	assert_int_equal(pprof_builder__resolve(b), 0);
+	assert_int_equal(fb.calls, 1);
+	/* Every distinct location once: 3 user addresses in each of 2 pids, the syscall
+	 * sample's 2 kernel and 2 user (return) addresses of pid 100. */
+	assert_int_equal(fb.n, (size_t)(fb.fk.user_calls + fb.fk.kernel_calls));
+	assert_int_equal(fb.fk.kernel_calls, 2);
+	/* User addresses by pid and address, then kernel ones by address. */
+	for (i = 1; i < fb.n; i++) {
+		const struct sym_request *a = &fb.reqs[i - 1], *z = &fb.reqs[i];
+
+		assert_true(a->kernel <= z->kernel);
+		if (a->kernel == z->kernel && !a->kernel)
+			assert_true(a->pid < z->pid || (a->pid == z->pid && a->addr <= z->addr));
+		if (a->kernel && z->kernel)
+			assert_true(a->addr <= z->addr);
+	}
+	/* Resolved once: a second call asks nothing. */
+	assert_int_equal(pprof_builder__resolve(b), 0);
+	assert_int_equal(fb.calls, 1);
 	pprof_builder__free(b);
 }
 
@@ -534,16 +600,26 @@ static void test_enomem_propagates(void **state)
 	struct pprof_resolver r = {.user = fake_user, .kernel = fake_kernel, .ctx = &fk};
 	struct pprof_builder *b = pprof_builder__new(&cpu_cfg, &r);
 	struct pprof_raw_sample s = syscall_sample();
+	Perftools__Profiles__Profile *p;
+	uint8_t *buf = NULL;
+	size_t len;
 
 	(void)state;
 	assert_non_null(b);
-	assert_int_equal(pprof_builder__add_sample(b, &s), -ENOMEM);
-	assert_int_equal(pprof_builder__nsamples(b), 0);
+	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	assert_int_equal(pprof_builder__resolve(b), -ENOMEM);
+	fk.nseen = 0; /* encoding resolves what is left, and fails the same way */
+	assert_int_equal(pprof_builder__encode(b, false, &buf, &len), -ENOMEM);
 	/* Other failures fall back to a stub frame rather than losing the sample. */
 	fk.fail_errno = ENOENT;
 	fk.nseen = 0; /* a failed lookup is not cached: the keys are asked about again */
-	assert_int_equal(pprof_builder__add_sample(b, &s), 0);
+	assert_int_equal(pprof_builder__resolve(b), 0);
 	assert_int_equal(pprof_builder__nsamples(b), 1);
+	p = decode(b);
+	assert_int_equal(p->n_location, s.nkstack + s.nustack);
+	for (size_t i = 0; i < p->n_location; i++)
+		assert_int_equal(p->location[i]->n_line, 1);
+	perftools__profiles__profile__free_unpacked(p, NULL);
 	pprof_builder__free(b);
 }
 
@@ -760,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_merge_and_labels),
 		cmocka_unit_test(test_leaf_is_return),
 		cmocka_unit_test(test_no_resolver),
+		cmocka_unit_test(test_prepare_sees_every_address_first),
 		cmocka_unit_test(test_enomem_propagates),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_folded),

@@ -666,7 +666,8 @@ static const struct test_ksym *pick_ksym(const struct test_ksym *syms, size_t n,
 	for (i = 0; i < n; i++) {
 		unique = (!i || syms[i - 1].addr != syms[i].addr) &&
 			 (i + 1 == n || syms[i + 1].addr > syms[i].addr + 1);
-		if (!unique || syms[i].addr == 0)
+		/* BPF programs ("[bpf]") come and go as other tools load them. */
+		if (!unique || syms[i].addr == 0 || !strcmp(syms[i].mod, "bpf"))
 			continue;
 		if (want && !strcmp(syms[i].name, want))
 			return &syms[i];
@@ -719,6 +720,53 @@ static void test_kernel(void **state)
 	symbolizer__free(s);
 }
 
+/* symbolizer__prepare's streamed pass over kallsyms names every address as the whole table
+ * does: spread over the kernel image and its modules, exact, inside a function, and at
+ * return addresses (looked up at addr - 1). */
+static void test_kernel_prepared(void **state)
+{
+	struct symbolizer *whole = symbolizer__new(NULL), *streamed = symbolizer__new(NULL);
+	struct sym_request reqs[3 * 400];
+	struct sym_result a, b;
+	struct test_ksym *syms;
+	size_t n, i, k = 0, named = 0, step;
+
+	(void)state;
+	assert_non_null(whole);
+	assert_non_null(streamed);
+	syms = read_kallsyms(&n);
+	if (!pick_ksym(syms, n, "do_sys_openat2", false)) {
+		free(syms);
+		symbolizer__free(whole);
+		symbolizer__free(streamed);
+		skip(); /* kptr_restrict */
+	}
+	step = n / 400 + 1;
+	for (i = 0; i < n && k + 3 <= sizeof(reqs) / sizeof(reqs[0]); i += step) {
+		if (!syms[i].addr || !strcmp(syms[i].mod, "bpf"))
+			continue;
+		reqs[k++] = (struct sym_request){.addr = syms[i].addr, .kernel = true};
+		reqs[k++] = (struct sym_request){.addr = syms[i].addr + 3, .kernel = true};
+		reqs[k++] = (struct sym_request){
+			.addr = syms[i].addr, .kernel = true, .is_return = true};
+	}
+	free(syms);
+	assert_true(k > 300);
+	assert_int_equal(symbolizer__prepare(streamed, reqs, k), 0);
+	for (i = 0; i < k; i++) {
+		assert_int_equal(symbolizer__kernel(streamed, reqs[i].addr, reqs[i].is_return, &a),
+				 0);
+		assert_int_equal(symbolizer__kernel(whole, reqs[i].addr, reqs[i].is_return, &b), 0);
+		assert_string_equal(a.frames[0].function, b.frames[0].function);
+		named += strncmp(a.frames[0].function, "0x", 2) != 0;
+	}
+	assert_true(named > k * 9 / 10);
+	assert_int_equal(a.mapping->start, b.mapping->start);
+	assert_true(a.mapping->has_functions);
+	symbolizer__free(whole);
+	symbolizer__free(streamed);
+}
+
 static void test_no_kernel(void **state)
 {
 	struct symbolizer_opts opts = {.no_kernel = true};
@@ -751,6 +799,7 @@ int main(void)
 		cmocka_unit_test(test_perfmap),
 		cmocka_unit_test(test_cache_bounds),
 		cmocka_unit_test(test_kernel),
+		cmocka_unit_test(test_kernel_prepared),
 		cmocka_unit_test(test_no_kernel),
 	};
 

@@ -338,7 +338,10 @@ static void window_name(int64_t t0, char *buf, size_t len)
 static int window_flush(struct session *s, int64_t t0, int64_t m0)
 {
 	struct agent *a = s->a;
-	struct pprof_resolver res = {resolve_user, resolve_kernel, s};
+	/* No prepare hook: resolved one by one, polling notices in between (a short-lived process
+	 * must be snapshotted while it lives), and kallsyms read once for good rather than
+	 * streamed again in every window. */
+	struct pprof_resolver res = {resolve_user, resolve_kernel, s, NULL};
 	struct pprof_config cfg = {.time_nanos = t0};
 	struct collect_stats st = {}, d = {};
 	struct pprof_builder *b;
@@ -363,6 +366,9 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 				   (unsigned long long)s->nwindow);
 	pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", a->o->freq);
 	err = collector__drain(s->col, b);
+	/* Symbolized now, before a process's snapshot can be dropped. */
+	if (!err)
+		err = pprof_builder__resolve(b);
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		goto out;

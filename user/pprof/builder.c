@@ -260,52 +260,123 @@ static int builder__resolve(struct pprof_builder *b, const struct pp_location *k
 	return 0;
 }
 
-static int builder__new_location(struct pprof_builder *b, const struct pp_location *key,
-				 uint64_t *id)
+/* Fills loc's lines and mapping from the resolver. */
+static int builder__fill_location(struct pprof_builder *b, struct pp_location *loc)
 {
-	struct pp_location *loc = NULL;
 	struct sym_result res;
 	char stub[2 + 16 + 1];
 	int err, i;
 
-	err = pp__reserve((void **)&b->locations, &b->locations_cap, b->nlocations + 1,
-			  sizeof(*b->locations));
+	err = builder__resolve(b, loc, &res, stub, sizeof(stub));
 	if (err)
 		return err;
-	err = builder__resolve(b, key, &res, stub, sizeof(stub));
+	loc->lines = calloc(res.nframes, sizeof(*loc->lines));
+	if (!loc->lines)
+		return -ENOMEM;
+	err = builder__mapping(b, res.mapping, &loc->mapping_id);
+	for (i = 0; i < res.nframes && !err; i++) {
+		err = builder__function(b, &res.frames[i], &loc->lines[i].function_id);
+		loc->lines[i].line = res.frames[i].line;
+	}
+	if (err) {
+		free(loc->lines);
+		loc->lines = NULL;
+		return err;
+	}
+	loc->nlines = res.nframes;
+	loc->resolved = true;
+	return 0;
+}
+
+/* A new location, resolved later (pprof_builder__resolve). */
+static int builder__new_location(struct pprof_builder *b, const struct pp_location *key,
+				 uint64_t *id)
+{
+	struct pp_location *loc;
+	int err;
+
+	err = pp__reserve((void **)&b->locations, &b->locations_cap, b->nlocations + 1,
+			  sizeof(*b->locations));
 	if (err)
 		return err;
 	loc = calloc(1, sizeof(*loc));
 	if (!loc)
 		return -ENOMEM;
 	*loc = *key;
-	loc->lines = calloc(res.nframes, sizeof(*loc->lines));
-	if (!loc->lines) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
 	/* pprof symbolizes call sites at the address it is given: step back into the call. */
 	loc->address = key->is_return && key->raw_addr ? key->raw_addr - 1 : key->raw_addr;
-	err = builder__mapping(b, res.mapping, &loc->mapping_id);
-	if (err)
-		goto cleanup;
-	for (i = 0; i < res.nframes; i++) {
-		err = builder__function(b, &res.frames[i], &loc->lines[i].function_id);
-		if (err)
-			goto cleanup;
-		loc->lines[i].line = res.frames[i].line;
-	}
-	loc->nlines = res.nframes;
 	loc->id = b->nlocations + 1;
 	err = hashmap__insert(b->location_idx, loc, loc);
-	if (err)
-		goto cleanup;
+	if (err) {
+		free(loc);
+		return err;
+	}
 	b->locations[b->nlocations++] = loc;
 	*id = loc->id;
 	return 0;
-cleanup:
-	free(loc->lines);
-	free(loc);
+}
+
+/* User addresses by pid and address (so a process's files come one after another), then
+ * kernel addresses by address. */
+static int location_order(const void *pa, const void *pb)
+{
+	const struct pp_location *a = *(const struct pp_location *const *)pa;
+	const struct pp_location *b = *(const struct pp_location *const *)pb;
+
+	if (a->kernel != b->kernel)
+		return a->kernel ? 1 : -1;
+	if (a->pid != b->pid)
+		return a->pid < b->pid ? -1 : 1;
+	if (a->raw_addr != b->raw_addr)
+		return a->raw_addr < b->raw_addr ? -1 : 1;
+	return (int)a->is_return - (int)b->is_return;
+}
+
+/* Hands every pending address to the resolver's prepare hook at once. */
+static int builder__prepare(struct pprof_builder *b, struct pp_location **pending, size_t n)
+{
+	const struct pprof_resolver *r = &b->resolver;
+	struct sym_request *reqs;
+	size_t i;
+	int err;
+
+	if (!r->prepare || !n)
+		return 0;
+	reqs = calloc(n, sizeof(*reqs));
+	if (!reqs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		reqs[i] = (struct sym_request){.addr = pending[i]->raw_addr,
+					       .pid = (pid_t)pending[i]->pid,
+					       .kernel = pending[i]->kernel,
+					       .is_return = pending[i]->is_return};
+	err = r->prepare(r->ctx, reqs, n);
+	free(reqs);
+	/* Anything but memory only means the calls below resolve on their own. */
+	return err == -ENOMEM ? err : 0;
+}
+
+int pprof_builder__resolve(struct pprof_builder *b)
+{
+	struct pp_location **pending;
+	size_t n = 0, i;
+	int err = 0;
+
+	if (b->nresolved == b->nlocations)
+		return 0;
+	pending = malloc((b->nlocations - b->nresolved) * sizeof(*pending));
+	if (!pending)
+		return -ENOMEM;
+	for (i = b->nresolved; i < b->nlocations; i++)
+		if (!b->locations[i]->resolved)
+			pending[n++] = b->locations[i];
+	qsort(pending, n, sizeof(*pending), location_order);
+	err = builder__prepare(b, pending, n);
+	for (i = 0; i < n && !err; i++)
+		err = builder__fill_location(b, pending[i]);
+	free(pending);
+	if (!err)
+		b->nresolved = b->nlocations;
 	return err;
 }
 

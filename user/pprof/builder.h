@@ -58,11 +58,15 @@ struct pprof_raw_sample {
 /* How the builder resolves addresses; called once per unique (pid, address, is_return) for
  * user frames and once per unique (address, is_return) for kernel frames. Both return 0 or
  * -errno and fill res (see sym/symbolizer.h). The record path wraps symbolizer__user and
- * symbolizer__kernel in these; tests pass fakes. */
+ * symbolizer__kernel in these; tests pass fakes. Resolution is deferred until every sample is
+ * in (pprof_builder__resolve): then prepare, when set, is handed every address at once
+ * (symbolizer__prepare: one pass over kallsyms, one file at a time), before user and kernel
+ * are called for each, user addresses by pid and address, then kernel ones. */
 struct pprof_resolver {
 	int (*user)(void *ctx, pid_t pid, uint64_t addr, bool is_return, struct sym_result *res);
 	int (*kernel)(void *ctx, uint64_t addr, bool is_return, struct sym_result *res);
 	void *ctx;
+	int (*prepare)(void *ctx, struct sym_request *reqs, size_t n); /* may be NULL */
 };
 
 struct pprof_builder;
@@ -80,6 +84,10 @@ int pprof_builder__add_comment(struct pprof_builder *b, const char *fmt, ...)
 /* Adds one sample. Samples with identical locations and labels are merged (values summed).
  * Returns 0 or -ENOMEM. */
 int pprof_builder__add_sample(struct pprof_builder *b, const struct pprof_raw_sample *s);
+/* Resolves the addresses of the samples added since the last call (see pprof_resolver). The
+ * encoders and writers call it; callers that free the resolver's state (a process's snapshot)
+ * before encoding call it first. Returns 0 or -ENOMEM. */
+int pprof_builder__resolve(struct pprof_builder *b);
 /* Samples added so far (after merging). */
 size_t pprof_builder__nsamples(const struct pprof_builder *b);
 

@@ -264,7 +264,9 @@ int pprof_builder__encode(struct pprof_builder *b, bool gzip, uint8_t **buf, siz
 	size_t raw_len;
 	int err;
 
-	err = encode__profile(b, &m, &p);
+	err = pprof_builder__resolve(b);
+	if (!err)
+		err = encode__profile(b, &m, &p);
 	if (err)
 		goto cleanup;
 	raw_len = perftools__profiles__profile__get_packed_size(&p);

@@ -32,6 +32,7 @@ struct pp_location {
 	uint32_t pid; /* 0 for kernel frames */
 	uint64_t raw_addr;
 
+	bool resolved;	  /* lines and mapping_id are set (pprof_builder__resolve) */
 	uint64_t address; /* raw_addr - 1 for return addresses */
 	uint64_t mapping_id;
 	int nlines;
@@ -68,6 +69,7 @@ struct pprof_builder {
 
 	struct pp_location **locations;
 	size_t nlocations, locations_cap;
+	size_t nresolved; /* locations[0..nresolved) are all resolved */
 	struct hashmap *location_idx;
 
 	struct pp_sample **samples;

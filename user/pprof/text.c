@@ -135,7 +135,9 @@ int pprof_builder__write_folded(struct pprof_builder *b, FILE *f, int sample_ind
 	struct hashmap *idx;
 	int err, vi;
 
-	err = text__value_index(b, sample_index, &vi);
+	err = pprof_builder__resolve(b);
+	if (!err)
+		err = text__value_index(b, sample_index, &vi);
 	if (err)
 		return err;
 	idx = hashmap__new(folded_hash, folded_equal, NULL);
@@ -312,7 +314,9 @@ int pprof_builder__write_top(struct pprof_builder *b, FILE *f, int sample_index,
 	size_t i, nrows = 0, shown;
 	int err, vi;
 
-	err = text__value_index(b, sample_index, &vi);
+	err = pprof_builder__resolve(b);
+	if (!err)
+		err = text__value_index(b, sample_index, &vi);
 	if (err)
 		return err;
 	acc.flat = calloc(b->nstrings, sizeof(*acc.flat));

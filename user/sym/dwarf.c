@@ -3,11 +3,13 @@
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "sym/debug_cache.h"
 #include "sym/dwarf.h"
 #include "util/hashmap.h"
 
@@ -20,6 +22,7 @@ struct sym_dwarf {
 	/* libdwfl keeps pointers to both: they live as long as the Dwfl. */
 	Dwfl_Callbacks cbs;
 	char *debuginfo_path;
+	const char *debug_root; /* the debug root, in debuginfo_path */
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	bool tried; /* dwfl_module_getdwarf was called */
@@ -39,9 +42,60 @@ struct cu_index {
 	size_t n, cap;
 };
 
+/* The uncompressed copy (sym/debug_cache.h) of the debug file ROOT/.build-id/xx/yyyy.debug with
+ * build-id id, when that file exists and is compressed: an fd, or -errno. */
+static int sym_dwarf__cached(const struct sym_dwarf *d, const char *id, char **name)
+{
+	char path[PATH_MAX];
+	int fd, cfd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/.build-id/%.2s/%s.debug", d->debug_root, id,
+			     id + 2) >= sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	cfd = debug_cache__open(fd, id, name);
+	close(fd);
+	return cfd;
+}
+
+/* libdwfl's search for the separate debug file (by build-id, .gnu_debuglink, debuginfod),
+ * except that a compressed debug file found by build-id is read from its uncompressed copy. */
+static int sym_dwarf__find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
+				     GElf_Addr base, const char *file_name,
+				     const char *debuglink_file, GElf_Word debuglink_crc,
+				     char **debuginfo_file_name)
+{
+	static const char hex[] = "0123456789abcdef";
+	const struct sym_dwarf *d = *userdata;
+	const unsigned char *bits;
+	char id[2 * 64 + 1], *path;
+	GElf_Addr vaddr;
+	int fd, len, i;
+
+	len = d ? dwfl_module_build_id(mod, &bits, &vaddr) : 0;
+	if (len >= 2 && len <= 64) {
+		for (i = 0; i < len; i++) {
+			id[2 * i] = hex[bits[i] >> 4];
+			id[2 * i + 1] = hex[bits[i] & 0xf];
+		}
+		id[2 * len] = '\0';
+		fd = sym_dwarf__cached(d, id, &path);
+		if (fd >= 0) {
+			free(*debuginfo_file_name);
+			*debuginfo_file_name = path;
+			return fd;
+		}
+	}
+	return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+					    debuglink_crc, debuginfo_file_name);
+}
+
 int sym_dwarf__open(int fd, const char *path, const char *debug_dir, struct sym_dwarf **out)
 {
 	struct sym_dwarf *d;
+	void **userdata = NULL;
 	int dfd, err;
 
 	*out = NULL;
@@ -56,8 +110,9 @@ int sym_dwarf__open(int fd, const char *path, const char *debug_dir, struct sym_
 		err = -ENOMEM;
 		goto cleanup;
 	}
+	d->debug_root = d->debuginfo_path + strlen(":.debug:");
 	d->cbs.find_elf = dwfl_build_id_find_elf;
-	d->cbs.find_debuginfo = dwfl_standard_find_debuginfo;
+	d->cbs.find_debuginfo = sym_dwarf__find_debuginfo;
 	d->cbs.section_address = dwfl_offline_section_address;
 	d->cbs.debuginfo_path = &d->debuginfo_path;
 	d->cus = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
@@ -83,6 +138,10 @@ int sym_dwarf__open(int fd, const char *path, const char *debug_dir, struct sym_
 		goto cleanup;
 	}
 	dwfl_report_end(d->dwfl, NULL, NULL);
+	/* The module's userdata is what find_debuginfo gets: this reader. */
+	dwfl_module_info(d->mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+	if (userdata)
+		*userdata = d;
 	*out = d;
 	return 0;
 cleanup:

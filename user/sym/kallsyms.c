@@ -63,21 +63,26 @@ static int kallsyms__push_name(struct kallsyms_loader *l, const char *name, cons
 	return 0;
 }
 
-/* One line: "ffffffff81000000 T _stext" or "ffffffffc0201000 t fn\t[mod]". */
-static int kallsyms__parse_line(struct kallsyms_loader *l, char *line, bool *nonzero)
+/* One text symbol of a line. */
+struct ksym_line {
+	uint64_t addr;
+	const char *name, *mod; /* point into the line */
+	int rank;
+};
+
+/* One line: "ffffffff81000000 T _stext" or "ffffffffc0201000 t fn\t[mod]". Returns whether it
+ * is a text symbol (t, T, w, W) with a name. */
+static bool kallsyms__parse_line(char *line, struct ksym_line *out)
 {
 	char *p, *name, *end, *mod = NULL, type;
-	struct ksym *tmp, *s;
 	bool more;
-	uint64_t addr;
-	int err;
 
-	addr = strtoull(line, &p, 16);
+	out->addr = strtoull(line, &p, 16);
 	if (p == line || *p != ' ' || !p[1] || p[2] != ' ')
-		return 0;
+		return false;
 	type = p[1];
 	if (type != 't' && type != 'T' && type != 'w' && type != 'W')
-		return 0;
+		return false;
 	name = p + 3;
 	end = name + strcspn(name, "\t\n ");
 	more = *end && *end != '\n';
@@ -87,6 +92,20 @@ static int kallsyms__parse_line(struct kallsyms_loader *l, char *line, bool *non
 		mod[strcspn(mod, "]\n")] = '\0';
 	}
 	if (!*name)
+		return false;
+	out->name = name;
+	out->mod = mod;
+	out->rank = ksym__rank(type);
+	return true;
+}
+
+static int kallsyms__add_line(struct kallsyms_loader *l, char *line, bool *nonzero)
+{
+	struct ksym *tmp, *s;
+	struct ksym_line kl;
+	int err;
+
+	if (!kallsyms__parse_line(line, &kl))
 		return 0;
 	if (l->k->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 1 << 16;
@@ -96,12 +115,12 @@ static int kallsyms__parse_line(struct kallsyms_loader *l, char *line, bool *non
 		l->k->syms = tmp;
 	}
 	s = &l->k->syms[l->k->n];
-	err = kallsyms__push_name(l, name, mod, &s->off);
+	err = kallsyms__push_name(l, kl.name, kl.mod, &s->off);
 	if (err)
 		return err;
-	s->addr = addr;
-	s->rank = ksym__rank(type);
-	*nonzero |= addr != 0;
+	s->addr = kl.addr;
+	s->rank = kl.rank;
+	*nonzero |= kl.addr != 0;
 	l->k->n++;
 	return 0;
 }
@@ -152,7 +171,7 @@ int kallsyms__load(const char *path, struct kallsyms **out)
 		goto cleanup;
 	}
 	while (getline(&line, &linecap, f) >= 0) {
-		err = kallsyms__parse_line(&l, line, &nonzero);
+		err = kallsyms__add_line(&l, line, &nonzero);
 		if (err)
 			goto cleanup;
 	}
@@ -210,4 +229,139 @@ size_t kallsyms__count(const struct kallsyms *k)
 uint64_t kallsyms__min_addr(const struct kallsyms *k)
 {
 	return k->n ? k->syms[0].addr : 0;
+}
+
+/* The best symbol seen so far for one slot of kallsyms__resolve. */
+struct ksym_best {
+	uint64_t addr;
+	int rank;
+	char *name; /* NULL: none yet */
+	size_t cap;
+};
+
+/* Whether kl (named full) beats b: a higher address, then the rule of kallsyms__finish. */
+static bool ksym_best__worse(const struct ksym_best *b, const struct ksym_line *kl,
+			     const char *full)
+{
+	if (!b->name || kl->addr != b->addr)
+		return !b->name || kl->addr > b->addr;
+	if (kl->rank != b->rank)
+		return kl->rank < b->rank;
+	return sym_name__cmp(full, b->name) < 0;
+}
+
+static int ksym_best__set(struct ksym_best *b, const struct ksym_line *kl, const char *full)
+{
+	size_t need = strlen(full) + 1;
+	char *tmp;
+
+	if (need > b->cap) {
+		tmp = realloc(b->name, need);
+		if (!tmp)
+			return -ENOMEM;
+		b->name = tmp;
+		b->cap = need;
+	}
+	memcpy(b->name, full, need);
+	b->addr = kl->addr;
+	b->rank = kl->rank;
+	return 0;
+}
+
+/* The first of the n sorted addrs that is >= addr. */
+static size_t kallsyms__lower_bound(const uint64_t *addrs, size_t n, uint64_t addr)
+{
+	size_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (addrs[mid] < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A symbol at address A is the answer for the first sampled address >= A unless a better one
+ * lies between them; for later addresses only if no symbol lies between those and it. So each
+ * slot i keeps the best symbol in (addrs[i-1], addrs[i]], and an address's answer is the
+ * nearest non-empty slot at or before it. */
+static int kallsyms__stream(FILE *f, const uint64_t *addrs, size_t n, struct ksym_best *best,
+			    struct kallsyms_info *info)
+{
+	char *line = NULL, full[1024];
+	struct ksym_line kl;
+	size_t linecap = 0, i;
+	bool nonzero = false;
+	int err = 0;
+
+	while (getline(&line, &linecap, f) >= 0) {
+		if (!kallsyms__parse_line(line, &kl))
+			continue;
+		info->count++;
+		nonzero |= kl.addr != 0;
+		if (!info->min_addr || kl.addr < info->min_addr)
+			info->min_addr = kl.addr;
+		i = kallsyms__lower_bound(addrs, n, kl.addr);
+		if (i == n)
+			continue;
+		if (kl.mod)
+			snprintf(full, sizeof(full), "%s [%s]", kl.name, kl.mod);
+		else
+			snprintf(full, sizeof(full), "%s", kl.name);
+		if (ksym_best__worse(&best[i], &kl, full)) {
+			err = ksym_best__set(&best[i], &kl, full);
+			if (err)
+				break;
+		}
+	}
+	free(line);
+	if (!err && ferror(f))
+		err = -EIO;
+	info->restricted = info->count && !nonzero;
+	return err;
+}
+
+int kallsyms__resolve(const char *path, const uint64_t *addrs, size_t n, char **names,
+		      struct kallsyms_info *info)
+{
+	struct ksym_best *best;
+	const char *last = NULL;
+	FILE *f;
+	size_t i;
+	int err;
+
+	memset(info, 0, sizeof(*info));
+	for (i = 0; i < n; i++)
+		names[i] = NULL;
+	best = calloc(n ? n : 1, sizeof(*best));
+	if (!best)
+		return -ENOMEM;
+	f = fopen(path, "re");
+	if (!f) {
+		err = -errno;
+		goto cleanup;
+	}
+	err = kallsyms__stream(f, addrs, n, best, info);
+	fclose(f);
+	if (err || info->restricted)
+		goto cleanup;
+	for (i = 0; i < n; i++) {
+		if (best[i].name)
+			last = best[i].name;
+		if (last && !(names[i] = strdup(last))) {
+			err = -ENOMEM;
+			goto cleanup;
+		}
+	}
+cleanup:
+	for (i = 0; err && i < n; i++) {
+		free(names[i]);
+		names[i] = NULL;
+	}
+	for (i = 0; i < n; i++)
+		free(best[i].name);
+	free(best);
+	return err;
 }

@@ -1,4 +1,5 @@
-/* Private to sym/: /proc/kallsyms text symbols, sorted for binary search. */
+/* Private to sym/: /proc/kallsyms text symbols, either all of them sorted for binary search, or
+ * only those that name a given set of addresses, read in one streamed pass. */
 #ifndef CPROF_SYM_KALLSYMS_H
 #define CPROF_SYM_KALLSYMS_H
 
@@ -19,5 +20,18 @@ bool kallsyms__restricted(const struct kallsyms *k);
 size_t kallsyms__count(const struct kallsyms *k);
 /* The lowest symbol address, 0 when there is none. */
 uint64_t kallsyms__min_addr(const struct kallsyms *k);
+
+/* What one pass over the file saw. */
+struct kallsyms_info {
+	size_t count;	   /* text symbols */
+	uint64_t min_addr; /* the lowest of their addresses */
+	bool restricted;   /* every address read as zero */
+};
+
+/* Resolves n sorted, distinct addresses in one pass over the file, keeping nothing else:
+ * names[i] is what kallsyms__lookup would return for addrs[i], malloc'd (the caller frees it),
+ * or NULL (none, or restricted). Returns 0 or -errno (then every names[i] is NULL). */
+int kallsyms__resolve(const char *path, const uint64_t *addrs, size_t n, char **names,
+		      struct kallsyms_info *info);
 
 #endif

@@ -18,6 +18,7 @@
 #include "sym/symbolizer.h"
 #include "util/hashmap.h"
 #include "util/log.h"
+#include "util/mem.h"
 
 #define KALLSYMS_PATH  "/proc/kallsyms"
 #define KERNEL_MAPPING "[kernel.kallsyms]"
@@ -79,8 +80,10 @@ struct symbolizer {
 	struct hashmap *strings; /* interned strings, key == value */
 	struct ptr_vec mods;	 /* every struct sym_module; they live until symbolizer__free */
 	struct ptr_vec mappings; /* every struct sym_mapping handed out */
-	struct kallsyms *ksyms;
+	struct kallsyms *ksyms;	 /* the whole table, read when an address was not prepared */
 	bool ksyms_tried;
+	struct hashmap *kaddrs; /* prepared kernel lookup address -> interned name, or NULL */
+	bool kernel_streamed;	/* kernel_mapping was set from a streamed pass */
 	struct sym_mapping kernel_mapping;
 };
 
@@ -177,7 +180,8 @@ struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts)
 	s->strings = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
 	s->addrs = hashmap__new(sym_addr_key__hash, sym_addr_key__equal, NULL);
 	s->demangled = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
-	if (!s->procs || !s->modules || !s->strings || !s->addrs || !s->demangled ||
+	s->kaddrs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!s->procs || !s->modules || !s->strings || !s->addrs || !s->demangled || !s->kaddrs ||
 	    (s->opts.debug_dir && !s->debug_dir)) {
 		symbolizer__free(s);
 		return NULL;
@@ -231,6 +235,7 @@ void symbolizer__free(struct symbolizer *s)
 		hashmap__for_each(s->addrs, symbolizer__free_string, NULL);
 	hashmap__free(s->addrs);
 	hashmap__free(s->demangled);
+	hashmap__free(s->kaddrs);
 	free(s->debug_dir);
 	hashmap__free(s->modules);
 	for (i = 0; i < s->mods.n; i++)
@@ -780,7 +785,9 @@ static int symbolizer__resolve(struct symbolizer *s, struct sym_module *m, uint6
 	return 0;
 }
 
-/* Remembers res for (m, vaddr). A full cache is emptied first, which bounds its memory. */
+/* Remembers res for (m, vaddr), also when it found nothing (nframes 0: the caller's stub), so
+ * that a prepared address never reopens a file's DWARF. A full cache is emptied first, which
+ * bounds its memory. */
 static void symbolizer__cache(struct symbolizer *s, const struct sym_module *m, uint64_t vaddr,
 			      const struct sym_result *res)
 {
@@ -853,17 +860,15 @@ int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_ret
 		c = found;
 		res->nframes = c->nframes;
 		memcpy(res->frames, c->frames, c->nframes * sizeof(c->frames[0]));
-		symbolizer__mapping_flags(e->mapping, e->module);
-		return 0;
-	}
-	err = symbolizer__resolve(s, e->module, vaddr, res);
-	if (err)
-		return err;
-	symbolizer__mapping_flags(e->mapping, e->module);
-	if (res->nframes) {
+	} else {
+		err = symbolizer__resolve(s, e->module, vaddr, res);
+		if (err)
+			return err;
 		symbolizer__cache(s, e->module, vaddr, res);
-		return 0;
 	}
+	symbolizer__mapping_flags(e->mapping, e->module);
+	if (res->nframes)
+		return 0;
 stub:
 	return symbolizer__stub(s, res, e->mapping, e->base, addr - e->start + e->offset);
 }
@@ -903,15 +908,14 @@ int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr, str
 		res->nframes = ((struct sym_cached *)found)->nframes;
 		memcpy(res->frames, ((struct sym_cached *)found)->frames,
 		       res->nframes * sizeof(res->frames[0]));
-		return 0;
-	}
-	err = symbolizer__resolve(s, m, vaddr, res);
-	if (err)
-		return err;
-	if (res->nframes) {
+	} else {
+		err = symbolizer__resolve(s, m, vaddr, res);
+		if (err)
+			return err;
 		symbolizer__cache(s, m, vaddr, res);
-		return 0;
 	}
+	if (res->nframes)
+		return 0;
 	return symbolizer__set_frame(s, res, NULL, symbolizer__intern(s, "??"));
 }
 
@@ -920,7 +924,9 @@ static void symbolizer__load_kallsyms(struct symbolizer *s)
 	int err;
 
 	s->ksyms_tried = true;
+	mem__checkpoint("kallsyms start");
 	err = kallsyms__load(KALLSYMS_PATH, &s->ksyms);
+	mem__checkpoint("kallsyms loaded");
 	if (err) {
 		pr_warn("cannot read %s: %s; kernel frames stay unsymbolized\n", KALLSYMS_PATH,
 			strerror(-err));
@@ -938,12 +944,225 @@ int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, stru
 {
 	uint64_t look = is_return && addr ? addr - 1 : addr;
 	const char *name = NULL;
+	void *found;
 
-	if (!s->opts.no_kernel && !s->ksyms_tried)
-		symbolizer__load_kallsyms(s);
-	if (s->ksyms)
-		name = kallsyms__lookup(s->ksyms, look);
+	if (s->kaddrs && hashmap__find(s->kaddrs, (void *)(uintptr_t)look, &found)) {
+		name = found;
+	} else {
+		if (!s->opts.no_kernel && !s->ksyms_tried)
+			symbolizer__load_kallsyms(s);
+		if (s->ksyms)
+			name = kallsyms__lookup(s->ksyms, look);
+	}
 	if (name)
 		return symbolizer__set_frame(s, res, &s->kernel_mapping, name);
 	return symbolizer__stub(s, res, &s->kernel_mapping, NULL, addr);
+}
+
+static int u64_cmp(const void *pa, const void *pb)
+{
+	uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+
+	return a < b ? -1 : a > b;
+}
+
+static void symbolizer__kernel_info(struct symbolizer *s, const struct kallsyms_info *info)
+{
+	if (s->kernel_streamed)
+		return;
+	s->kernel_streamed = true;
+	if (info->restricted)
+		pr_warn("%s shows no addresses (kernel.kptr_restrict); kernel frames stay "
+			"unsymbolized\n",
+			KALLSYMS_PATH);
+	s->kernel_mapping.start = info->restricted ? 0 : info->min_addr;
+	s->kernel_mapping.has_functions = !info->restricted && info->count > 0;
+}
+
+/* The kernel addresses of reqs that are not known yet, as lookup addresses, sorted, distinct. */
+static uint64_t *symbolizer__kernel_misses(struct symbolizer *s, const struct sym_request *reqs,
+					   size_t n, size_t *nout)
+{
+	uint64_t *looks, look;
+	size_t i, k = 0;
+
+	*nout = 0;
+	looks = malloc((n ? n : 1) * sizeof(*looks));
+	if (!looks)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (!reqs[i].kernel)
+			continue;
+		look = reqs[i].is_return && reqs[i].addr ? reqs[i].addr - 1 : reqs[i].addr;
+		/* (0 is no hashmap key: such a frame takes the unprepared path.) */
+		if (look && !hashmap__find(s->kaddrs, (void *)(uintptr_t)look, NULL))
+			looks[k++] = look;
+	}
+	qsort(looks, k, sizeof(*looks), u64_cmp);
+	for (i = 0; i < k; i++)
+		if (!*nout || looks[*nout - 1] != looks[i])
+			looks[(*nout)++] = looks[i];
+	return looks;
+}
+
+static int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *reqs,
+				      size_t n)
+{
+	struct kallsyms_info info;
+	const char *name;
+	uint64_t *looks;
+	char **names = NULL;
+	size_t nl, i;
+	int err = 0;
+
+	/* Not read (--no-kernel), or found unreadable: kernel frames are stubs anyway. */
+	if (s->opts.no_kernel || (s->ksyms_tried && !s->ksyms) || !s->kaddrs)
+		return 0;
+	looks = symbolizer__kernel_misses(s, reqs, n, &nl);
+	if (!looks)
+		return -ENOMEM;
+	if (!nl || s->ksyms) /* nothing new, or the whole table is already read */
+		goto cleanup;
+	if (hashmap__size(s->kaddrs) + nl > s->opts.max_cached_addrs) {
+		/* Emptied when full, as the address cache is: that bounds its memory. */
+		hashmap__free(s->kaddrs);
+		s->kaddrs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+		if (!s->kaddrs) {
+			err = -ENOMEM;
+			goto cleanup;
+		}
+	}
+	names = calloc(nl, sizeof(*names));
+	if (!names) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	err = kallsyms__resolve(KALLSYMS_PATH, looks, nl, names, &info);
+	if (err == -ENOMEM)
+		goto cleanup;
+	if (err) {
+		pr_warn("cannot read %s: %s; kernel frames stay unsymbolized\n", KALLSYMS_PATH,
+			strerror(-err));
+		s->ksyms_tried = true;
+		err = 0;
+		goto cleanup;
+	}
+	symbolizer__kernel_info(s, &info);
+	for (i = 0; i < nl && !err; i++) {
+		name = names[i] ? symbolizer__intern(s, names[i]) : NULL;
+		if (names[i] && !name)
+			err = -ENOMEM;
+		else
+			err = hashmap__insert(s->kaddrs, (void *)(uintptr_t)looks[i], (void *)name);
+	}
+cleanup:
+	for (i = 0; names && i < nl; i++)
+		free(names[i]);
+	free(names);
+	free(looks);
+	return err;
+}
+
+/* A user address to resolve: the file and its link-time address. */
+struct sym_pending {
+	struct sym_module *module;
+	uint64_t vaddr;
+};
+
+static int sym_pending__cmp(const void *pa, const void *pb)
+{
+	const struct sym_pending *a = pa, *b = pb;
+
+	if (a->module != b->module)
+		return (uintptr_t)a->module < (uintptr_t)b->module ? -1 : 1;
+	return a->vaddr < b->vaddr ? -1 : a->vaddr > b->vaddr;
+}
+
+/* Whether (m, vaddr) is resolved already. */
+static bool symbolizer__cached(struct symbolizer *s, const struct sym_module *m, uint64_t vaddr)
+{
+	struct sym_addr_key key = {.module = m, .vaddr = vaddr};
+
+	return s->addrs && hashmap__find(s->addrs, &key, NULL);
+}
+
+/* The user addresses of reqs that are in a file and not resolved yet. */
+static int symbolizer__user_misses(struct symbolizer *s, const struct sym_request *reqs, size_t n,
+				   struct sym_pending **out, size_t *nout)
+{
+	const struct sym_entry *e;
+	struct sym_pending *p;
+	struct sym_proc *proc;
+	uint64_t look, vaddr;
+	size_t i, k = 0;
+	int err;
+
+	*out = NULL;
+	*nout = 0;
+	p = malloc((n ? n : 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (reqs[i].kernel)
+			continue;
+		err = symbolizer__proc(s, reqs[i].pid, &proc);
+		if (err) {
+			free(p);
+			return err;
+		}
+		look = reqs[i].is_return && reqs[i].addr ? reqs[i].addr - 1 : reqs[i].addr;
+		e = sym_proc__find(proc, look);
+		if (!e || e->anon || !e->module ||
+		    sym_module__offset_to_vaddr(e->module, look - e->start + e->offset, &vaddr) ||
+		    symbolizer__cached(s, e->module, vaddr))
+			continue;
+		p[k++] = (struct sym_pending){e->module, vaddr};
+	}
+	qsort(p, k, sizeof(*p), sym_pending__cmp);
+	for (i = 0; i < k; i++)
+		if (!*nout || sym_pending__cmp(&p[*nout - 1], &p[i]))
+			p[(*nout)++] = p[i];
+	*out = p;
+	return 0;
+}
+
+/* Closes m's DWARF reader now (release_dwarf): what it resolved is in the address cache. */
+static void symbolizer__close_dwarf(struct symbolizer *s, struct sym_module *m)
+{
+	for (int i = 0; i < s->nopen_dwarf; i++) {
+		if (s->open_dwarf[i].module == m) {
+			s->open_dwarf[i] = s->open_dwarf[--s->nopen_dwarf];
+			break;
+		}
+	}
+	if (!sym_module__dwarf_absent(m))
+		sym_module__drop_dwarf(m);
+}
+
+static int symbolizer__prepare_user(struct symbolizer *s, const struct sym_request *reqs, size_t n)
+{
+	struct sym_pending *p;
+	struct sym_result res;
+	size_t np, i;
+	int err;
+
+	err = symbolizer__user_misses(s, reqs, n, &p, &np);
+	if (err)
+		return err;
+	for (i = 0; i < np && !err; i++) {
+		err = symbolizer__resolve(s, p[i].module, p[i].vaddr, &res);
+		if (!err)
+			symbolizer__cache(s, p[i].module, p[i].vaddr, &res);
+		if (s->opts.release_dwarf && (i + 1 == np || p[i + 1].module != p[i].module))
+			symbolizer__close_dwarf(s, p[i].module);
+	}
+	free(p);
+	return err;
+}
+
+int symbolizer__prepare(struct symbolizer *s, struct sym_request *reqs, size_t n)
+{
+	int err = symbolizer__prepare_kernel(s, reqs, n);
+
+	return err ? err : symbolizer__prepare_user(s, reqs, n);
 }

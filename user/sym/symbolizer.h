@@ -51,6 +51,10 @@ struct symbolizer_opts {
 	/* Bounds of the caches; 0 for the defaults below (tests set small ones). */
 	size_t max_cached_addrs;
 	int max_dwarf_open;
+	/* symbolizer__prepare closes each file's DWARF reader once it is done with the file, so
+	 * one file's DWARF is in memory at a time (one-shot captures; a long-lived symbolizer
+	 * keeps them open, up to max_dwarf_open). */
+	bool release_dwarf;
 };
 
 /* Bounds of the caches (see README.md, "Symbols"): resolved addresses kept per symbolizer
@@ -73,6 +77,23 @@ int symbolizer__add_pid(struct symbolizer *s, pid_t pid);
 bool symbolizer__has_pid(struct symbolizer *s, pid_t pid);
 /* Forgets pid's snapshot (pid reuse). */
 void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
+
+/* One address a caller is about to ask about (symbolizer__user or symbolizer__kernel). */
+struct sym_request {
+	uint64_t addr;
+	pid_t pid; /* user addresses */
+	bool kernel;
+	bool is_return;
+};
+
+/* Resolves a batch of addresses into the symbolizer's caches, in the order that costs least:
+ * kernel addresses in one streamed pass over /proc/kallsyms that keeps only the symbols that
+ * name them (the whole table is never held), user addresses file by file and in address order
+ * within a file (with release_dwarf, each file's DWARF is closed before the next is read).
+ * The calls that follow for these addresses are cache hits. Optional: without it every call
+ * resolves on its own (and the first kernel address reads the whole of /proc/kallsyms).
+ * Sorts reqs. Returns 0 or -ENOMEM. */
+int symbolizer__prepare(struct symbolizer *s, struct sym_request *reqs, size_t n);
 
 /* Resolves a user-space address of pid. is_return: addr is a return address (every frame but
  * the leaf), so look up addr - 1. Unknown pid: the pid is added first. Never fails: an address
