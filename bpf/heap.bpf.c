@@ -23,6 +23,9 @@ const volatile __u64 sample_bytes = 512 * 1024;
 /* Benchmark only (CPROF_BENCH_EMPTY_PROBES=1): every program returns at once, so that the cost
  * of the traps at exactly our probe sites can be told from the cost of our BPF work. */
 const volatile bool empty_probes = false;
+/* --heap-alloc-only: the free family is not probed, so nothing enters `live` and realloc does
+ * not release its old block; only alloc_* is counted. */
+const volatile bool alloc_only = false;
 /* Exponential variates of mean sample_bytes, filled by user space. */
 const volatile __u64 intervals[HEAP_NINTERVALS];
 
@@ -254,6 +257,9 @@ static __always_inline void heap_record(struct pt_regs *ctx, __u32 pid, __u64 ad
 		return;
 	__sync_fetch_and_add(&v->alloc_objects, 1);
 	__sync_fetch_and_add(&v->alloc_bytes, size);
+	proc_seen(pid);
+	if (alloc_only)
+		return;
 	filter_add(addr, 1);
 	err = bpf_map_update_elem(&live, &a, &key, BPF_NOEXIST);
 	if (err == -EEXIST) {
@@ -269,7 +275,6 @@ static __always_inline void heap_record(struct pt_regs *ctx, __u32 pid, __u64 ad
 		__sync_fetch_and_add(&v->inuse_objects, 1);
 		__sync_fetch_and_add(&v->inuse_bytes, size);
 	}
-	proc_seen(pid);
 }
 
 static __always_inline int heap_exit(struct pt_regs *ctx)
@@ -286,7 +291,7 @@ static __always_inline int heap_exit(struct pt_regs *ctx)
 		return 0;
 	t->active_sp = 0;
 	/* realloc gave the old block back: moved, resized in place, or freed by size 0. */
-	if (t->kind == HEAP_KIND_REALLOC && t->old_ptr && (ret || t->size == 0))
+	if (!alloc_only && t->kind == HEAP_KIND_REALLOC && t->old_ptr && (ret || t->size == 0))
 		heap_release(t->old_ptr, UNKNOWN_COUNT);
 	if (!t->sampled)
 		return 0;

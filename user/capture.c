@@ -304,6 +304,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.max_keys = o->max_keys,
 		.heap_sample_bytes = o->heap_sample_bytes,
 		.heap_max_live = o->heap_max_live,
+		.heap_alloc_only = o->heap_alloc_only,
 		.exe_hint = o->exe_hint,
 		.unwind_mode = o->unwind,
 		.unwind_mem = o->unwind_mem,

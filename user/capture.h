@@ -33,6 +33,7 @@ struct capture_opts {
 	bool no_kernel;
 	uint64_t heap_sample_bytes; /* heap: 0 = default */
 	uint32_t heap_max_live;	    /* heap: 0 = default */
+	bool heap_alloc_only;	    /* heap: free family not probed, alloc_* only */
 	const char *exe_hint;	    /* heap, `-- CMD`: the command not exec'd yet; may be NULL */
 	int unwind;		    /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
 	uint64_t unwind_mem;	    /* bytes of unwind tables at most; 0 = default */

@@ -45,6 +45,7 @@ static const char usage[] =
 	"      --heap-sample-bytes N  heap: sample one allocation per N bytes on average\n"
 	"                           (default 524288, as Go; 1 = every allocation)\n"
 	"      --heap-max-live N    heap: sampled blocks tracked until freed (default 262144)\n"
+	"      --heap-alloc-only    heap: allocations only (alloc_*; no free probes, no inuse_*)\n"
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     offcpu: count only off-CPU intervals of at least USEC\n"
 	"      --demangle MODE      full (default) or none\n"
@@ -185,6 +186,7 @@ enum {
 	OPT_DEMANGLE,
 	OPT_HEAP_SAMPLE_BYTES,
 	OPT_HEAP_MAX_LIVE,
+	OPT_HEAP_ALLOC_ONLY,
 	OPT_DEBUG_DIR,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
@@ -208,6 +210,7 @@ static const struct option long_opts[] = {
 	{"demangle", required_argument, NULL, OPT_DEMANGLE},
 	{"heap-sample-bytes", required_argument, NULL, OPT_HEAP_SAMPLE_BYTES},
 	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
+	{"heap-alloc-only", no_argument, NULL, OPT_HEAP_ALLOC_ONLY},
 	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
@@ -303,6 +306,9 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->heap_max_live = (uint32_t)v;
+		return 0;
+	case OPT_HEAP_ALLOC_ONLY:
+		o->heap_alloc_only = true;
 		return 0;
 	case OPT_DEBUG_DIR:
 		if (arg[0] != '/') {
@@ -405,6 +411,15 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	}
 	if (o->min_block_us >= 0 && collector__find(o->type) != collector__find("offcpu")) {
 		pr_err("--min-block applies to -t offcpu\n");
+		return -EINVAL;
+	}
+	if (o->heap_alloc_only && collector__find(o->type) != collector__find("heap")) {
+		pr_err("--heap-alloc-only applies to -t heap\n");
+		return -EINVAL;
+	}
+	if (o->heap_alloc_only && o->heap_max_live) {
+		pr_err("--heap-max-live has no use with --heap-alloc-only (no block is tracked "
+		       "until freed)\n");
 		return -EINVAL;
 	}
 	ntargets = (o->npids > 0) + o->all + (o->cmd != NULL);

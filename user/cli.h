@@ -31,6 +31,7 @@ struct record_opts {
 	const char *debug_dir;	    /* --debug-dir: root of separate debug files, NULL: default */
 	uint64_t heap_sample_bytes; /* --heap-sample-bytes: mean bytes between heap samples */
 	uint32_t heap_max_live;	    /* --heap-max-live: sampled blocks tracked until freed */
+	bool heap_alloc_only;	    /* --heap-alloc-only: no free probes, alloc_* only */
 
 	/* --min-wait (mutex), --min-block (offcpu) in microseconds, -1 = not given */
 	long min_wait_us;

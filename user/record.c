@@ -184,6 +184,7 @@ static int run(struct session *s)
 		.no_kernel = o->no_kernel,
 		.heap_sample_bytes = o->heap_sample_bytes,
 		.heap_max_live = o->heap_max_live,
+		.heap_alloc_only = o->heap_alloc_only,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = min_wait_ns(o),

@@ -39,6 +39,7 @@ struct collect_opts {
 	int unwind_mode; /* enum cprof_unwind_mode: how user stacks are walked */
 	uint64_t heap_sample_bytes; /* heap: mean bytes between samples; 0 = default, 1 = all */
 	uint32_t heap_max_live;	    /* heap: live-map entries; 0 = default */
+	bool heap_alloc_only;	    /* heap: free family not probed, alloc_* only */
 	/* heap, `-- CMD`: the command, whose gated child has not exec'd it yet. May be NULL. */
 	const char *exe_hint;
 	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */

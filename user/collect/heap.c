@@ -106,9 +106,11 @@ struct heap_priv {
 	int *session_fds; /* those links (libbpf 1.1 cannot make them: raw bpf(2)) */
 	size_t nsession, session_cap;
 	uint64_t sample_bytes;
-	bool quiet; /* attach failures are expected (-a, processes that may be gone) */
+	bool alloc_only; /* --heap-alloc-only: the free family is not probed */
+	bool quiet;	 /* attach failures are expected (-a, processes that may be gone) */
 	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
 	int nprobed;
+	bool probed_func[NFUNCS]; /* functions probed in some object, for the comments */
 };
 
 static const char *base_name(const char *path)
@@ -367,7 +369,7 @@ static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_ob
 		for (size_t f = 0; f < NFUNCS; f++) {
 			const struct heap_obj *o;
 
-			if (prov[f] < 0)
+			if (prov[f] < 0 || (p->alloc_only && is_release(progs[f])))
 				continue;
 			o = &objs[prov[f]];
 			if (p->session && (progs[f] == PROG_MALLOC || progs[f] == PROG_CALLOC) &&
@@ -394,6 +396,7 @@ static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_ob
 			if (err)
 				return err;
 			note_probed(p, o->path);
+			p->probed_func[f] = true;
 		}
 	}
 	return 0;
@@ -691,6 +694,7 @@ static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->want_kern_stack = false; /* the probes fire in user mode */
 	p->skel->rodata->sample_bytes = p->sample_bytes;
+	p->skel->rodata->alloc_only = p->alloc_only;
 	fill_intervals(p->skel, p->sample_bytes);
 	p->skel->rodata->empty_probes = getenv("CPROF_BENCH_EMPTY_PROBES") != NULL;
 	if (o->max_keys)
@@ -699,6 +703,8 @@ static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
 	if (o->heap_max_live)
 		bpf_map__set_max_entries(p->skel->maps.live, o->heap_max_live);
+	if (p->alloc_only)
+		bpf_map__set_max_entries(p->skel->maps.live, 1); /* never used */
 	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
 	return heap_bpf__load(p->skel);
 }
@@ -714,6 +720,7 @@ static int heap_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->sample_bytes = o->heap_sample_bytes ? o->heap_sample_bytes : HEAP_DEFAULT_SAMPLE_BYTES;
+	p->alloc_only = o->heap_alloc_only;
 
 	/* With uprobe sessions if the kernel loads them, else without. */
 	err = heap_load(c, p, true);
@@ -832,10 +839,28 @@ static void heap_comments(struct collector *c, struct pprof_builder *b)
 			"as "
 			"Go's runtime/pprof does, to estimate true totals",
 			(unsigned long long)p->sample_bytes, (unsigned long long)p->sample_bytes);
+	char rel[512] = "";
+	size_t len = 0;
+
 	for (int i = 0; i < p->nprobed; i++)
 		pprof_builder__add_comment(b, "heap: probes in %s", p->probed[i]);
-	pprof_builder__add_comment(b, "heap: allocations made before the probes attached are "
-				      "invisible; in-use counts what was sampled and not freed");
+	for (size_t f = 0; f < NFUNCS; f++)
+		if (p->probed_func[f] && is_release(funcs[f].prog) && len < sizeof(rel) - 1)
+			len += snprintf(rel + len, sizeof(rel) - len, "%s%s", len ? ", " : "",
+					funcs[f].name);
+	pprof_builder__add_comment(b, "heap: release functions probed: %s", len ? rel : "none");
+	if (p->alloc_only)
+		pprof_builder__add_comment(
+			b,
+			"heap: --heap-alloc-only: in-use was not tracked (free, operator delete "
+			"and sdallocx were not probed, to save their trap on every call), so the "
+			"profile has alloc_objects and alloc_space only; realloc counts as an "
+			"allocation of its new size");
+	pprof_builder__add_comment(
+		b,
+		"heap: allocations made before the probes attached are "
+		"invisible%s",
+		p->alloc_only ? "" : "; in-use counts what was sampled and not freed");
 	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_HEAP_UNKNOWN_FREE])
 		pprof_builder__add_comment(
 			b,
@@ -886,6 +911,12 @@ static void heap_pprof_config(const struct collector *c, struct pprof_config *cf
 	cfg->period_type = (struct pprof_value_type){"space", "bytes"};
 	cfg->period = p ? (int64_t)p->sample_bytes : HEAP_DEFAULT_SAMPLE_BYTES;
 	cfg->default_sample_type = "inuse_space";
+	/* --heap-alloc-only: in-use was not tracked (no free was seen), so there are no inuse_*
+	 * types at all: zeros there would read as "nothing in use". */
+	if (p && p->alloc_only) {
+		cfg->nvalues = 2;
+		cfg->default_sample_type = "alloc_space";
+	}
 }
 
 const struct collector_ops heap_collector_ops = {
