@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import (assert_no_sanitizer, build, go_pprof, pprof_top, pprof_traces,
-                      profile_gated, read_until, run_cprof, start_cprof)
+from conftest import (assert_no_sanitizer, build, go_pprof, go_pprof_run, pprof_top,
+                      pprof_traces, profile_gated, read_until, run_cprof, start_cprof)
 
 FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
 
@@ -243,3 +243,119 @@ def test_command(workdir):
     run_cprof("-t", "heap", "--heap-sample-bytes", 1, "-o", out, "--", exe, "now")
     objs, _ = values(out, "alloc_objects")
     assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs
+
+
+def uprobe_links(pid):
+    """The uprobe links process pid holds (uprobe_multi, sessions, perf_event uprobes), from
+    /proc/PID/fdinfo: what the kernel says is attached, independently of our comments."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            info = open(f"/proc/{pid}/fdinfo/{fd}").read()
+        except OSError:
+            continue
+        for t in ("uprobe_multi", "uretprobe_multi", "perf_event"):
+            if f"link_type:\t{t}\n" in info:
+                n += 1
+    return n
+
+
+def profile_counting_links(exe, out, *args, mode=None, timeout=60):
+    """profile_pattern, also counting cprof-bpf's uprobe links once it is profiling."""
+    w = subprocess.Popen([exe] + ([mode] if mode else []), stdout=subprocess.PIPE, text=True)
+    p = None
+    try:
+        assert w.stdout.readline().startswith("ready")
+        p = start_cprof("-t", "heap", "-d", 60, "-o", out, *args, "-v", "-p", w.pid)
+        err = read_until(p.stderr, "profiling", timeout)
+        assert "profiling" in err, err
+        links = uprobe_links(p.pid)
+        w.send_signal(signal.SIGUSR1)
+        assert w.communicate(timeout=timeout)[0].startswith("done")
+        err += p.communicate(timeout=timeout)[1]
+        assert p.returncode == 0, err
+        assert_no_sanitizer(err)
+        return links
+    finally:
+        for proc in (w, p):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def released_funcs(path):
+    line = [l for l in go_pprof("-comments", path).splitlines()
+            if l.startswith("heap: release functions probed: ")]
+    assert len(line) == 1, line
+    names = line[0].split(": ", 2)[2]
+    return [] if names == "none" else names.split(", ")
+
+
+@pytest.mark.parametrize("fixture", ["c-glibc", "cxx-jemalloc"])
+def test_alloc_only_exact_and_no_free_probes(fixture, heapload, workdir):
+    if fixture == "c-glibc":
+        exe, mode = heapload, "exact"
+    else:
+        exe, mode = build_cxx(workdir, "heapload-cxx-jemalloc", extra=("-ljemalloc",)), None
+    full = os.path.join(workdir, f"heap-ao-full-{fixture}.pb.gz")
+    ao = os.path.join(workdir, f"heap-ao-{fixture}.pb.gz")
+    nfull = profile_counting_links(exe, full, "--heap-sample-bytes", 1, mode=mode)
+    nao = profile_counting_links(exe, ao, "--heap-sample-bytes", 1, "--heap-alloc-only",
+                                 mode=mode)
+    # The full profile probes free (and, with jemalloc, its operator delete and sdallocx);
+    # alloc-only probes none of them, and exactly those links are missing.
+    rel = released_funcs(full)
+    assert "free" in rel and (fixture == "c-glibc" or "sdallocx" in rel), rel
+    assert released_funcs(ao) == [] and nao == nfull - len(rel) and nao > 0, (nfull, nao, rel)
+    objs, _ = values(ao, "alloc_objects")
+    space, _ = values(ao, "alloc_space")
+    if fixture == "c-glibc":
+        # Same alloc counts as the full profile: realloc counts its new size, as it does there.
+        for site, (n, nbytes, _) in EXACT.items():
+            assert objs.get(site) == n, (site, objs)
+            assert space.get(site) == nbytes, (site, space)
+    else:
+        assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs
+    full_objs, _ = values(full, "alloc_objects")
+    assert objs == full_objs, (objs, full_objs)
+    # Only the two alloc types; in-use is absent, not zero.
+    raw = go_pprof("-raw", ao)
+    assert "\nalloc_objects/count alloc_space/bytes[dflt]\n" in raw, raw[:800]
+    assert "inuse_" not in raw, raw[:800]
+    r = go_pprof_run("-top", "-sample_index=inuse_space", ao)
+    assert r.returncode != 0 and "must be one of: [alloc_objects alloc_space]" in r.stderr, \
+        r.stderr
+    comments = go_pprof("-comments", ao)
+    assert "in-use was not tracked" in comments and "frees of untracked" not in comments, \
+        comments
+
+
+def test_alloc_only_top_and_folded_show_alloc_space(heapload, workdir):
+    top = os.path.join(workdir, "heap-ao-top.txt")
+    profile_pattern(heapload, top, "--heap-sample-bytes", 1, "--heap-alloc-only", "--format",
+                    "top", "--top", 0, mode="exact")
+    text = open(top).read()
+    # The churn site frees all it allocates: a row of its 1000000 allocated bytes (976.56kB) is
+    # alloc_space; inuse_space would have nothing there.
+    churn = [l.split() for l in text.splitlines() if l.endswith(" churn_site")]
+    assert churn and churn[0][0] == "976.56kB", text
+    folded = os.path.join(workdir, "heap-ao.folded")
+    profile_pattern(heapload, folded, "--heap-sample-bytes", 1, "--heap-alloc-only", "--format",
+                    "folded", mode="exact")
+    sums = {}
+    for line in open(folded).read().splitlines():
+        stack, n = line.rsplit(" ", 1)
+        leaf = stack.split(";")[-1].split(".constprop")[0].split(".isra")[0]
+        sums[leaf] = sums.get(leaf, 0) + int(n)
+    # Bytes allocated (the churn site frees all it allocates: 0 in use, 1000000 allocated).
+    for site, (_, nbytes, _) in EXACT.items():
+        assert sums.get(site) == nbytes, (site, sums)
+
+
+def test_alloc_only_bad_combinations():
+    for args in (["-t", "cpu", "--heap-alloc-only"],
+                 ["-t", "heap", "--heap-alloc-only", "--heap-max-live", "1000"]):
+        r = run_cprof(*args, "-p", "1", "-d", 1, check=False)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 2 and len(err.splitlines()) == 1 and "--heap-alloc-only" in err, \
+            err
