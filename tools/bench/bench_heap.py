@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Heap profiling overhead, side by side in one run: malloc/free pairs per second of a
 malloc-heavy workload (THREADS threads of 16-256 byte pairs, tools/bench/mallocstorm.c) with no
-profiler, under cprof-bpf -t heap (default sampling, and --heap-sample-bytes 1), under bcc's
-memleak-bpfcc -p PID, and the floors: cprof-bpf's own probes running programs that return at
-once, and empty bpftrace probes that only count (one uprobe on malloc; uprobe + uretprobe on
-malloc and uprobe on free). Throughput is measured only once the profiler is attached; the CPU
+profiler, under cprof-bpf -t heap (default sampling, --heap-sample-bytes 1, and
+--heap-alloc-only: no free probe, one trap a pair), under bcc's memleak-bpfcc -p PID, and the
+floors: cprof-bpf's own probes running programs that return at once, and empty bpftrace probes
+that only count (one uprobe on malloc; uprobe + uretprobe on malloc and uprobe on free). Throughput is measured only once the profiler is attached; the CPU
 time the workload used in that window gives ns per pair that a loaded machine does not distort
 as much as wall-clock throughput.
 
@@ -248,6 +248,7 @@ def main():
     configs = [("none", None),
                ("cprof-bpf -t heap", cprof()),
                ("cprof-bpf -t heap, sample-bytes 1", cprof("--heap-sample-bytes", "1")),
+               ("cprof-bpf -t heap --heap-alloc-only", cprof("--heap-alloc-only")),
                ("cprof-bpf's probes, empty programs", cprof_empty)]
     if peer("bpftrace"):
         def bpftrace(with_ret_free):
