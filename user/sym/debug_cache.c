@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "sym/debug_cache.h"
+#include "util/dir.h"
 #include "util/log.h"
 
 /* Read and write in pieces of this size: the memory a copy costs. */
@@ -21,6 +22,9 @@
 /* A section claiming more than this uncompressed is not copied (libdw gets the file as it is):
  * a corrupt or hostile header should not fill the disk. */
 #define MAX_SECTION (4ull << 30)
+
+/* The copies kept, in all: beyond it the least recently used go (CPROF_CACHE_MAX_MB overrides). */
+#define CACHE_MAX_MB 512
 
 /* The cache directory, or NULL when off. Returns a static buffer. */
 static const char *debug_cache__dir(char *buf, size_t len)
@@ -316,6 +320,45 @@ cleanup:
 	return err;
 }
 
+/* Keeps the copies in dir within the budget: the least recently used (mtime, which a hit
+ * renews) are removed first, never keep (the copy just made). Best effort: a copy another
+ * process still has open stays readable to it after the unlink. */
+static void debug_cache__trim(const char *dir, const char *keep)
+{
+	const char *env = getenv("CPROF_CACHE_MAX_MB");
+	uint64_t max = CACHE_MAX_MB, total = 0;
+	struct dir_file *files = NULL;
+	size_t n = 0, i;
+	int dfd;
+
+	if (env && env[0]) {
+		char *end;
+		unsigned long long v = strtoull(env, &end, 10);
+
+		if (*end == '\0' && env[0] != '-')
+			max = v;
+	}
+	max <<= 20;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	if (dir__list(dfd, ".debug", dir_file__cmp_mtime, &files, &n) == 0) {
+		for (i = 0; i < n; i++)
+			total += files[i].size;
+		for (i = 0; i < n && total > max; i++) {
+			if (strcmp(files[i].name, keep) == 0)
+				continue;
+			if (unlinkat(dfd, files[i].name, 0) == 0) {
+				pr_debug("debug cache: removed %s (over %llu MiB)\n", files[i].name,
+					 (unsigned long long)(max >> 20));
+				total -= files[i].size;
+			}
+		}
+	}
+	free(files);
+	close(dfd);
+}
+
 int debug_cache__open(int fd, const char *build_id, char **path)
 {
 	char root[PATH_MAX], dir[PATH_MAX], file[PATH_MAX + 128];
@@ -344,6 +387,10 @@ int debug_cache__open(int fd, const char *build_id, char **path)
 		cfd = open(file, O_RDONLY | O_CLOEXEC);
 		if (cfd < 0)
 			return -errno;
+		snprintf(root, sizeof(root), "%s.debug", build_id);
+		debug_cache__trim(dir, root);
+	} else {
+		futimens(cfd, NULL); /* used: the newest for debug_cache__trim */
 	}
 	*path = strdup(file);
 	if (!*path) {
