@@ -155,32 +155,12 @@ out:
 	return err;
 }
 
-/* mkdir -p, mode 0750: profiles show code and command names of every process. */
-int agent__mkdirs(const char *path)
-{
-	char buf[4096], *p;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(buf, 0750) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0750) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int store__open(struct agent *a, struct store **out)
 {
 	struct store *s;
 	int err;
 
-	err = agent__mkdirs(a->o->out_dir);
+	err = dir__mkdirs(a->o->out_dir, AGENT_DIR_MODE);
 	if (err) {
 		pr_err("cannot create %s: %s\n", a->o->out_dir, strerror(-err));
 		return err;

@@ -43,21 +43,9 @@ static const char *debug_cache__dir(char *buf, size_t len)
 /* mkdir -p of dir/debug. */
 static int debug_cache__mkdirs(const char *dir, char *out, size_t len)
 {
-	char *p;
-
 	if ((size_t)snprintf(out, len, "%s/debug", dir) >= len)
 		return -ENAMETOOLONG;
-	for (p = out + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(out, 0755) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(out, 0755) && errno != EEXIST)
-		return -errno;
-	return 0;
+	return dir__mkdirs(out, 0755);
 }
 
 static int write_all(int fd, const void *buf, size_t len)
