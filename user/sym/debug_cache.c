@@ -48,23 +48,6 @@ static int debug_cache__mkdirs(const char *dir, char *out, size_t len)
 	return dir__mkdirs(out, 0755);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= n;
-	}
-	return 0;
-}
-
 static int write_zeros(int fd, uint64_t n)
 {
 	static const char zeros[4096];
@@ -73,7 +56,7 @@ static int write_zeros(int fd, uint64_t n)
 	while (n && !err) {
 		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
 
-		err = write_all(fd, zeros, k);
+		err = fd__write_all(fd, zeros, k);
 		n -= k;
 	}
 	return err;
@@ -89,7 +72,7 @@ static int copy_range(int in, uint64_t off, uint64_t len, int out, unsigned char
 		n = pread(in, buf, len < CHUNK ? len : CHUNK, off);
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO;
-		err = write_all(out, buf, n);
+		err = fd__write_all(out, buf, n);
 		if (err)
 			return err;
 		off += n;
@@ -133,7 +116,7 @@ static int inflate_range(int in, uint64_t off, uint64_t len, uint64_t size, int 
 			break;
 		}
 		produced += got;
-		err = write_all(out, obuf, got);
+		err = fd__write_all(out, obuf, got);
 		if (err || zerr == Z_STREAM_END)
 			break;
 	}
@@ -244,7 +227,7 @@ static int dc_layout__write(const struct dc_layout *l, int in, int out)
 
 	if (!buf)
 		return -ENOMEM;
-	err = write_all(out, &l->eh, sizeof(l->eh));
+	err = fd__write_all(out, &l->eh, sizeof(l->eh));
 	pos = sizeof(l->eh);
 	if (!err && l->eh.e_phoff && l->eh.e_phnum) {
 		err = write_zeros(out, l->eh.e_phoff - pos);
@@ -270,7 +253,7 @@ static int dc_layout__write(const struct dc_layout *l, int in, int out)
 	if (!err)
 		err = write_zeros(out, l->eh.e_shoff - pos);
 	if (!err)
-		err = write_all(out, l->sh, l->n * sizeof(*l->sh));
+		err = fd__write_all(out, l->sh, l->n * sizeof(*l->sh));
 	free(buf);
 	return err;
 }
