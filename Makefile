@@ -118,7 +118,7 @@ test: all $(DEPS_STAMP)
 # stripped, a separate debug file). Findings land in build/fuzz/ as crash-* files.
 FUZZ_SECONDS ?= 240
 FUZZ_SRCS  := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c user/sym/gopclntab.c \
-	      user/util/hashmap.c user/util/log.c
+	      user/util/dir.c user/util/hashmap.c user/util/log.c
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SRCS) $(wildcard user/sym/*.h) | $(DEPS_STAMP)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)

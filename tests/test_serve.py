@@ -365,30 +365,45 @@ def pids_in(raw):
     return {int(p) for p in re.findall(r"pid:\[(\d+)\]", raw)}
 
 
+def overlapping(s, route, query, long_s, offset, short_s, type_, during=None):
+    """Capture A for long_s seconds, B from offset seconds into A for short_s; both bodies.
+    during() runs once B has started."""
+    res = {}
+
+    def cap(name, secs):
+        res[name] = get(f"{s.url}/debug/pprof/{route}?{query}seconds={secs}")
+
+    a = threading.Thread(target=cap, args=("a", long_s))
+    a.start()
+    assert wait_for(lambda: metric(s, f'cprof_collector_captures{{type="{type_}"}}') == 1,
+                    timeout=30)
+    time.sleep(offset)
+    b = threading.Thread(target=cap, args=("b", short_s))
+    b.start()
+    if during:
+        during()
+    b.join(60)
+    a.join(60)
+    assert res["a"][0] == 200 and res["b"][0] == 200, (res["a"][2][:200], res["b"][2][:200])
+    assert metric(s, f'cprof_captures_shared_total{{type="{type_}"}}') == 1
+    assert metric(s, f'cprof_collectors_loaded{{type="{type_}"}}') == 0
+    return res["a"][2], res["b"][2]
+
+
 def test_overlapping_captures_share_one_collector(server, workload, spawn, workdir):
     """A runs 8 s; B starts 2 s into A and runs 2 s: one collector serves both, B gets only
     its own window, A keeps its pid in the filter after B (which shares the pid) has ended."""
     s = server()
     w = spawn(workload, "cpu", 60)
-    res = {}
 
-    def cap(name, secs):
-        res[name] = get(f"{s.url}/debug/pprof/profile?pid={w.pid}&seconds={secs}")
-
-    a = threading.Thread(target=cap, args=("a", 8))
-    a.start()
-    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 1, timeout=20)
-    time.sleep(2)
-    b = threading.Thread(target=cap, args=("b", 2))
-    b.start()
-    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 2, timeout=20)
-    assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 1
-    b.join(60)
-    a.join(60)
-    assert res["a"][0] == 200 and res["b"][0] == 200, (res["a"][2][:200], res["b"][2][:200])
+    def both_open():
+        assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="cpu"}') == 2,
+                        timeout=20)
+        assert metric(s, 'cprof_collectors_loaded{type="cpu"}') == 1
+    res = dict(zip("ab", overlapping(s, "profile", f"pid={w.pid}&", 8, 2, 2, "cpu", both_open)))
     totals = {}
     for name in ("a", "b"):
-        path = save(workdir, f"{name}.pb.gz", res[name][2])
+        path = save(workdir, f"{name}.pb.gz", res[name])
         assert "hot_a" in go_pprof("-raw", path)
         totals[name] = pprof_top(path, "samples")[1]
         assert "shared: the BPF programs served 2 captures" in go_pprof("-comments", path)
@@ -446,28 +461,6 @@ def test_different_options_do_not_share(server, workload, spawn):
         t.join(60)
     assert [r[0] for r in res] == [200, 200]
     assert metric(s, 'cprof_captures_shared_total{type="cpu"}') == 0
-
-
-def overlapping(s, route, query, long_s, offset, short_s, type_):
-    """Capture A for long_s seconds, B from offset seconds into A for short_s; both bodies."""
-    res = {}
-
-    def cap(name, secs):
-        res[name] = get(f"{s.url}/debug/pprof/{route}?{query}seconds={secs}")
-
-    a = threading.Thread(target=cap, args=("a", long_s))
-    a.start()
-    assert wait_for(lambda: metric(s, f'cprof_collector_captures{{type="{type_}"}}') == 1,
-                    timeout=30)
-    time.sleep(offset)
-    b = threading.Thread(target=cap, args=("b", short_s))
-    b.start()
-    b.join(60)
-    a.join(60)
-    assert res["a"][0] == 200 and res["b"][0] == 200, (res["a"][2][:200], res["b"][2][:200])
-    assert metric(s, f'cprof_captures_shared_total{{type="{type_}"}}') == 1
-    assert metric(s, f'cprof_collectors_loaded{{type="{type_}"}}') == 0
-    return res["a"][2], res["b"][2]
 
 
 def test_overlapping_block_captures(server, serveload, spawn, workdir):
@@ -549,27 +542,13 @@ def test_heap_window_counts_only_its_own_allocations(server, serveload, spawn, w
     allocated since the collector attached)."""
     s = server()
     w = spawn(serveload, "alloc", 60)
-    res = {}
-
-    def cap(name, secs):
-        res[name] = get(f"{s.url}/debug/pprof/allocs?pid={w.pid}&seconds={secs}")
-
-    a = threading.Thread(target=cap, args=("a", 6))
-    a.start()
-    assert wait_for(lambda: metric(s, 'cprof_collector_captures{type="heap"}') == 1, timeout=30)
-    time.sleep(3)
-    b = threading.Thread(target=cap, args=("b", 2))
-    b.start()
-    b.join(60)
-    a.join(60)
+    res = dict(zip("ab", overlapping(s, "allocs", f"pid={w.pid}&", 6, 3, 2, "heap")))
     space = {}
     for name in ("a", "b"):
-        assert res[name][0] == 200
-        path = save(workdir, f"allocs-{name}.pb.gz", res[name][2])
+        path = save(workdir, f"allocs-{name}.pb.gz", res[name])
         rows, total = pprof_top(path, "alloc_space")
         assert "alloc_site" in rows, rows
         space[name] = total
-    assert metric(s, 'cprof_captures_shared_total{type="heap"}') == 1
     assert 0.1 < space["b"] / space["a"] < 0.6, space
 
 

@@ -5,6 +5,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -215,12 +216,8 @@ def section_flags(path):
     return dict(SECTION_FLAGS.findall(out))
 
 
-def test_compressed_debug_file_read_from_uncompressed_copy(c_inline, spawn, tmp_path,
-                                                           monkeypatch):
-    """A zlib-compressed debug file (as Debian ships them) is read from an uncompressed copy
-    made in the cache directory (sym/debug_cache.h): the same frames, lines and inline chains as
-    from the file itself, and a copy with the same sections, uncompressed."""
-    from conftest import CPROF
+def compressed_debug(c_inline, tmp_path):
+    """A stripped copy of c_inline and its zlib-compressed debug file under a build-id tree."""
     binary, debug = split_debug(c_inline, str(tmp_path / "bin"), False)
     bid = build_id(binary)
     root = tmp_path / "dbg"
@@ -229,6 +226,16 @@ def test_compressed_debug_file_read_from_uncompressed_copy(c_inline, spawn, tmp_
     subprocess.run(["objcopy", "--compress-debug-sections=zlib", debug, str(packed)],
                    check=True)
     assert "C" in section_flags(str(packed))[".debug_info"]
+    return binary, root, packed, bid
+
+
+def test_compressed_debug_file_read_from_uncompressed_copy(c_inline, spawn, tmp_path,
+                                                           monkeypatch):
+    """A zlib-compressed debug file (as Debian ships them) is read from an uncompressed copy
+    made in the cache directory (sym/debug_cache.h): the same frames, lines and inline chains as
+    from the file itself, and a copy with the same sections, uncompressed."""
+    from conftest import CPROF
+    binary, root, packed, bid = compressed_debug(c_inline, tmp_path)
     cache = tmp_path / "cache"
     monkeypatch.setenv("CPROF_CACHE_DIR", str(cache))
     out = profile(spawn, str(tmp_path), binary, "compressed", "--debug-dir", str(root))
@@ -532,3 +539,27 @@ def test_symbolize_agrees_with_eu_addr2line(c_inline, cxx_inline):
             assert addr2line_frames(ours, 1) == addr2line_frames(ref, 1), (hex(a), ours, ref)
             compared += len(addr2line_frames(ours, 1)) > 1
         assert compared > 0, "no inlined frame anywhere in " + fn
+
+
+def test_debug_cache_is_bounded(c_inline, tmp_path):
+    """The cache of uncompressed copies keeps within CPROF_CACHE_MAX_MB: making a copy removes
+    the least recently used ones first; a copy that is used again is renewed."""
+    from conftest import CPROF
+    binary, root, _, bid = compressed_debug(c_inline, tmp_path)
+    cache = tmp_path / "cache"
+    (cache / "debug").mkdir(parents=True)
+    old1, old2, recent = (cache / "debug" / f"{n * 8}.debug" for n in ("a", "b", "c"))
+    for f, size, mtime in ((old1, 1 << 20, 1000), (old2, 1 << 20, 2000),
+                           (recent, 1 << 19, time.time() - 10)):
+        f.write_bytes(b"\0" * size)
+        os.utime(f, (mtime, mtime))
+    env = dict(os.environ, CPROF_CACHE_DIR=str(cache), CPROF_CACHE_MAX_MB="2")
+    args = [CPROF, "symbolize", "--debug-dir", str(root), "-e", binary, "0x1000"]
+    subprocess.run(args, capture_output=True, check=True, env=env)
+    copy = cache / "debug" / f"{bid}.debug"
+    # 2.5 MiB of old copies and the new one: the oldest goes, which brings it under 2 MiB.
+    assert copy.exists() and not old1.exists(), list(cache.rglob("*"))
+    assert old2.exists() and recent.exists(), list(cache.rglob("*"))
+    os.utime(copy, (3000, 3000))
+    subprocess.run(args, capture_output=True, check=True, env=env)
+    assert copy.stat().st_mtime > time.time() - 60, copy.stat()

@@ -1,5 +1,5 @@
 /* Unit tests of dir__list: which files of a directory it lists, their sizes and times, the two
- * orders, and a bad descriptor. */
+ * orders, and a bad descriptor; and of dir__mkdirs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -98,11 +98,39 @@ static void test_bad_fd(void **state)
 	assert_null(v);
 }
 
+static void test_mkdirs(void **state)
+{
+	const char *tmp = getenv("TMPDIR");
+	char root[4096], path[4200], file[4200];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	snprintf(root, sizeof(root), "%s/cprof-mkdirs-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	assert_non_null(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/a/b/c", root);
+	assert_int_equal(dir__mkdirs(path, 0750), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777 & ~0750, 0);
+	assert_int_equal(dir__mkdirs(path, 0750), 0); /* already there */
+	snprintf(file, sizeof(file), "%s/f", root);
+	fd = open(file, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/f/x", root);
+	assert_int_equal(dir__mkdirs(path, 0750), -ENOTDIR); /* through a file */
+	unlink(file);
+	snprintf(path, sizeof(path), "rm -r '%s'", root);
+	assert_int_equal(system(path), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_bad_fd),
+		cmocka_unit_test(test_mkdirs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

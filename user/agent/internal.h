@@ -48,8 +48,8 @@ struct agent {
 extern volatile sig_atomic_t agent_exiting;
 
 int64_t agent__now_ns(int clk);
-/* mkdir -p with mode 0750. Returns 0 or -errno. */
-int agent__mkdirs(const char *path);
+/* Directories the agent makes are 0750: profiles show code and command names of every process. */
+#define AGENT_DIR_MODE 0750
 
 /* Local store: one gzipped pprof file per window (and per triggered capture) in out_dir,
  * written to a temporary name and renamed. Retention by age and total size after each write;

@@ -352,7 +352,7 @@ int pusher__start(struct agent *a, struct pusher **out)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	snprintf(p->dir, sizeof(p->dir), "%s/queue", a->o->out_dir);
-	err = agent__mkdirs(p->dir);
+	err = dir__mkdirs(p->dir, AGENT_DIR_MODE);
 	if (err) {
 		pr_err("cannot create %s: %s\n", p->dir, strerror(-err));
 		goto fail;

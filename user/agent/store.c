@@ -87,23 +87,6 @@ void store__retain(struct store *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int store__write(struct store *s, const char *name, const void *buf, size_t len)
 {
 	char tmp[300];
@@ -125,7 +108,7 @@ int store__write(struct store *s, const char *name, const void *buf, size_t len)
 		err = -errno;
 		goto out;
 	}
-	err = write_all(fd, buf, len);
+	err = fd__write_all(fd, buf, len);
 	/* The data reaches the disk before the name does: a crash leaves the old state or the
 	 * whole new file, never a torn one under the final name. */
 	if (!err && fdatasync(fd))
@@ -155,32 +138,12 @@ out:
 	return err;
 }
 
-/* mkdir -p, mode 0750: profiles show code and command names of every process. */
-int agent__mkdirs(const char *path)
-{
-	char buf[4096], *p;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(buf, 0750) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0750) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int store__open(struct agent *a, struct store **out)
 {
 	struct store *s;
 	int err;
 
-	err = agent__mkdirs(a->o->out_dir);
+	err = dir__mkdirs(a->o->out_dir, AGENT_DIR_MODE);
 	if (err) {
 		pr_err("cannot create %s: %s\n", a->o->out_dir, strerror(-err));
 		return err;

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "sym/debug_cache.h"
+#include "util/dir.h"
 #include "util/log.h"
 
 /* Read and write in pieces of this size: the memory a copy costs. */
@@ -21,6 +22,9 @@
 /* A section claiming more than this uncompressed is not copied (libdw gets the file as it is):
  * a corrupt or hostile header should not fill the disk. */
 #define MAX_SECTION (4ull << 30)
+
+/* The copies kept, in all: beyond it the least recently used go (CPROF_CACHE_MAX_MB overrides). */
+#define CACHE_MAX_MB 512
 
 /* The cache directory, or NULL when off. Returns a static buffer. */
 static const char *debug_cache__dir(char *buf, size_t len)
@@ -39,38 +43,9 @@ static const char *debug_cache__dir(char *buf, size_t len)
 /* mkdir -p of dir/debug. */
 static int debug_cache__mkdirs(const char *dir, char *out, size_t len)
 {
-	char *p;
-
 	if ((size_t)snprintf(out, len, "%s/debug", dir) >= len)
 		return -ENAMETOOLONG;
-	for (p = out + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(out, 0755) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(out, 0755) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	return dir__mkdirs(out, 0755);
 }
 
 static int write_zeros(int fd, uint64_t n)
@@ -81,7 +56,7 @@ static int write_zeros(int fd, uint64_t n)
 	while (n && !err) {
 		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
 
-		err = write_all(fd, zeros, k);
+		err = fd__write_all(fd, zeros, k);
 		n -= k;
 	}
 	return err;
@@ -97,7 +72,7 @@ static int copy_range(int in, uint64_t off, uint64_t len, int out, unsigned char
 		n = pread(in, buf, len < CHUNK ? len : CHUNK, off);
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO;
-		err = write_all(out, buf, n);
+		err = fd__write_all(out, buf, n);
 		if (err)
 			return err;
 		off += n;
@@ -141,7 +116,7 @@ static int inflate_range(int in, uint64_t off, uint64_t len, uint64_t size, int 
 			break;
 		}
 		produced += got;
-		err = write_all(out, obuf, got);
+		err = fd__write_all(out, obuf, got);
 		if (err || zerr == Z_STREAM_END)
 			break;
 	}
@@ -252,7 +227,7 @@ static int dc_layout__write(const struct dc_layout *l, int in, int out)
 
 	if (!buf)
 		return -ENOMEM;
-	err = write_all(out, &l->eh, sizeof(l->eh));
+	err = fd__write_all(out, &l->eh, sizeof(l->eh));
 	pos = sizeof(l->eh);
 	if (!err && l->eh.e_phoff && l->eh.e_phnum) {
 		err = write_zeros(out, l->eh.e_phoff - pos);
@@ -278,7 +253,7 @@ static int dc_layout__write(const struct dc_layout *l, int in, int out)
 	if (!err)
 		err = write_zeros(out, l->eh.e_shoff - pos);
 	if (!err)
-		err = write_all(out, l->sh, l->n * sizeof(*l->sh));
+		err = fd__write_all(out, l->sh, l->n * sizeof(*l->sh));
 	free(buf);
 	return err;
 }
@@ -316,6 +291,45 @@ cleanup:
 	return err;
 }
 
+/* Keeps the copies in dir within the budget: the least recently used (mtime, which a hit
+ * renews) are removed first, never keep (the copy just made). Best effort: a copy another
+ * process still has open stays readable to it after the unlink. */
+static void debug_cache__trim(const char *dir, const char *keep)
+{
+	const char *env = getenv("CPROF_CACHE_MAX_MB");
+	uint64_t max = CACHE_MAX_MB, total = 0;
+	struct dir_file *files = NULL;
+	size_t n = 0, i;
+	int dfd;
+
+	if (env && env[0]) {
+		char *end;
+		unsigned long long v = strtoull(env, &end, 10);
+
+		if (*end == '\0' && env[0] != '-')
+			max = v;
+	}
+	max <<= 20;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	if (dir__list(dfd, ".debug", dir_file__cmp_mtime, &files, &n) == 0) {
+		for (i = 0; i < n; i++)
+			total += files[i].size;
+		for (i = 0; i < n && total > max; i++) {
+			if (strcmp(files[i].name, keep) == 0)
+				continue;
+			if (unlinkat(dfd, files[i].name, 0) == 0) {
+				pr_debug("debug cache: removed %s (over %llu MiB)\n", files[i].name,
+					 (unsigned long long)(max >> 20));
+				total -= files[i].size;
+			}
+		}
+	}
+	free(files);
+	close(dfd);
+}
+
 int debug_cache__open(int fd, const char *build_id, char **path)
 {
 	char root[PATH_MAX], dir[PATH_MAX], file[PATH_MAX + 128];
@@ -344,6 +358,10 @@ int debug_cache__open(int fd, const char *build_id, char **path)
 		cfd = open(file, O_RDONLY | O_CLOEXEC);
 		if (cfd < 0)
 			return -errno;
+		snprintf(root, sizeof(root), "%s.debug", build_id);
+		debug_cache__trim(dir, root);
+	} else {
+		futimens(cfd, NULL); /* used: the newest for debug_cache__trim */
 	}
 	*path = strdup(file);
 	if (!*path) {

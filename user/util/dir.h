@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* One regular file of a directory, as dir__list() finds it. */
 struct dir_file {
@@ -19,5 +20,10 @@ int dir__list(int dirfd, const char *suffix, int (*cmp)(const void *, const void
 /* qsort() comparators for dir__list(): by name; by mtime, then name (oldest first). */
 int dir_file__cmp_name(const void *x, const void *y);
 int dir_file__cmp_mtime(const void *x, const void *y);
+
+/* write(2) of all len bytes (short writes continued, EINTR retried). Returns 0 or -errno. */
+int fd__write_all(int fd, const void *buf, size_t len);
+/* mkdir -p: path and its missing parents, with mode. Returns 0 or -errno. */
+int dir__mkdirs(const char *path, mode_t mode);
 
 #endif
