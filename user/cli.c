@@ -223,8 +223,40 @@ static const struct option long_opts[] = {
 	{},
 };
 
-static int parse_one(int opt, const char *arg, struct record_opts *o)
+int cli__getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+		const char *usage, const char *help, int (*one)(int, const char *, void *),
+		void *ctx)
 {
+	int opt, err;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			fputs(usage, stdout);
+			return 1;
+		case 'V':
+			printf("cprof-bpf %s\n", CPROF_VERSION);
+			return 1;
+		case '?':
+			if (optopt)
+				pr_err("option -%c needs a value or is unknown; see %s\n", optopt,
+				       help);
+			else
+				pr_err("unknown option '%s'; see %s\n", argv[optind - 1], help);
+			return -EINVAL;
+		}
+		err = one(opt, optarg, ctx);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int parse_one(int opt, const char *arg, void *ctx)
+{
+	struct record_opts *o = ctx;
 	long v;
 
 	switch (opt) {
@@ -361,7 +393,7 @@ static int parse_one(int opt, const char *arg, struct record_opts *o)
 
 int cli__parse_record(int argc, char **argv, struct record_opts *o)
 {
-	int opt, err, ntargets;
+	int err, ntargets;
 
 	memset(o, 0, sizeof(*o));
 	o->type = "cpu";
@@ -371,32 +403,11 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	o->unwind = CPROF_UNWIND_AUTO;
 	o->min_wait_us = -1;
 	o->min_block_us = -1;
-	optind = 1;
-	opterr = 0;
 	/* '+': stop at the first non-option, so `-- CMD -x` keeps CMD's own flags. */
-	while ((opt = getopt_long(argc, argv, "+p:at:d:F:o:f:vqhV", long_opts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(usage, stdout);
-			return 1;
-		case 'V':
-			printf("cprof-bpf %s\n", CPROF_VERSION);
-			return 1;
-		case '?':
-			if (optopt)
-				pr_err("option -%c needs a value or is unknown; see --help\n",
-				       optopt);
-			else
-				pr_err("unknown option '%s'; see --help\n", argv[optind - 1]);
-			return -EINVAL;
-		case ':':
-			pr_err("option needs a value; see --help\n");
-			return -EINVAL;
-		}
-		err = parse_one(opt, optarg, o);
-		if (err)
-			return err;
-	}
+	err = cli__getopt(argc, argv, "+p:at:d:F:o:f:vqhV", long_opts, usage, "--help", parse_one,
+			  o);
+	if (err)
+		return err;
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--") != 0) {
 			pr_err("unexpected argument '%s' (a command goes after --)\n",
@@ -547,8 +558,9 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 	return err;
 }
 
-static int parse_serve_one(int opt, const char *arg, struct serve_opts *o)
+static int parse_serve_one(int opt, const char *arg, void *ctx)
 {
+	struct serve_opts *o = ctx;
 	long v;
 
 	switch (opt) {
@@ -607,7 +619,7 @@ static int parse_serve_one(int opt, const char *arg, struct serve_opts *o)
 
 int cli__parse_serve(int argc, char **argv, struct serve_opts *o)
 {
-	int opt, err;
+	int err;
 
 	memset(o, 0, sizeof(*o));
 	o->listen = "127.0.0.1:6060";
@@ -618,28 +630,10 @@ int cli__parse_serve(int argc, char **argv, struct serve_opts *o)
 	o->unwind = CPROF_UNWIND_AUTO;
 	o->min_wait_us = -1;
 	o->min_block_us = -1;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "l:F:vqhV", serve_long_opts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(serve_usage, stdout);
-			return 1;
-		case 'V':
-			printf("cprof-bpf %s\n", CPROF_VERSION);
-			return 1;
-		case '?':
-			if (optopt)
-				pr_err("option -%c needs a value or is unknown; see serve --help\n",
-				       optopt);
-			else
-				pr_err("unknown option '%s'; see serve --help\n", argv[optind - 1]);
-			return -EINVAL;
-		}
-		err = parse_serve_one(opt, optarg, o);
-		if (err)
-			return err;
-	}
+	err = cli__getopt(argc, argv, "l:F:vqhV", serve_long_opts, serve_usage, "serve --help",
+			  parse_serve_one, o);
+	if (err)
+		return err;
 	if (optind < argc) {
 		pr_err("unexpected argument '%s'; see serve --help\n", argv[optind]);
 		return -EINVAL;

@@ -2,6 +2,7 @@
 #ifndef CPROF_CLI_H
 #define CPROF_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -69,6 +70,13 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o);
 void cli__free_record(struct record_opts *o);
 
 /* Strictly parses a whole decimal number in [min, max]. Returns 0 or -EINVAL. */
+/* getopt_long over argv (from argv[1]) with the error handling every subcommand shares: -h
+ * prints usage and -V the version (both return 1), an unknown option or a missing value is one
+ * line on stderr pointing at help (-EINVAL); every other option goes to one(opt, optarg, ctx),
+ * whose non-zero return ends the parse with it. optind is then at the first non-option. */
+int cli__getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+		const char *usage, const char *help, int (*one)(int, const char *, void *),
+		void *ctx);
 int cli__parse_long(const char *s, long min, long max, long *out);
 /* Strictly parses a decimal number of seconds (may have a fraction) in [min, max]. */
 int cli__parse_seconds(const char *s, double min, double max, double *out);

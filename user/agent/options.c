@@ -302,8 +302,9 @@ static int parse_min_free(const char *arg, struct agent_opts *o)
 	return 0;
 }
 
-static int parse_one(int opt, const char *arg, struct agent_opts *o)
+static int parse_one(int opt, const char *arg, void *ctx)
 {
+	struct agent_opts *o = ctx;
 	uint64_t size;
 	long v;
 
@@ -465,7 +466,7 @@ static int parse_one(int opt, const char *arg, struct agent_opts *o)
 
 int agent_opts__parse(int argc, char **argv, bool watch, struct agent_opts *o)
 {
-	int opt, err;
+	int err;
 
 	memset(o, 0, sizeof(*o));
 	o->watch = watch;
@@ -487,25 +488,10 @@ int agent_opts__parse(int argc, char **argv, bool watch, struct agent_opts *o)
 	/* Tables for every executable on the machine cost far more than an always-on agent may
 	 * (building them, and their memory): frame pointers unless asked. */
 	o->unwind = CPROF_UNWIND_FP;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "i:F:l:d:o:p:vqh", long_opts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(watch ? watch_usage : agent_usage, stdout);
-			return 1;
-		case '?':
-			if (optopt)
-				pr_err("option -%c needs a value or is unknown; see --help\n",
-				       optopt);
-			else
-				pr_err("unknown option '%s'; see --help\n", argv[optind - 1]);
-			return -EINVAL;
-		}
-		err = parse_one(opt, optarg, o);
-		if (err)
-			return err;
-	}
+	err = cli__getopt(argc, argv, "i:F:l:d:o:p:vqh", long_opts,
+			  watch ? watch_usage : agent_usage, "--help", parse_one, o);
+	if (err)
+		return err;
 	if (optind < argc) {
 		pr_err("unexpected argument '%s'; see --help\n", argv[optind]);
 		return -EINVAL;
