@@ -732,6 +732,27 @@ static void addrs_from_query(void *ctx, const char *key, const char *value)
 	add_addrs(a, key, strlen(key));
 }
 
+/* x86-64: addresses from here up are the kernel's. */
+#define KERNEL_ADDR_MIN 0xffff800000000000ull
+
+/* Resolves a /symbol request's addresses as one batch: kernel ones in one streamed pass over
+ * /proc/kallsyms that keeps only what they need (not the whole table per request), user ones
+ * file by file. The lookups that follow are cache hits. */
+static int symbol_prepare(struct symbolizer *sym, pid_t pid, const uint64_t *v, size_t n)
+{
+	struct sym_request *reqs = calloc(n, sizeof(*reqs));
+	int err;
+
+	if (!reqs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		reqs[i] = (struct sym_request){
+			.addr = v[i], .pid = pid, .kernel = v[i] >= KERNEL_ADDR_MIN};
+	err = symbolizer__prepare(sym, reqs, n);
+	free(reqs);
+	return err;
+}
+
 static int symbol(void *ctx, struct http_request *r)
 {
 	struct symbolizer_opts so = {.demangle = ((struct serve *)ctx)->o->demangle
@@ -776,8 +797,10 @@ static int symbol(void *ctx, struct http_request *r)
 			return http_respond_error(r, 404, "no such process: %d", p.pids[0]);
 		}
 	}
+	if (sym && !err)
+		err = symbol_prepare(sym, p.pids[0], a.v, a.n);
 	for (size_t i = 0; sym && !err && i < a.n; i++) {
-		bool kernel = a.v[i] >= 0xffff800000000000ull;
+		bool kernel = a.v[i] >= KERNEL_ADDR_MIN;
 
 		err = kernel ? symbolizer__kernel(sym, a.v[i], false, &res)
 			     : symbolizer__user(sym, p.pids[0], a.v[i], false, &res);
