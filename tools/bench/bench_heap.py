@@ -38,7 +38,7 @@ def build_uprobe_cost(tmp):
         subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86",
                         "-I", os.path.join(ROOT, "vmlinux", "x86"), "-c",
                         os.path.join(src, "uprobe_cost.bpf.c"), "-o", obj], check=True)
-        subprocess.run(["cc", "-O2", "-g", "-pthread", "-o", exe,
+        subprocess.run(["cc", "-O2", "-g", "-pthread", "-I", os.path.join(ROOT, "user"), "-o", exe,
                         os.path.join(src, "uprobe_cost.c"), "-lbpf"], check=True)
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"trap costs skipped: uprobe_cost does not build ({e})")

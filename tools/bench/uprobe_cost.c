@@ -33,10 +33,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "collect/uprobe_multi.h"
+
 #define MAX_THREADS  8
 #define MAX_PROBES   8
-#define UPROBE_MULTI 48 /* BPF_TRACE_UPROBE_MULTI; Debian 12's headers predate it */
-#define UPROBE_SESS  57 /* BPF_TRACE_UPROBE_SESSION */
 
 /* Functions to probe, each beginning with the instruction it is named after. */
 void f_push(void);
@@ -49,13 +49,6 @@ __asm__(".text\n"
 	".byte 0x0f,0x1f,0x44,0x00,0x00\nret\n"
 	".globl f_test\n.type f_test,@function\nf_test:\n"
 	"test %rdi,%rdi\nret\n");
-
-struct uprobe_multi_attr {
-	__u32 prog_fd, target_fd, attach_type, flags;
-	__u64 path, offsets, ref_ctr_offsets, cookies;
-	__u32 cnt, multi_flags, pid;
-	__u32 pad;
-};
 
 enum loop {
 	L_PUSH,
@@ -226,11 +219,11 @@ static int attach_multi(struct bpf_program *prog, const struct probe *p, bool se
 {
 	struct uprobe_multi_attr a = {
 		.prog_fd = (__u32)bpf_program__fd(prog),
-		.attach_type = session ? UPROBE_SESS : UPROBE_MULTI,
+		.attach_type = session ? CPROF_BPF_TRACE_UPROBE_SESSION : CPROF_BPF_TRACE_UPROBE_MULTI,
 		.path = (__u64)(uintptr_t)p->path,
 		.offsets = (__u64)(uintptr_t)&p->off,
 		.cnt = 1,
-		.multi_flags = !session && p->ret ? 1 /* BPF_F_UPROBE_MULTI_RETURN */ : 0,
+		.multi_flags = !session && p->ret ? CPROF_BPF_F_UPROBE_MULTI_RETURN : 0,
 		.pid = (__u32)pid,
 	};
 	int fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
@@ -289,7 +282,7 @@ static int measure(const char *obj_path, const char *spec, struct result *res)
 		bpf_object__for_each_program(q, obj) bpf_program__set_autoload(q, q == prog);
 		if (multi)
 			bpf_program__set_expected_attach_type(
-				prog, (enum bpf_attach_type)(session ? UPROBE_SESS : UPROBE_MULTI));
+				prog, (enum bpf_attach_type)(session ? CPROF_BPF_TRACE_UPROBE_SESSION : CPROF_BPF_TRACE_UPROBE_MULTI));
 		if (!strcmp(prog_s, "sleepable"))
 			bpf_program__set_flags(prog, BPF_F_SLEEPABLE);
 		/* A session entry returning 1 skips the return; 0 asks for it. */

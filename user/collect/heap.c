@@ -16,6 +16,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "collect/uprobe_multi.h"
 #include "collect/pool.h"
 #include "heap.h"
 #include "heap.skel.h"
@@ -240,18 +241,6 @@ static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
 	}
 	return off + i;
 }
-
-/* BPF_LINK_CREATE of a uprobe_multi link, laid out as the kernel's union bpf_attr (uapi, stable);
- * Debian 12's headers and libbpf 1.1 predate it. */
-#define CPROF_BPF_TRACE_UPROBE_MULTI	48
-#define CPROF_BPF_TRACE_UPROBE_SESSION	57
-#define CPROF_BPF_F_UPROBE_MULTI_RETURN 1
-struct uprobe_multi_attr {
-	__u32 prog_fd, target_fd, attach_type, flags;
-	__u64 path, offsets, ref_ctr_offsets, cookies;
-	__u32 cnt, multi_flags, pid;
-	__u32 pad;
-};
 
 enum probe_kind {
 	PROBE_ENTRY,
