@@ -143,7 +143,7 @@ int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
 	return 0;
 }
 
-static int parse_pids(const char *arg, struct record_opts *o)
+int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n)
 {
 	char *copy = strdup(arg), *tok, *save = NULL;
 	pid_t *pids;
@@ -158,21 +158,21 @@ static int parse_pids(const char *arg, struct record_opts *o)
 			err = -EINVAL;
 			break;
 		}
-		if (o->npids >= CPROF_MAX_TARGETS) {
-			pr_err("too many pids (at most %d)\n", CPROF_MAX_TARGETS);
+		if (*n >= max) {
+			pr_err("too many pids (at most %zu)\n", max);
 			err = -EINVAL;
 			break;
 		}
-		pids = realloc(o->pids, (o->npids + 1) * sizeof(*pids));
+		pids = realloc(*out, (*n + 1) * sizeof(*pids));
 		if (!pids) {
 			err = -ENOMEM;
 			break;
 		}
-		o->pids = pids;
-		o->pids[o->npids++] = (pid_t)v;
+		*out = pids;
+		pids[(*n)++] = (pid_t)v;
 	}
 	free(copy);
-	if (!err && o->npids == 0) {
+	if (!err && *n == 0) {
 		pr_err("-p needs at least one pid\n");
 		err = -EINVAL;
 	}
@@ -261,7 +261,7 @@ static int parse_one(int opt, const char *arg, void *ctx)
 
 	switch (opt) {
 	case 'p':
-		return parse_pids(arg, o);
+		return cli__parse_pids(arg, CPROF_MAX_TARGETS, &o->pids, &o->npids);
 	case 'a':
 		o->all = true;
 		return 0;

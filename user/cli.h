@@ -77,6 +77,9 @@ void cli__free_record(struct record_opts *o);
 int cli__getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
 		const char *usage, const char *help, int (*one)(int, const char *, void *),
 		void *ctx);
+/* A -p list, "PID[,PID...]", appended to *out (*n of them, malloc'ed), at most max in all.
+ * Errors are one line on stderr. Returns 0, -EINVAL or -ENOMEM. */
+int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n);
 int cli__parse_long(const char *s, long min, long max, long *out);
 /* Strictly parses a decimal number of seconds (may have a fraction) in [min, max]. */
 int cli__parse_seconds(const char *s, double min, double max, double *out);

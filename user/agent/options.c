@@ -244,37 +244,6 @@ static int parse_label(const char *arg, struct agent_opts *o)
 	return 0;
 }
 
-static int parse_pids(const char *arg, struct agent_opts *o)
-{
-	char *copy = strdup(arg), *tok, *save = NULL;
-	pid_t *pids;
-	long v;
-	int err = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && !err; tok = strtok_r(NULL, ",", &save)) {
-		if (cli__parse_long(tok, 1, 4194304, &v)) {
-			pr_err("invalid pid '%s': expected a number from 1 to 4194304\n", tok);
-			err = -EINVAL;
-			break;
-		}
-		pids = realloc(o->pids, (o->npids + 1) * sizeof(*pids));
-		if (!pids) {
-			err = -ENOMEM;
-			break;
-		}
-		o->pids = pids;
-		o->pids[o->npids++] = (pid_t)v;
-	}
-	free(copy);
-	if (!err && !o->npids) {
-		pr_err("-p needs at least one pid\n");
-		err = -EINVAL;
-	}
-	return err;
-}
-
 static int bad(const char *what, const char *arg, const char *expected)
 {
 	pr_err("invalid %s '%s': expected %s\n", what, arg, expected);
@@ -418,7 +387,7 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		return 0;
 	case 'p':
 	case OPT_TRIGGER_PID:
-		return parse_pids(arg, o);
+		return cli__parse_pids(arg, SIZE_MAX, &o->pids, &o->npids);
 	case OPT_TRIGGER_DURATION:
 		if (cli__parse_seconds(arg, 0.1, 3600, &o->trigger_duration))
 			return bad("--trigger-duration", arg, "seconds from 0.1 to 3600");
