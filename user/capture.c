@@ -8,6 +8,7 @@
 #include "capture.h"
 #include "collect/collector.h"
 #include "proc/maps.h"
+#include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -21,14 +22,6 @@ struct capture {
 	struct hashmap *exes;	      /* pid -> executable path, system-wide only */
 	uint64_t procs_missed;	      /* processes gone before their mappings could be read */
 };
-
-static int64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 /* Remembers a process's executable while it is alive, for the `exe` label. */
 static void note_exe(struct capture *c, pid_t pid)
@@ -132,7 +125,7 @@ static void collect_loop(struct capture *c)
 		c->col->deadline_ns = deadline;
 
 	while (!stop_requested(c)) {
-		left = deadline - now_ns(CLOCK_MONOTONIC);
+		left = deadline - clock__ns(CLOCK_MONOTONIC);
 		if (left <= 0)
 			break;
 		err = capture_poll(c, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
@@ -355,7 +348,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	if (!c.win)
 		collector__stop(c.col); /* a shared one goes on for the other captures */
 	mem__checkpoint("sampling ended");
-	err = drain(&c, t0, now_ns(CLOCK_MONOTONIC) - m0, out);
+	err = drain(&c, t0, clock__ns(CLOCK_MONOTONIC) - m0, out);
 	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it
 	 * freed goes back to the system, so that the symbols are read on as little as possible.
 	 * A shared collector goes when its last capture leaves. */

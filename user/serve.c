@@ -26,6 +26,7 @@
 #include "proc/maps.h"
 #include "serve.h"
 #include "sym/symbolizer.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/preflight.h"
 #include "util/strbuf.h"
@@ -470,14 +471,6 @@ static void count_internal_error(struct serve *sv)
 	pthread_mutex_unlock(&sv->lock);
 }
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* --min-wait for mutex captures, --min-block for block (offcpu) ones. */
 static uint64_t min_wait_ns(const struct serve_opts *o, const char *type)
 {
@@ -522,7 +515,7 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 		.stats = &st,
 	};
 	struct symbolizer *sym;
-	double t0 = mono();
+	double t0 = clock__mono_s();
 	bool gone;
 	int err;
 
@@ -549,7 +542,7 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 		      err    ? CAPTURE_FAILED
 		      : gone ? CAPTURE_CANCELLED
 			     : CAPTURE_OK,
-		      &st, mono() - t0);
+		      &st, clock__mono_s() - t0);
 	if (err) {
 		symbolizer__free(sym);
 		if (err == -ESRCH)

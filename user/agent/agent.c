@@ -22,6 +22,7 @@
 #include "proc/maps.h"
 #include "proc/stat.h"
 #include "sym/symbolizer.h"
+#include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/preflight.h"
@@ -42,14 +43,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	agent_exiting = 1;
-}
-
-int64_t agent__now_ns(int clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 /* What the agent knows of one process, for its labels. */
@@ -86,7 +79,7 @@ struct session {
 
 static void session_poll(struct session *s)
 {
-	int64_t now = agent__now_ns(CLOCK_MONOTONIC);
+	int64_t now = clock__ns(CLOCK_MONOTONIC);
 
 	if (now - s->last_poll < NOTICE_LATENCY_NS)
 		return;
@@ -347,7 +340,7 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	struct pprof_builder *b;
 	uint8_t *raw = NULL, *gz = NULL;
 	size_t rawlen = 0, gzlen = 0;
-	int64_t t1 = agent__now_ns(CLOCK_REALTIME), m1 = agent__now_ns(CLOCK_MONOTONIC);
+	int64_t t1 = clock__ns(CLOCK_REALTIME), m1 = clock__ns(CLOCK_MONOTONIC);
 	double cpu;
 
 	s->next_t0 = t1;
@@ -522,7 +515,7 @@ static void free_aproc(const void *key, void *value, void *ctx)
 static bool duration_over(const struct agent *a, int64_t start)
 {
 	return a->o->duration > 0 &&
-	       agent__now_ns(CLOCK_MONOTONIC) - start >= (int64_t)(a->o->duration * 1e9);
+	       clock__ns(CLOCK_MONOTONIC) - start >= (int64_t)(a->o->duration * 1e9);
 }
 
 static int run_windows(struct agent *a)
@@ -546,7 +539,7 @@ static int run_windows(struct agent *a)
 		.pid_labels = pid_labels,
 		.ctx = &s,
 	};
-	int64_t start = agent__now_ns(CLOCK_MONOTONIC), t0, m0, end, left;
+	int64_t start = clock__ns(CLOCK_MONOTONIC), t0, m0, end, left;
 	int err;
 
 	s.sym = symbolizer__new(&s.so);
@@ -562,8 +555,8 @@ static int run_windows(struct agent *a)
 		symbolizer__kernel(s.sym, 0, false, &r);
 	}
 	/* The first window starts as sampling does, before the programs are attached. */
-	t0 = agent__now_ns(CLOCK_REALTIME);
-	m0 = agent__now_ns(CLOCK_MONOTONIC);
+	t0 = clock__ns(CLOCK_REALTIME);
+	m0 = clock__ns(CLOCK_MONOTONIC);
 	err = collector__open(collector__find("cpu"), &co, &s.col);
 	if (err)
 		goto cleanup;
@@ -573,12 +566,12 @@ static int run_windows(struct agent *a)
 		a->o->interval);
 	/* --duration counts from when sampling starts; a stop during the set-up still writes the
 	 * (short) first window. */
-	start = agent__now_ns(CLOCK_MONOTONIC);
+	start = clock__ns(CLOCK_MONOTONIC);
 	do {
 		end = m0 + (int64_t)(a->o->interval * 1e9);
 		if (a->o->duration > 0 && start + (int64_t)(a->o->duration * 1e9) < end)
 			end = start + (int64_t)(a->o->duration * 1e9);
-		while (!agent_exiting && (left = end - agent__now_ns(CLOCK_MONOTONIC)) > 0) {
+		while (!agent_exiting && (left = end - clock__ns(CLOCK_MONOTONIC)) > 0) {
 			err = collector__poll(s.col,
 					      left < 100000000 ? (int)(left / 1000000) + 1 : 100);
 			if (err) {
@@ -610,7 +603,7 @@ cleanup:
 
 static int run_watch(struct agent *a)
 {
-	int64_t start = agent__now_ns(CLOCK_MONOTONIC);
+	int64_t start = clock__ns(CLOCK_MONOTONIC);
 
 	while (!agent_exiting && !duration_over(a, start)) {
 		for (size_t i = 0; i < a->o->npids; i++)
@@ -639,7 +632,7 @@ int agent__run(const struct agent_opts *o)
 		}
 	}
 	pthread_mutex_init(&a.lock, NULL);
-	a.m.started_mono = agent__now_ns(CLOCK_MONOTONIC);
+	a.m.started_mono = clock__ns(CLOCK_MONOTONIC);
 	if (o->host)
 		snprintf(a.host, sizeof(a.host), "%s", o->host);
 	else if (gethostname(a.host, sizeof(a.host) - 1))

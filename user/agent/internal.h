@@ -47,7 +47,6 @@ struct agent {
 
 extern volatile sig_atomic_t agent_exiting;
 
-int64_t agent__now_ns(int clk);
 /* Directories the agent makes are 0750: profiles show code and command names of every process. */
 #define AGENT_DIR_MODE 0750
 

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "agent/internal.h"
+#include "util/clock.h"
 
 void metrics__self(double *cpu_seconds, uint64_t *rss)
 {
@@ -29,7 +30,7 @@ void metrics__self(double *cpu_seconds, uint64_t *rss)
 
 bool metrics__healthy(struct agent *a)
 {
-	int64_t now = agent__now_ns(CLOCK_MONOTONIC), last;
+	int64_t now = clock__ns(CLOCK_MONOTONIC), last;
 	double slack = a->o->watch ? 0 : a->o->interval * 2 + 5;
 
 	pthread_mutex_lock(&a->lock);

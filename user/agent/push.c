@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "agent/internal.h"
+#include "util/clock.h"
 #include "util/dir.h"
 #include "util/log.h"
 
@@ -125,7 +126,7 @@ int pusher__enqueue(struct pusher *p, const struct push_item *it)
 		goto out;
 	}
 	pthread_mutex_lock(&p->lock);
-	snprintf(fname, sizeof(fname), "%020lld-%06llu%s", (long long)agent__now_ns(CLOCK_REALTIME),
+	snprintf(fname, sizeof(fname), "%020lld-%06llu%s", (long long)clock__ns(CLOCK_REALTIME),
 		 (unsigned long long)(p->seq++ % 1000000), QUEUE_SUFFIX);
 	queue_bound(p, it->len + strlen(q));
 	err = write_file(p->dirfd, fname, q, it->body, it->len);
@@ -274,7 +275,7 @@ static int send_queue(struct pusher *p, size_t *listed)
 	*listed = n;
 	for (size_t i = 0; i < n && !err; i++) {
 		pthread_mutex_lock(&p->lock);
-		bool give_up = p->stop && agent__now_ns(CLOCK_MONOTONIC) > p->stop_deadline;
+		bool give_up = p->stop && clock__ns(CLOCK_MONOTONIC) > p->stop_deadline;
 		pthread_mutex_unlock(&p->lock);
 		if (give_up)
 			err = -EAGAIN;
@@ -306,8 +307,7 @@ static void *pusher_main(void *arg)
 		if (p->stop) {
 			/* Stopping: send what is queued (the last window was queued just now), and
 			 * retry what failed, until the queue is empty or the grace period is over. */
-			if ((!err && !listed) ||
-			    agent__now_ns(CLOCK_MONOTONIC) > p->stop_deadline) {
+			if ((!err && !listed) || clock__ns(CLOCK_MONOTONIC) > p->stop_deadline) {
 				pthread_mutex_unlock(&p->lock);
 				break;
 			}
@@ -315,10 +315,10 @@ static void *pusher_main(void *arg)
 				pthread_mutex_unlock(&p->lock);
 				continue;
 			}
-			wake = p->stop_deadline - agent__now_ns(CLOCK_MONOTONIC);
+			wake = p->stop_deadline - clock__ns(CLOCK_MONOTONIC);
 			if (wake > (int64_t)(backoff * 1e9))
 				wake = (int64_t)(backoff * 1e9);
-			wake += agent__now_ns(CLOCK_REALTIME);
+			wake += clock__ns(CLOCK_REALTIME);
 			until.tv_sec = wake / 1000000000ll;
 			until.tv_nsec = wake % 1000000000ll;
 			pthread_cond_timedwait(&p->cond, &p->lock, &until);
@@ -327,7 +327,7 @@ static void *pusher_main(void *arg)
 		}
 		/* After a failure wait out the backoff (new pushes only queue up meanwhile); when
 		 * all is sent, sleep until a push is queued. */
-		wake = agent__now_ns(CLOCK_REALTIME) + (int64_t)((backoff ? backoff : 3600) * 1e9);
+		wake = clock__ns(CLOCK_REALTIME) + (int64_t)((backoff ? backoff : 3600) * 1e9);
 		until.tv_sec = wake / 1000000000ll;
 		until.tv_nsec = wake % 1000000000ll;
 		while (!p->stop && (err || !p->kick) &&
@@ -383,7 +383,7 @@ void pusher__stop(struct pusher *p, double grace)
 	if (p->started) {
 		pthread_mutex_lock(&p->lock);
 		p->stop = true;
-		p->stop_deadline = agent__now_ns(CLOCK_MONOTONIC) + (int64_t)(grace * 1e9);
+		p->stop_deadline = clock__ns(CLOCK_MONOTONIC) + (int64_t)(grace * 1e9);
 		pthread_cond_signal(&p->cond);
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->thread, NULL);

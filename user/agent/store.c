@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 
 #include "agent/internal.h"
+#include "util/clock.h"
 #include "util/dir.h"
 #include "util/log.h"
 
@@ -44,7 +45,7 @@ static uint64_t free_bytes(struct store *s)
 static size_t store__retain_locked(struct store *s, uint64_t reserve)
 {
 	const struct agent_opts *o = s->a->o;
-	int64_t now = agent__now_ns(CLOCK_REALTIME);
+	int64_t now = clock__ns(CLOCK_REALTIME);
 	uint64_t total = 0, deleted = 0;
 	struct dir_file *v = NULL;
 	size_t n = 0, i;

@@ -18,6 +18,7 @@
 #include "unwind.h"
 #include "proc/maps.h"
 #include "proc/stat.h"
+#include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 
@@ -134,7 +135,7 @@ struct triggers {
 
 static double mono_s(void)
 {
-	return agent__now_ns(CLOCK_MONOTONIC) / 1e9;
+	return clock__ns(CLOCK_MONOTONIC) / 1e9;
 }
 
 static bool cap_should_stop(void *ctx)
@@ -182,7 +183,7 @@ static void *capture_main(void *arg)
 	struct symbolizer *sym = symbolizer__new(&so);
 	uint8_t *raw = NULL, *gz = NULL;
 	size_t rawlen, gzlen;
-	int64_t t0 = agent__now_ns(CLOCK_REALTIME);
+	int64_t t0 = clock__ns(CLOCK_REALTIME);
 	time_t secs = t0 / 1000000000ll;
 	struct tm tm;
 	int err;
@@ -212,7 +213,7 @@ static void *capture_main(void *arg)
 			 (int)(t0 / 1000000 % 1000), j->pid, r->name);
 		snprintf(labels, sizeof(labels), "trigger=%s", r->name);
 		agent__emit(t->a, name, raw, rawlen, gz, gzlen, secs,
-			    agent__now_ns(CLOCK_REALTIME) / 1000000000ll, o->trigger_freq, labels);
+			    clock__ns(CLOCK_REALTIME) / 1000000000ll, o->trigger_freq, labels);
 		pthread_mutex_lock(&t->a->lock);
 		t->a->m.trigger_captures++;
 		pthread_mutex_unlock(&t->a->lock);
@@ -364,7 +365,7 @@ static void *triggers_main(void *arg)
 		pthread_mutex_unlock(&t->lock);
 		scan(t);
 		pthread_mutex_lock(&t->lock);
-		wake = agent__now_ns(CLOCK_REALTIME) + (int64_t)(t->a->o->trigger_check * 1e9);
+		wake = clock__ns(CLOCK_REALTIME) + (int64_t)(t->a->o->trigger_check * 1e9);
 		until.tv_sec = wake / 1000000000ll;
 		until.tv_nsec = wake % 1000000000ll;
 		while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &until) == 0)

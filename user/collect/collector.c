@@ -8,6 +8,7 @@
 
 #include "collect/collector.h"
 #include "collect/pool.h"
+#include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 
@@ -53,18 +54,10 @@ const char *collector__names(void)
 	return names;
 }
 
-static int64_t clock_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
 /* Whether the capture's deadline has passed: then building tables would only delay its end. */
 static bool collector__late(const struct collector *c)
 {
-	return c->deadline_ns && clock_ns(CLOCK_MONOTONIC) >= c->deadline_ns;
+	return c->deadline_ns && clock__ns(CLOCK_MONOTONIC) >= c->deadline_ns;
 }
 
 static int handle_proc_event(void *ctx, void *data, size_t size)
@@ -170,8 +163,8 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 			goto cleanup;
 		}
 	}
-	c->started_ns = clock_ns(CLOCK_MONOTONIC);
-	c->started_real_ns = clock_ns(CLOCK_REALTIME);
+	c->started_ns = clock__ns(CLOCK_MONOTONIC);
+	c->started_real_ns = clock__ns(CLOCK_REALTIME);
 	if (o->load_only)
 		goto done;
 	c->rb = ring_buffer__new(bpf_map__fd(c->proc_events), handle_proc_event, c, NULL);

@@ -21,6 +21,7 @@
 
 #include "collect/pool.h"
 #include "unwind/unwinder.h"
+#include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 
@@ -80,14 +81,6 @@ struct collector_pool {
 	struct pool_col *cols;
 	struct type_figures figs[POOL_MAX_TYPES];
 };
-
-static int64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 static uint64_t key_hash(const void *key, void *ctx)
 {
@@ -318,7 +311,7 @@ static int pool_col__open(struct collector_pool *p, const struct collector_ops *
 	err = collector__open(ops, &co, &pc->c);
 	if (err)
 		goto fail;
-	pc->opened_ns = now_ns(CLOCK_MONOTONIC);
+	pc->opened_ns = clock__ns(CLOCK_MONOTONIC);
 	pc->agg = ops->agg_map ? bpf_object__find_map_by_name(pc->c->obj, ops->agg_map) : NULL;
 	if (pc->agg) {
 		pc->key_size = bpf_map__key_size(pc->agg);
@@ -425,8 +418,8 @@ static int window_baseline(struct collector_window *w)
 	}
 stats:
 	err = collector__stats(pc->c, &w->base_stats);
-	w->mono = now_ns(CLOCK_MONOTONIC);
-	w->real = now_ns(CLOCK_REALTIME);
+	w->mono = clock__ns(CLOCK_MONOTONIC);
+	w->real = clock__ns(CLOCK_REALTIME);
 out:
 	pthread_mutex_unlock(&pc->lock);
 	free(key);

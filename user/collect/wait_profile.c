@@ -9,6 +9,7 @@
 #include "collect/pool.h"
 #include "collect/wait_profile.h"
 #include "wait.h"
+#include "util/clock.h"
 
 struct wait_drain_ctx {
 	const struct wait_drain_opts *o;
@@ -18,10 +19,7 @@ struct wait_drain_ctx {
 
 uint64_t wait__now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	return (uint64_t)clock__ns(CLOCK_MONOTONIC);
 }
 
 int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "http/procs.h"
+#include "util/clock.h"
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 #define REFRESH_S  1.0	      /* a table younger than this is reused */
@@ -30,14 +31,6 @@ struct procs_table {
 	size_t nrows;
 	double rows_t, interval;
 };
-
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static ssize_t read_small(const char *path, char *buf, size_t len)
 {
@@ -159,19 +152,19 @@ static int refresh(struct procs_table *t)
 	size_t n;
 	int err;
 
-	if (!t->prev || mono() - t->prev_t > 60) {
+	if (!t->prev || clock__mono_s() - t->prev_t > 60) {
 		free(t->prev);
 		t->prev = NULL;
 		err = scan(&t->prev, &t->nprev);
 		if (err)
 			return err;
-		t->prev_t = mono();
+		t->prev_t = clock__mono_s();
 		usleep(FIRST_S * 1e6);
 	}
 	err = scan(&cur, &n);
 	if (err)
 		return err;
-	now = mono();
+	now = clock__mono_s();
 	rows = malloc((n ? n : 1) * sizeof(*rows));
 	if (!rows) {
 		free(cur);
@@ -221,7 +214,7 @@ int procs_table__get(struct procs_table *t, struct proc_row **rows, size_t *n, d
 	int err = 0;
 
 	pthread_mutex_lock(&t->lock);
-	if (!t->rows || mono() - t->rows_t >= REFRESH_S)
+	if (!t->rows || clock__mono_s() - t->rows_t >= REFRESH_S)
 		err = refresh(t);
 	if (!err) {
 		*rows = malloc((t->nrows ? t->nrows : 1) * sizeof(**rows));

@@ -17,6 +17,7 @@
 #include "unwind/unwinder.h"
 #include "util/hashmap.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 /* One executable file, shared by every process that maps it. */
 struct unw_exe {
@@ -443,10 +444,7 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 
 static double now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+	return (double)clock__ns(CLOCK_MONOTONIC) / 1e6;
 }
 
 static bool vdso_mapping(const struct proc_map *m)
