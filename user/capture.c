@@ -110,6 +110,18 @@ static int capture_poll(struct capture *c, int timeout_ms)
 		      : collector__poll(c->col, timeout_ms);
 }
 
+/* Our window leaves the shared collector (which goes with its last capture), or our own
+ * collector is freed. Safe when already done. */
+static void capture_release(struct capture *c)
+{
+	if (c->win)
+		collector_window__leave(c->win);
+	else
+		collector__free(c->col);
+	c->win = NULL;
+	c->col = NULL;
+}
+
 static void collect_loop(struct capture *c)
 {
 	const struct capture_opts *o = c->o;
@@ -352,12 +364,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it
 	 * freed goes back to the system, so that the symbols are read on as little as possible.
 	 * A shared collector goes when its last capture leaves. */
-	if (c.win)
-		collector_window__leave(c.win);
-	else
-		collector__free(c.col);
-	c.win = NULL;
-	c.col = NULL;
+	capture_release(&c);
 	malloc_trim(0);
 	mem__checkpoint("BPF freed");
 	if (!err) {
@@ -370,10 +377,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		}
 	}
 cleanup:
-	if (c.win)
-		collector_window__leave(c.win);
-	else
-		collector__free(c.col);
+	capture_release(&c);
 	if (c.exes) {
 		hashmap__for_each(c.exes, free_exe, NULL);
 		hashmap__free(c.exes);
