@@ -25,7 +25,7 @@ endif
 
 PKGS       := libbpf libelf libdw zlib libprotobuf-c libmicrohttpd libcurl
 CFLAGS     ?= -O2 -g
-CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+CFLAGS     += -std=gnu11 -Wall -Wextra -Wshadow -Wformat=2 -Werror -Wno-missing-field-initializers \
 	      -D_GNU_SOURCE -DCPROF_VERSION='"$(VERSION)"' -Ibpf -I$(BPF_OUT) -Iuser -I$(OUT)/gen
 ifeq ($(SAN),1)
 CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -67,10 +67,12 @@ $(DEPS_STAMP): tools/install-deps.sh
 	$(Q)touch $@
 deps: $(DEPS_STAMP)
 
-$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) vmlinux/$(ARCH)/vmlinux.h | $(DEPS_STAMP)
+# Each BPF object depends on the headers it includes (clang -MMD), so touching one program or one
+# header rebuilds only the programs, skeletons and user objects that use it.
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c vmlinux/$(ARCH)/vmlinux.h | $(DEPS_STAMP)
 	$(call msg,BPF,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -MF $@.d -c $< -o $@
 	$(Q)$(LLVM_STRIP) -g $@
 
 $(BPF_OUT)/%.skel.h: $(BPF_OUT)/%.bpf.o
@@ -87,7 +89,11 @@ $(OUT)/obj/gen/profile.pb-c.o: $(PROTO_C)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(filter-out -Werror -Wextra,$(CFLAGS)) -c $< -o $@
 
-$(OUT)/obj/%.o: %.c $(BPF_SKELS) $(PROTO_C) | $(DEPS_STAMP)
+# Skeletons and the protobuf code are order-only: they must exist before the first compile, but an
+# object is rebuilt only when what it includes changes, as the compiler listed it (-MMD, the .d
+# files included at the end). Touching one bpf/*.bpf.c rebuilds its skeleton and the objects that
+# include that skeleton, not all of user space.
+$(OUT)/obj/%.o: %.c | $(BPF_SKELS) $(PROTO_C) $(DEPS_STAMP)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -99,10 +105,11 @@ $(OUT)/cprof-bpf: $(USER_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
-	$(call msg,CC,$@)
+# A unit test is compiled like the modules (the pattern rule above) and linked with them.
+$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_OBJS)
+	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $< $(LIB_OBJS) $(LDLIBS) -lcmocka $(LDFLAGS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
 unit: $(UNIT_BINS)
 
@@ -112,6 +119,13 @@ test: all $(DEPS_STAMP)
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+# The end-to-end tests only (tests/test_*.py but the unit-test runner), on the ASan+UBSan build
+# they use by default and the release build test_release.py checks.
+E2E_TESTS  := $(filter-out tests/test_unit.py,$(wildcard tests/test_*.py))
+e2e: all $(DEPS_STAMP)
+	$(Q)$(MAKE) --no-print-directory SAN=1 all
+	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider $(E2E_TESTS) $(PYTEST_ARGS)
 
 # libFuzzer on the symbolizer's ELF/DWARF entry points (not part of `make test`):
 # FUZZ_SECONDS of fuzzing, seeded with small objects built here (with and without DWARF,

@@ -224,7 +224,7 @@ static const struct option long_opts[] = {
 };
 
 int cli__getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
-		const char *usage, const char *help, int (*one)(int, const char *, void *),
+		const char *usage_text, const char *help, int (*one)(int, const char *, void *),
 		void *ctx)
 {
 	int opt, err;
@@ -234,7 +234,7 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
 	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
-			fputs(usage, stdout);
+			fputs(usage_text, stdout);
 			return 1;
 		case 'V':
 			printf("cprof-bpf %s\n", CPROF_VERSION);
