@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from conftest import (assert_no_sanitizer, build, go_pprof, go_pprof_run, pprof_top, run_cprof,
-                      start_cprof, wait_for)
+from conftest import (ROOT, assert_no_sanitizer, build, go_pprof, go_pprof_run, pprof_top,
+                      run_cprof, start_cprof, wait_for)
 
 SKIP_TYPES = {}
 
@@ -304,6 +304,14 @@ def test_metrics_and_healthz(shared, workload, spawn):
     assert ok and int(ok.group(1)) >= 1
     assert int(re.search(r'cprof_samples_total\{type="cpu"\} (\d+)', text).group(1)) > 20
     assert re.search(r'cprof_dropped_total\{type="cpu",reason="keys_full"\} 0', text)
+    # Every drop reason of the table in bpf/cprof.h, for every type.
+    with open(os.path.join(ROOT, "bpf", "cprof.h")) as f:
+        reasons = re.findall(r'X\(\w+, (?:BPF|USER)_DROP, "(\w+)"', f.read())
+    assert len(reasons) >= 20
+    for reason in reasons:
+        for t in set(re.findall(r'cprof_captures_total\{type="(\w+)"', text)):
+            assert re.search(rf'cprof_dropped_total\{{type="{t}",reason="{reason}"\}} \d+', text), \
+                (t, reason)
     assert re.search(r'cprof_bpf_map_entries\{type="cpu",map="keys"\} [1-9]', text)
     assert re.search(r'cprof_http_requests_total\{code="200"\} [1-9]', text)
     assert get(shared.url + "/healthz")[2] == b"ok\n"

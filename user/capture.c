@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "capture.h"
+#include "collect/drops.h"
 #include "collect/collector.h"
 #include "proc/maps.h"
 #include "util/clock.h"
@@ -154,63 +155,6 @@ static void collect_loop(struct capture *c)
 	capture_poll(c, 0);
 }
 
-struct drop {
-	uint64_t n;
-	const char *what;
-};
-
-/* Says what was lost, on stderr and in the profile's comments: never a silently short profile. */
-void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
-			   uint64_t procs_missed)
-{
-	const struct drop drops[] = {
-		{st->bpf[CPROF_STAT_KEYS_FULL],
-		 "samples dropped: aggregation map full (--max-stacks)"},
-		{st->bpf[CPROF_STAT_USTACK_COLLIDE],
-		 "user stacks lost to stack-map hash collisions"},
-		{st->bpf[CPROF_STAT_KSTACK_COLLIDE],
-		 "kernel stacks lost to stack-map hash collisions"},
-		{st->bpf[CPROF_STAT_USTACK_ERR], "user stacks that could not be read"},
-		{st->bpf[CPROF_STAT_KSTACK_ERR], "kernel stacks that could not be read"},
-		{st->lost_stack_reads, "stacks evicted before they were read"},
-		{st->truncated_stacks, "stacks truncated at the depth limit"},
-		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
-		{procs_missed, "processes that exited before their mappings were read"},
-		{st->bpf[CPROF_STAT_HEAP_LIVE_FULL],
-		 "sampled allocations not tracked until freed: live map full (--heap-max-live)"},
-		{st->bpf[CPROF_STAT_HEAP_NO_THREAD],
-		 "allocator calls missed: per-thread state could not be allocated"},
-		{st->bpf[CPROF_STAT_HEAP_STALE],
-		 "tracked blocks allocated again before their free was seen (free missed)"},
-		{st->bpf[CPROF_STAT_USTACK_NO_RULE],
-		 "user stacks cut short: a pc with no usable unwind rule"},
-		{st->bpf[CPROF_STAT_USTACK_NO_TABLE],
-		 "user stacks cut short: a pc with no unwind table (--unwind=dwarf)"},
-		{st->bpf[CPROF_STAT_USTACK_BAD_READ],
-		 "user stacks cut short: a saved register could not be read"},
-		{st->bpf[CPROF_STAT_USTACK_TABLE_FULL], "user stacks lost: unwound-stack map full"},
-		{st->unwind.over_budget, "executables without unwind table: --unwind-mem or table "
-					 "slots full (frame pointers)"},
-		{st->unwind.failed,
-		 "executables or mappings whose unwind table could not be loaded"},
-		{st->bpf[CPROF_STAT_WAIT_START_FULL],
-		 "waits not timed: per-thread start map full (threads waiting at once)"},
-		{st->prog_misses, "BPF program runs skipped by the kernel (recursion)"},
-	};
-	uint64_t total = 0;
-
-	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
-		if (!drops[i].n)
-			continue;
-		total += drops[i].n;
-		pprof_builder__add_comment(b, "dropped: %llu %s", (unsigned long long)drops[i].n,
-					   drops[i].what);
-		pr_warn("%llu %s\n", (unsigned long long)drops[i].n, drops[i].what);
-	}
-	if (!total)
-		pprof_builder__add_comment(b, "dropped: nothing");
-}
-
 static void add_target_comment(const struct capture_opts *o, struct pprof_builder *b)
 {
 	char comm[64];
@@ -264,11 +208,11 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		pprof_builder__free(b);
 		return err;
 	}
+	st.procs_missed = c->procs_missed;
 	if (stats_err == 0)
-		capture__report_drops(b, &st, c->procs_missed);
+		drops__report(b, &st);
 	if (o->stats) {
 		o->stats->counters = st;
-		o->stats->procs_missed = c->procs_missed;
 		o->stats->stacks = pprof_builder__nsamples(b);
 		o->stats->max_keys = o->max_keys ? o->max_keys : CPROF_DEFAULT_MAX_KEYS;
 	}

@@ -16,7 +16,6 @@
 /* What a capture counted and lost, for callers that export it (serve's /metrics). */
 struct capture_stats {
 	struct collect_stats counters; /* BPF and user-side counters at the end */
-	uint64_t procs_missed;	       /* processes gone before their mappings were read */
 	size_t stacks;		       /* distinct stacks in the profile */
 	uint32_t max_keys;	       /* the aggregation map's capacity */
 };
@@ -57,12 +56,5 @@ struct capture_opts {
 /* Runs a capture; on success *out is a builder the caller writes and frees. sym resolves the
  * addresses (its lifetime must cover the builder's). Returns 0 or -errno (already reported). */
 int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pprof_builder **out);
-
-struct collect_stats;
-/* Writes what was lost (st, and processes gone before their mappings were read) into b's
- * comments and on stderr; "dropped: nothing" when nothing was. For sessions that drain
- * collectors themselves (the agent). */
-void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
-			   uint64_t procs_missed);
 
 #endif

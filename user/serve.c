@@ -19,6 +19,7 @@
 #include "capture.h"
 #include "cli.h"
 #include "collect/collector.h"
+#include "collect/drops.h"
 #include "collect/pool.h"
 #include "http/flamegraph.h"
 #include "http/procs.h"
@@ -63,29 +64,10 @@ static const struct pprof_route pprof_routes[] = {
 };
 #define NROUTES (sizeof(pprof_routes) / sizeof(pprof_routes[0]))
 
-enum drop_reason {
-	DROP_KEYS_FULL,
-	DROP_USTACK_COLLIDE,
-	DROP_KSTACK_COLLIDE,
-	DROP_USTACK_ERR,
-	DROP_KSTACK_ERR,
-	DROP_EVICTED,
-	DROP_TRUNCATED,
-	DROP_NOTICES,
-	DROP_PROCS,
-	DROP_NR,
-};
-
-static const char *const drop_names[DROP_NR] = {
-	"keys_full",	    "user_stack_collision", "kernel_stack_collision",
-	"user_stack_error", "kernel_stack_error",   "stack_evicted",
-	"stack_truncated",  "process_notice_lost",  "process_exited_unread",
-};
-
 struct type_metrics {
 	uint64_t ok, failed, cancelled;
 	uint64_t samples;
-	uint64_t drops[DROP_NR];
+	uint64_t drops[CPROF_DROP_NR];
 	double seconds;
 	size_t last_stacks;
 	uint32_t max_keys;
@@ -271,15 +253,7 @@ static void count_capture(struct serve *sv, const char *type, enum capture_resul
 	m->seconds += secs;
 	if (res != CAPTURE_FAILED) {
 		m->samples += bpf[CPROF_STAT_SAMPLES];
-		m->drops[DROP_KEYS_FULL] += bpf[CPROF_STAT_KEYS_FULL];
-		m->drops[DROP_USTACK_COLLIDE] += bpf[CPROF_STAT_USTACK_COLLIDE];
-		m->drops[DROP_KSTACK_COLLIDE] += bpf[CPROF_STAT_KSTACK_COLLIDE];
-		m->drops[DROP_USTACK_ERR] += bpf[CPROF_STAT_USTACK_ERR];
-		m->drops[DROP_KSTACK_ERR] += bpf[CPROF_STAT_KSTACK_ERR];
-		m->drops[DROP_EVICTED] += st->counters.lost_stack_reads;
-		m->drops[DROP_TRUNCATED] += st->counters.truncated_stacks;
-		m->drops[DROP_NOTICES] += bpf[CPROF_STAT_EVENTS_LOST];
-		m->drops[DROP_PROCS] += st->procs_missed;
+		drops__add(m->drops, &st->counters);
 		m->last_stacks = st->stacks;
 		m->max_keys = st->max_keys;
 		if (st->max_keys && (double)st->stacks / st->max_keys > m->peak_fill)
@@ -388,11 +362,12 @@ static int metrics(void *ctx, struct http_request *r)
 	strbuf__puts(&b, "# HELP cprof_dropped_total What captures lost, by reason (see the "
 			 "profile comments).\n"
 			 "# TYPE cprof_dropped_total counter\n");
-	for (int i = 0; i < MAX_TYPES && collector__nth(i); i++)
-		for (int d = 0; d < DROP_NR; d++)
-			strbuf__printf(
-				&b, "cprof_dropped_total{type=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
-				collector__nth(i)->name, drop_names[d], sv->types[i].drops[d]);
+	for (int i = 0; i < MAX_TYPES && collector__nth(i); i++) {
+		char labels[64];
+
+		snprintf(labels, sizeof(labels), "type=\"%s\"", collector__nth(i)->name);
+		drops__prometheus(&b, "cprof_dropped_total", labels, sv->types[i].drops);
+	}
 	strbuf__puts(&b, "# HELP cprof_bpf_map_entries Entries of the BPF aggregation map used by "
 			 "the last capture.\n"
 			 "# TYPE cprof_bpf_map_entries gauge\n");

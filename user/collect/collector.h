@@ -61,7 +61,8 @@ struct collect_stats {
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
 	uint64_t trimmed_stacks;   /* stacks deleted by live drains (not a loss) */
 	struct unwinder_stats unwind;
-	uint64_t prog_misses; /* runs of our programs the kernel skipped (recursion) */
+	uint64_t prog_misses;  /* runs of our programs the kernel skipped (recursion) */
+	uint64_t procs_missed; /* processes gone before their mappings were read (the session's) */
 };
 
 struct collector;
