@@ -7,6 +7,7 @@
 
 #include "collect/collector.h"
 #include "collect/wait_profile.h"
+#include "sym/kallsyms.h"
 #include "offcpu.skel.h"
 #include "util/log.h"
 
@@ -48,7 +49,7 @@ static int offcpu_open(struct collector *c)
 	err = collector__bind(c, p->skel->obj);
 	if (err || o->load_only)
 		return err;
-	if (wait__ksym_range("__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
+	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
 		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
 	err = offcpu_bpf__attach(p->skel);
 	if (err)

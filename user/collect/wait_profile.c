@@ -22,35 +22,6 @@ uint64_t wait__now_ns(void)
 	return (uint64_t)clock__ns(CLOCK_MONOTONIC);
 }
 
-int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi)
-{
-	char line[512], sym[256], type;
-	unsigned long long addr;
-	bool found = false;
-	FILE *f = fopen("/proc/kallsyms", "re");
-	int err = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx %c %255s", &addr, &type, sym) != 3)
-			continue;
-		if (found) { /* the core kernel's symbols are listed in address order */
-			if (addr > *lo) {
-				*hi = addr;
-				err = 0;
-			}
-			break;
-		}
-		if (addr && strcmp(sym, name) == 0) {
-			*lo = addr;
-			found = true;
-		}
-	}
-	fclose(f);
-	return err;
-}
-
 void wait__pprof_config(struct pprof_config *cfg)
 {
 	cfg->nvalues = 2;

@@ -22,7 +22,7 @@ struct wait_drain_opts {
 	 * `state` label, on-CPU samples and off-CPU intervals told apart by CPROF_WAIT_ONCPU. */
 	bool wall;
 	/* Kernel leaves in [glue_lo, glue_hi) are dropped: the tracepoint's iterator, on the stack
-	 * only while several programs share sched_switch (wait__ksym_range). */
+	 * only while several programs share sched_switch (kallsyms__range). */
 	uint64_t glue_lo, glue_hi;
 };
 
@@ -32,9 +32,6 @@ void wait__pprof_config(struct pprof_config *cfg);
 void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns);
 /* Drains the aggregated waits (and the tails) into b. Returns 0 or -errno. */
 int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b);
-/* The address range of kernel text symbol name, from /proc/kallsyms (up to the next symbol).
- * Returns 0 or -errno (-ENOENT: not there, or addresses hidden). */
-int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi);
 /* CLOCK_MONOTONIC now, in ns (bpf_ktime_get_ns's clock). */
 uint64_t wait__now_ns(void);
 

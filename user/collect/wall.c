@@ -8,6 +8,7 @@
 #include "collect/collector.h"
 #include "collect/cpu.h"
 #include "collect/wait_profile.h"
+#include "sym/kallsyms.h"
 #include "util/log.h"
 #include "wall.skel.h"
 
@@ -53,7 +54,7 @@ static int wall_open(struct collector *c)
 	err = collector__bind(c, p->skel->obj);
 	if (err || o->load_only)
 		return err;
-	if (wait__ksym_range("__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
+	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
 		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
 	/* The perf-event program is attached by cpu__attach_clock, the others here. */
 	err = wall_bpf__attach(p->skel);
