@@ -91,6 +91,52 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	return 0;
 }
 
+void collector__size_maps(struct collector *c, struct bpf_object *obj)
+{
+	const struct collect_opts *o = &c->opts;
+	struct bpf_map *agg =
+		c->ops->agg_map ? bpf_object__find_map_by_name(obj, c->ops->agg_map) : NULL;
+	struct bpf_map *stacks = bpf_object__find_map_by_name(obj, "stacks");
+	struct bpf_program *fork = bpf_object__find_program_by_name(obj, "cprof_fork");
+
+	if (o->max_keys && agg)
+		bpf_map__set_max_entries(agg, o->max_keys);
+	if (o->max_stacks && stacks)
+		bpf_map__set_max_entries(stacks, o->max_stacks);
+	if (fork)
+		bpf_program__set_autoload(fork, o->follow_children);
+}
+
+int collector__load(struct collector *c, struct bpf_object_skeleton *s)
+{
+	int err;
+
+	collector__size_maps(c, *s->obj);
+	err = bpf_object__load_skeleton(s);
+	if (err)
+		pr_err("cannot load the %s BPF programs: %s\n", c->ops->name, strerror(-err));
+	return err;
+}
+
+int collector__attach(struct collector *c, struct bpf_object_skeleton *s)
+{
+	int err = collector__bind(c, *s->obj);
+
+	if (err || c->opts.load_only)
+		return err;
+	err = bpf_object__attach_skeleton(s);
+	if (err)
+		pr_err("cannot attach the %s BPF programs: %s\n", c->ops->name, strerror(-err));
+	return err;
+}
+
+int collector__load_attach(struct collector *c, struct bpf_object_skeleton *s)
+{
+	int err = collector__load(c, s);
+
+	return err ? err : collector__attach(c, s);
+}
+
 int collector__add_target(struct collector *c, pid_t pid)
 {
 	__u32 key = pid;

@@ -143,6 +143,21 @@ int collector__drain(struct collector *c, struct pprof_builder *b);
 /* For collectors: remembers the shared maps of a loaded object (by their common names). */
 int collector__bind(struct collector *c, struct bpf_object *obj);
 
+/* The steps every collector's open shares, between opening its skeleton and setting its rodata
+ * (COLLECTOR_SET_COMMON_RODATA and its own) and attaching what needs a target:
+ * - collector__size_maps: the aggregation map (ops->agg_map) to --max-stacks, the stack map to
+ *   max_stacks, and the fork hook loaded only when children are followed;
+ * - collector__load: that, then load (verify);
+ * - collector__attach: bind the shared maps, then (unless load_only) attach the programs that
+ *   attach by themselves (tracepoints, fork and exec hooks);
+ * - collector__load_attach: both. Each returns 0 or -errno, reported as "cannot load/attach the
+ *   TYPE BPF programs". s is the skeleton's `skeleton` member. */
+struct bpf_object_skeleton;
+void collector__size_maps(struct collector *c, struct bpf_object *obj);
+int collector__load(struct collector *c, struct bpf_object_skeleton *s);
+int collector__attach(struct collector *c, struct bpf_object_skeleton *s);
+int collector__load_attach(struct collector *c, struct bpf_object_skeleton *s);
+
 /* For collectors: reads a stack from the stack map into ips (leaf first); returns the number
  * of frames (0 when id < 0 or the stack is gone, which is counted). */
 uint32_t collector__read_stack(struct collector *c, __s32 id, uint64_t *ips);

@@ -298,15 +298,11 @@ static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 	p->skel->rodata->alloc_only = p->alloc_only;
 	fill_intervals(p->skel, p->sample_bytes);
 	p->skel->rodata->empty_probes = getenv("CPROF_BENCH_EMPTY_PROBES") != NULL;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.allocs, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
+	collector__size_maps(c, p->skel->obj);
 	if (o->heap_max_live)
 		bpf_map__set_max_entries(p->skel->maps.live, o->heap_max_live);
 	if (p->alloc_only)
 		bpf_map__set_max_entries(p->skel->maps.live, 1); /* never used */
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
 	return heap_bpf__load(p->skel);
 }
 
@@ -336,15 +332,10 @@ static int heap_open(struct collector *c)
 		pr_err("cannot load the heap BPF programs: %s\n", strerror(-err));
 		return err;
 	}
-	err = collector__bind(c, p->skel->obj);
+	/* Only the fork and exec hooks attach here; the uprobes need a target. */
+	err = collector__attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
-	/* Only the fork and exec hooks attach here; the uprobes need a target. */
-	err = heap_bpf__attach(p->skel);
-	if (err) {
-		pr_err("cannot attach the heap BPF programs: %s\n", strerror(-err));
-		return err;
-	}
 	if (o->all)
 		return attach_target(c, p, -1, true);
 	for (size_t i = 0; i < o->npids; i++) {

@@ -49,32 +49,15 @@ static int mutex_open(struct collector *c)
 	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.waits, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
 	/* `check` verifies both ways; a capture loads one. */
 	tp = o->load_only || have_futex_tracepoints();
 	bpf_program__set_autoload(p->skel->progs.futex_enter_tp, tp);
 	bpf_program__set_autoload(p->skel->progs.futex_exit_tp, tp);
 	bpf_program__set_autoload(p->skel->progs.futex_enter_raw, o->load_only || !tp);
 	bpf_program__set_autoload(p->skel->progs.futex_exit_raw, o->load_only || !tp);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
 	if (!tp)
 		pr_info("no tracefs: timing futex from the raw syscall tracepoints\n");
-
-	err = lock_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the mutex BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
-	if (err || o->load_only)
-		return err;
-	err = lock_bpf__attach(p->skel);
-	if (err)
-		pr_err("cannot attach the mutex BPF programs: %s\n", strerror(-err));
-	return err;
+	return collector__load_attach(c, p->skel->skeleton);
 }
 
 static void mutex_stop(struct collector *c)

@@ -35,26 +35,12 @@ static int offcpu_open(struct collector *c)
 	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.waits, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
-
-	err = offcpu_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the offcpu BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
+	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
 	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
 		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
-	err = offcpu_bpf__attach(p->skel);
-	if (err)
-		pr_err("cannot attach the offcpu BPF programs: %s\n", strerror(-err));
-	return err;
+	return 0;
 }
 
 static void offcpu_stop(struct collector *c)

@@ -40,28 +40,12 @@ static int wall_open(struct collector *c)
 	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->period_ns = p->period_ns;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.waits, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
-
-	err = wall_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the wall BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
+	/* The perf-event program is attached by cpu__attach_clock, the others here. */
+	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
 	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
 		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
-	/* The perf-event program is attached by cpu__attach_clock, the others here. */
-	err = wall_bpf__attach(p->skel);
-	if (err) {
-		pr_err("cannot attach the wall BPF programs: %s\n", strerror(-err));
-		return err;
-	}
 	return cpu__attach_clock(p->skel->progs.wall_sample, p->period_ns, &p->links, &p->nlinks);
 }
 
