@@ -17,8 +17,7 @@
 struct capture {
 	const struct capture_opts *o;
 	struct symbolizer *sym;
-	struct collector *col;
-	struct collector_window *win; /* o->pool: col is shared, this is our window on it */
+	struct collector_window *win; /* on o->pool's collector, or on a pool of its own */
 	int64_t started_ns;	      /* CLOCK_MONOTONIC when sampling began */
 	struct hashmap *exes;	      /* pid -> executable path, system-wide only */
 	uint64_t procs_missed;	      /* processes gone before their mappings could be read */
@@ -105,22 +104,11 @@ static bool stop_requested(const struct capture *c)
 	return c->o->should_stop && c->o->should_stop(c->o->ctx);
 }
 
-static int capture_poll(struct capture *c, int timeout_ms)
-{
-	return c->win ? collector_window__poll(c->win, timeout_ms)
-		      : collector__poll(c->col, timeout_ms);
-}
-
-/* Our window leaves the shared collector (which goes with its last capture), or our own
- * collector is freed. Safe when already done. */
+/* Our window leaves its collector, which goes with its last capture. Safe when already done. */
 static void capture_release(struct capture *c)
 {
-	if (c->win)
-		collector_window__leave(c->win);
-	else
-		collector__free(c->col);
+	collector_window__leave(c->win);
 	c->win = NULL;
-	c->col = NULL;
 }
 
 static void collect_loop(struct capture *c)
@@ -133,15 +121,15 @@ static void collect_loop(struct capture *c)
 	int64_t left;
 	int err;
 
-	/* A shared collector outlives this capture's deadline: it keeps building tables. */
-	if (o->duration > 0 && !c->win)
-		c->col->deadline_ns = deadline;
+	if (o->duration > 0)
+		collector_window__set_deadline(c->win, deadline);
 
 	while (!stop_requested(c)) {
 		left = deadline - clock__ns(CLOCK_MONOTONIC);
 		if (left <= 0)
 			break;
-		err = capture_poll(c, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+		err = collector_window__poll(c->win,
+					     left < 100000000 ? (int)(left / 1000000) + 1 : 100);
 		if (err) {
 			pr_warn("polling process notices: %s\n", strerror(-err));
 			break;
@@ -152,7 +140,7 @@ static void collect_loop(struct capture *c)
 		}
 	}
 	/* Notices still queued name processes that may yet be alive: read them now. */
-	capture_poll(c, 0);
+	collector_window__poll(c->win, 0);
 }
 
 static void add_target_comment(const struct capture_opts *o, struct pprof_builder *b)
@@ -178,10 +166,11 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym, prepare};
 	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = dur};
 	struct collect_stats st = {};
+	struct collector *col = collector_window__collector(c->win);
 	struct pprof_builder *b;
-	int err, stats_err;
+	int err;
 
-	c->col->ops->pprof_config(c->col, &cfg);
+	col->ops->pprof_config(col, &cfg);
 	for (int i = 0; o->default_sample_type && i < cfg.nvalues; i++)
 		if (strcmp(cfg.sample_types[i].type, o->default_sample_type) == 0)
 			cfg.default_sample_type = o->default_sample_type;
@@ -195,13 +184,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	else
 		pprof_builder__add_comment(b, "type: %s", o->type);
 	mem__checkpoint("drain start");
-	if (c->win) {
-		err = collector_window__drain(c->win, b, &st);
-		stats_err = err;
-	} else {
-		err = collector__drain(c->col, b);
-		stats_err = err ? err : collector__stats(c->col, &st);
-	}
+	err = collector_window__drain(c->win, b, &st);
 	mem__checkpoint("drained");
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
@@ -209,8 +192,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		return err;
 	}
 	st.procs_missed = c->procs_missed;
-	if (stats_err == 0)
-		drops__report(b, &st);
+	drops__report(b, &st);
 	if (o->stats) {
 		o->stats->counters = st;
 		o->stats->stacks = pprof_builder__nsamples(b);
@@ -282,27 +264,17 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 				 strerror(-err));
 	}
 	mem__checkpoint("pids snapshotted");
-	if (o->pool) {
-		err = collector_pool__join(o->pool, ops, &co, &c.win);
-		if (err)
-			goto cleanup;
-		c.col = collector_window__collector(c.win);
-		collector_window__start(c.win, &m0, &t0);
-	} else {
-		err = collector__open(ops, &co, &c.col);
-		if (err)
-			goto cleanup;
-		t0 = c.col->started_real_ns;
-		m0 = c.col->started_ns;
-	}
+	/* Without a pool (record, a triggered capture), a pool of one. */
+	err = collector_pool__join(o->pool, ops, &co, &c.win);
+	if (err)
+		goto cleanup;
+	collector_window__start(c.win, &m0, &t0);
 	mem__checkpoint("BPF attached");
 	c.started_ns = m0;
 	if (o->attached)
 		o->attached(o->ctx);
 	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
 	collect_loop(&c);
-	if (!c.win)
-		collector__stop(c.col); /* a shared one goes on for the other captures */
 	mem__checkpoint("sampling ended");
 	err = drain(&c, t0, clock__ns(CLOCK_MONOTONIC) - m0, out);
 	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it

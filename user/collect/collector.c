@@ -7,7 +7,6 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
-#include "collect/pool.h"
 #include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -294,8 +293,8 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	}
 	free(vals);
 	st->prog_misses = prog_misses(c);
-	if (c->window)
-		collector_window__stats(c->window, st);
+	if (c->view && c->view->stats)
+		c->view->stats(c->view->ctx, st);
 	return 0;
 }
 
@@ -468,7 +467,7 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 	if (err)
 		return err;
 	collector__note_drained(c, map);
-	if (c->window) /* shared: other windows still count on these entries */
+	if (c->view) /* a partial view: other readers still count on these entries */
 		del = false;
 	if (del) {
 		err = collector__drain_batch(c, fd, value_size, fn, ctx);
@@ -486,7 +485,7 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, val))
 			continue; /* deleted meanwhile */
-		if (c->window && !collector_window__value(c->window, &key, val))
+		if (c->view && !c->view->value(c->view->ctx, &key, val))
 			continue;
 		collector__mark_refs(c, &key);
 		err = fn(c, &key, val, ctx);

@@ -20,7 +20,23 @@ struct bpf_map;
 struct ring_buffer;
 struct hashmap;
 struct unwinder;
-struct collector_window;
+struct collect_stats;
+
+/* A partial view of a collector's maps for a drain: set by whoever drains a collector on behalf
+ * of one of several readers (collect/pool.c); drains honour it and know nothing else of the
+ * reader. With a view, drains delete nothing. */
+struct collector_view {
+	/* Whether an entry of the aggregation map (key starts with struct cprof_key) is reported,
+	 * and its value as reported (rewritten in place). */
+	bool (*value)(void *ctx, const void *key, void *val);
+	/* Whether pid's entries of other maps (waits under way) are reported. */
+	bool (*wants)(void *ctx, uint32_t pid);
+	/* Rewrites counters read by collector__stats to the view's part. */
+	void (*stats)(void *ctx, struct collect_stats *st);
+	/* CLOCK_MONOTONIC ns where the view begins: a wait under way counts from there. */
+	int64_t from_ns;
+	void *ctx;
+};
 
 struct collect_opts {
 	bool all;	   /* whole system */
@@ -81,7 +97,7 @@ struct collector_ops {
 	/* Sample types and period of this profile type. */
 	void (*pprof_config)(const struct collector *c, struct pprof_config *cfg);
 	/* Sharing (collect/pool.h): the aggregation map's name, whose values are u64 fields; its
-	 * drain checks collector_window__value() when c->window is set. NULL: never shared. */
+	 * drain passes each entry through c->view when it is set. NULL: never shared. */
 	const char *agg_map;
 	uint32_t agg_levels; /* bit i: the i-th u64 of a value is a level (in use), not a count */
 	bool per_target_attach; /* attaches per target (uprobes): shared only for the same pids */
@@ -111,9 +127,8 @@ struct collector {
 	/* CLOCK_MONOTONIC ns after which notices no longer build unwind tables (their processes
 	 * would not be sampled any more); 0 = no deadline. */
 	int64_t deadline_ns;
-	/* The window of a shared collector being drained (collect/pool.h): drains delete nothing
-	 * and report only that window's part. NULL otherwise. */
-	const struct collector_window *window;
+	/* The part of the maps a drain reports (see struct collector_view); NULL: all of it. */
+	const struct collector_view *view;
 };
 
 /* The profile types, by name ("cpu"; "block" is offcpu), NULL if unknown. */

@@ -16,7 +16,6 @@
 #include "collect/allocators.h"
 #include "collect/collector.h"
 #include "collect/uprobe_multi.h"
-#include "collect/pool.h"
 #include "heap.h"
 #include "heap.skel.h"
 #include "util/log.h"
@@ -482,8 +481,8 @@ static int heap_drain(struct collector *c, struct pprof_builder *b)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &val))
 			continue;
-		if (c->window && !collector_window__value(c->window, &key, &val))
-			continue; /* shared (collect/pool.h): not this window's */
+		if (c->view && !c->view->value(c->view->ctx, &key, &val))
+			continue; /* not in the view */
 		err = heap_drain_one(c, &key, &val, d);
 		if (err)
 			break;

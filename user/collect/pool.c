@@ -50,6 +50,8 @@ struct collector_window {
 	struct cprof_proc_event *q;
 	size_t nq, qcap;
 	uint64_t qlost;
+	struct collector_view view;	 /* what a drain of the shared collector reports */
+	struct collector_pool *own_pool; /* a pool of one, made by the join, freed by the leave */
 };
 
 struct pool_col {
@@ -77,10 +79,17 @@ struct type_figures {
 };
 
 struct collector_pool {
+	/* A pool of one (a capture of its own): its collector has the capture's options and
+	 * callbacks, nothing is subtracted, and its window's drain stops it and empties its maps. */
+	bool solo;
 	pthread_mutex_t open_lock, lock;
 	struct pool_col *cols;
 	struct type_figures figs[POOL_MAX_TYPES];
 };
+
+static bool window_value(void *ctx, const void *key, void *val);
+static bool window_wants(void *ctx, uint32_t pid);
+static void window_stats(void *ctx, struct collect_stats *st);
 
 static uint64_t key_hash(const void *key, void *ctx)
 {
@@ -302,11 +311,14 @@ static int pool_col__open(struct collector_pool *p, const struct collector_ops *
 		err = -ENOMEM;
 		goto fail;
 	}
-	memcpy(pc->pids, o->pids, o->npids * sizeof(*pc->pids));
+	if (o->npids)
+		memcpy(pc->pids, o->pids, o->npids * sizeof(*pc->pids));
 	co.pids = pc->pids;
-	co.on_proc = pool_on_proc;
-	co.pid_labels = pool_pid_labels;
-	co.ctx = pc;
+	if (!p->solo) { /* notices and labels go to the window they concern */
+		co.on_proc = pool_on_proc;
+		co.pid_labels = pool_pid_labels;
+		co.ctx = pc;
+	}
 	pc->opts = co;
 	err = collector__open(ops, &co, &pc->c);
 	if (err)
@@ -382,6 +394,11 @@ static int window_baseline(struct collector_window *w)
 	bool first = true;
 	int fd, err = 0;
 
+	if (pc->pool->solo) { /* everything since the collector started is the window's */
+		w->mono = pc->c->started_ns;
+		w->real = pc->c->started_real_ns;
+		return 0;
+	}
 	pthread_mutex_lock(&pc->lock);
 	if (!pc->agg)
 		goto stats;
@@ -397,7 +414,7 @@ static int window_baseline(struct collector_window *w)
 		first = false;
 		memcpy(key, next, ks);
 		entries++;
-		if (!collector_window__wants(w, ((const struct cprof_key *)key)->pid) ||
+		if (!window_wants(w, ((const struct cprof_key *)key)->pid) ||
 		    bpf_map_lookup_elem(fd, key, val))
 			continue;
 		blob = malloc(ks + vs);
@@ -462,7 +479,8 @@ static struct collector_window *window_new(const struct collect_opts *o)
 		free(w);
 		return NULL;
 	}
-	memcpy(w->pids, o->pids, o->npids * sizeof(*w->pids));
+	if (o->npids)
+		memcpy(w->pids, o->pids, o->npids * sizeof(*w->pids));
 	w->npids = o->npids;
 	w->all = o->all;
 	w->on_proc = o->on_proc;
@@ -483,29 +501,86 @@ static void window_free(struct collector_window *w)
 	free(w);
 }
 
-int collector_pool__join(struct collector_pool *p, const struct collector_ops *ops,
-			 const struct collect_opts *o, struct collector_window **out)
+/* The collector already loaded that w can share, counted as joined; or NULL. p->open_lock
+ * held. */
+static struct pool_col *find_shared(struct collector_pool *p, const struct collector_ops *ops,
+				    const struct collect_opts *o)
 {
-	struct collector_window *w = window_new(o);
-	struct type_figures *f;
 	struct pool_col *pc;
-	bool fresh = false;
-	int err;
 
-	if (!w)
-		return -ENOMEM;
-	pthread_mutex_lock(&p->open_lock);
 	pthread_mutex_lock(&p->lock);
 	for (pc = p->cols; pc && !can_share(pc, ops, o); pc = pc->next)
 		;
 	if (pc)
 		pc->nwindows++; /* keeps it loaded from now on */
 	pthread_mutex_unlock(&p->lock);
+	return pc;
+}
+
+/* Puts w (and a fresh pc) in the pool's lists, so that w gets the notices of its targets. */
+static void window_link(struct collector_window *w, struct pool_col *pc, bool fresh)
+{
+	struct collector_pool *p = pc->pool;
+	struct type_figures *f;
+
+	pthread_mutex_lock(&p->lock);
+	if (fresh) {
+		pc->next = p->cols;
+		p->cols = pc;
+	}
+	w->next = pc->windows;
+	pc->windows = w;
+	pc->windows_ever++;
+	f = figures(p, pc->ops);
+	if (f)
+		*(fresh ? &f->opened : &f->joined) += 1;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The window's baseline is taken: it is counted among the collector's captures. */
+static void window_ready(struct collector_window *w, bool fresh)
+{
+	struct pool_col *pc = w->pc;
+	struct type_figures *f;
+	int ready = 0;
+
+	w->view = (struct collector_view){window_value, window_wants, window_stats, w->mono, w};
+	pthread_mutex_lock(&pc->pool->lock);
+	w->ready = true;
+	for (const struct collector_window *x = pc->windows; x; x = x->next)
+		ready += x->ready;
+	f = figures(pc->pool, pc->ops);
+	if (f && (uint64_t)ready > f->most)
+		f->most = ready;
+	pthread_mutex_unlock(&pc->pool->lock);
+	pr_debug("%s: capture %s collector %p (%d captures on it)\n", pc->ops->name,
+		 fresh ? "loaded" : "shares", (void *)pc, ready);
+}
+
+int collector_pool__join(struct collector_pool *p, const struct collector_ops *ops,
+			 const struct collect_opts *o, struct collector_window **out)
+{
+	struct collector_window *w = window_new(o);
+	struct pool_col *pc;
+	bool fresh = false;
+	int err;
+
+	if (w && !p) { /* a pool of one, the window's own */
+		p = w->own_pool = collector_pool__new();
+		if (p)
+			p->solo = true;
+	}
+	if (!w || !p) {
+		collector_window__leave(w);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&p->open_lock);
+	pc = find_shared(p, ops, o);
 	if (!pc) {
 		err = pool_col__open(p, ops, o, &pc);
 		if (err) {
 			pthread_mutex_unlock(&p->open_lock);
-			window_free(w);
+			collector_window__leave(w);
 			return err;
 		}
 		fresh = true;
@@ -513,38 +588,14 @@ int collector_pool__join(struct collector_pool *p, const struct collector_ops *o
 	}
 	w->pc = pc;
 	w->base = hashmap__new(key_hash, key_equal, pc);
-	pthread_mutex_lock(&p->lock);
-	if (fresh) {
-		pc->next = p->cols;
-		p->cols = pc;
-	}
-	/* In the list from now on, so it gets the notices of its targets. */
-	w->next = pc->windows;
-	pc->windows = w;
-	pc->windows_ever++;
-	f = figures(p, ops);
-	if (f)
-		*(fresh ? &f->opened : &f->joined) += 1;
-	pthread_mutex_unlock(&p->lock);
-
+	window_link(w, pc, fresh);
 	err = w->base ? window_add_targets(w, fresh) : -ENOMEM;
 	if (!err && !fresh)
 		window_catch_up(w);
 	if (!err)
 		err = window_baseline(w);
-	if (!err) {
-		int ready = 0;
-
-		pthread_mutex_lock(&p->lock);
-		w->ready = true;
-		for (const struct collector_window *x = pc->windows; x; x = x->next)
-			ready += x->ready;
-		if (f && (uint64_t)ready > f->most)
-			f->most = ready;
-		pthread_mutex_unlock(&p->lock);
-		pr_debug("%s: capture %s collector %p (%d captures on it)\n", ops->name,
-			 fresh ? "loaded" : "shares", (void *)pc, ready);
-	}
+	if (!err)
+		window_ready(w, fresh);
 	pthread_mutex_unlock(&p->open_lock);
 	if (err) {
 		collector_window__leave(w);
@@ -607,6 +658,7 @@ void collector_window__leave(struct collector_window *w)
 		return;
 	pc = w->pc;
 	if (!pc) {
+		collector_pool__free(w->own_pool);
 		window_free(w);
 		return;
 	}
@@ -659,6 +711,7 @@ void collector_window__leave(struct collector_window *w)
 	pthread_mutex_unlock(&p->lock);
 	if (last)
 		pool_col__free(pc);
+	collector_pool__free(w->own_pool);
 	window_free(w);
 }
 
@@ -675,13 +728,18 @@ void collector_window__start(const struct collector_window *w, int64_t *mono, in
 	*real = w->real;
 }
 
-bool collector_window__wants(const struct collector_window *w, uint32_t pid)
+static bool window_wants(void *ctx, uint32_t pid)
 {
+	const struct collector_window *w = ctx;
+
 	return w->all || has_pid(w->pids, w->npids, (pid_t)pid);
 }
 
-bool collector_window__value(const struct collector_window *w, const void *key, void *val)
+/* Whether an entry of the aggregation map belongs to the window, and its value as the window
+ * sees it: the difference with the baseline (levels kept). */
+static bool window_value(void *ctx, const void *key, void *val)
 {
+	const struct collector_window *w = ctx;
 	const struct pool_col *pc = w->pc;
 	size_t n = pc->value_size / sizeof(__u64);
 	const __u64 *base = NULL;
@@ -689,7 +747,7 @@ bool collector_window__value(const struct collector_window *w, const void *key, 
 	void *found;
 	bool any = false;
 
-	if (!collector_window__wants(w, ((const struct cprof_key *)key)->pid))
+	if (!window_wants(ctx, ((const struct cprof_key *)key)->pid))
 		return false;
 	if (hashmap__find(w->base, key, &found))
 		base = (const __u64 *)((const char *)found + pc->key_size);
@@ -708,8 +766,10 @@ static uint64_t sub(uint64_t a, uint64_t b)
 	return a > b ? a - b : 0;
 }
 
-void collector_window__stats(const struct collector_window *w, struct collect_stats *st)
+/* The window's part of the counters: what they grew by since its baseline. */
+static void window_stats(void *ctx, struct collect_stats *st)
 {
+	const struct collector_window *w = ctx;
 	const struct collect_stats *b = &w->base_stats;
 
 	for (int i = 0; i < CPROF_STAT_NR; i++)
@@ -718,6 +778,19 @@ void collector_window__stats(const struct collector_window *w, struct collect_st
 	st->prog_misses = sub(st->prog_misses, b->prog_misses);
 	st->unwind.over_budget = sub(st->unwind.over_budget, b->unwind.over_budget);
 	st->unwind.failed = sub(st->unwind.failed, b->unwind.failed);
+}
+
+/* A pool of one: the collector stops, so the drain sees quiet maps, and is emptied. */
+static int window_drain_solo(struct collector_window *w, struct pprof_builder *b,
+			     struct collect_stats *st)
+{
+	struct collector *c = w->pc->c;
+	int err;
+
+	window_flush(w);
+	collector__stop(c);
+	err = collector__drain(c, b);
+	return err ? err : collector__stats(c, st);
 }
 
 int collector_window__drain(struct collector_window *w, struct pprof_builder *b,
@@ -729,19 +802,21 @@ int collector_window__drain(struct collector_window *w, struct pprof_builder *b,
 	uint64_t ever;
 	int err;
 
+	if (pc->pool->solo)
+		return window_drain_solo(w, b, st);
 	window_flush(w);
 	pthread_mutex_lock(&pc->lock);
 	truncated = c->ustats.truncated_stacks;
 	lost = c->ustats.lost_stack_reads;
 	pc->draining = w;
-	c->window = w;
+	c->view = &w->view;
 	err = collector__drain(c, b);
 	if (!err)
 		err = collector__stats(c, st);
 	/* What reading this window's stacks found, not what earlier drains did. */
 	st->truncated_stacks = c->ustats.truncated_stacks - truncated;
 	st->lost_stack_reads = c->ustats.lost_stack_reads - lost;
-	c->window = NULL;
+	c->view = NULL;
 	pc->draining = NULL;
 	pthread_mutex_unlock(&pc->lock);
 	pthread_mutex_lock(&pc->pool->lock);
@@ -760,4 +835,11 @@ int collector_window__drain(struct collector_window *w, struct pprof_builder *b,
 				   "programs attached and not freed, including before this window");
 	}
 	return err;
+}
+
+void collector_window__set_deadline(struct collector_window *w, int64_t deadline_ns)
+{
+	/* A shared collector outlives any one capture's deadline: it keeps building tables. */
+	if (w->pc->pool->solo)
+		w->pc->c->deadline_ns = deadline_ns;
 }

@@ -6,7 +6,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "collect/pool.h"
 #include "collect/wait_profile.h"
 #include "wait.h"
 #include "util/clock.h"
@@ -87,18 +86,16 @@ static int drain_tails(struct collector *c, struct wait_drain_ctx *d, uint64_t m
 	int fd = bpf_map__fd(o->starts), err = 0;
 	struct cprof_wait_start s;
 	__u32 tid, next, *prev = NULL;
-	int64_t from = 0, real;
+	/* A partial view (a shared collector's window) counts the part of a wait under way since
+	 * the view began. */
+	int64_t from = c->view ? c->view->from_ns : 0;
 
-	/* A shared collector's window (collect/pool.h) counts the part of a wait under way since
-	 * the window began. */
-	if (c->window)
-		collector_window__start(c->window, &from, &real);
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		tid = next;
 		prev = &tid;
 		if (bpf_map_lookup_elem(fd, &tid, &s) || s.ts > o->stop_ns)
 			continue;
-		if (c->window && s.key.pid && !collector_window__wants(c->window, s.key.pid))
+		if (c->view && s.key.pid && !c->view->wants(c->view->ctx, s.key.pid))
 			continue;
 		if (s.ts < (uint64_t)from)
 			s.ts = from;
