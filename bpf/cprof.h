@@ -91,22 +91,21 @@ struct cprof_key {
 	X(PROG_MISSES, USER_DROP, "bpf_recursion_miss",                                            \
 	  "BPF program runs skipped by the kernel (recursion)")
 
-/* The slots of the per-CPU `stats` array: the BPF_DROP and BPF_COUNT rows of the table. */
-#define CPROF_STAT_ENUM_BPF_DROP(id)  CPROF_STAT_##id,
-#define CPROF_STAT_ENUM_BPF_COUNT(id) CPROF_STAT_##id,
-#define CPROF_STAT_ENUM_USER_DROP(id)
-#define CPROF_STAT_ENUM(id, kind, name, text) CPROF_STAT_ENUM_##kind(id)
+/* Which rows each enum takes: the slots of the per-CPU `stats` array are the BPF_DROP and
+ * BPF_COUNT rows, the drop reasons the BPF_DROP and USER_DROP rows, in the table's order. */
+#define CPROF_IN_STATS_BPF_DROP(...)  __VA_ARGS__
+#define CPROF_IN_STATS_BPF_COUNT(...) __VA_ARGS__
+#define CPROF_IN_STATS_USER_DROP(...)
+#define CPROF_IN_DROPS_BPF_DROP(...) __VA_ARGS__
+#define CPROF_IN_DROPS_BPF_COUNT(...)
+#define CPROF_IN_DROPS_USER_DROP(...)	      __VA_ARGS__
+#define CPROF_STAT_ENUM(id, kind, name, text) CPROF_IN_STATS_##kind(CPROF_STAT_##id, )
+#define CPROF_DROP_ENUM(id, kind, name, text) CPROF_IN_DROPS_##kind(CPROF_DROP_##id, )
 enum cprof_stat {
-	CPROF_COUNTERS(CPROF_STAT_ENUM) CPROF_STAT_NR,
+	CPROF_COUNTERS(CPROF_STAT_ENUM) CPROF_STAT_NR
 };
-
-/* The drop reasons: the BPF_DROP and USER_DROP rows, in the table's order. */
-#define CPROF_DROP_ENUM_BPF_DROP(id) CPROF_DROP_##id,
-#define CPROF_DROP_ENUM_BPF_COUNT(id)
-#define CPROF_DROP_ENUM_USER_DROP(id)	      CPROF_DROP_##id,
-#define CPROF_DROP_ENUM(id, kind, name, text) CPROF_DROP_ENUM_##kind(id)
 enum cprof_drop {
-	CPROF_COUNTERS(CPROF_DROP_ENUM) CPROF_DROP_NR,
+	CPROF_COUNTERS(CPROF_DROP_ENUM) CPROF_DROP_NR
 };
 
 /* Ring buffer record: a process was seen for the first time (or exec'd), so user space should

@@ -90,6 +90,16 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	return 0;
 }
 
+int collector__opened(const struct collector *c, const void *skel)
+{
+	int err = -errno;
+
+	if (skel)
+		return 0;
+	pr_err("cannot open the %s BPF object: %s\n", c->ops->name, strerror(-err));
+	return err;
+}
+
 void collector__size_maps(struct collector *c, struct bpf_object *obj)
 {
 	const struct collect_opts *o = &c->opts;

@@ -168,6 +168,9 @@ int collector__bind(struct collector *c, struct bpf_object *obj);
  * - collector__load_attach: both. Each returns 0 or -errno, reported as "cannot load/attach the
  *   TYPE BPF programs". s is the skeleton's `skeleton` member. */
 struct bpf_object_skeleton;
+/* After a skeleton's X_bpf__open(): 0 when skel is there, else -errno, reported as "cannot open
+ * the TYPE BPF object". */
+int collector__opened(const struct collector *c, const void *skel);
 void collector__size_maps(struct collector *c, struct bpf_object *obj);
 int collector__load(struct collector *c, struct bpf_object_skeleton *s);
 int collector__attach(struct collector *c, struct bpf_object_skeleton *s);

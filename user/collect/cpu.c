@@ -85,11 +85,9 @@ static int cpu_open(struct collector *c)
 	p->period_ns = 1000000000ull / o->freq;
 
 	p->skel = cpu_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the cpu BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	/* Targets are added by the caller before any event can fire for them; the fork and exec
 	 * hooks attach first so that no child forked meanwhile is missed. */

@@ -6,10 +6,7 @@
 #include "util/log.h"
 #include "util/strbuf.h"
 
-#define REASON_BPF_DROP(name, text) {name, text},
-#define REASON_BPF_COUNT(name, text)
-#define REASON_USER_DROP(name, text) {name, text},
-#define REASON(id, kind, name, text) REASON_##kind(name, text)
+#define REASON(id, kind, name, text) CPROF_IN_DROPS_##kind({name, text}, )
 static const struct drop_reason reasons[CPROF_DROP_NR] = {CPROF_COUNTERS(REASON)};
 
 const struct drop_reason *drops__reason(enum cprof_drop d)

@@ -42,11 +42,9 @@ static int mutex_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = lock_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the mutex BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
 	/* `check` verifies both ways; a capture loads one. */

@@ -7,7 +7,6 @@
 
 #include "collect/collector.h"
 #include "collect/wait_profile.h"
-#include "sym/kallsyms.h"
 #include "offcpu.skel.h"
 #include "util/log.h"
 
@@ -28,18 +27,15 @@ static int offcpu_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = offcpu_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the offcpu BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
 	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
-	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
-		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
+	wait__glue_range(&p->glue_lo, &p->glue_hi);
 	return 0;
 }
 

@@ -7,6 +7,8 @@
 #include <bpf/libbpf.h>
 
 #include "collect/wait_profile.h"
+#include "sym/kallsyms.h"
+#include "util/log.h"
 #include "wait.h"
 #include "util/clock.h"
 
@@ -19,6 +21,12 @@ struct wait_drain_ctx {
 uint64_t wait__now_ns(void)
 {
 	return (uint64_t)clock__ns(CLOCK_MONOTONIC);
+}
+
+void wait__glue_range(uint64_t *lo, uint64_t *hi)
+{
+	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", lo, hi))
+		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
 }
 
 void wait__pprof_config(struct pprof_config *cfg)

@@ -22,7 +22,7 @@ struct wait_drain_opts {
 	 * `state` label, on-CPU samples and off-CPU intervals told apart by CPROF_WAIT_ONCPU. */
 	bool wall;
 	/* Kernel leaves in [glue_lo, glue_hi) are dropped: the tracepoint's iterator, on the stack
-	 * only while several programs share sched_switch (kallsyms__range). */
+	 * only while several programs share sched_switch (wait__glue_range). */
 	uint64_t glue_lo, glue_hi;
 };
 
@@ -32,6 +32,9 @@ void wait__pprof_config(struct pprof_config *cfg);
 void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns);
 /* Drains the aggregated waits (and the tails) into b. Returns 0 or -errno. */
 int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b);
+/* The address range of __traceiter_sched_switch, the tracepoint's iterator that shows in
+ * kernel stacks while several programs share sched_switch: [0, 0) when it cannot be read. */
+void wait__glue_range(uint64_t *lo, uint64_t *hi);
 /* CLOCK_MONOTONIC now, in ns (bpf_ktime_get_ns's clock). */
 uint64_t wait__now_ns(void);
 

@@ -8,7 +8,6 @@
 #include "collect/collector.h"
 #include "collect/cpu.h"
 #include "collect/wait_profile.h"
-#include "sym/kallsyms.h"
 #include "util/log.h"
 #include "wall.skel.h"
 
@@ -33,19 +32,16 @@ static int wall_open(struct collector *c)
 	c->priv = p;
 	p->period_ns = 1000000000ull / o->freq;
 	p->skel = wall_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the wall BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->period_ns = p->period_ns;
 	/* The perf-event program is attached by cpu__attach_clock, the others here. */
 	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
-	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
-		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
+	wait__glue_range(&p->glue_lo, &p->glue_hi);
 	return cpu__attach_clock(p->skel->progs.wall_sample, p->period_ns, &p->links, &p->nlinks);
 }
 
