@@ -126,9 +126,9 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser -Ibp
 	       -fsanitize=fuzzer,address,undefined
 FUZZ_SRCS_fuzz_elf := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c \
 	      user/sym/gopclntab.c user/util/dir.c user/util/hashmap.c user/util/log.c
-FUZZ_SRCS_fuzz_unwind := user/unwind/table.c
+FUZZ_SRCS_fuzz_unwind := user/unwind/table.c user/unwind/cfi_check.c
 build/fuzz/fuzz_elf: $(FUZZ_SRCS_fuzz_elf) $(wildcard user/sym/*.h)
-build/fuzz/fuzz_unwind: $(FUZZ_SRCS_fuzz_unwind) user/unwind/table.h $(wildcard bpf/*.h)
+build/fuzz/fuzz_unwind: $(FUZZ_SRCS_fuzz_unwind) user/unwind/table.h user/unwind/cfi_check.h $(wildcard bpf/*.h)
 build/fuzz/%: tests/fuzz/%.c | $(DEPS_STAMP)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
@@ -142,6 +142,12 @@ build/fuzz/seeds/.done: tests/fixtures/sym/inline.c tests/fixtures/unit/sym_fixl
 	$(Q)strip --strip-all -o $(@D)/inline.stripped $(@D)/inline
 	$(Q)cc -O2 -fomit-frame-pointer -o $(@D)/nofp tests/fixtures/unit/unwind_probe_target.c
 	$(Q)strip --strip-all $(@D)/nofp
+	$(Q)# fuzz_unwind's short form: 0xff, then an .eh_frame section (tests/fuzz/fuzz_unwind.c).
+	$(Q)for f in nofp inline lib.so; do \
+		objcopy -O binary --only-section=.eh_frame $(@D)/$$f $(@D)/$$f.eh_frame.raw && \
+		{ printf '\377'; cat $(@D)/$$f.eh_frame.raw; } > $(@D)/$$f.eh_frame && \
+		rm $(@D)/$$f.eh_frame.raw; \
+	done
 	$(Q)touch $@
 fuzz-build: $(FUZZ_BINS) build/fuzz/seeds/.done
 # FUZZ=fuzz_unwind runs only that one.

@@ -6,6 +6,7 @@ test; the input that did it is left in build/fuzz/ (NAME-crash-*, ...) to reprod
 import glob
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -15,6 +16,8 @@ FUZZ_DIR = os.path.join(ROOT, "build", "fuzz")
 TARGETS = sorted(os.path.basename(p)[:-2] for p in glob.glob(os.path.join(ROOT, "tests", "fuzz",
                                                                            "fuzz_*.c")))
 SECONDS = 20
+# Inputs that once crashed or hung a target, as hex (xxd -p): NAME-WHAT.hex.
+REGRESS = sorted(glob.glob(os.path.join(ROOT, "tests", "fuzz", "regress", "*.hex")))
 
 
 @pytest.mark.parametrize("name", TARGETS)
@@ -35,3 +38,20 @@ def test_fuzz_target(name):
     assert r.returncode == 0 and not found, (found, r.stderr[-6000:])
     runs = [ln for ln in r.stderr.splitlines() if ln.startswith("stat::number_of_executed_units")]
     assert runs and int(runs[0].split(":")[-1]) > 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("hexfile", REGRESS, ids=[os.path.basename(p) for p in REGRESS])
+def test_fuzz_regression(hexfile):
+    name = os.path.basename(hexfile).split("-")[0]
+    binary = os.path.join(FUZZ_DIR, name)
+    assert os.access(binary, os.X_OK), f"{binary} not built: run `make test`"
+    with open(hexfile) as f:
+        data = bytes.fromhex("".join(f.read().split()))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("SAN_OPTIONS")}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "input")
+        with open(path, "wb") as f:
+            f.write(data)
+        r = subprocess.run([binary, "-timeout=5", "-rss_limit_mb=2048", path],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-4000:]
