@@ -37,7 +37,9 @@ static const char usage[] =
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"  -o, --output FILE        output file; - for stdout (default: TYPE.pb.gz for pprof,\n"
-	"                           stdout for folded and top)\n"
+	"                           stdout for folded and top). A regular file is replaced\n"
+	"                           at the end; a device or FIFO is written in place; a\n"
+	"                           symlink is followed\n"
 	"  -f, --format FMT         pprof (default), folded (flame graph input), top (table)\n"
 	"      --top N              rows of --format top (default 20; 0 = all)\n"
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
@@ -69,7 +71,8 @@ static const char usage[] =
 	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
 	"  sudo cprof-bpf -t offcpu -a -d 10 --min-block 1000 --format top\n"
 	"\n"
-	"Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
+	"Exit status: 0 ok, 1 runtime failure, 2 usage error; 127 (CMD not found) or 126 (CMD\n"
+	"not executable) when -- CMD cannot be run, as a shell says.\n";
 
 int cli__parse_long(const char *s, long min, long max, long *out)
 {
