@@ -88,8 +88,12 @@ static int resolve_target(const char *path, char **out)
 	if (!cur)
 		return -ENOMEM;
 	for (int i = 0; i < MAX_SYMLINKS; i++) {
-		if (lstat(cur, &st) || !S_ISLNK(st.st_mode)) {
-			err = errno == ENOENT || !errno ? 0 : -errno;
+		if (lstat(cur, &st)) {
+			err = errno == ENOENT ? 0 : -errno;
+			goto done;
+		}
+		if (!S_ISLNK(st.st_mode)) {
+			err = 0;
 			goto done;
 		}
 		n = readlink(cur, link, sizeof(link) - 1);
@@ -195,10 +199,11 @@ static int open_replace(struct out_file *of)
 	of->kind = OUT_TMPFILE;
 	of->fd = open(of->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, of->mode);
 	if (of->fd >= 0) {
-		if (of->uid != (uid_t)-1 && fchown(of->fd, of->uid, of->gid))
-			pr_debug("cannot keep the owner of %s: %s\n", of->target, strerror(errno));
-		if (fchmod(of->fd, of->mode))
-			pr_debug("cannot keep the mode of %s: %s\n", of->target, strerror(errno));
+		/* The file replaced keeps its owner and mode (a new one gets 0644 less umask). */
+		if (of->uid != (uid_t)-1 &&
+		    (fchown(of->fd, of->uid, of->gid) || fchmod(of->fd, of->mode)))
+			pr_debug("cannot keep the owner or mode of %s: %s\n", of->target,
+				 strerror(errno));
 		return 0;
 	}
 	err = -errno;
@@ -248,7 +253,7 @@ int out_file__open(const char *path, struct out_file **out)
 			err = open_special(of, &st);
 			goto out;
 		}
-		of->mode = st.st_mode & 07777;
+		of->mode = st.st_mode & 0777; /* never setuid, setgid or sticky */
 		of->uid = st.st_uid;
 		of->gid = st.st_gid;
 	} else if (errno != ENOENT) {
