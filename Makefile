@@ -123,7 +123,7 @@ FUZZ_SECONDS ?= 240
 FUZZ_TARGETS := fuzz_elf fuzz_unwind
 FUZZ_BINS  := $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser -Ibpf \
-	       -fsanitize=fuzzer,address,undefined
+	       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRCS_fuzz_elf := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c \
 	      user/sym/gopclntab.c user/util/dir.c user/util/hashmap.c user/util/log.c
 FUZZ_SRCS_fuzz_unwind := user/unwind/table.c user/unwind/cfi_check.c
