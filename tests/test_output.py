@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (CPROF, assert_no_sanitizer, go_pprof, pprof_top, read_until, run_cprof,
+from conftest import (CPROF, assert_no_sanitizer, pprof_top, read_until, run_cprof,
                       san_env, start_cprof)
 
 
