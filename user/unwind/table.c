@@ -206,6 +206,7 @@ static int check_fde(Elf *elf, uint64_t vaddr)
  * the segments checked above say, or libdw would read something else than was checked. */
 static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
 {
+	bool hdr = false, frame = false;
 	Elf_Scn *scn = NULL;
 	GElf_Shdr sh;
 	const char *name;
@@ -216,14 +217,21 @@ static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
 	while ((scn = elf_nextscn(elf, scn))) {
 		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
 			continue;
-		if (strcmp(name, ".eh_frame_hdr") == 0 &&
-		    (sh.sh_offset != eh_frame_hdr->p_offset || sh.sh_addr != eh_frame_hdr->p_vaddr))
-			return -EINVAL;
-		if (strcmp(name, ".eh_frame") == 0 && sh.sh_type != SHT_NOBITS &&
-		    vaddr_to_offset(elf, sh.sh_addr) != (int64_t)sh.sh_offset)
-			return -EINVAL;
+		if (strcmp(name, ".eh_frame_hdr") == 0) {
+			if (sh.sh_offset != eh_frame_hdr->p_offset ||
+			    sh.sh_addr != eh_frame_hdr->p_vaddr)
+				return -EINVAL;
+			hdr = true;
+		}
+		if (strcmp(name, ".eh_frame") == 0) {
+			if (sh.sh_type != SHT_NOBITS &&
+			    vaddr_to_offset(elf, sh.sh_addr) != (int64_t)sh.sh_offset)
+				return -EINVAL;
+			frame = true;
+		}
 	}
-	return 0;
+	/* An .eh_frame without its search table: libdw would scan every record, unchecked. */
+	return frame && !hdr ? -EINVAL : 0;
 }
 
 /* The sorted FDE start addresses from .eh_frame_hdr (PT_GNU_EH_FRAME). */
