@@ -37,7 +37,9 @@ static const char usage[] =
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"  -o, --output FILE        output file; - for stdout (default: TYPE.pb.gz for pprof,\n"
-	"                           stdout for folded and top)\n"
+	"                           stdout for folded and top). A regular file is replaced\n"
+	"                           at the end; a device or FIFO is written in place; a\n"
+	"                           symlink is followed\n"
 	"  -f, --format FMT         pprof (default), folded (flame graph input), top (table)\n"
 	"      --top N              rows of --format top (default 20; 0 = all)\n"
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
@@ -69,7 +71,8 @@ static const char usage[] =
 	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
 	"  sudo cprof-bpf -t offcpu -a -d 10 --min-block 1000 --format top\n"
 	"\n"
-	"Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
+	"Exit status: 0 ok, 1 runtime failure, 2 usage error; 127 (CMD not found) or 126 (CMD\n"
+	"not executable) when -- CMD cannot be run, as a shell says.\n";
 
 int cli__parse_long(const char *s, long min, long max, long *out)
 {
@@ -80,8 +83,10 @@ int cli__parse_long(const char *s, long min, long max, long *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno || *end || end == s || v < min || v > max)
+	if (*end || end == s || (errno && errno != ERANGE))
 		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
 	*out = v;
 	return 0;
 }
@@ -95,8 +100,10 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
+	if (*end || end == s || isnan(v) || (errno && errno != ERANGE))
 		return -EINVAL;
+	if (errno == ERANGE || !isfinite(v) || v < min || v > max)
+		return -ERANGE;
 	*out = v;
 	return 0;
 }
@@ -138,9 +145,27 @@ int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
 	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB"))
 		return -EINVAL;
 	if (v * mul > 1e18)
-		return -EINVAL;
+		return -ERANGE;
 	*out = (uint64_t)(v * mul);
 	return 0;
+}
+
+/* "invalid WHAT 'ARG': out of range|not a number, expected RANGE" on one line. */
+static int bad_value(const char *what, const char *arg, int err, const char *range, const char *nan)
+{
+	pr_err("invalid %s '%s': %s, expected %s\n", what, arg,
+	       err == -ERANGE ? "out of range" : nan, range);
+	return -EINVAL;
+}
+
+static int bad_number(const char *what, const char *arg, int err, const char *range)
+{
+	return bad_value(what, arg, err, range, "not a number");
+}
+
+static int bad_integer(const char *what, const char *arg, int err, const char *range)
+{
+	return bad_value(what, arg, err, range, "not an integer");
 }
 
 int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n)
@@ -153,8 +178,8 @@ int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n)
 	if (!copy)
 		return -ENOMEM;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (cli__parse_long(tok, 1, 4194304, &v)) {
-			pr_err("invalid pid '%s': expected a number from 1 to 4194304\n", tok);
+		if ((err = cli__parse_long(tok, 1, 4194304, &v))) {
+			bad_integer("pid", tok, err, "1 to 4194304");
 			err = -EINVAL;
 			break;
 		}
@@ -258,6 +283,7 @@ static int parse_one(int opt, const char *arg, void *ctx)
 {
 	struct record_opts *o = ctx;
 	long v;
+	int err;
 
 	switch (opt) {
 	case 'p':
@@ -273,16 +299,13 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		o->type = arg;
 		return 0;
 	case 'd':
-		if (cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->duration)) {
-			pr_err("invalid duration '%s': expected seconds, more than 0\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->duration)))
+			return bad_number("duration", arg, err,
+					  "0.001 to 31536000 seconds (a year)");
 		return 0;
 	case 'F':
-		if (cli__parse_long(arg, 1, MAX_FREQ, &v)) {
-			pr_err("invalid frequency '%s': expected 1 to %d Hz\n", arg, MAX_FREQ);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, MAX_FREQ, &v)))
+			return bad_integer("frequency", arg, err, "1 to 10000 Hz");
 		o->freq = (int)v;
 		return 0;
 	case 'o':
@@ -301,17 +324,13 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		}
 		return 0;
 	case OPT_TOP:
-		if (cli__parse_long(arg, 0, 1000000, &v)) {
-			pr_err("invalid --top '%s'\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 0, 1000000, &v)))
+			return bad_integer("--top", arg, err, "0 (all) to 1000000 rows");
 		o->top_rows = (int)v;
 		return 0;
 	case OPT_MAX_STACKS:
-		if (cli__parse_long(arg, 64, 1048576, &v)) {
-			pr_err("invalid --max-stacks '%s': expected 64 to 1048576\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 64, 1048576, &v)))
+			return bad_integer("--max-stacks", arg, err, "64 to 1048576");
 		o->max_keys = (uint32_t)v;
 		return 0;
 	case OPT_NO_KERNEL:
@@ -325,18 +344,14 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		o->demangle = strcmp(arg, "full") == 0;
 		return 0;
 	case OPT_HEAP_SAMPLE_BYTES:
-		if (cli__parse_long(arg, 1, 1l << 40, &v)) {
-			pr_err("invalid --heap-sample-bytes '%s': expected 1 to %ld\n", arg,
-			       1l << 40);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, 1l << 40, &v)))
+			return bad_integer("--heap-sample-bytes", arg, err,
+					   "1 to 1099511627776 (1 TiB)");
 		o->heap_sample_bytes = (uint64_t)v;
 		return 0;
 	case OPT_HEAP_MAX_LIVE:
-		if (cli__parse_long(arg, 64, 16777216, &v)) {
-			pr_err("invalid --heap-max-live '%s': expected 64 to 16777216\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 64, 16777216, &v)))
+			return bad_integer("--heap-max-live", arg, err, "64 to 16777216");
 		o->heap_max_live = (uint32_t)v;
 		return 0;
 	case OPT_HEAP_ALLOC_ONLY:
@@ -362,21 +377,21 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		}
 		return 0;
 	case OPT_UNWIND_MEM:
-		if (cli__parse_size(arg, 1 << 20, &o->unwind_mem) ||
-		    o->unwind_mem < (64ull << 10) || o->unwind_mem > (64ull << 30)) {
-			pr_err("invalid --unwind-mem '%s': expected 64K to 64G (plain numbers are "
-			       "MiB)\n",
-			       arg);
-			return -EINVAL;
-		}
+		err = cli__parse_size(arg, 1 << 20, &o->unwind_mem);
+		if (!err && (o->unwind_mem < (64ull << 10) || o->unwind_mem > (64ull << 30)))
+			err = -ERANGE;
+		if (err)
+			return bad_number("--unwind-mem", arg, err,
+					  "64K to 64G (plain numbers are MiB)");
 		return 0;
 	case OPT_MIN_WAIT:
 	case OPT_MIN_BLOCK:
-		if (cli__parse_long(arg, 0, MAX_MIN_WAIT_US, &v)) {
-			pr_err("invalid %s '%s': expected microseconds, 0 to %ld\n",
-			       opt == OPT_MIN_WAIT ? "--min-wait" : "--min-block", arg,
-			       MAX_MIN_WAIT_US);
-			return -EINVAL;
+		if ((err = cli__parse_long(arg, 0, MAX_MIN_WAIT_US, &v))) {
+			char range[64];
+
+			snprintf(range, sizeof(range), "0 to %ld microseconds", MAX_MIN_WAIT_US);
+			return bad_integer(opt == OPT_MIN_WAIT ? "--min-wait" : "--min-block", arg,
+					   err, range);
 		}
 		*(opt == OPT_MIN_WAIT ? &o->min_wait_us : &o->min_block_us) = v;
 		return 0;
@@ -562,6 +577,7 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 {
 	struct serve_opts *o = ctx;
 	long v;
+	int err;
 
 	switch (opt) {
 	case 'l':
@@ -577,23 +593,18 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 		o->tls_key = arg;
 		return 0;
 	case OPT_MAX_CAPTURES:
-		if (cli__parse_long(arg, 1, 64, &v)) {
-			pr_err("invalid --max-captures '%s': expected 1 to 64\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, 64, &v)))
+			return bad_integer("--max-captures", arg, err, "1 to 64");
 		o->max_captures = (int)v;
 		return 0;
 	case OPT_MAX_SECONDS:
-		if (cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->max_seconds)) {
-			pr_err("invalid --max-seconds '%s': expected seconds, more than 0\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->max_seconds)))
+			return bad_number("--max-seconds", arg, err,
+					  "0.001 to 31536000 seconds (a year)");
 		return 0;
 	case OPT_IDLE_TIMEOUT:
-		if (cli__parse_long(arg, 1, 86400, &v)) {
-			pr_err("invalid --idle-timeout '%s': expected 1 to 86400 seconds\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, 86400, &v)))
+			return bad_integer("--idle-timeout", arg, err, "1 to 86400 seconds");
 		o->idle_timeout = (unsigned)v;
 		return 0;
 	case OPT_NO_KERNEL:

@@ -14,8 +14,9 @@ that had to wait, and the profiler's own CPU time.
 
     tools/bench/bench_lock.py [--seconds 5] [--rounds 2] [--quick]
 
-bpftrace's tracepoints need tracefs: the benchmark mounts it on /sys/kernel/tracing when it is
-missing (cprof-bpf itself does not need it).
+bpftrace's tracepoints need tracefs: where it is not mounted, the benchmark runs those bpftrace
+scripts in a private mount namespace (unshare -m) with tracefs mounted there only, never on the
+machine itself (cprof-bpf does not need it).
 """
 import argparse
 import os
@@ -33,12 +34,19 @@ from common import CPROF, FIXTURES, Table, build, med, parse, peer, reap, rounds
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 
 
-def ensure_tracefs():
-    if os.path.exists("/sys/kernel/tracing/events/syscalls"):
-        return True
-    r = subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"],
+# Runs a command in a private mount namespace where tracefs is mounted (the machine's mounts are
+# untouched). unshare and sh exec, so the pid (and rusage) is the command's own.
+IN_TRACEFS_NS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; "
+                 'exec "$@"', "sh"]
+
+
+def tracefs_usable():
+    if not shutil.which("unshare"):
+        return False
+    r = subprocess.run([*IN_TRACEFS_NS, "test", "-d", "/sys/kernel/tracing/events/syscalls"],
                        capture_output=True)
-    return r.returncode == 0 and os.path.exists("/sys/kernel/tracing/events/syscalls")
+    return r.returncode == 0
 
 
 def wait_attached(prof, marker, timeout=60):
@@ -83,8 +91,9 @@ def cprof(kind):
                             os.path.join(d, f"{kind}.pb.gz")], ("err", "profiling"))
 
 
-def bpftrace(script):
-    return lambda pid, d: (["bpftrace", "-e", script.replace("PID", str(pid))],
+def bpftrace(script, tracefs=False):
+    prefix = IN_TRACEFS_NS if tracefs else []
+    return lambda pid, d: ([*prefix, "bpftrace", "-e", script.replace("PID", str(pid))],
                            ("out", "Attaching"))
 
 
@@ -112,15 +121,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cprof-bench-lock-")
     exe = build(tmp, os.path.join(FIXTURES, "lockwork.c"))
     have_bt = peer("bpftrace")
-    have_tp = have_bt and ensure_tracefs()
+    have_tp = have_bt and tracefs_usable()
     lock_cfgs = [("none", None), ("cprof-bpf -t mutex", cprof("mutex"))]
     if have_bt:
         lock_cfgs.append(("bpftrace uprobe+uretprobe", bpftrace(BT_UPROBE)))
     if have_tp:
-        lock_cfgs.append(("bpftrace futex tracepoints", bpftrace(BT_FUTEX)))
+        lock_cfgs.append(("bpftrace futex tracepoints", bpftrace(BT_FUTEX, tracefs=True)))
     sw_cfgs = [("none", None), ("cprof-bpf -t offcpu", cprof("offcpu"))]
     if have_tp:
-        sw_cfgs.append(("bpftrace sched_switch", bpftrace(BT_SWITCH)))
+        sw_cfgs.append(("bpftrace sched_switch", bpftrace(BT_SWITCH, tracefs=True)))
     if peer("/usr/sbin/offcputime"):
         sw_cfgs.append(("libbpf-tools offcputime", lambda pid, d: (
             ["/usr/sbin/offcputime", "-p", str(pid)], None)))
