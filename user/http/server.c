@@ -16,51 +16,11 @@
 #include <sys/stat.h>
 #include <microhttpd.h>
 
+#include "http/access.h"
+#include "http/door.h"
 #include "http/server.h"
+#include "http/server_int.h"
 #include "util/log.h"
-
-#define DEFAULT_LISTEN		"127.0.0.1:6060"
-#define DEFAULT_MAX_CONNECTIONS 128
-#define DEFAULT_MAX_BODY	(1u << 20)
-#define DEFAULT_MAX_HEADER	(16u << 10)
-#define DEFAULT_IDLE_TIMEOUT	30
-#define MAX_TOKEN		4096
-#define MAX_PEM			(1u << 20)
-
-struct http_server {
-	struct http_server_opts o;
-	char *token;
-	char *cert, *key; /* PEM contents */
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	bool loopback;
-	int port;
-	char url[128];
-	int listen_fd;
-	struct MHD_Daemon *daemon;
-	volatile int stopping;
-	int inflight;	    /* requests between their first call and their completion (atomic) */
-	char last_log[256]; /* libmicrohttpd's last message, for start errors */
-};
-
-struct header {
-	char *name, *value;
-	struct header *next;
-};
-
-struct http_request {
-	struct http_server *s;
-	struct MHD_Connection *conn;
-	const char *method, *path;
-	char *body;
-	size_t body_len;
-	bool body_too_big;
-	bool responded;
-	bool queue_failed;
-	int status;
-	struct header *headers;
-	struct timespec t0;
-};
 
 static double elapsed(const struct timespec *t0)
 {
@@ -68,221 +28,6 @@ static double elapsed(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/* Reads a whole small file into a NUL-terminated buffer. */
-static int read_file(const char *path, size_t max, char **out, size_t *len)
-{
-	FILE *f = fopen(path, "re");
-	char *buf;
-	size_t n;
-	int err = 0;
-
-	if (!f)
-		return -errno;
-	buf = malloc(max + 1);
-	if (!buf) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	n = fread(buf, 1, max + 1, f);
-	if (ferror(f))
-		err = -EIO;
-	else if (n > max)
-		err = -EFBIG;
-	fclose(f);
-	if (err) {
-		free(buf);
-		return err;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	if (len)
-		*len = n;
-	return 0;
-}
-
-static int load_token(struct http_server *s, const char *path)
-{
-	struct stat st;
-	size_t n;
-	int err = read_file(path, MAX_TOKEN, &s->token, &n);
-
-	if (err) {
-		pr_err("cannot read the token file %s: %s\n", path, strerror(-err));
-		return err;
-	}
-	/* The first line is the token; trailing whitespace and CR are not part of it. */
-	s->token[strcspn(s->token, "\n")] = '\0';
-	n = strlen(s->token);
-	while (n && (s->token[n - 1] == ' ' || s->token[n - 1] == '\t' || s->token[n - 1] == '\r'))
-		s->token[--n] = '\0';
-	if (!n) {
-		pr_err("the token file %s is empty\n", path);
-		return -EINVAL;
-	}
-	if (stat(path, &st) == 0 && (st.st_mode & 0044))
-		pr_warn("the token file %s is readable by other users\n", path);
-	return 0;
-}
-
-static int load_tls(struct http_server *s, const char *cert, const char *key)
-{
-	int err;
-
-	if (!cert != !key) {
-		pr_err("--tls-cert and --tls-key go together\n");
-		return -EINVAL;
-	}
-	if (!cert)
-		return 0;
-	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-		pr_err("this libmicrohttpd was built without TLS\n");
-		return -ENOTSUP;
-	}
-	err = read_file(cert, MAX_PEM, &s->cert, NULL);
-	if (err) {
-		pr_err("cannot read the TLS certificate %s: %s\n", cert, strerror(-err));
-		return err;
-	}
-	err = read_file(key, MAX_PEM, &s->key, NULL);
-	if (err)
-		pr_err("cannot read the TLS key %s: %s\n", key, strerror(-err));
-	return err;
-}
-
-static bool is_loopback(const struct sockaddr_storage *a)
-{
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)a;
-
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)a;
-		const uint8_t *b = in6->sin6_addr.s6_addr;
-
-		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-			return true;
-		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
-	}
-	return false;
-}
-
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" into an address. */
-static int parse_listen(struct http_server *s, const char *listen)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	char host[256], *colon, *end;
-	const char *port;
-	long p;
-	int gai;
-
-	if (strlen(listen) >= sizeof(host))
-		goto bad;
-	strcpy(host, listen);
-	if (host[0] == '[') {
-		end = strchr(host, ']');
-		if (!end || end[1] != ':')
-			goto bad;
-		*end = '\0';
-		port = end + 2;
-		memmove(host, host + 1, strlen(host + 1) + 1); /* port lies past the moved bytes */
-	} else {
-		colon = strrchr(host, ':');
-		if (!colon)
-			goto bad;
-		*colon = '\0';
-		port = colon + 1;
-	}
-	errno = 0;
-	p = strtol(port, &end, 10);
-	if (!*port || *end || errno || p < 0 || p > 65535)
-		goto bad;
-	gai = getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res);
-	if (gai || !res) {
-		pr_err("cannot resolve the listen address '%s': %s\n", listen,
-		       gai ? gai_strerror(gai) : "no address");
-		return -EINVAL;
-	}
-	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-	s->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-	s->loopback = is_loopback(&s->addr);
-	return 0;
-bad:
-	pr_err("invalid listen address '%s': expected HOST:PORT, [IPV6]:PORT or :PORT\n", listen);
-	return -EINVAL;
-}
-
-int http_server__new(const struct http_server_opts *o, struct http_server **out)
-{
-	struct http_server *s = calloc(1, sizeof(*s));
-	int err;
-
-	if (!s)
-		return -ENOMEM;
-	s->o = *o;
-	s->listen_fd = -1;
-	if (!s->o.listen)
-		s->o.listen = DEFAULT_LISTEN;
-	if (!s->o.max_connections)
-		s->o.max_connections = DEFAULT_MAX_CONNECTIONS;
-	if (!s->o.max_body)
-		s->o.max_body = DEFAULT_MAX_BODY;
-	if (!s->o.max_header)
-		s->o.max_header = DEFAULT_MAX_HEADER;
-	if (!s->o.idle_timeout)
-		s->o.idle_timeout = DEFAULT_IDLE_TIMEOUT;
-	err = parse_listen(s, s->o.listen);
-	if (!err && o->token_file)
-		err = load_token(s, o->token_file);
-	if (!err)
-		err = load_tls(s, o->tls_cert, o->tls_key);
-	if (err) {
-		http_server__free(s);
-		return err;
-	}
-	*out = s;
-	return 0;
-}
-
-static int open_listener(struct http_server *s)
-{
-	struct sockaddr_storage bound;
-	socklen_t len = sizeof(bound);
-	char host[INET6_ADDRSTRLEN];
-	int one = 1, fd, err;
-
-	fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&s->addr, s->addrlen) || listen(fd, 128) ||
-	    getsockname(fd, (struct sockaddr *)&bound, &len)) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	if (bound.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (void *)&bound;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		s->port = ntohs(in6->sin6_port);
-		snprintf(s->url, sizeof(s->url), "%s://[%s]:%d", s->cert ? "https" : "http", host,
-			 s->port);
-	} else {
-		struct sockaddr_in *in = (void *)&bound;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		s->port = ntohs(in->sin_port);
-		snprintf(s->url, sizeof(s->url), "%s://%s:%d", s->cert ? "https" : "http", host,
-			 s->port);
-	}
-	s->listen_fd = fd;
-	return 0;
 }
 
 /* --- requests --- */
@@ -431,6 +176,8 @@ static int queue(struct http_request *r, int status, const char *content_type, v
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	/* One request per connection: every request passes the front door's checks. */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	for (struct header *h = r->headers; h; h = h->next)
 		MHD_add_response_header(resp, h->name, h->value);
 	free_headers(r);
@@ -541,12 +288,119 @@ static bool authorized(struct http_request *r)
 	return ok;
 }
 
+/* --- checks of every request --- */
+
+/* Host names a browser may send us without a token: a page on another site reaching this
+ * server by DNS rebinding sends its own name. IP literals cannot be rebound. */
+static bool host_name_ok(const struct http_server *s, const char *name, size_t n)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char buf[256];
+
+	if (!n || n >= sizeof(buf))
+		return false;
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	if (buf[0] == '[' && buf[n - 1] == ']') {
+		buf[n - 1] = '\0';
+		return inet_pton(AF_INET6, buf + 1, &a6) == 1;
+	}
+	return strcasecmp(buf, "localhost") == 0 || strcasecmp(buf, s->host) == 0 ||
+	       inet_pton(AF_INET, buf, &a4) == 1;
+}
+
+/* Without a token, Host must name this server (see host_name_ok) and its port. */
+static bool host_allowed(struct http_request *r)
+{
+	const char *h = http_request__header(r, MHD_HTTP_HEADER_HOST), *colon;
+	size_t n;
+
+	if (r->s->token || !h)
+		return true; /* HTTP/1.0 may omit it; the front door requires it of 1.1 */
+	colon = strrchr(h, ':');
+	if (colon && strchr(colon, ']'))
+		colon = NULL;
+	n = colon ? (size_t)(colon - h) : strlen(h);
+	if (host_name_ok(r->s, h, n) && (!colon || atoi(colon + 1) == r->s->port))
+		return true;
+	http_respond_error(r, 421,
+			   "Host '%.64s' does not name this server: use %s, or run the server "
+			   "with --token-file",
+			   h, r->s->url);
+	return false;
+}
+
+struct query_check {
+	char bad[160];
+	const char *keys[32];
+	size_t nkeys;
+};
+
+static enum MHD_Result check_one_param(void *cls, enum MHD_ValueKind kind, const char *key,
+				       size_t key_size, const char *value, size_t value_size)
+{
+	struct query_check *q = cls;
+
+	(void)kind;
+	if (strlen(key) != key_size || (value && strlen(value) != value_size))
+		snprintf(q->bad, sizeof(q->bad), "NUL byte in parameter '%.32s'", key);
+	else if (value && !value_size)
+		snprintf(q->bad, sizeof(q->bad), "invalid %.32s '': empty value", key);
+	for (size_t i = 0; !q->bad[0] && value && i < q->nkeys; i++)
+		if (strcmp(q->keys[i], key) == 0)
+			snprintf(q->bad, sizeof(q->bad), "parameter '%.32s' given more than once",
+				 key);
+	if (q->bad[0])
+		return MHD_NO;
+	if (value && q->nkeys < sizeof(q->keys) / sizeof(q->keys[0]))
+		q->keys[q->nkeys++] = key;
+	return MHD_YES;
+}
+
+/* Query parameters: no NUL (pid=1%00abc), none given twice, none empty ("pid="). */
+static bool query_valid(struct http_request *r)
+{
+	struct query_check q = {};
+
+	MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, check_one_param, &q);
+	if (!q.bad[0])
+		return true;
+	http_respond_error(r, 400, "%s", q.bad);
+	return false;
+}
+
+const struct http_peer *http_request__peer(struct http_request *r)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct sockaddr_storage local = {}, peer = {};
+	socklen_t llen = sizeof(local), plen = sizeof(peer);
+	uid_t uid;
+
+	if (r->peer_done)
+		return &r->peer;
+	r->peer_done = true;
+	r->peer.token = r->s->token && authorized(r);
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci || getsockname(ci->connect_fd, (struct sockaddr *)&local, &llen) ||
+	    getpeername(ci->connect_fd, (struct sockaddr *)&peer, &plen))
+		return &r->peer;
+	r->peer.local = http_setup__is_loopback(&peer);
+	if (access__peer_uid(&local, &peer, &uid) == 0) {
+		r->peer.local = r->peer.known = true;
+		r->peer.uid = uid;
+	}
+	return &r->peer;
+}
+
 static void dispatch(struct http_request *r)
 {
 	struct http_server *s = r->s;
 	const struct http_route *rt = find_route(s, r->path);
 	int err;
 
+	if (!host_allowed(r) || !query_valid(r))
+		return;
 	if (!(rt && rt->public) && !authorized(r)) {
 		http_request__add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					 "Basic realm=\"cprof-bpf\", charset=\"UTF-8\"");
@@ -704,30 +558,47 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	pr_debug("libmicrohttpd: %s\n", s->last_log);
 }
 
-int http_server__start(struct http_server *s)
+/* A connection handed over by the front door ended: it counts no more against its client. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_server *s = cls;
+	const union MHD_ConnectionInfo *ci;
+
+	(void)socket_context;
+	if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
+		return;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci)
+		http_door__closed(s->door, ci->client_addr);
+}
+
+static int hand_off(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct http_server *s = ctx;
+
+	/* libmicrohttpd closes the socket when it cannot take it. */
+	return MHD_add_connection(s->daemon, fd, addr, len) == MHD_YES ? 0 : -EIO;
+}
+
+static int start_daemon(struct http_server *s)
 {
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
 	size_t pool = s->o.max_header * 2 > 32768 ? s->o.max_header * 2 : 32768;
-	int err;
 
-	err = open_listener(s);
-	if (err) {
-		pr_err("cannot listen on %s: %s\n", s->o.listen, strerror(-err));
-		return err;
-	}
 	if (s->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (s->cert)
 		flags |= MHD_USE_TLS;
-	/* The listening socket is ours (bound above, so errors are clear and port 0 works); MHD
-	 * takes it over and closes it when it stops. */
+	/* Connections come from the front door (http/door.h), which keeps the limits: one more
+	 * here than there, so libmicrohttpd never refuses one the door let in. */
 	struct MHD_OptionItem opts[] = {
-		{MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
-		{MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections, NULL},
+		{MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections + 1, NULL},
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
 		{MHD_OPTION_CONNECTION_TIMEOUT, s->o.idle_timeout, NULL},
 		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
 		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
 		{s->cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->cert},
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, s->key},
@@ -737,16 +608,49 @@ int http_server__start(struct http_server *s)
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
-		close(s->listen_fd);
-		s->listen_fd = -1;
 		pr_err("cannot start the %s server on %s%s%s\n", s->cert ? "HTTPS" : "HTTP",
 		       s->o.listen, s->last_log[0] ? ": " : "", s->last_log);
 		return -EINVAL;
 	}
-	s->listen_fd = -1;
+	return 0;
+}
+
+int http_server__start(struct http_server *s)
+{
+	struct http_door_opts d = {
+		.tls = s->cert != NULL,
+		.max_connections = s->o.max_connections,
+		.max_per_client = s->o.max_per_client,
+		.head_timeout = s->o.head_timeout,
+		.max_header = s->o.max_header,
+		.max_body = s->o.max_body,
+		.hand_off = hand_off,
+		.ctx = s,
+	};
+	int err;
+
+	err = http_setup__open_listener(s);
+	if (err) {
+		pr_err("cannot listen on %s: %s\n", s->o.listen, strerror(-err));
+		return err;
+	}
+	err = start_daemon(s);
+	if (!err) {
+		d.listen_fd = s->listen_fd;
+		err = http_door__start(&d, &s->door);
+		if (err)
+			pr_err("cannot start the HTTP server's accepting thread: %s\n",
+			       strerror(-err));
+	}
+	if (err) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		return err;
+	}
+	s->listen_fd = -1; /* the door's now */
 	if (!s->loopback && !s->token)
-		pr_warn("listening on %s without --token-file: anyone who can reach it can "
-			"profile every process on this machine\n",
+		pr_warn("listening on %s without --token-file: anyone who can reach it from "
+			"another machine can profile every process on this machine\n",
 			s->o.listen);
 	return 0;
 }
@@ -767,20 +671,16 @@ const char *http_server__url(const struct http_server *s)
 
 void http_server__stop(struct http_server *s)
 {
-	int fd;
-
 	if (!s || !s->daemon)
 		return;
 	s->stopping = 1;
 	/* No new connections; the requests in flight finish and their answers are sent. */
-	fd = MHD_quiesce_daemon(s->daemon);
+	http_door__stop(s->door);
 	for (int ms = 0; ms < STOP_GRACE_MS && __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
 	     ms += 10)
 		usleep(10000);
 	MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
-	if (fd >= 0)
-		close(fd);
 }
 
 void http_server__free(struct http_server *s)
@@ -788,6 +688,7 @@ void http_server__free(struct http_server *s)
 	if (!s)
 		return;
 	http_server__stop(s);
+	http_door__free(s->door);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	if (s->token)
