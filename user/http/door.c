@@ -429,21 +429,33 @@ static bool examine(struct http_door *d, size_t i)
 	return false;
 }
 
+/* Closes the connections past their deadline: one that sent nothing is idle (closed quietly
+ * after the idle timeout), one that sent part of a head is slow (408 after the head timeout).
+ * Returns the milliseconds until the next deadline (at most one second). */
 static int expire(struct http_door *d, double now)
 {
 	double next = 1.0;
 	char msg[96];
 
 	for (size_t i = 0; i < d->npend;) {
-		double left = d->pend[i].t0 + d->o.head_timeout - now;
+		struct pending *p = &d->pend[i];
+		unsigned limit = d->o.head_timeout;
+		double left;
 
+		if (!p->seen && d->o.idle_timeout < limit)
+			limit = d->o.idle_timeout;
+		left = p->t0 + limit - now;
 		if (left > 0) {
 			next = left < next ? left : next;
 			i++;
 			continue;
 		}
-		snprintf(msg, sizeof(msg), "request not received within %u s", d->o.head_timeout);
-		answer_and_close(d, d->pend[i].fd, 408, msg);
+		if (p->seen) {
+			snprintf(msg, sizeof(msg), "request not received within %u s", limit);
+			answer_and_close(d, p->fd, 408, msg);
+		} else {
+			close(p->fd);
+		}
 		drop_pending(d, i);
 	}
 	return (int)(next * 1000) + 1;

@@ -3,7 +3,8 @@
  * the connection to libmicrohttpd. So a connection costs a handler thread only once it has a
  * complete request, and the server's limits are kept here:
  *
- *  - a deadline for the request head (slowly-sent requests are answered 408 and closed);
+ *  - a deadline for the request head (slowly-sent requests are answered 408 and closed; one
+ *    that sent nothing at all is closed quietly after the idle timeout, if that is shorter);
  *  - at most max_per_client connections from one address and max_connections in all: a new
  *    connection over a limit makes room by closing the oldest connection still waiting for its
  *    head (an idle or slow one); when every connection is running a request, the new one is
@@ -28,6 +29,7 @@ struct http_door_opts {
 	unsigned max_connections; /* open connections in all */
 	unsigned max_per_client;  /* open connections from one address */
 	unsigned head_timeout;	  /* seconds from accept to a complete request head */
+	unsigned idle_timeout;	  /* seconds a connection that sent nothing stays open */
 	size_t max_header;	  /* request line + headers, bytes: more gets 431 */
 	size_t max_body;	  /* Content-Length above this gets 413 */
 	/* Takes a connection whose head arrived; returns 0, or -errno after closing fd. */

@@ -622,6 +622,7 @@ int http_server__start(struct http_server *s)
 		.max_connections = s->o.max_connections,
 		.max_per_client = s->o.max_per_client,
 		.head_timeout = s->o.head_timeout,
+		.idle_timeout = s->o.idle_timeout,
 		.max_header = s->o.max_header,
 		.max_body = s->o.max_body,
 		.hand_off = hand_off,
