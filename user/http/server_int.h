@@ -69,4 +69,12 @@ int http_setup__listen(struct http_server *s, const char *listen);
 int http_setup__open_listener(struct http_server *s);
 bool http_setup__is_loopback(const struct sockaddr_storage *a);
 
+/* guard.c: each answers the request (401 aside) and returns false when it fails. */
+/* The token, as a Bearer header or the password of basic auth; true without a token. */
+bool http_guard__authorized(struct http_request *r);
+/* Without a token, Host must name this server (421 otherwise). */
+bool http_guard__host(struct http_request *r);
+/* No NUL byte, no repeated and no empty parameter (400 otherwise). */
+bool http_guard__query(struct http_request *r);
+
 #endif
