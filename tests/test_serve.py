@@ -233,7 +233,7 @@ def one_line_error(answer, status, words):
      "too large"),
     (b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n"
      b"\r\n", 413, "too large"),
-])
+], ids=["garbage", "no-host", "http3", "bad-header", "huge-header", "huge-body"])
 def test_rejected_heads_in_our_format(shared, request_, status, words):
     """What libmicrohttpd would answer with its own HTML page is answered by the server's front
     door, in the one-line format of every other error."""
