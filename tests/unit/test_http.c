@@ -485,6 +485,11 @@ static void test_server_host_and_query(void **state)
 	assert_non_null(strstr(a, "X-Go-Pprof: 1"));
 	assert_non_null(strstr(a, "malformed request line"));
 	assert_null(strstr(a, "<html"));
+	/* Garbage is answered when it arrives, without waiting for a blank line. */
+	a = roundtrip(port, "\x16\x03\x01garbage");
+	assert_non_null(strstr(a, "HTTP/1.1 400"));
+	a = roundtrip(port, "GET / HTTP/9\r\nHost: a\r\n");
+	assert_non_null(strstr(a, "HTTP/1.1 400"));
 	http_server__free(s);
 }
 

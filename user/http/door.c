@@ -363,6 +363,29 @@ int http_door__check_head(const char *head, size_t len, size_t max_body, const c
 	return 0;
 }
 
+/* The start of a head that has not all arrived: its request line, once whole, must be valid,
+ * and before that hold only printable characters. Garbage is answered at once, not after the
+ * head timeout. Returns 0 or the status to answer. */
+static int check_partial(const char *buf, size_t n, const char **why)
+{
+	const char *nl = memchr(buf, '\n', n);
+	bool http11;
+
+	if (nl) {
+		size_t len = nl - buf;
+
+		return check_request_line(buf, len && buf[len - 1] == '\r' ? len - 1 : len, &http11,
+					  why);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)buf[i] < 0x20 && buf[i] != '\r') {
+			*why = "malformed request line: expected 'METHOD /PATH HTTP/1.1'";
+			return 400;
+		}
+	}
+	return 0;
+}
+
 /* Length of the head (through its blank line) in buf, 0 while incomplete. */
 static size_t head_length(const char *buf, size_t n)
 {
@@ -392,7 +415,7 @@ static void hand_off(struct http_door *d, struct pending *p)
 
 /* Bytes arrived on pending connection i: hands it off, answers it, or waits for more. Returns
  * true when it left the pending list. */
-static bool examine(struct http_door *d, size_t i)
+static bool examine(struct http_door *d, size_t i, short revents)
 {
 	struct pending *p = &d->pend[i];
 	ssize_t n = recv(p->fd, d->buf, d->o.max_header + 1, MSG_PEEK | MSG_DONTWAIT);
@@ -417,8 +440,14 @@ static bool examine(struct http_door *d, size_t i)
 		drop_pending(d, i);
 		return true;
 	}
-	if ((size_t)n > d->o.max_header) {
-		answer_and_close(d, p->fd, 431, "request line and headers too large");
+	status = (size_t)n > d->o.max_header ? 431 : check_partial(d->buf, n, &why);
+	if (status || (revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		if (status)
+			answer_and_close(d, p->fd, status,
+					 status == 431 ? "request line and headers too large"
+						       : why);
+		else
+			close(p->fd); /* it will send no more */
 		drop_pending(d, i);
 		return true;
 	}
@@ -488,7 +517,7 @@ static void *door_main(void *arg)
 		/* Backwards: examine() moves the last entry into the slot it frees. */
 		for (size_t i = n; i-- > 0;)
 			if (pfd[i + 2].revents && pfd[i + 2].fd == d->pend[i].fd)
-				examine(d, i);
+				examine(d, i, pfd[i + 2].revents);
 		if (pfd[1].revents & POLLIN)
 			accept_all(d);
 	}
