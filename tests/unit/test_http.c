@@ -466,18 +466,24 @@ static void test_server_host_and_query(void **state)
 	a = roundtrip(port, GET("/pub", ""));
 	assert_non_null(strstr(a, "HTTP/1.1 421"));
 	assert_non_null(strstr(a, "does not name this server"));
-	snprintf(req, sizeof(req), "GET /pub HTTP/1.1\r\nHost: localhost:%d\r\n\r\n", port);
+	snprintf(req, sizeof(req),
+		 "GET /pub HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n", port);
 	assert_non_null(strstr(roundtrip(port, req), "HTTP/1.1 200"));
-	snprintf(req, sizeof(req), "GET /pub HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port + 1);
+	snprintf(req, sizeof(req),
+		 "GET /pub HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port + 1);
 	assert_non_null(strstr(roundtrip(port, req), "HTTP/1.1 421"));
-	snprintf(req, sizeof(req), "GET /pub?x=1%%00y HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+	snprintf(req, sizeof(req),
+		 "GET /pub?x=1%%00y HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
 		 port);
 	a = roundtrip(port, req);
 	assert_non_null(strstr(a, "HTTP/1.1 400"));
 	assert_non_null(strstr(a, "NUL byte in parameter 'x'\n"));
-	snprintf(req, sizeof(req), "GET /pub?x=1&x=2 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
+	snprintf(req, sizeof(req),
+		 "GET /pub?x=1&x=2 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		 port);
 	assert_non_null(strstr(roundtrip(port, req), "given more than once"));
-	snprintf(req, sizeof(req), "GET /pub?x= HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
+	snprintf(req, sizeof(req),
+		 "GET /pub?x= HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port);
 	assert_non_null(strstr(roundtrip(port, req), "empty value"));
 	/* What the front door refuses comes in the same one-line format. */
 	a = roundtrip(port, "GARBAGE\r\n\r\n");
@@ -493,6 +499,50 @@ static void test_server_host_and_query(void **state)
 	http_server__free(s);
 }
 
+/* A kept-alive connection between two requests makes room for a new one, as a silent one does;
+ * connections all running requests make the next one a 503. */
+static void test_server_limits(void **state)
+{
+	struct http_server_opts o = {.listen = "127.0.0.1:0",
+				     .routes = routes,
+				     .nroutes = sizeof(routes) / sizeof(routes[0]),
+				     .max_per_client = 2};
+	const char *req = "GET /pub HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	const char *once = "GET /pub HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+	const char *wait = "GET /wait HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	struct http_server *s;
+	char buf[4096], *a;
+	int port, c[2];
+
+	(void)state;
+	assert_int_equal(http_server__new(&o, &s), 0);
+	assert_int_equal(http_server__start(s), 0);
+	port = http_server__port(s);
+	for (int i = 0; i < 2; i++) {
+		c[i] = connect_to(port);
+		assert_int_equal(write(c[i], req, strlen(req)), (ssize_t)strlen(req));
+		assert_true(read(c[i], buf, sizeof(buf)) > 0); /* answered, kept alive */
+	}
+	a = roundtrip(port, once);
+	assert_non_null(strstr(a, "HTTP/1.1 200"));
+	assert_int_equal(read(c[0], buf, sizeof(buf)), 0); /* the oldest was closed */
+	close(c[0]);
+	close(c[1]);
+	/* Two requests running (/wait polls until its client leaves): the third gets 503. */
+	for (int i = 0; i < 2; i++) {
+		c[i] = connect_to(port);
+		assert_int_equal(write(c[i], wait, strlen(wait)), (ssize_t)strlen(wait));
+	}
+	usleep(300000);
+	a = roundtrip(port, once);
+	assert_non_null(strstr(a, "HTTP/1.1 503"));
+	assert_non_null(strstr(a, "Retry-After: 1"));
+	assert_non_null(strstr(a, "too many connections from your address"));
+	close(c[0]);
+	close(c[1]);
+	http_server__free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -504,6 +554,7 @@ int main(void)
 		cmocka_unit_test(test_access_find_socket),
 		cmocka_unit_test(test_access_rules),
 		cmocka_unit_test(test_server_host_and_query),
+		cmocka_unit_test(test_server_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

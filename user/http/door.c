@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,14 @@ struct pending {
 	size_t seen;
 };
 
-/* Connections handed to libmicrohttpd, counted by client address. */
+/* A connection handed to libmicrohttpd, until it closes. Between two requests of a kept-alive
+ * connection it is idle, and may be closed to make room like a waiting one. */
 struct handed {
+	int fd; /* open until http_door__closed(): libmicrohttpd notifies before it closes */
 	struct sockaddr_storage addr;
-	unsigned n;
+	bool idle;
+	bool closing; /* shut down by us: no longer counted */
+	double t_idle;
 };
 
 struct http_door {
@@ -35,7 +40,7 @@ struct http_door {
 	pthread_t thread;
 	bool started;
 	int wake[2];	      /* a byte here stops the thread */
-	pthread_mutex_t lock; /* handed[], nhanded */
+	pthread_mutex_t lock; /* handed[], nhanded: the handler threads report on them */
 	struct handed *handed;
 	size_t nhanded, cap_handed;
 	struct pending *pend;
@@ -73,56 +78,62 @@ static bool same_client(const struct sockaddr_storage *a, const struct sockaddr_
 	return n == addr_key(b, kb) && memcmp(ka, kb, n) == 0;
 }
 
-/* Handed-off connections of addr; called with the lock held. */
-static struct handed *handed_of(struct http_door *d, const struct sockaddr_storage *addr)
+/* The entry of fd; called with the lock held. */
+static struct handed *handed_fd(struct http_door *d, int fd)
 {
 	for (size_t i = 0; i < d->nhanded; i++)
-		if (same_client(&d->handed[i].addr, addr))
+		if (d->handed[i].fd == fd)
 			return &d->handed[i];
 	return NULL;
 }
 
-static int count_handed(struct http_door *d, const struct sockaddr_storage *addr)
+static int add_handed(struct http_door *d, int fd, const struct sockaddr_storage *addr)
 {
-	struct handed *h;
+	int err = 0;
 
 	pthread_mutex_lock(&d->lock);
-	h = handed_of(d, addr);
-	if (!h && d->nhanded == d->cap_handed) {
+	if (d->nhanded == d->cap_handed) {
 		size_t cap = d->cap_handed ? d->cap_handed * 2 : 16;
 		struct handed *n = realloc(d->handed, cap * sizeof(*n));
 
-		if (!n) {
-			pthread_mutex_unlock(&d->lock);
-			return -ENOMEM;
+		if (n) {
+			d->handed = n;
+			d->cap_handed = cap;
+		} else {
+			err = -ENOMEM;
 		}
-		d->handed = n;
-		d->cap_handed = cap;
 	}
-	if (!h) {
-		h = &d->handed[d->nhanded++];
-		h->addr = *addr;
-		h->n = 0;
-	}
-	h->n++;
+	if (!err)
+		d->handed[d->nhanded++] = (struct handed){.fd = fd, .addr = *addr};
 	pthread_mutex_unlock(&d->lock);
-	return 0;
+	return err;
 }
 
-void http_door__closed(struct http_door *d, const struct sockaddr *addr)
+void http_door__closed(struct http_door *d, int fd)
 {
-	struct sockaddr_storage a = {};
 	struct handed *h;
 
-	if (!d || !addr)
+	if (!d)
 		return;
-	memcpy(&a, addr,
-	       addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-					   : sizeof(struct sockaddr_in));
 	pthread_mutex_lock(&d->lock);
-	h = handed_of(d, &a);
-	if (h && h->n && --h->n == 0)
+	h = handed_fd(d, fd);
+	if (h)
 		*h = d->handed[--d->nhanded];
+	pthread_mutex_unlock(&d->lock);
+}
+
+void http_door__idle(struct http_door *d, int fd, bool idle)
+{
+	struct handed *h;
+
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	h = handed_fd(d, fd);
+	if (h) {
+		h->idle = idle;
+		h->t_idle = clock__mono_s();
+	}
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -135,8 +146,7 @@ static unsigned open_count(struct http_door *d, const struct sockaddr_storage *a
 		n += !addr || same_client(&d->pend[i].addr, addr);
 	pthread_mutex_lock(&d->lock);
 	for (size_t i = 0; i < d->nhanded; i++)
-		if (!addr || same_client(&d->handed[i].addr, addr))
-			n += d->handed[i].n;
+		n += !d->handed[i].closing && (!addr || same_client(&d->handed[i].addr, addr));
 	pthread_mutex_unlock(&d->lock);
 	return n;
 }
@@ -193,15 +203,33 @@ static void drop_pending(struct http_door *d, size_t i)
 	d->pend[i] = d->pend[--d->npend];
 }
 
-/* Closes the oldest connection still waiting for its head (of addr, or of anyone). */
+/* Closes the oldest connection that is not running a request (of addr, or of anyone): one
+ * waiting for its head, or a kept-alive one between two requests (shut down, so that its
+ * handler thread sees the end and closes it). */
 static bool evict_oldest(struct http_door *d, const struct sockaddr_storage *addr)
 {
-	size_t best = d->npend;
+	size_t best = d->npend, kept = SIZE_MAX;
+	double t = 0;
 
 	for (size_t i = 0; i < d->npend; i++)
 		if ((!addr || same_client(&d->pend[i].addr, addr)) &&
-		    (best == d->npend || d->pend[i].t0 < d->pend[best].t0))
-			best = i;
+		    (best == d->npend || d->pend[i].t0 < t))
+			best = i, t = d->pend[i].t0;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->nhanded; i++) {
+		struct handed *h = &d->handed[i];
+
+		if (h->idle && !h->closing && (!addr || same_client(&h->addr, addr)) &&
+		    ((best == d->npend && kept == SIZE_MAX) || h->t_idle < t))
+			kept = i, t = h->t_idle;
+	}
+	if (kept != SIZE_MAX) {
+		d->handed[kept].closing = true;
+		shutdown(d->handed[kept].fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (kept != SIZE_MAX)
+		return true;
 	if (best == d->npend)
 		return false;
 	pr_debug("http: closing a waiting connection to make room\n");
@@ -405,12 +433,14 @@ static void hand_off(struct http_door *d, struct pending *p)
 	int one = 1;
 
 	setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-	if (count_handed(d, &p->addr)) {
+	if (add_handed(d, p->fd, &p->addr)) {
 		close(p->fd);
 		return;
 	}
+	/* On failure the fd is closed (and may have been reported closed already); no other
+	 * connection can have its number before this thread accepts one. */
 	if (d->o.hand_off(d->o.ctx, p->fd, (struct sockaddr *)&p->addr, p->len))
-		http_door__closed(d, (struct sockaddr *)&p->addr);
+		http_door__closed(d, p->fd);
 }
 
 /* Bytes arrived on pending connection i: hands it off, answers it, or waits for more. Returns

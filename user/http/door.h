@@ -6,11 +6,15 @@
  *  - a deadline for the request head (slowly-sent requests are answered 408 and closed; one
  *    that sent nothing at all is closed quietly after the idle timeout, if that is shorter);
  *  - at most max_per_client connections from one address and max_connections in all: a new
- *    connection over a limit makes room by closing the oldest connection still waiting for its
- *    head (an idle or slow one); when every connection is running a request, the new one is
- *    answered 503 with Retry-After (plain HTTP) or closed (TLS);
+ *    connection over a limit makes room by closing the oldest connection that runs no request
+ *    (one still waiting for its head, or a kept-alive one between requests); when every
+ *    connection is running a request, the new one is answered 503 with Retry-After (plain
+ *    HTTP) or closed (TLS);
  *  - a malformed head gets a one-line text/plain 4xx (400, 413, 431) in the project's format
  *    instead of libmicrohttpd's HTML page.
+ *
+ * The first request of a connection is checked here; later requests of a kept-alive connection
+ * go to libmicrohttpd directly (its idle timeout and the eviction above still apply).
  *
  * The head is read with MSG_PEEK, so libmicrohttpd reads it again from the socket; the thread
  * waits for more bytes with SO_RCVLOWAT set past what it has seen. With TLS the bytes are a
@@ -41,8 +45,11 @@ struct http_door;
 
 /* Starts the accepting thread. Returns 0 or -errno. */
 int http_door__start(const struct http_door_opts *o, struct http_door **out);
-/* A connection handed off earlier has been closed (called from any thread). */
-void http_door__closed(struct http_door *d, const struct sockaddr *addr);
+/* A connection handed off earlier is about to be closed (called from any thread, before fd is
+ * closed). */
+void http_door__closed(struct http_door *d, int fd);
+/* A handed-off connection is between two requests (idle), or has begun one. */
+void http_door__idle(struct http_door *d, int fd, bool idle);
 /* Stops accepting (the listening socket is closed). Safe on NULL and twice. */
 void http_door__stop(struct http_door *d);
 /* Stops, closes the connections still waiting and frees. Safe on NULL. */

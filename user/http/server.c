@@ -176,8 +176,6 @@ static int queue(struct http_request *r, int status, const char *content_type, v
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	/* One request per connection: every request passes the front door's checks. */
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	for (struct header *h = r->headers; h; h = h->next)
 		MHD_add_response_header(resp, h->name, h->value);
 	free_headers(r);
@@ -360,6 +358,15 @@ static int append_body(struct http_request *r, const char *data, size_t len)
 	return 0;
 }
 
+/* The socket of a connection, -1 if unknown. */
+static int connection_fd(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return ci ? ci->connect_fd : -1;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
 				 const char *method, const char *version, const char *upload,
 				 size_t *upload_size, void **con_cls)
@@ -378,6 +385,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->path = url;
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+		http_door__idle(s->door, connection_fd(conn), false);
 		*con_cls = r;
 		check_request(r, url);
 		return r->queue_failed ? MHD_NO : MHD_YES;
@@ -400,10 +408,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_server *s = cls;
 	struct http_request *r = *con_cls;
 
-	(void)conn;
 	(void)toe;
 	if (!r)
 		return;
+	http_door__idle(s->door, connection_fd(conn), true);
 	if (s->o.on_request)
 		s->o.on_request(s->o.ctx, r->path, r->responded ? r->status : 0, elapsed(&r->t0));
 	free_headers(r);
@@ -425,19 +433,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	pr_debug("libmicrohttpd: %s\n", s->last_log);
 }
 
-/* A connection handed over by the front door ended: it counts no more against its client. */
+/* A connection handed over by the front door ends (libmicrohttpd closes its socket after this
+ * returns): it counts no more against its client. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
 	struct http_server *s = cls;
-	const union MHD_ConnectionInfo *ci;
 
 	(void)socket_context;
-	if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
-		return;
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci)
-		http_door__closed(s->door, ci->client_addr);
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+		http_door__closed(s->door, connection_fd(conn));
 }
 
 static int hand_off(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
