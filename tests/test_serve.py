@@ -944,6 +944,31 @@ def test_slowly_sent_request_is_cut(server):
     assert get(s.url + "/healthz")[0] == 200
 
 
+def test_slowly_sent_body_is_cut(server):
+    s = server("--request-timeout", "2")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        t0 = time.monotonic()
+        c.sendall(b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Length: 40\r\n\r\n")
+        closed = False
+        for _ in range(40):  # one body byte every 0.25 s: 10 s for the whole body
+            time.sleep(0.25)
+            try:
+                c.sendall(b"0")
+                c.setblocking(False)
+                closed = c.recv(4096) == b""
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            finally:
+                c.setblocking(True)
+            if closed:
+                break
+        took = time.monotonic() - t0
+    assert closed and 1.8 < took < 4, (closed, took)
+
+
 # --- the flame graph page in a real browser ---
 
 class Chromium:

@@ -387,12 +387,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
 		http_door__idle(s->door, connection_fd(conn), false);
 		*con_cls = r;
+		/* The body too must arrive within the request deadline: silence ends it sooner. */
+		if (s->o.head_timeout < s->o.idle_timeout)
+			MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+						  s->o.head_timeout);
 		check_request(r, url);
 		return r->queue_failed ? MHD_NO : MHD_YES;
 	}
 	if (r->responded)
 		return r->queue_failed ? MHD_NO : MHD_YES;
 	if (*upload_size) {
+		if (elapsed(&r->t0) > s->o.head_timeout) {
+			pr_debug("http: %s: body not received within %u s, closing\n", r->path,
+				 s->o.head_timeout);
+			return MHD_NO;
+		}
 		if (append_body(r, upload, *upload_size))
 			return MHD_NO;
 		*upload_size = 0;

@@ -58,7 +58,8 @@ struct http_server_opts {
 	 * request is closed to make room; when all run requests, the new one gets 503. */
 	unsigned max_connections; /* open connections at once (default 128) */
 	unsigned max_per_client;  /* open connections from one address (default 64) */
-	unsigned head_timeout;	  /* seconds to send the request line and headers (default 10) */
+	unsigned head_timeout;	  /* seconds to send the request line and headers, and again the
+				   * body (default 10) */
 	size_t max_body;	  /* request body bytes (default 1 MiB): more gets 413 */
 	size_t max_header;	  /* request line + headers bytes (default 16 KiB): more gets 431 */
 	unsigned idle_timeout;	  /* seconds a connection may stay idle (default 30) */
