@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -479,6 +480,11 @@ static const char serve_usage[] =
 	"      --max-seconds S      longest capture a request may ask for (default 3600)\n"
 	"      --idle-timeout S     close connections idle this long (default 30; a running\n"
 	"                           capture is never idle)\n"
+	"      --request-timeout S  time to send a request line and headers, and its body\n"
+	"                           (default 10; slower clients get 408)\n"
+	"      --max-connections N  open connections at once (default 128)\n"
+	"      --max-per-client N   open connections from one address (default 64); over a\n"
+	"                           limit the oldest idle one is closed, or 503 when none is\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"      --max-stacks N       distinct stacks kept in BPF per collector (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
@@ -514,6 +520,9 @@ enum {
 	OPT_MAX_CAPTURES,
 	OPT_MAX_SECONDS,
 	OPT_IDLE_TIMEOUT,
+	OPT_REQUEST_TIMEOUT,
+	OPT_MAX_CONNECTIONS,
+	OPT_MAX_PER_CLIENT,
 };
 
 static const struct option serve_long_opts[] = {
@@ -524,6 +533,9 @@ static const struct option serve_long_opts[] = {
 	{"max-captures", required_argument, NULL, OPT_MAX_CAPTURES},
 	{"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+	{"max-per-client", required_argument, NULL, OPT_MAX_PER_CLIENT},
 	{"freq", required_argument, NULL, 'F'},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
@@ -573,6 +585,38 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 	return err;
 }
 
+/* The server's connection limits. */
+static int parse_serve_limit(int opt, const char *arg, struct serve_opts *o)
+{
+	static const struct {
+		int opt;
+		const char *name;
+		long max;
+		size_t off;
+	} lim[] = {
+		{OPT_REQUEST_TIMEOUT, "--request-timeout", 3600,
+		 offsetof(struct serve_opts, request_timeout)},
+		{OPT_MAX_CONNECTIONS, "--max-connections", 4096,
+		 offsetof(struct serve_opts, max_connections)},
+		{OPT_MAX_PER_CLIENT, "--max-per-client", 4096,
+		 offsetof(struct serve_opts, max_per_client)},
+	};
+	long v;
+
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
+		if (lim[i].opt != opt)
+			continue;
+		if (cli__parse_long(arg, 1, lim[i].max, &v)) {
+			pr_err("invalid %s '%s': expected 1 to %ld\n", lim[i].name, arg,
+			       lim[i].max);
+			return -EINVAL;
+		}
+		*(unsigned *)((char *)o + lim[i].off) = (unsigned)v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static int parse_serve_one(int opt, const char *arg, void *ctx)
 {
 	struct serve_opts *o = ctx;
@@ -607,6 +651,10 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 			return bad_integer("--idle-timeout", arg, err, "1 to 86400 seconds");
 		o->idle_timeout = (unsigned)v;
 		return 0;
+	case OPT_REQUEST_TIMEOUT:
+	case OPT_MAX_CONNECTIONS:
+	case OPT_MAX_PER_CLIENT:
+		return parse_serve_limit(opt, arg, o);
 	case OPT_NO_KERNEL:
 		o->no_kernel = true;
 		return 0;

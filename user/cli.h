@@ -44,13 +44,16 @@ struct serve_opts {
 	const char *token_file; /* --token-file */
 	const char *tls_cert;	/* --tls-cert, --tls-key */
 	const char *tls_key;
-	int max_captures;      /* --max-captures: captures running at once; more get 503 */
-	double max_seconds;    /* --max-seconds: the longest capture a request may ask for */
-	unsigned idle_timeout; /* --idle-timeout: seconds an idle connection stays open */
-	int freq;	       /* -F: cpu Hz of captures (a request may say hz=) */
-	uint32_t max_keys;     /* --max-stacks */
-	bool no_kernel;	       /* --no-kernel */
-	bool demangle;	       /* --demangle */
+	int max_captures;	  /* --max-captures: captures running at once; more get 503 */
+	double max_seconds;	  /* --max-seconds: the longest capture a request may ask for */
+	unsigned idle_timeout;	  /* --idle-timeout: seconds an idle connection stays open */
+	unsigned request_timeout; /* --request-timeout: seconds to send a request's head */
+	unsigned max_connections; /* --max-connections: open connections at once */
+	unsigned max_per_client;  /* --max-per-client: open connections from one address */
+	int freq;		  /* -F: cpu Hz of captures (a request may say hz=) */
+	uint32_t max_keys;	  /* --max-stacks */
+	bool no_kernel;		  /* --no-kernel */
+	bool demangle;		  /* --demangle */
 	/* Per-type options of every capture, as record's (same flags, same checks). */
 	uint64_t heap_sample_bytes; /* --heap-sample-bytes; 0 = default */
 	uint32_t heap_max_live;	    /* --heap-max-live; 0 = default */
