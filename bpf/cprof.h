@@ -63,6 +63,11 @@ enum cprof_stat {
 	CPROF_STAT_WAIT_SHORT,
 	/* mutex: futex waits that are no lock wait (condition variable, semaphore, join) */
 	CPROF_STAT_FUTEX_OTHER,
+	/* Python (bpf/python.bpf.h) */
+	CPROF_STAT_PY_FRAMES,	 /* Python frames walked (not a loss) */
+	CPROF_STAT_PY_NO_THREAD, /* samples of a Python process whose thread has no thread state
+				  * found: native frames only (threads that never ran Python) */
+	CPROF_STAT_PY_BAD_READ,	 /* Python frames cut short: a frame could not be read */
 	CPROF_STAT_NR,
 };
 
