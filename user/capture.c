@@ -228,6 +228,23 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 	}
 }
 
+/* Python frames whose code object could not be read (the process exited before its samples
+ * were symbolized) are named as such in the profile, and counted here: symbolizing them now,
+ * while this capture's processes are still known, is what tells. */
+static void report_python(struct capture *c, struct pprof_builder *b)
+{
+	uint64_t before = symbolizer__python_unreadable(c->sym), n;
+
+	if (pprof_builder__resolve(b))
+		return;
+	n = symbolizer__python_unreadable(c->sym) - before;
+	if (!n)
+		return;
+	pprof_builder__add_comment(b, "dropped: %llu Python frames unreadable (process exited)",
+				   (unsigned long long)n);
+	pr_warn("%llu Python frames unreadable (process exited)\n", (unsigned long long)n);
+}
+
 static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builder **out)
 {
 	const struct capture_opts *o = c->o;
@@ -266,6 +283,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	}
 	if (stats_err == 0)
 		capture__report_drops(b, &st, c->procs_missed);
+	report_python(c, b);
 	if (o->stats) {
 		o->stats->counters = st;
 		o->stats->procs_missed = c->procs_missed;
