@@ -76,13 +76,20 @@ enum cprof_stat {
 struct cprof_proc_event {
 	__u32 pid;
 	__u32 kind; /* CPROF_PROC_* */
-	char comm[CPROF_COMM_LEN];
+	union {
+		char comm[CPROF_COMM_LEN];
+		__u64 code; /* CPROF_PROC_PYCODE: the code object's address */
+	};
 };
 
 enum {
 	CPROF_PROC_NEW = 1,
 	CPROF_PROC_EXEC = 2,
 	CPROF_PROC_EXIT = 3,
+	/* A Python code object seen for the first time in a stack of pid (bpf/python.bpf.h):
+	 * user space reads it while the process lives, so that its frames still resolve once the
+	 * process is gone. Once per (process, code object). */
+	CPROF_PROC_PYCODE = 4,
 };
 
 #ifndef __bpf__

@@ -30,13 +30,50 @@ struct {
 	__type(value, __u64);
 } py_threads SEC(".maps");
 
+struct py_code_key {
+	__u32 pid;
+	__u32 pad;
+	__u64 code;
+};
+
+/* Code objects already announced to user space (CPROF_PROC_PYCODE). LRU: an entry evicted
+ * means one more, harmless, notice. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct py_code_key);
+	__type(value, __u8);
+} py_codes_seen SEC(".maps");
+
 /* What the walk keeps about Python between steps (a part of struct cprof_walk). */
 struct cprof_py_walk {
 	struct cprof_py_proc p;
 	__u64 frame;	/* the next Python frame to emit; 0: none left */
 	__u32 emitting; /* inside the evaluation frame whose Python frames are being emitted */
-	__u32 pad;
+	__u32 pid;
 };
+
+/* Announces a code object the first time it is seen in pid's stacks. */
+static __always_inline void py_code_seen(__u32 pid, __u64 code)
+{
+	struct py_code_key k = {.pid = pid, .code = code};
+	struct cprof_proc_event *e;
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&py_codes_seen, &k) ||
+	    bpf_map_update_elem(&py_codes_seen, &k, &one, BPF_NOEXIST))
+		return;
+	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(CPROF_STAT_EVENTS_LOST);
+		bpf_map_delete_elem(&py_codes_seen, &k); /* so that a later sample tries again */
+		return;
+	}
+	e->pid = pid;
+	e->kind = CPROF_PROC_PYCODE;
+	e->code = code;
+	bpf_ringbuf_submit(e, 0);
+}
 
 static __always_inline int py_read_u64(__u64 addr, __u64 *v)
 {
@@ -84,6 +121,7 @@ static __always_inline void py_begin(struct cprof_py_walk *w, struct task_struct
 
 	w->frame = 0;
 	w->emitting = 0;
+	w->pid = pid;
 	if (!p)
 		return;
 	w->p = *p;
@@ -164,6 +202,7 @@ static __always_inline int py_next(struct cprof_py_walk *w, __u64 *ip)
 	*ip = CPROF_PY_FRAME(code, py_instr_index(w, f, code));
 	w->frame = prev;
 	stat_inc(CPROF_STAT_PY_FRAMES);
+	py_code_seen(w->pid, code);
 	if (w->p.minor == 10)
 		return PY_EMIT_LAST;
 	if (w->p.minor == 11) {

@@ -65,6 +65,10 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 
 	if (e->kind == CPROF_PROC_EXIT)
 		return;
+	if (e->kind == CPROF_PROC_PYCODE) {
+		symbolizer__python_prefetch(c->sym, e->pid, e->code);
+		return;
+	}
 	err = symbolizer__add_pid(c->sym, e->pid);
 	note_exe(c, e->pid);
 	/* Gone since an earlier notice (its exec) was read: that snapshot stands. */

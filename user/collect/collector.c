@@ -68,7 +68,9 @@ static void collector__python(struct collector *c, pid_t pid)
 	char why[128];
 	__u32 key = pid;
 
-	if (!c->py_procs || !c->unw)
+	/* Benchmark only (CPROF_BENCH_NO_PYTHON=1): native frames alone, to measure what the
+	 * Python walk adds per sample (tools/bench/bench_python.py). */
+	if (!c->py_procs || !c->unw || getenv("CPROF_BENCH_NO_PYTHON"))
 		return;
 	if (python__probe(pid, &p, why, sizeof(why))) {
 		if (why[0] && !c->opts.all)
@@ -92,6 +94,8 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 	 * not, and a short-lived process may be gone by the time they are built. */
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
+	if (e->kind == CPROF_PROC_PYCODE)
+		return 0;
 	if (c->unw && e->kind == CPROF_PROC_EXIT) {
 		unwinder__remove_pid(c->unw, e->pid);
 		if (c->py_procs)

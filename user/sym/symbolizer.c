@@ -877,6 +877,13 @@ static int symbolizer__python(struct symbolizer *s, pid_t pid, uint64_t addr,
 	return res->frames[0].file ? 0 : -ENOMEM;
 }
 
+void symbolizer__python_prefetch(struct symbolizer *s, pid_t pid, uint64_t code)
+{
+	struct python_frame f;
+
+	python_syms__resolve(s->py, pid, CPROF_PY_FRAME(code, CPROF_PY_IDX_UNKNOWN), &f);
+}
+
 uint64_t symbolizer__python_unreadable(const struct symbolizer *s)
 {
 	return s->py_unreadable;
