@@ -51,6 +51,8 @@ struct cprof_py_walk {
 	__u64 frame;	/* the next Python frame to emit; 0: none left */
 	__u32 emitting; /* inside the evaluation frame whose Python frames are being emitted */
 	__u32 pid;
+	__u32 walked; /* the thread had Python frames when the walk began */
+	__u32 pad;
 };
 
 /* Announces a code object the first time it is seen in pid's stacks. */
@@ -121,6 +123,7 @@ static __always_inline void py_begin(struct cprof_py_walk *w, struct task_struct
 
 	w->frame = 0;
 	w->emitting = 0;
+	w->walked = 0;
 	w->pid = pid;
 	if (!p)
 		return;
@@ -136,6 +139,7 @@ static __always_inline void py_begin(struct cprof_py_walk *w, struct task_struct
 	    py_read_u64(frame + p->l.cframe_current, &frame))
 		return;
 	w->frame = frame;
+	w->walked = frame != 0;
 }
 
 static __always_inline bool py_in_eval(const struct cprof_py_walk *w, __u64 at)

@@ -185,26 +185,38 @@ static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unw
 	return 0;
 }
 
-/* Moves from the current native frame to its caller. 1 ends the walk. */
-static __always_inline int native_step(struct cprof_walk *s)
+/* The trie entry of the mapping holding at (NULL: none, e.g. anonymous memory). */
+static __always_inline const struct cprof_unwind_mapping *find_mapping(struct cprof_walk *s,
+								       __u64 at)
 {
 	struct cprof_unwind_lpm_key lk = {.prefixlen = 96};
 	const struct cprof_unwind_mapping *m;
+
+	if (at >= s->last.start && at < s->last.end)
+		return &s->last;
+	lk.pid_be = __builtin_bswap32(s->pid);
+	lk.addr_be = __builtin_bswap64(at);
+	m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+	if (m)
+		s->last = *m;
+	return m;
+}
+
+/* A return address is the instruction after the call: its row may be the next function's (a
+ * call at the end of a noreturn function), so look up the call. */
+static __always_inline __u64 lookup_pc(const struct cprof_walk *s)
+{
+	return s->exact ? s->pc : s->pc - 1;
+}
+
+/* Moves from the current native frame (at lookup_pc, in mapping m) to its caller. 1 ends the
+ * walk. */
+static __always_inline int native_step_in(struct cprof_walk *s,
+					  const struct cprof_unwind_mapping *m, __u64 at)
+{
 	const struct cprof_unwind_row *row = NULL;
 	void *table = NULL;
-	/* A return address is the instruction after the call: its row may be the next
-	 * function's (a call at the end of a noreturn function), so look up the call. */
-	__u64 at = s->exact ? s->pc : s->pc - 1;
 
-	if (at >= s->last.start && at < s->last.end) {
-		m = &s->last;
-	} else {
-		lk.pid_be = __builtin_bswap32(s->pid);
-		lk.addr_be = __builtin_bswap64(at);
-		m = bpf_map_lookup_elem(&unwind_mappings, &lk);
-		if (m)
-			s->last = *m;
-	}
 	if (m && m->exe_id) {
 		table = bpf_map_lookup_elem(&unwind_tables, &m->exe_id);
 		if (table)
@@ -220,6 +232,13 @@ static __always_inline int native_step(struct cprof_walk *s)
 		return 1;
 	}
 	return fp_step(s);
+}
+
+static __always_inline int native_step(struct cprof_walk *s)
+{
+	__u64 at = lookup_pc(s);
+
+	return native_step_in(s, find_mapping(s, at), at);
 }
 
 static __always_inline void record(struct cprof_walk *s, __u32 n, __u64 ip)
@@ -261,8 +280,10 @@ static __always_inline int py_step(struct cprof_walk *s, __u32 n)
  * Python frames), then moves to its caller. 1 ends the walk. */
 static int unwind_step(__u32 i, void *ctx)
 {
+	const struct cprof_unwind_mapping *m;
 	struct cprof_walk *s;
 	__u32 zero = 0, n;
+	__u64 at;
 
 	(void)i;
 	(void)ctx;
@@ -278,12 +299,48 @@ static int unwind_step(__u32 i, void *ctx)
 		return py_step(s, n);
 	if (s->pc == 0)
 		return 1;
-	if (s->py.frame && py_in_eval(&s->py, s->exact ? s->pc : s->pc - 1)) {
+	at = lookup_pc(s);
+	if (s->py.frame && py_in_eval(&s->py, at)) {
 		s->py.emitting = 1;
 		return py_step(s, n);
 	}
-	record(s, n, s->pc);
-	return native_step(s);
+	m = find_mapping(s, at);
+	/* In a process whose Python frames are walked, code in anonymous memory is the
+	 * trampolines of `-X perf` (3.12+): the Python frames say it already. */
+	if (m || !s->py.walked)
+		record(s, n, s->pc);
+	return native_step_in(s, m, at);
+}
+
+/* bpf_loop step after the native walk ended: the Python frames not placed yet (the native
+ * walk stopped early, e.g. at a `-X perf` trampoline it cannot unwind) follow in order, so no
+ * Python caller is lost. 1 ends the walk. */
+static int py_rest_step(__u32 i, void *ctx)
+{
+	struct cprof_walk *s;
+	__u32 zero = 0, n;
+	__u64 ip = 0;
+
+	(void)i;
+	(void)ctx;
+	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s || !s->py.frame)
+		return 1;
+	n = s->st.n;
+	if (n >= CPROF_MAX_STACK) {
+		s->st.truncated = 1;
+		return 1;
+	}
+	switch (py_next(&s->py, &ip)) {
+	case PY_EMIT:
+	case PY_EMIT_LAST:
+		record(s, n, ip);
+		return 0;
+	case PY_FAIL:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* Whether a stored stack is the one just walked (else two stacks share a hash). */
@@ -329,6 +386,8 @@ static __always_inline long unwind_user_stack(void)
 	/* Python frames of an evaluation frame take a step each and the move to its caller one
 	 * more: at most twice as many steps as frames recorded. */
 	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, NULL, 0);
+	if (s->py.frame && s->st.n < CPROF_MAX_STACK)
+		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, NULL, 0);
 	if (s->stop)
 		stat_inc(s->stop);
 	if (s->st.n == 0) {

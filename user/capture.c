@@ -197,6 +197,8 @@ void capture__report_drops(struct pprof_builder *b, const struct collect_stats *
 					 "slots full (frame pointers)"},
 		{st->unwind.failed,
 		 "executables or mappings whose unwind table could not be loaded"},
+		{st->bpf[CPROF_STAT_PY_BAD_READ],
+		 "Python frame chains cut short: a frame could not be read"},
 		{st->bpf[CPROF_STAT_WAIT_START_FULL],
 		 "waits not timed: per-thread start map full (threads waiting at once)"},
 		{st->prog_misses, "BPF program runs skipped by the kernel (recursion)"},
@@ -312,6 +314,13 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
 		(unsigned long long)st.unwind.bytes, (unsigned long long)st.unwind.text_bytes,
 		(unsigned long long)st.unwind.no_cfi);
+	if (st.bpf[CPROF_STAT_PY_FRAMES] || st.bpf[CPROF_STAT_PY_NO_THREAD])
+		pprof_builder__add_comment(
+			b,
+			"python: %llu Python frames walked; %llu samples of threads with no Python "
+			"thread state (native frames only)",
+			(unsigned long long)st.bpf[CPROF_STAT_PY_FRAMES],
+			(unsigned long long)st.bpf[CPROF_STAT_PY_NO_THREAD]);
 	if (st.bpf[CPROF_STAT_SAMPLES] == 0)
 		pr_warn("no samples: the target did not run while profiled\n");
 	*out = b;
