@@ -13,11 +13,10 @@
 #define PY_MAX_STR 1024
 /* Longest line table read, in bytes. */
 #define PY_MAX_LINETABLE (256 * 1024)
-/* Fields of a code object read at each use to tell it is still the object cached. */
-#define PY_CODE_HEAD 256
-/* Of those, the bytes compared: the fixed fields of every version's PyCodeObject (3.10's is 176
- * bytes long, later ones' bytecode starts at 184 or beyond). */
-#define PY_CODE_CHECKED 168
+/* The first bytes of a code object: read for its fields, and again at each use to tell it is
+ * still the object cached. Within every version's fixed fields (3.10's PyCodeObject is 176 bytes
+ * long, later ones' bytecode starts at 184 or beyond), so the read never runs past the object. */
+#define PY_CODE_HEAD 168
 
 struct py_code_key {
 	pid_t pid;
@@ -333,7 +332,7 @@ static bool still_valid(int fd, const struct py_code *c)
 		return true; /* gone: what was read stands */
 	/* From the type to the line table and names, before the bytecode (which the interpreter
 	 * rewrites as it specializes): not the reference count, which changes all the time. */
-	return !memcmp(head + 8, c->head + 8, PY_CODE_CHECKED - 8);
+	return !memcmp(head + 8, c->head + 8, sizeof(head) - 8);
 }
 
 int python_syms__resolve(struct python_syms *ps, pid_t pid, uint64_t ip, struct python_frame *f)
