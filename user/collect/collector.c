@@ -73,6 +73,8 @@ static void collector__python(struct collector *c, pid_t pid)
 	if (!c->py_procs || !c->unw || getenv("CPROF_BENCH_NO_PYTHON"))
 		return;
 	if (python__probe(pid, &p, why, sizeof(why))) {
+		/* An exec into something else, or a reused pid: no stale layout stays. */
+		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
 		if (why[0] && !c->opts.all)
 			pr_warn("pid %d: %s: native frames only\n", (int)pid, why);
 		return;
