@@ -40,10 +40,21 @@ FEATURE_PYTHONS = [p for p in PYTHONS if p[0].startswith(("pyenv-3.10", "pyenv-3
     p for p in PYTHONS if p[0] == "debian-3.11"]
 
 
-def params(pythons):
-    if not pythons:
+def params(pythons, every_version=False):
+    """pytest params of pythons; with every_version, each of 3.10-3.13 and Debian's 3.11 that is
+    absent is a skipped param that says so."""
+    out = [pytest.param(exe, id=i) for i, exe in pythons]
+    if every_version:
+        for minor in (10, 11, 12, 13):
+            if not any(i.startswith(f"pyenv-3.{minor}.") for i, _ in pythons):
+                out.append(pytest.param(None, id=f"pyenv-3.{minor}", marks=pytest.mark.skip(
+                    reason=f"no CPython 3.{minor} under ~/.pyenv/versions")))
+        if not any(i == "debian-3.11" for i, _ in pythons):
+            out.append(pytest.param(None, id="debian-3.11", marks=pytest.mark.skip(
+                reason=f"{DEBIAN} absent (tools/install-deps.sh installs it)")))
+    if not out:
         return [pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.10-3.13 here"))]
-    return [pytest.param(exe, id=i) for i, exe in pythons]
+    return out
 
 
 @pytest.fixture
@@ -80,7 +91,7 @@ def py_only(fns, names):
 CHAIN = {"spin", "work_a", "work_b", "recurse", "slow_path", "main"}
 
 
-@pytest.mark.parametrize("exe", params(PYTHONS))
+@pytest.mark.parametrize("exe", params(PYTHONS, every_version=True))
 def test_ratio_and_chain(workdir, pyproc, exe):
     p = pyproc(exe, "ratio")
     out, err = profile(workdir, "ratio.pb.gz", p.pid)
