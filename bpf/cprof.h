@@ -88,6 +88,11 @@ struct cprof_key {
 	  "waits not timed: per-thread start map full (threads waiting at once)")                  \
 	X(WAIT_SHORT, BPF_COUNT, "wait_short", "waits shorter than --min-wait / --min-block")      \
 	X(FUTEX_OTHER, BPF_COUNT, "futex_not_lock", "futex waits that are no lock wait")           \
+	X(PY_FRAMES, BPF_COUNT, "python_frames", "Python frames walked")                           \
+	X(PY_NO_THREAD, BPF_COUNT, "python_no_thread_state",                                       \
+	  "samples of Python processes whose thread has no Python thread state (native only)")     \
+	X(PY_BAD_READ, BPF_DROP, "python_frame_bad_read",                                          \
+	  "Python frame chains cut short: a frame could not be read")                              \
 	X(PROG_MISSES, USER_DROP, "bpf_recursion_miss",                                            \
 	  "BPF program runs skipped by the kernel (recursion)")
 
@@ -113,13 +118,20 @@ enum cprof_drop {
 struct cprof_proc_event {
 	__u32 pid;
 	__u32 kind; /* CPROF_PROC_* */
-	char comm[CPROF_COMM_LEN];
+	union {
+		char comm[CPROF_COMM_LEN];
+		__u64 code; /* CPROF_PROC_PYCODE: the code object's address */
+	};
 };
 
 enum {
 	CPROF_PROC_NEW = 1,
 	CPROF_PROC_EXEC = 2,
 	CPROF_PROC_EXIT = 3,
+	/* A Python code object seen for the first time in a stack of pid (bpf/python.bpf.h):
+	 * user space reads it while the process lives, so that its frames still resolve once the
+	 * process is gone. Once per (process, code object). */
+	CPROF_PROC_PYCODE = 4,
 };
 
 #ifndef __bpf__

@@ -65,6 +65,10 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 
 	if (e->kind == CPROF_PROC_EXIT)
 		return;
+	if (e->kind == CPROF_PROC_PYCODE) {
+		symbolizer__python_prefetch(c->sym, e->pid, e->code);
+		return;
+	}
 	err = symbolizer__add_pid(c->sym, e->pid);
 	note_exe(c, e->pid);
 	/* Gone since an earlier notice (its exec) was read: that snapshot stands. */
@@ -160,6 +164,23 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 	}
 }
 
+/* Python frames whose code object could not be read (the process exited before its samples
+ * were symbolized) are named as such in the profile, and counted here: symbolizing them now,
+ * while this capture's processes are still known, is what tells. */
+static void report_python(struct capture *c, struct pprof_builder *b)
+{
+	uint64_t before = symbolizer__python_unreadable(c->sym), n;
+
+	if (pprof_builder__resolve(b))
+		return;
+	n = symbolizer__python_unreadable(c->sym) - before;
+	if (!n)
+		return;
+	pprof_builder__add_comment(b, "dropped: %llu Python frames unreadable (process exited)",
+				   (unsigned long long)n);
+	pr_warn("%llu Python frames unreadable (process exited)\n", (unsigned long long)n);
+}
+
 static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builder **out)
 {
 	const struct capture_opts *o = c->o;
@@ -193,6 +214,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	}
 	st.procs_missed = c->procs_missed;
 	drops__report(b, &st);
+	report_python(c, b);
 	if (o->stats) {
 		o->stats->counters = st;
 		o->stats->stacks = pprof_builder__nsamples(b);
@@ -216,6 +238,13 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
 		(unsigned long long)st.unwind.bytes, (unsigned long long)st.unwind.text_bytes,
 		(unsigned long long)st.unwind.no_cfi);
+	if (st.bpf[CPROF_STAT_PY_FRAMES] || st.bpf[CPROF_STAT_PY_NO_THREAD])
+		pprof_builder__add_comment(
+			b,
+			"python: %llu Python frames walked; %llu samples of threads with no Python "
+			"thread state (native frames only)",
+			(unsigned long long)st.bpf[CPROF_STAT_PY_FRAMES],
+			(unsigned long long)st.bpf[CPROF_STAT_PY_NO_THREAD]);
 	if (st.bpf[CPROF_STAT_SAMPLES] == 0)
 		pr_warn("no samples: the target did not run while profiled\n");
 	*out = b;

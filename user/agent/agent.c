@@ -202,6 +202,10 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 	case CPROF_PROC_EXEC:
 		procs__seen(s, (pid_t)e->pid, true);
 		break;
+	case CPROF_PROC_PYCODE:
+		/* Read while the process lives: its Python frames resolve after it exits. */
+		symbolizer__python_prefetch(s->sym, (pid_t)e->pid, e->code);
+		break;
 	case CPROF_PROC_EXIT:
 		p = procs__get(s, (pid_t)e->pid);
 		if (p && !p->dead) {

@@ -7,6 +7,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "python/cpython.h"
 #include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -59,6 +60,30 @@ static bool collector__late(const struct collector *c)
 	return c->deadline_ns && clock__ns(CLOCK_MONOTONIC) >= c->deadline_ns;
 }
 
+/* Tells the Python walker about pid when it runs a CPython it can walk (user/python/). */
+static void collector__python(struct collector *c, pid_t pid)
+{
+	struct cprof_py_proc p;
+	char why[128];
+	__u32 key = pid;
+
+	/* Benchmark only (CPROF_BENCH_NO_PYTHON=1): native frames alone, to measure what the
+	 * Python walk adds per sample (tools/bench/bench_python.py). */
+	if (!c->py_procs || !c->unw || getenv("CPROF_BENCH_NO_PYTHON"))
+		return;
+	if (python__probe(pid, &p, why, sizeof(why))) {
+		/* An exec into something else, or a reused pid: no stale layout stays. */
+		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
+		if (why[0] && !c->opts.all)
+			pr_warn("pid %d: %s: native frames only\n", (int)pid, why);
+		return;
+	}
+	if (bpf_map__update_elem(c->py_procs, &key, sizeof(key), &p, sizeof(p), BPF_ANY))
+		pr_warn("pid %d: Python frames not walked: %s\n", (int)pid, strerror(errno));
+	else
+		pr_debug("pid %d: CPython 3.%u\n", (int)pid, p.minor);
+}
+
 static int handle_proc_event(void *ctx, void *data, size_t size)
 {
 	struct collector *c = ctx;
@@ -70,10 +95,17 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 	 * not, and a short-lived process may be gone by the time they are built. */
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
-	if (c->unw && e->kind == CPROF_PROC_EXIT)
+	if (e->kind == CPROF_PROC_PYCODE)
+		return 0;
+	if (c->unw && e->kind == CPROF_PROC_EXIT) {
 		unwinder__remove_pid(c->unw, e->pid);
-	else if (c->unw && !collector__late(c))
-		unwinder__add_pid(c->unw, e->pid, true);
+		if (c->py_procs)
+			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
+	} else if (c->unw) {
+		collector__python(c, e->pid);
+		if (!collector__late(c))
+			unwinder__add_pid(c->unw, e->pid, true);
+	}
 	return 0;
 }
 
@@ -85,6 +117,7 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	c->stats = bpf_object__find_map_by_name(obj, "stats");
 	c->proc_events = bpf_object__find_map_by_name(obj, "proc_events");
 	c->ustacks = bpf_object__find_map_by_name(obj, "ustacks");
+	c->py_procs = bpf_object__find_map_by_name(obj, "py_procs");
 	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
 		return -ENOENT;
 	return 0;
@@ -181,8 +214,10 @@ static int collector__start_unwinder(struct collector *c)
 	if (!c->unw)
 		return -ENOMEM;
 	/* A `-- CMD` target (follow_children) has not exec'd yet: its exec notice builds them. */
-	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++)
+	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++) {
+		collector__python(c, c->opts.pids[i]);
 		unwinder__add_pid(c->unw, c->opts.pids[i], false);
+	}
 	return 0;
 }
 

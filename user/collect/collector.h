@@ -108,9 +108,10 @@ struct collector {
 	struct collect_opts opts;
 	struct bpf_object *obj;
 	struct bpf_map *targets, *stacks, *stats, *proc_events;
-	struct bpf_map *ustacks; /* stacks walked by the table unwinder (ids with
+	struct bpf_map *ustacks;  /* stacks walked by the table unwinder (ids with
 				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
-	struct unwinder *unw;	 /* feeds the unwinder's tables and mappings; NULL for fp */
+	struct unwinder *unw;	  /* feeds the unwinder's tables and mappings; NULL for fp */
+	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
