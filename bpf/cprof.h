@@ -63,6 +63,9 @@ enum cprof_stat {
 	CPROF_STAT_WAIT_SHORT,
 	/* mutex: futex waits that are no lock wait (condition variable, semaphore, join) */
 	CPROF_STAT_FUTEX_OTHER,
+	/* mutex (--mutex-fraction), offcpu (--block-rate): events left out by sampling, as asked
+	 * (the kept ones are scaled up for them) */
+	CPROF_STAT_WAIT_SAMPLED_OUT,
 	CPROF_STAT_NR,
 };
 

@@ -60,6 +60,7 @@ static const struct pprof_route pprof_routes[] = {
 	 "all sampled allocations (heap, shown by allocated bytes)"},
 	{"mutex", "mutex", NULL, "lock contention: where threads wait for contended locks"},
 	{"block", "offcpu", NULL, "off-CPU time: where threads block (sleep, I/O, locks)"},
+	{"threadcreate", "threadcreate", NULL, "the stacks that created threads during the window"},
 };
 #define NROUTES (sizeof(pprof_routes) / sizeof(pprof_routes[0]))
 
@@ -114,6 +115,8 @@ struct capture_params {
 	double seconds;
 	int freq;
 	const struct pprof_route *route; /* flamegraph: type= */
+	uint32_t fraction;		 /* mutex: fraction=; 0 = the server's --mutex-fraction */
+	uint64_t rate;			 /* block: rate=; 0 = the server's --block-rate */
 };
 
 struct unknown_param {
@@ -220,6 +223,34 @@ static bool parse_freq(struct serve *sv, struct http_request *r, int *out)
 		return false;
 	}
 	*out = (int)v;
+	return true;
+}
+
+/* fraction= (mutex) and rate= (block): Go's SetMutexProfileFraction and SetBlockProfileRate
+ * for this capture. */
+static bool parse_sampling(struct http_request *r, struct capture_params *p)
+{
+	const char *frac = http_request__query(r, "fraction");
+	const char *rate = http_request__query(r, "rate");
+	bool mutex = collector__find(p->route->type) == collector__find("mutex");
+	bool block = collector__find(p->route->type) == collector__find("offcpu");
+
+	if ((frac && !mutex) || (rate && !block)) {
+		http_respond_error(
+			r, 400, "%s applies to /debug/pprof/%s only",
+			frac && !mutex ? "fraction=" : "rate=", frac && !mutex ? "mutex" : "block");
+		return false;
+	}
+	if (frac && cli__parse_mutex_fraction(frac, &p->fraction)) {
+		http_respond_error(r, 400, "invalid fraction '%.32s': expected 1 to %ld", frac,
+				   CLI_MAX_MUTEX_FRACTION);
+		return false;
+	}
+	if (rate && cli__parse_block_rate(rate, &p->rate)) {
+		http_respond_error(r, 400, "invalid rate '%.32s': expected nanoseconds, 1 to %ld",
+				   rate, CLI_MAX_BLOCK_RATE);
+		return false;
+	}
 	return true;
 }
 
@@ -508,6 +539,12 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 		.unwind = sv->o->unwind,
 		.unwind_mem = sv->o->unwind_mem,
 		.min_wait_ns = min_wait_ns(sv->o, rt->type),
+		.mutex_fraction = collector__find(rt->type) != collector__find("mutex") ? 0
+				  : p->fraction ? p->fraction
+						: sv->o->mutex_fraction,
+		.block_rate_ns = collector__find(rt->type) != collector__find("offcpu") ? 0
+				 : p->rate						? p->rate
+					   : sv->o->block_rate_ns,
 		.pool = sv->pool,
 		.should_stop = request_gone,
 		.ctx = r,
@@ -562,12 +599,12 @@ static bool parse_capture(struct serve *sv, struct http_request *r, struct captu
 			  double def_seconds)
 {
 	return parse_pids(r, p) && parse_seconds(sv, r, def_seconds, &p->seconds) &&
-	       parse_freq(sv, r, &p->freq);
+	       parse_freq(sv, r, &p->freq) && parse_sampling(r, p);
 }
 
 static int profile_route(void *ctx, struct http_request *r, const struct pprof_route *rt)
 {
-	static const char *const known[] = {"pid", "seconds", "hz", NULL};
+	static const char *const known[] = {"pid", "seconds", "hz", "fraction", "rate", NULL};
 	struct serve *sv = ctx;
 	struct capture_params p = {.route = rt};
 	struct pprof_builder *b = NULL;
@@ -577,7 +614,7 @@ static int profile_route(void *ctx, struct http_request *r, const struct pprof_r
 	size_t len;
 	int err;
 
-	if (!check_known(r, known, "pid, seconds, hz") ||
+	if (!check_known(r, known, "pid, seconds, hz, fraction, rate") ||
 	    !parse_capture(sv, r, &p, DEFAULT_SECONDS) || run_capture(sv, r, &p, &b, &sym))
 		return 0;
 	err = pprof_builder__encode(b, true, &buf, &len);
@@ -602,6 +639,7 @@ PROFILE_HANDLER(heap)
 PROFILE_HANDLER(allocs)
 PROFILE_HANDLER(mutex)
 PROFILE_HANDLER(block)
+PROFILE_HANDLER(threadcreate)
 
 static void flame_title(const struct capture_params *p, char *buf, size_t len)
 {
@@ -622,7 +660,8 @@ static void flame_title(const struct capture_params *p, char *buf, size_t len)
 
 static int flamegraph(void *ctx, struct http_request *r)
 {
-	static const char *const known[] = {"pid", "seconds", "hz", "type", NULL};
+	static const char *const known[] = {"pid",	"seconds", "hz", "type",
+					    "fraction", "rate",	   NULL};
 	struct serve *sv = ctx;
 	struct capture_params p = {};
 	struct pprof_builder *b = NULL;
@@ -635,13 +674,13 @@ static int flamegraph(void *ctx, struct http_request *r)
 	size_t len, hlen;
 	int err;
 
-	if (!check_known(r, known, "pid, seconds, hz, type"))
+	if (!check_known(r, known, "pid, seconds, hz, type, fraction, rate"))
 		return 0;
 	p.route = route_by_name(type ? type : "profile");
 	if (!p.route)
 		return http_respond_error(r, 400,
 					  "unknown type '%.32s' (known: profile or cpu, heap, "
-					  "allocs, mutex, block or offcpu)",
+					  "allocs, mutex, block or offcpu, threadcreate)",
 					  type);
 	if (!parse_capture(sv, r, &p, DEFAULT_SECONDS) || run_capture(sv, r, &p, &b, &sym))
 		return 0;
@@ -970,7 +1009,7 @@ static int unknown_profile(void *ctx, struct http_request *r)
 	(void)ctx;
 	return http_respond_error(r, 404,
 				  "unknown profile '%.64s' (known: profile, heap, allocs, mutex, "
-				  "block, flamegraph, symbol, cmdline)",
+				  "block, threadcreate, flamegraph, symbol, cmdline)",
 				  http_request__path(r) + strlen("/debug/pprof/"));
 }
 
@@ -1004,6 +1043,7 @@ int serve__run(const struct serve_opts *o)
 		{"/debug/pprof/allocs", NULL, route_allocs, &sv},
 		{"/debug/pprof/mutex", NULL, route_mutex, &sv},
 		{"/debug/pprof/block", NULL, route_block, &sv},
+		{"/debug/pprof/threadcreate", NULL, route_threadcreate, &sv},
 		{"/debug/pprof/flamegraph", NULL, flamegraph, &sv},
 		{"/debug/pprof/symbol", "GET,POST", symbol, &sv},
 		{"/debug/pprof/cmdline", NULL, cmdline, &sv},
