@@ -34,7 +34,8 @@ def _check(path, n):
         idx = [fns.index(f) if f in fns else -1 for f in CHAIN]
         # clone3 is glibc 2.34+'s; older glibc creates threads with clone.
         assert idx[0] >= 0 or "clone" in fns, fns
-        assert all(i >= 0 for i in idx[1:]) and idx[1:] == sorted(idx[1:]), fns
+        assert all(i >= 0 for i in idx[1:]) and idx[1:] == sorted(idx[1:]), (
+            fns, go_pprof("-comments", path))
     top = go_pprof("-top", path)
     assert "Type: threadcreate" in top, top
 
