@@ -32,7 +32,8 @@ static const char usage[] =
 	"Options:\n"
 	"  -t, --type TYPE          profile type: cpu (default), heap, mutex (lock\n"
 	"                           contention), offcpu or block (time off the CPU),\n"
-	"                           wall or cpu,offcpu (on- and off-CPU time in one profile)\n"
+	"                           wall or cpu,offcpu (on- and off-CPU time in one profile),\n"
+	"                           threadcreate (the stacks that create threads)\n"
 	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
@@ -71,6 +72,8 @@ static const char usage[] =
 	"  sudo cprof-bpf -p 1234 -d 5 --format folded | flamegraph.pl > cpu.svg\n"
 	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
 	"  sudo cprof-bpf -t offcpu -a -d 10 --min-block 1000 --format top\n"
+	"  sudo cprof-bpf -t mutex --mutex-fraction 100 -p 1234 -d 30 -o mutex.pb.gz\n"
+	"  sudo cprof-bpf -t threadcreate -p 1234 -d 10 --format top\n"
 	"\n"
 	"Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
 
