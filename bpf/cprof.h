@@ -88,6 +88,8 @@ struct cprof_key {
 	  "waits not timed: per-thread start map full (threads waiting at once)")                  \
 	X(WAIT_SHORT, BPF_COUNT, "wait_short", "waits shorter than --min-wait / --min-block")      \
 	X(FUTEX_OTHER, BPF_COUNT, "futex_not_lock", "futex waits that are no lock wait")           \
+	X(WAIT_SAMPLED_OUT, BPF_COUNT, "wait_sampled_out",                                         \
+	  "waits left out by --mutex-fraction / --block-rate (the kept ones are scaled for them)") \
 	X(PY_FRAMES, BPF_COUNT, "python_frames", "Python frames walked")                           \
 	X(PY_NO_THREAD, BPF_COUNT, "python_no_thread_state",                                       \
 	  "samples of Python processes whose thread has no Python thread state (native only)")     \

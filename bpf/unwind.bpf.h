@@ -185,6 +185,11 @@ static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unw
 	return 0;
 }
 
+/* The top frame at a pc no row covers is taken for a frameless leaf, whose return address is at
+ * rsp: glibc's clone and clone3 issue their syscall after ending their FDE (the child's frame
+ * would be wrong), so a thread-creating parent stops there. Only for the first frame. */
+static const struct cprof_unwind_row leaf_row = {.kind = CPROF_UNW_CFA_RSP, .cfa_off = 8};
+
 /* The trie entry of the mapping holding at (NULL: none, e.g. anonymous memory). */
 static __always_inline const struct cprof_unwind_mapping *find_mapping(struct cprof_walk *s,
 								       __u64 at)
@@ -221,6 +226,8 @@ static __always_inline int native_step_in(struct cprof_walk *s,
 		table = bpf_map_lookup_elem(&unwind_tables, &m->exe_id);
 		if (table)
 			row = find_row(table, m->nrows, at - m->bias);
+		if ((!row || row->kind == CPROF_UNW_INVALID) && s->exact && s->st.n <= 1)
+			return row_step(s, &leaf_row);
 		if (!row) {
 			s->stop = CPROF_STAT_USTACK_NO_RULE;
 			return 1;

@@ -269,6 +269,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.unwind_mode = o->unwind,
 		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = o->min_wait_ns,
+		.mutex_fraction = o->mutex_fraction,
+		.block_rate_ns = o->block_rate_ns,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,

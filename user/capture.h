@@ -37,6 +37,8 @@ struct capture_opts {
 	int unwind;		    /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
 	uint64_t unwind_mem;	    /* bytes of unwind tables at most; 0 = default */
 	uint64_t min_wait_ns;	    /* mutex, offcpu: --min-wait / --min-block */
+	uint32_t mutex_fraction;    /* mutex: --mutex-fraction; 0 = every wait */
+	uint64_t block_rate_ns;	    /* offcpu: --block-rate; 0 = every interval */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);

@@ -33,7 +33,8 @@ static const char usage[] =
 	"Options:\n"
 	"  -t, --type TYPE          profile type: cpu (default), heap, mutex (lock\n"
 	"                           contention), offcpu or block (time off the CPU),\n"
-	"                           wall or cpu,offcpu (on- and off-CPU time in one profile)\n"
+	"                           wall or cpu,offcpu (on- and off-CPU time in one profile),\n"
+	"                           threadcreate (the stacks that create threads)\n"
 	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
@@ -51,6 +52,9 @@ static const char usage[] =
 	"      --heap-alloc-only    heap: allocations only (alloc_*; no free probes, no inuse_*)\n"
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     offcpu: count only off-CPU intervals of at least USEC\n"
+	"      --mutex-fraction N   mutex: keep about 1 lock wait in N, values scaled by N\n"
+	"      --block-rate NS      offcpu: keep an interval of d ns with probability\n"
+	"                           min(1, d/NS), values scaled (Go's block profile rate)\n"
 	"      --demangle MODE      full (default) or none\n"
 	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
@@ -71,6 +75,8 @@ static const char usage[] =
 	"  sudo cprof-bpf -p 1234 -d 5 --format folded | flamegraph.pl > cpu.svg\n"
 	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
 	"  sudo cprof-bpf -t offcpu -a -d 10 --min-block 1000 --format top\n"
+	"  sudo cprof-bpf -t mutex --mutex-fraction 100 -p 1234 -d 30 -o mutex.pb.gz\n"
+	"  sudo cprof-bpf -t threadcreate -p 1234 -d 10 --format top\n"
 	"\n"
 	"Exit status: 0 ok, 1 runtime failure, 2 usage error; 127 (CMD not found) or 126 (CMD\n"
 	"not executable) when -- CMD cannot be run, as a shell says.\n";
@@ -218,6 +224,8 @@ enum {
 	OPT_UNWIND_MEM,
 	OPT_MIN_WAIT,
 	OPT_MIN_BLOCK,
+	OPT_MUTEX_FRACTION,
+	OPT_BLOCK_RATE,
 };
 
 #define MAX_MIN_WAIT_US 3600000000l /* an hour */
@@ -242,6 +250,8 @@ static const struct option long_opts[] = {
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
 	{"min-block", required_argument, NULL, OPT_MIN_BLOCK},
+	{"mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION},
+	{"block-rate", required_argument, NULL, OPT_BLOCK_RATE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -277,6 +287,26 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
 		if (err)
 			return err;
 	}
+	return 0;
+}
+
+int cli__parse_mutex_fraction(const char *s, uint32_t *out)
+{
+	long v;
+
+	if (cli__parse_long(s, 1, CLI_MAX_MUTEX_FRACTION, &v))
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int cli__parse_block_rate(const char *s, uint64_t *out)
+{
+	long v;
+
+	if (cli__parse_long(s, 1, CLI_MAX_BLOCK_RATE, &v))
+		return -EINVAL;
+	*out = (uint64_t)v;
 	return 0;
 }
 
@@ -396,6 +426,21 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		}
 		*(opt == OPT_MIN_WAIT ? &o->min_wait_us : &o->min_block_us) = v;
 		return 0;
+	case OPT_MUTEX_FRACTION:
+		if (cli__parse_mutex_fraction(arg, &o->mutex_fraction)) {
+			pr_err("invalid --mutex-fraction '%s': expected 1 to %ld (1 in N lock "
+			       "waits)\n",
+			       arg, CLI_MAX_MUTEX_FRACTION);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_BLOCK_RATE:
+		if (cli__parse_block_rate(arg, &o->block_rate_ns)) {
+			pr_err("invalid --block-rate '%s': expected nanoseconds, 1 to %ld\n", arg,
+			       CLI_MAX_BLOCK_RATE);
+			return -EINVAL;
+		}
+		return 0;
 	case 'v':
 		log_verbosity++;
 		return 0;
@@ -438,6 +483,14 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 	}
 	if (o->min_block_us >= 0 && collector__find(o->type) != collector__find("offcpu")) {
 		pr_err("--min-block applies to -t offcpu\n");
+		return -EINVAL;
+	}
+	if (o->mutex_fraction && collector__find(o->type) != collector__find("mutex")) {
+		pr_err("--mutex-fraction applies to -t mutex\n");
+		return -EINVAL;
+	}
+	if (o->block_rate_ns && collector__find(o->type) != collector__find("offcpu")) {
+		pr_err("--block-rate applies to -t offcpu (block)\n");
 		return -EINVAL;
 	}
 	if (o->heap_alloc_only && collector__find(o->type) != collector__find("heap")) {
@@ -494,6 +547,8 @@ static const char serve_usage[] =
 	"      --heap-max-live N    heap, allocs: sampled blocks tracked until freed\n"
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     block: count only off-CPU intervals of at least USEC\n"
+	"      --mutex-fraction N   mutex: keep about 1 lock wait in N (a request: fraction=)\n"
+	"      --block-rate NS      block: Go's block profile rate (a request: rate=)\n"
 	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default), fp or dwarf\n"
 	"      --unwind-mem SIZE    memory for unwind tables, per loaded collector (default 128M)\n"
@@ -544,6 +599,8 @@ static const struct option serve_long_opts[] = {
 	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
 	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
 	{"min-block", required_argument, NULL, OPT_MIN_BLOCK},
+	{"mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION},
+	{"block-rate", required_argument, NULL, OPT_BLOCK_RATE},
 	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
@@ -566,6 +623,8 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 		.heap_max_live = o->heap_max_live,
 		.min_wait_us = o->min_wait_us,
 		.min_block_us = o->min_block_us,
+		.mutex_fraction = o->mutex_fraction,
+		.block_rate_ns = o->block_rate_ns,
 		.debug_dir = o->debug_dir,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
@@ -579,6 +638,8 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 	o->heap_max_live = r.heap_max_live;
 	o->min_wait_us = r.min_wait_us;
 	o->min_block_us = r.min_block_us;
+	o->mutex_fraction = r.mutex_fraction;
+	o->block_rate_ns = r.block_rate_ns;
 	o->debug_dir = r.debug_dir;
 	o->unwind = r.unwind;
 	o->unwind_mem = r.unwind_mem;
@@ -665,6 +726,8 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 	case OPT_HEAP_MAX_LIVE:
 	case OPT_MIN_WAIT:
 	case OPT_MIN_BLOCK:
+	case OPT_MUTEX_FRACTION:
+	case OPT_BLOCK_RATE:
 	case OPT_DEBUG_DIR:
 	case OPT_UNWIND:
 	case OPT_UNWIND_MEM:

@@ -37,6 +37,8 @@ struct record_opts {
 	/* --min-wait (mutex), --min-block (offcpu) in microseconds, -1 = not given */
 	long min_wait_us;
 	long min_block_us;
+	uint32_t mutex_fraction; /* --mutex-fraction N: about 1 lock wait in N; 0 = all */
+	uint64_t block_rate_ns;	 /* --block-rate NS: Go's block profile rate; 0 = all */
 };
 
 struct serve_opts {
@@ -59,6 +61,8 @@ struct serve_opts {
 	uint32_t heap_max_live;	    /* --heap-max-live; 0 = default */
 	long min_wait_us;	    /* --min-wait (mutex captures), -1 = not given */
 	long min_block_us;	    /* --min-block (block captures), -1 = not given */
+	uint32_t mutex_fraction;    /* --mutex-fraction (mutex captures; ?fraction=); 0 = all */
+	uint64_t block_rate_ns;	    /* --block-rate (block captures; ?rate=); 0 = all */
 	const char *debug_dir;	    /* --debug-dir; NULL = /usr/lib/debug */
 	int unwind;		    /* --unwind: enum cprof_unwind_mode */
 	uint64_t unwind_mem;	    /* --unwind-mem; 0 = default */
@@ -84,6 +88,12 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
  * Errors are one line on stderr. Returns 0, -EINVAL or -ENOMEM. */
 int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n);
 int cli__parse_long(const char *s, long min, long max, long *out);
+/* --mutex-fraction / ?fraction=: 1 to CLI_MAX_MUTEX_FRACTION; --block-rate / ?rate=: ns, 1 to
+ * CLI_MAX_BLOCK_RATE. Strict; return 0 or -EINVAL (nothing printed). */
+#define CLI_MAX_MUTEX_FRACTION 1000000000l
+#define CLI_MAX_BLOCK_RATE     3600000000000l /* an hour */
+int cli__parse_mutex_fraction(const char *s, uint32_t *out);
+int cli__parse_block_rate(const char *s, uint64_t *out);
 /* Strictly parses a decimal number of seconds (may have a fraction) in [min, max]. */
 int cli__parse_seconds(const char *s, double min, double max, double *out);
 /* Parses a size: a number (fractions allowed) with an optional K, M, G or T suffix (binary;

@@ -241,6 +241,8 @@ static int run(struct session *s)
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = min_wait_ns(o),
+		.mutex_fraction = o->mutex_fraction,
+		.block_rate_ns = o->block_rate_ns,
 		.should_stop = should_stop,
 		.ctx = s,
 	};

@@ -27,6 +27,7 @@ const struct pprof_route serve__pprof_routes[] = {
 	 "all sampled allocations (heap, shown by allocated bytes)", .no_index_link = true},
 	{"mutex", "mutex", NULL, "lock contention: where threads wait for contended locks"},
 	{"block", "offcpu", NULL, "off-CPU time: where threads block (sleep, I/O, locks)"},
+	{"threadcreate", "threadcreate", NULL, "the stacks that created threads during the window"},
 };
 const size_t serve__npprof_routes = sizeof(serve__pprof_routes) / sizeof(serve__pprof_routes[0]);
 
@@ -58,7 +59,7 @@ static int unknown_profile(void *ctx, struct http_request *r)
 	(void)ctx;
 	return http_respond_error(r, 404,
 				  "unknown profile '%.64s' (known: profile, heap, allocs, mutex, "
-				  "block, flamegraph, symbol, cmdline)",
+				  "block, threadcreate, flamegraph, symbol, cmdline)",
 				  http_request__path(r) + strlen("/debug/pprof/"));
 }
 

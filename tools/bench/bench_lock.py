@@ -12,7 +12,11 @@ profiler (median of the rounds), the same per CPU second the workload used (stea
 shared machine, where other jobs take CPU from the workload), the share of lock acquisitions
 that had to wait, and the profiler's own CPU time.
 
-    tools/bench/bench_lock.py [--seconds 5] [--rounds 2] [--quick]
+    tools/bench/bench_lock.py [--seconds 5] [--rounds 2] [--quick] [--fraction]
+
+--fraction: only the contended lock loop, with no profiler and under `-t mutex` with
+--mutex-fraction 1, 10 and 100 (Go's SetMutexProfileFraction: the contentions dropped in BPF
+cost one random number each, the kept ones a stack walk); no peer tools, no tracefs.
 
 bpftrace's tracepoints need tracefs: where it is not mounted, the benchmark runs those bpftrace
 scripts in a private mount namespace (unshare -m) with tracefs mounted there only, never on the
@@ -86,9 +90,18 @@ def run_once(exe, mode, secs, cfg, tmp):
     return ops, contended, cpu, wcpu
 
 
-def cprof(kind):
-    return lambda pid, d: ([CPROF, "-v", "-t", kind, "-p", str(pid), "-o",
+def cprof(kind, *extra):
+    return lambda pid, d: ([CPROF, "-v", "-t", kind, *extra, "-p", str(pid), "-o",
                             os.path.join(d, f"{kind}.pb.gz")], ("err", "profiling"))
+
+
+def fraction_workloads():
+    """The --fraction row set: the contended loop under each mutex fraction."""
+    cfgs = [("none", None)]
+    for n in (1, 10, 100):
+        cfgs.append((f"cprof-bpf mutex fraction {n}",
+                     cprof("mutex", "--mutex-fraction", str(n))))
+    return [("contended lock loop, 4 threads", "contended", cfgs)]
 
 
 def bpftrace(script, tracefs=False):
@@ -117,9 +130,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--fraction", action="store_true",
+                    help="only the contended loop under --mutex-fraction 1, 10, 100")
     a = parse(ap, seconds=1, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-lock-")
     exe = build(tmp, os.path.join(FIXTURES, "lockwork.c"))
+    if a.fraction:
+        return report(exe, a, tmp, fraction_workloads())
     have_bt = peer("bpftrace")
     have_tp = have_bt and tracefs_usable()
     lock_cfgs = [("none", None), ("cprof-bpf -t mutex", cprof("mutex"))]
@@ -136,6 +153,10 @@ def main():
     workloads = [("uncontended lock loop, 1 thread", "uncontended", lock_cfgs),
                  ("contended lock loop, 4 threads", "contended", lock_cfgs),
                  ("pipe ping-pong, 2 threads", "switch", sw_cfgs)]
+    return report(exe, a, tmp, workloads)
+
+
+def report(exe, a, tmp, workloads):
     print(f"{a.seconds:g} s per run, median of {a.rounds} rounds; throughput relative to no "
           "profiler")
     for title, mode, cfgs in workloads:

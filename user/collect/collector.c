@@ -17,10 +17,11 @@ extern const struct collector_ops heap_collector_ops;
 extern const struct collector_ops mutex_collector_ops;
 extern const struct collector_ops offcpu_collector_ops;
 extern const struct collector_ops wall_collector_ops;
+extern const struct collector_ops threadcreate_collector_ops;
 
 static const struct collector_ops *const all_ops[] = {
 	&cpu_collector_ops,    &heap_collector_ops, &mutex_collector_ops,
-	&offcpu_collector_ops, &wall_collector_ops,
+	&offcpu_collector_ops, &wall_collector_ops, &threadcreate_collector_ops,
 };
 
 const struct collector_ops *collector__find(const char *type)

@@ -62,6 +62,11 @@ struct collect_opts {
 
 	/* mutex, offcpu: shorter waits are not counted */
 	uint64_t min_wait_ns;
+	/* mutex: about one lock wait in mutex_fraction is kept, scaled by it (0, 1: all) */
+	uint32_t mutex_fraction;
+	/* offcpu: an interval of d ns is kept with probability min(1, d / block_rate_ns), scaled
+	 * by its inverse (0: all) */
+	uint64_t block_rate_ns;
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);

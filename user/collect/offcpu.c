@@ -32,6 +32,7 @@ static int offcpu_open(struct collector *c)
 		return err;
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
+	p->skel->rodata->block_rate_ns = o->block_rate_ns;
 	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
@@ -70,6 +71,7 @@ static int offcpu_drain(struct collector *c, struct pprof_builder *b)
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
 		.glue_lo = p->glue_lo,
 		.glue_hi = p->glue_hi,
+		.block_rate_ns = c->opts.block_rate_ns,
 	};
 	int err = wait__drain(c, &o, b);
 
@@ -78,17 +80,30 @@ static int offcpu_drain(struct collector *c, struct pprof_builder *b)
 	if (c->opts.min_wait_ns)
 		pprof_builder__add_comment(b, "min-block: %llu us",
 					   (unsigned long long)c->opts.min_wait_ns / 1000);
+	if (c->opts.block_rate_ns)
+		pprof_builder__add_comment(
+			b,
+			"block-rate: %llu ns (an interval of d ns kept with "
+			"probability min(1, d/%llu), counted as %llu/d intervals "
+			"of %llu ns in all)",
+			(unsigned long long)c->opts.block_rate_ns,
+			(unsigned long long)c->opts.block_rate_ns,
+			(unsigned long long)c->opts.block_rate_ns,
+			(unsigned long long)c->opts.block_rate_ns);
 	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_WAIT_SHORT])
 		pprof_builder__add_comment(b,
 					   "off-CPU intervals under min-block, not counted: %llu",
 					   (unsigned long long)st.bpf[CPROF_STAT_WAIT_SHORT]);
+	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT])
+		pprof_builder__add_comment(b, "off-CPU intervals left out by block-rate: %llu",
+					   (unsigned long long)st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT]);
 	return 0;
 }
 
 static void offcpu_pprof_config(const struct collector *c, struct pprof_config *cfg)
 {
 	(void)c;
-	wait__pprof_config(cfg);
+	wait__pprof_config(cfg, 1);
 }
 
 const struct collector_ops offcpu_collector_ops = {

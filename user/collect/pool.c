@@ -118,7 +118,8 @@ static bool can_share(const struct pool_col *pc, const struct collector_ops *ops
 	    a->max_keys != o->max_keys || a->max_stacks != o->max_stacks ||
 	    a->unwind_mode != o->unwind_mode || a->unwind_mem != o->unwind_mem ||
 	    a->heap_sample_bytes != o->heap_sample_bytes || a->heap_max_live != o->heap_max_live ||
-	    a->heap_alloc_only != o->heap_alloc_only || a->min_wait_ns != o->min_wait_ns)
+	    a->heap_alloc_only != o->heap_alloc_only || a->min_wait_ns != o->min_wait_ns ||
+	    a->mutex_fraction != o->mutex_fraction || a->block_rate_ns != o->block_rate_ns)
 		return false;
 	return !ops->per_target_attach || o->all ||
 	       same_pids(pc->pids, a->npids, o->pids, o->npids);

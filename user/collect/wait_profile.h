@@ -24,10 +24,15 @@ struct wait_drain_opts {
 	/* Kernel leaves in [glue_lo, glue_hi) are dropped: the tracepoint's iterator, on the stack
 	 * only while several programs share sched_switch (wait__glue_range). */
 	uint64_t glue_lo, glue_hi;
+	/* mutex: every kept wait stands for this many (--mutex-fraction); 0 or 1: itself */
+	uint32_t scale;
+	/* offcpu: --block-rate, applied to the intervals still under way at the end as BPF
+	 * applies it to the others */
+	uint64_t block_rate_ns;
 };
 
 /* Sample types and period of a wait profile, as Go writes its mutex and block profiles. */
-void wait__pprof_config(struct pprof_config *cfg);
+void wait__pprof_config(struct pprof_config *cfg, int64_t period);
 /* Sample types of the wall profile: cpu, offcpu and wall (default) nanoseconds. */
 void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns);
 /* Drains the aggregated waits (and the tails) into b. Returns 0 or -errno. */

@@ -150,6 +150,34 @@ static bool parse_seconds(struct serve *sv, struct http_request *r, double def, 
 	return true;
 }
 
+/* fraction= (mutex) and rate= (block): Go's SetMutexProfileFraction and SetBlockProfileRate
+ * for this capture. */
+static bool parse_sampling(struct http_request *r, struct capture_params *p)
+{
+	const char *frac = http_request__query(r, "fraction");
+	const char *rate = http_request__query(r, "rate");
+	bool mutex = collector__find(p->route->type) == collector__find("mutex");
+	bool block = collector__find(p->route->type) == collector__find("offcpu");
+
+	if ((frac && !mutex) || (rate && !block)) {
+		http_respond_error(
+			r, 400, "%s applies to /debug/pprof/%s only",
+			frac && !mutex ? "fraction=" : "rate=", frac && !mutex ? "mutex" : "block");
+		return false;
+	}
+	if (frac && cli__parse_mutex_fraction(frac, &p->fraction)) {
+		http_respond_error(r, 400, "invalid fraction '%.32s': expected 1 to %ld", frac,
+				   CLI_MAX_MUTEX_FRACTION);
+		return false;
+	}
+	if (rate && cli__parse_block_rate(rate, &p->rate)) {
+		http_respond_error(r, 400, "invalid rate '%.32s': expected nanoseconds, 1 to %ld",
+				   rate, CLI_MAX_BLOCK_RATE);
+		return false;
+	}
+	return true;
+}
+
 static bool parse_freq(struct serve *sv, struct http_request *r, int *out)
 {
 	const char *arg = http_request__query(r, "hz");
@@ -184,5 +212,5 @@ bool params__capture(struct serve *sv, struct http_request *r, struct capture_pa
 		     double def_seconds)
 {
 	return params__pids(r, p) && parse_seconds(sv, r, def_seconds, &p->seconds) &&
-	       parse_freq(sv, r, &p->freq);
+	       parse_freq(sv, r, &p->freq) && parse_sampling(r, p);
 }

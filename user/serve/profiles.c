@@ -96,6 +96,12 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 		.unwind = sv->o->unwind,
 		.unwind_mem = sv->o->unwind_mem,
 		.min_wait_ns = min_wait_ns(sv->o, rt->type),
+		.mutex_fraction = collector__find(rt->type) != collector__find("mutex") ? 0
+				  : p->fraction ? p->fraction
+						: sv->o->mutex_fraction,
+		.block_rate_ns = collector__find(rt->type) != collector__find("offcpu") ? 0
+				 : p->rate						? p->rate
+					   : sv->o->block_rate_ns,
 		.pool = sv->pool,
 		.should_stop = request_gone,
 		.ctx = r,
@@ -142,7 +148,7 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 
 int profiles__route(void *ctx, struct http_request *r)
 {
-	static const char *const known[] = {"pid", "seconds", "hz", NULL};
+	static const char *const known[] = {"pid", "seconds", "hz", "fraction", "rate", NULL};
 	const struct pprof_route *rt = ((struct serve_route_ctx *)ctx)->route;
 	struct serve *sv = ((struct serve_route_ctx *)ctx)->sv;
 	struct capture_params p = {.route = rt};
@@ -153,7 +159,7 @@ int profiles__route(void *ctx, struct http_request *r)
 	size_t len;
 	int err;
 
-	if (!params__check_known(r, known, "pid, seconds, hz") ||
+	if (!params__check_known(r, known, "pid, seconds, hz, fraction, rate") ||
 	    !params__capture(sv, r, &p, DEFAULT_SECONDS) || run_capture(sv, r, &p, &b, &sym))
 		return 0;
 	err = pprof_builder__encode(b, true, &buf, &len);
@@ -187,7 +193,8 @@ static void flame_title(const struct capture_params *p, char *buf, size_t len)
 
 int profiles__flamegraph(void *ctx, struct http_request *r)
 {
-	static const char *const known[] = {"pid", "seconds", "hz", "type", NULL};
+	static const char *const known[] = {"pid",	"seconds", "hz", "type",
+					    "fraction", "rate",	   NULL};
 	struct serve *sv = ((struct serve_route_ctx *)ctx)->sv;
 	struct capture_params p = {};
 	struct pprof_builder *b = NULL;
@@ -200,13 +207,13 @@ int profiles__flamegraph(void *ctx, struct http_request *r)
 	size_t len, hlen;
 	int err;
 
-	if (!params__check_known(r, known, "pid, seconds, hz, type"))
+	if (!params__check_known(r, known, "pid, seconds, hz, type, fraction, rate"))
 		return 0;
 	p.route = params__route_by_name(type ? type : "profile");
 	if (!p.route)
 		return http_respond_error(r, 400,
 					  "unknown type '%.32s' (known: profile or cpu, heap, "
-					  "allocs, mutex, block or offcpu)",
+					  "allocs, mutex, block or offcpu, threadcreate)",
 					  type);
 	if (!params__capture(sv, r, &p, DEFAULT_SECONDS) || run_capture(sv, r, &p, &b, &sym))
 		return 0;

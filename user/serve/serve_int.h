@@ -86,6 +86,8 @@ struct capture_params {
 	int freq;
 	const struct pprof_route *route; /* flamegraph: type= */
 	struct access access;		 /* what the requester may do */
+	uint32_t fraction;		 /* mutex: fraction=; 0 = the server's --mutex-fraction */
+	uint64_t rate;			 /* block: rate=; 0 = the server's --block-rate */
 };
 
 /* Each answers the request itself (400, 403, 404) and returns false when it cannot go on. */
