@@ -78,6 +78,9 @@ enum {
 	CPROF_PROC_NEW = 1,
 	CPROF_PROC_EXEC = 2,
 	CPROF_PROC_EXIT = 3,
+	/* First sample of a process announced at exec (lifecycle notices): its libraries are
+	 * mapped by now, and it is worth an unwind table. */
+	CPROF_PROC_SAMPLED = 4,
 };
 
 #ifndef __bpf__

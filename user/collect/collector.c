@@ -73,6 +73,8 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 		c->opts.on_proc(c->opts.ctx, data);
 	if (c->unw && e->kind == CPROF_PROC_EXIT)
 		unwinder__remove_pid(c->unw, e->pid);
+	else if (c->unw && c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC)
+		unwinder__remove_pid(c->unw, e->pid); /* its old image's entries; new ones if sampled */
 	else if (c->unw && !collector__late(c))
 		unwinder__add_pid(c->unw, e->pid, true);
 	return 0;
@@ -116,7 +118,8 @@ static int collector__start_unwinder(struct collector *c)
 {
 	struct bpf_map *tables = bpf_object__find_map_by_name(c->obj, "unwind_tables");
 	struct bpf_map *mappings = bpf_object__find_map_by_name(c->obj, "unwind_mappings");
-	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem};
+	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem,
+				   .cpu_pct = c->opts.unwind_cpu};
 
 	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !mappings || !c->ustacks)
 		return 0;
@@ -198,9 +201,10 @@ int collector__poll(struct collector *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
-	/* Notices first, then one big executable's table, if any is waiting. */
-	if (n >= 0 && c->unw && !collector__late(c))
-		unwinder__idle(c->unw);
+	/* Notices first, then queued tables (a few: within their CPU budget, see unwinder.h). */
+	for (int i = 0; n >= 0 && c->unw && !collector__late(c) && i < 8; i++)
+		if (!unwinder__idle(c->unw))
+			break;
 	if (n == -EINTR)
 		return 0;
 	return n < 0 ? n : 0;

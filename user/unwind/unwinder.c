@@ -49,6 +49,8 @@ struct unw_deferred {
 
 /* Executables at least this large (file size) are deferred. */
 #define DEFER_BYTES (8u << 20)
+/* Mappings queued at most (each holds its file open). */
+#define DEFER_MAX 256
 
 struct unwinder {
 	struct unwinder_opts o;
@@ -63,7 +65,21 @@ struct unwinder {
 	struct unw_deferred *deferred; /* a queue: [dhead, ndeferred) is pending */
 	size_t dhead, ndeferred, capdeferred;
 	struct unwinder_stats st;
+	int64_t started_ns; /* CLOCK_MONOTONIC, for the CPU budget */
 };
+
+/* Whether building one more table now would exceed the CPU budget: the time spent building
+ * against cpu_pct of the time since the unwinder started, plus a first allowance. */
+static bool over_cpu(const struct unwinder *u)
+{
+	double allowed;
+
+	if (u->o.cpu_pct <= 0)
+		return false;
+	allowed = (double)(clock__ns(CLOCK_MONOTONIC) - u->started_ns) * u->o.cpu_pct / 100 +
+		  UNWINDER_CPU_BURST_MS * 1e6;
+	return (double)u->st.build_ns >= allowed;
+}
 
 struct unwinder *unwinder__new(const struct unwinder_opts *o)
 {
@@ -75,6 +91,7 @@ struct unwinder *unwinder__new(const struct unwinder_opts *o)
 	if (!u->o.budget_bytes)
 		u->o.budget_bytes = UNWINDER_DEFAULT_BUDGET;
 	u->next_id = 1;
+	u->started_ns = clock__ns(CLOCK_MONOTONIC);
 	u->exes = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
 	u->pids = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
 	if (!u->exes || !u->pids) {
@@ -117,6 +134,7 @@ void unwinder__free(struct unwinder *u)
 void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 {
 	*st = u->st;
+	st->pending = u->ndeferred - u->dhead;
 }
 
 /* Creates the table's ARRAY, fills it and puts it in the HASH_OF_MAPS under id. */
@@ -205,6 +223,7 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 	char bkey[64];
 	void *found;
 	uint64_t bytes;
+	int64_t t0 = clock__ns(CLOCK_MONOTONIC);
 	int err;
 
 	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
@@ -251,8 +270,11 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 	u->st.rows += t.n;
 	u->st.bytes += bytes;
 	u->st.text_bytes += t.text_bytes;
+	u->st.builds++;
 	pr_debug("unwind: %s: %zu rows for %" PRIu64 " bytes of text\n", fkey, t.n, t.text_bytes);
 done:
+	/* Failed builds cost time too: they count against the budget. */
+	u->st.build_ns += clock__ns(CLOCK_MONOTONIC) - t0;
 	unwind_table__free(&t);
 	if ((bkey[0] && remember(u, e, bkey)) || remember(u, e, fkey)) {
 		if (!e->listed)
@@ -357,6 +379,11 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 {
 	struct unw_deferred *v, *d;
 
+	if (u->ndeferred - u->dhead >= DEFER_MAX) {
+		u->st.queue_full++;
+		close(fd);
+		return 0;
+	}
 	if (u->ndeferred == u->capdeferred) {
 		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
 
@@ -376,6 +403,7 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 				   .offset = m->offset,
 				   .fd = fd};
 	snprintf(d->fkey, sizeof(d->fkey), "%s", fkey);
+	u->st.deferred++;
 	return 0;
 }
 
@@ -392,6 +420,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		snprintf(fkey, sizeof(fkey), "[vdso]");
 	if (hashmap__find(u->exes, fkey, &found)) {
 		e = found;
+		u->st.exe_hits++;
 	} else if (!m->path) {
 		void *image = NULL;
 		size_t size = 0;
@@ -409,7 +438,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		fd = open_mapped(pid, m);
 		if (fd < 0)
 			return fd;
-		if (defer && fstat(fd, &st) == 0 && st.st_size >= DEFER_BYTES)
+		if (defer && (over_cpu(u) || (fstat(fd, &st) == 0 && st.st_size >= DEFER_BYTES)))
 			return defer_mapping(u, p, pid, m, fd, fkey);
 		e = get_exe(u, fd, NULL, 0, fkey);
 		close(fd);
@@ -513,6 +542,8 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 		err = 0;
 	}
 cleanup:
+	u->st.pids++;
+	u->st.pid_ns += (uint64_t)((now_ms() - t0) * 1e6);
 	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
 		 (now_ms() - t0));
 	proc_maps__free(maps);
@@ -527,7 +558,11 @@ bool unwinder__idle(struct unwinder *u)
 
 	if (u->dhead == u->ndeferred)
 		return false;
-	d = u->deferred[u->dhead++];
+	/* Known by now (queued twice): no build. Else only within the CPU budget. */
+	d = u->deferred[u->dhead];
+	if (!hashmap__find(u->exes, d.fkey, NULL) && over_cpu(u))
+		return false;
+	u->dhead++;
 	if (u->dhead == u->ndeferred)
 		u->dhead = u->ndeferred = 0;
 	if (hashmap__find(u->exes, d.fkey, &found))
