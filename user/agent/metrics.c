@@ -82,6 +82,8 @@ static void metrics__unwind(struct buf *b, const struct agent_metrics *m)
 	    "Time spent compiling and loading unwind tables.", u->build_ns / 1e9);
 	put(b, "unwind_procs_total", "counter",
 	    "Sampled processes whose mappings were given to the unwinder.", u->pids);
+	put(b, "unwind_execs_total", "counter",
+	    "Exec'd processes given the tables already built (maps read, no build).", u->execs);
 	put(b, "unwind_proc_seconds_total", "counter",
 	    "Time spent on those processes (maps read, trie updates, builds done inline).",
 	    u->pid_ns / 1e9);

@@ -74,7 +74,7 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 	if (c->unw && e->kind == CPROF_PROC_EXIT)
 		unwinder__remove_pid(c->unw, e->pid);
 	else if (c->unw && c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC)
-		unwinder__remove_pid(c->unw, e->pid); /* its old image's entries; new ones if sampled */
+		unwinder__add_pid_known(c->unw, e->pid); /* tables built if it is sampled */
 	else if (c->unw && !collector__late(c))
 		unwinder__add_pid(c->unw, e->pid, true);
 	return 0;

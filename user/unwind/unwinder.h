@@ -39,6 +39,7 @@ struct unwinder_stats {
 	/* Where the time goes. */
 	uint64_t builds, build_ns; /* tables compiled and loaded, and the time it took */
 	uint64_t pids, pid_ns;	   /* processes mapped (maps read + trie updates), time */
+	uint64_t execs;		   /* more processes, at exec: known tables only, no builds */
 	uint64_t exe_hits;	   /* mappings of an executable already known: no work */
 	uint64_t deferred;	   /* mappings queued (large file, or over the CPU budget) */
 	uint64_t queue_full;	   /* mappings not queued: the queue was full (frame pointers) */
@@ -54,6 +55,11 @@ void unwinder__free(struct unwinder *u);
  * one big binary does not hold up the processes noticed after it. Returns 0 or -errno
  * (-ESRCH / -ENOENT when the process is gone). */
 int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large);
+/* Like unwinder__add_pid, but maps only the executables that already have a table (or are
+ * known to have none) and builds nothing: for a process just exec'd and not sampled yet, whose
+ * first samples then already walk with the shared tables. Costs a maps read and a few trie
+ * updates. */
+int unwinder__add_pid_known(struct unwinder *u, pid_t pid);
 /* Builds one deferred executable and maps it where it is still mapped. Returns whether more
  * are waiting. */
 bool unwinder__idle(struct unwinder *u);

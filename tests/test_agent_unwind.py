@@ -1,0 +1,91 @@
+"""The agent's default unwinding (--unwind auto), end to end: a service built without frame
+pointers beside a stream of short-lived processes keeps its callers, the short-lived processes
+are symbolized, and /metrics reports what the unwind tables cost."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import build, pprof_top, pprof_traces, trace_share
+from test_agent import fetch, finish, listen_url, metrics, start_agent, windows
+
+NOFP = ("-O2", "-g", "-fomit-frame-pointer")
+
+
+@pytest.fixture(scope="session")
+def nofp_load(workdir):
+    return build(workdir, "agent_load.c", "agent_load-nofp", flags=NOFP, extra=("-pthread",))
+
+
+@pytest.fixture(scope="session")
+def nofp_work(workdir):
+    return build(workdir, "workload.c", "workload-nofp", flags=NOFP)
+
+
+def test_defaults_complete_stacks_beside_short_lived(nofp_work, nofp_load, spawn, tmp_path):
+    out = tmp_path / "store"
+    w = spawn(nofp_work, "cpu", 30)
+    a = start_agent("-o", out, "-i", 2, "-d", 9, "-F", 99, "--listen", "127.0.0.1:0", "-v")
+    url = listen_url(a)
+    shorts = []
+    deadline = time.time() + 6
+    while time.time() < deadline:  # short-lived processes of one no-fp executable
+        s = subprocess.Popen([nofp_load, "short", "150"])
+        s.wait()
+        shorts.append(s.pid)
+    time.sleep(2.5)
+    m = metrics(fetch(url + "/metrics"))
+    print({k: v for k, v in m.items() if "unwind" in k or "procs" in k})
+    finish(a)
+    files = windows(out)
+    assert files
+    traces = []
+    for f in files:
+        traces += [(v, fns) for v, fns in pprof_traces(f, extra=(f"-tagfocus=pid={w.pid}",))
+                   if fns and fns[0] in ("hot_a", "hot_b")]
+    share, total = trace_share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"])
+    assert total > 0
+    # The first sample of a process is walked before its table exists: nearly all keep callers.
+    assert share >= 0.9, (share, {k: v for k, v in m.items() if "unwind" in k})
+    # Each short-lived process is symbolized by its executable's cached symbols, and walked
+    # with the executable's shared table from its first sample on (mapped at its exec).
+    sampled, named = set(), set()
+    for f in files:
+        for pid in shorts:
+            rows, _ = pprof_top(f, "samples", extra=[f"-tagfocus=pid={pid}"])
+            if rows:
+                sampled.add(pid)
+                if "short_lived_hot" in rows:
+                    named.add(pid)
+    assert len(sampled) >= len(shorts) // 2, (len(sampled), len(shorts))
+    assert len(named) >= 0.9 * len(sampled), (len(named), len(sampled), m)
+    # Tables are per file: the short-lived processes share one executable's table.
+    assert m["cprof_agent_unwind_tables"] >= 2, m
+    assert m["cprof_agent_unwind_tables_built_total"] >= 2, m
+    assert m["cprof_agent_unwind_execs_total"] >= len(shorts) // 2, m
+    assert m["cprof_agent_unwind_exe_hits_total"] >= m["cprof_agent_unwind_execs_total"], m
+    assert m["cprof_agent_unwind_tables_built_total"] <= 10, m
+    assert m["cprof_agent_unwind_build_seconds_total"] > 0, m
+
+
+def test_tables_only_for_sampled_processes(nofp_load, tmp_path):
+    """Processes that exec and exit without a sample get no table (and cost no build)."""
+    out = tmp_path / "store"
+    a = start_agent("-o", out, "-i", 1, "-d", 5, "-F", 19, "--listen", "127.0.0.1:0", "-v")
+    url = listen_url(a)
+    time.sleep(1)
+    before = metrics(fetch(url + "/metrics"))
+    for _ in range(40):  # /bin/true: a few ms each, almost never sampled at 19 Hz
+        subprocess.run(["/bin/true"], check=True)
+    time.sleep(2.2)
+    after = metrics(fetch(url + "/metrics"))
+    finish(a)
+    procs = after["cprof_agent_unwind_procs_total"] - before["cprof_agent_unwind_procs_total"]
+    assert procs < 20, (before, after)
+
+
+def test_unwind_cpu_option(tmp_path):
+    from conftest import run_cprof
+    r = run_cprof("agent", "--unwind-cpu", "200", "-o", tmp_path, check=False)
+    assert r.returncode == 2 and b"--unwind-cpu" in r.stderr
