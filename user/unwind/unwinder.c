@@ -43,7 +43,7 @@ struct unw_deferred {
 	pid_t pid;
 	uint64_t gen;
 	uint64_t start, end, offset;
-	int fd; /* the file, kept open: the process may exit before its turn */
+	int fd;	       /* the file, kept open: the process may exit before its turn */
 	uint64_t size; /* of the file: the smallest are built first */
 	char fkey[64];
 };
