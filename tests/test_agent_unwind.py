@@ -8,7 +8,12 @@ import time
 import pytest
 
 from conftest import build, pprof_top, pprof_traces, trace_share
-from test_agent import fetch, finish, listen_url, metrics, start_agent, windows
+from conftest import start_cprof
+from test_agent import fetch, finish, listen_url, metrics, windows
+
+
+def start_agent(*args):
+    return start_cprof("agent", *args, stdout=subprocess.PIPE)
 
 NOFP = ("-O2", "-g", "-fomit-frame-pointer")
 
