@@ -389,9 +389,19 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 	struct unw_deferred *v, *d;
 
 	if (u->ndeferred - u->dhead >= DEFER_MAX) {
+		/* Full: the largest waiting file gives way to a smaller one (smallest go first). */
+		size_t big = u->dhead;
+
+		for (size_t i = u->dhead; i < u->ndeferred; i++)
+			if (u->deferred[i].size > u->deferred[big].size)
+				big = i;
 		u->st.queue_full++;
-		close(fd);
-		return 0;
+		if (u->deferred[big].size <= size) {
+			close(fd);
+			return 0;
+		}
+		close(u->deferred[big].fd);
+		u->deferred[big] = u->deferred[--u->ndeferred];
 	}
 	if (u->ndeferred == u->capdeferred) {
 		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
