@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import build, pprof_top, pprof_traces, trace_share
-from conftest import start_cprof
+from conftest import CPROF, start_cprof
 from test_agent import fetch, finish, listen_url, metrics, windows
 
 
@@ -33,8 +33,12 @@ def test_defaults_complete_stacks_beside_short_lived(nofp_work, nofp_load, spawn
     w = spawn(nofp_work, "cpu", 30)
     # --max-rss: the sanitizer build's RSS (shadow memory) is far above the release build's;
     # resetting the symbol caches would drop the snapshots of processes already gone.
+    # Building a table under ASan takes several times the release build's CPU: the same
+    # budget in tables built needs a larger --unwind-cpu there (the release build runs with
+    # the default).
+    san = ("--unwind-cpu", "10") if os.sep + "san" + os.sep in CPROF else ()
     a = start_agent("-o", out, "-i", 2, "-d", 14, "-F", 99, "--listen", "127.0.0.1:0", "-v",
-                    "--max-rss", "4G")
+                    "--max-rss", "4G", *san)
     url = listen_url(a)
     # A cold start builds the tables of what the machine runs within --unwind-cpu (1% of a
     # core after a first allowance): on a busy machine that takes seconds. The windows after
