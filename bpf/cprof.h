@@ -134,6 +134,9 @@ enum {
 	 * user space reads it while the process lives, so that its frames still resolve once the
 	 * process is gone. Once per (process, code object). */
 	CPROF_PROC_PYCODE = 4,
+	/* A process of interest mapped executable memory (a library loaded by ld.so or dlopen):
+	 * user space re-reads its mappings. At most one pending per process (mmap_pending). */
+	CPROF_PROC_MMAP = 5,
 };
 
 #ifndef __bpf__
