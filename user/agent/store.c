@@ -223,11 +223,11 @@ static void store__recover_one(struct store *s, const char *tmp)
 	if (fd >= 0)
 		close(fd);
 	if (ok && renameat(s->dirfd, tmp, s->dirfd, name) == 0) {
-		pr_info("store: recovered %s from an interrupted write\n", name);
+		pr_warn("store: recovered %s from an interrupted write\n", name);
 		return;
 	}
 	if (unlinkat(s->dirfd, tmp, 0) == 0)
-		pr_info("store: removed %s, an incomplete interrupted write\n", tmp);
+		pr_warn("store: removed %s, an incomplete interrupted write\n", tmp);
 }
 
 static void store__recover(struct store *s)
