@@ -25,7 +25,7 @@ endif
 
 PKGS       := libbpf libelf libdw zlib libprotobuf-c libmicrohttpd libcurl
 CFLAGS     ?= -O2 -g
-CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+CFLAGS     += -std=gnu11 -Wall -Wextra -Wshadow -Wformat=2 -Werror -Wno-missing-field-initializers \
 	      -D_GNU_SOURCE -DCPROF_VERSION='"$(VERSION)"' -Ibpf -I$(BPF_OUT) -Iuser -I$(OUT)/gen
 ifeq ($(SAN),1)
 CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -67,10 +67,12 @@ $(DEPS_STAMP): tools/install-deps.sh
 	$(Q)touch $@
 deps: $(DEPS_STAMP)
 
-$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) vmlinux/$(ARCH)/vmlinux.h | $(DEPS_STAMP)
+# Each BPF object depends on the headers it includes (clang -MMD), so touching one program or one
+# header rebuilds only the programs, skeletons and user objects that use it.
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c vmlinux/$(ARCH)/vmlinux.h | $(DEPS_STAMP)
 	$(call msg,BPF,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -MF $@.d -c $< -o $@
 	$(Q)$(LLVM_STRIP) -g $@
 
 $(BPF_OUT)/%.skel.h: $(BPF_OUT)/%.bpf.o
@@ -87,7 +89,11 @@ $(OUT)/obj/gen/profile.pb-c.o: $(PROTO_C)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(filter-out -Werror -Wextra,$(CFLAGS)) -c $< -o $@
 
-$(OUT)/obj/%.o: %.c $(BPF_SKELS) $(PROTO_C) | $(DEPS_STAMP)
+# Skeletons and the protobuf code are order-only: they must exist before the first compile, but an
+# object is rebuilt only when what it includes changes, as the compiler listed it (-MMD, the .d
+# files included at the end). Touching one bpf/*.bpf.c rebuilds its skeleton and the objects that
+# include that skeleton, not all of user space.
+$(OUT)/obj/%.o: %.c | $(BPF_SKELS) $(PROTO_C) $(DEPS_STAMP)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -99,43 +105,72 @@ $(OUT)/cprof-bpf: $(USER_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
-	$(call msg,CC,$@)
+# A unit test is compiled like the modules (the pattern rule above) and linked with them.
+$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_OBJS)
+	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $< $(LIB_OBJS) $(LDLIBS) -lcmocka $(LDFLAGS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
 unit: $(UNIT_BINS)
 
 # The suite runs against both the release build and the ASan+UBSan build.
 test: all $(DEPS_STAMP)
 	$(Q)$(MAKE) --no-print-directory SAN=1 all unit
-	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory unit fuzz-build
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
-# libFuzzer on the symbolizer's ELF/DWARF entry points (not part of `make test`):
-# FUZZ_SECONDS of fuzzing, seeded with small objects built here (with and without DWARF,
-# stripped, a separate debug file). Findings land in build/fuzz/ as crash-* files.
+# The end-to-end tests only (tests/test_*.py but the unit-test runner), on the ASan+UBSan build
+# they use by default and the release build test_release.py checks.
+E2E_TESTS  := $(filter-out tests/test_unit.py,$(wildcard tests/test_*.py))
+e2e: all $(DEPS_STAMP)
+	$(Q)$(MAKE) --no-print-directory SAN=1 all
+	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider $(E2E_TESTS) $(PYTEST_ARGS)
+
+# libFuzzer targets (tests/fuzz/): fuzz_elf on the symbolizer's ELF/DWARF entry points,
+# fuzz_unwind on the unwind table compiler (.eh_frame_hdr/.eh_frame). `make fuzz` runs each for
+# FUZZ_SECONDS; `make test` builds them and the suite (tests/test_fuzz.py) runs each for a short
+# fixed time. Seeds are small objects built here (with and without DWARF and frame pointers,
+# stripped, a separate debug file, a shared library); each target keeps its corpus in
+# build/fuzz/corpus-NAME, and findings land in build/fuzz/ as crash-*, leak-*, timeout-* files.
 FUZZ_SECONDS ?= 240
-FUZZ_SRCS  := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c user/sym/gopclntab.c \
-	      user/util/dir.c user/util/hashmap.c user/util/log.c
-build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SRCS) $(wildcard user/sym/*.h) | $(DEPS_STAMP)
+FUZZ_TARGETS := fuzz_elf fuzz_unwind
+FUZZ_BINS  := $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser -Ibpf \
+	       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRCS_fuzz_elf := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c \
+	      user/sym/gopclntab.c user/util/dir.c user/util/hashmap.c user/util/log.c
+FUZZ_SRCS_fuzz_unwind := user/unwind/table.c user/unwind/cfi_check.c
+build/fuzz/fuzz_elf: $(FUZZ_SRCS_fuzz_elf) $(wildcard user/sym/*.h)
+build/fuzz/fuzz_unwind: $(FUZZ_SRCS_fuzz_unwind) user/unwind/table.h user/unwind/cfi_check.h $(wildcard bpf/*.h)
+build/fuzz/%: tests/fuzz/%.c | $(DEPS_STAMP)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser \
-		-fsanitize=fuzzer,address,undefined $< $(FUZZ_SRCS) -ldw -lelf -lz -lbpf -o $@
-build/fuzz/seeds/.done: tests/fixtures/sym/inline.c tests/fixtures/unit/sym_fixlib.c
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -ldw -lelf -lz -lbpf -o $@
+build/fuzz/seeds/.done: tests/fixtures/sym/inline.c tests/fixtures/unit/sym_fixlib.c \
+			tests/fixtures/unit/unwind_probe_target.c
 	$(Q)mkdir -p $(@D)
 	$(Q)cc -O2 -g -o $(@D)/inline $<
 	$(Q)cc -O0 -g -shared -fPIC -o $(@D)/lib.so tests/fixtures/unit/sym_fixlib.c
 	$(Q)objcopy --only-keep-debug $(@D)/inline $(@D)/inline.debug
 	$(Q)strip --strip-all -o $(@D)/inline.stripped $(@D)/inline
+	$(Q)cc -O2 -fomit-frame-pointer -o $(@D)/nofp tests/fixtures/unit/unwind_probe_target.c
+	$(Q)strip --strip-all $(@D)/nofp
+	$(Q)# fuzz_unwind's short form: 0xff, then an .eh_frame section (tests/fuzz/fuzz_unwind.c).
+	$(Q)for f in nofp inline lib.so; do \
+		objcopy -O binary --only-section=.eh_frame $(@D)/$$f $(@D)/$$f.eh_frame.raw && \
+		{ printf '\377'; cat $(@D)/$$f.eh_frame.raw; } > $(@D)/$$f.eh_frame && \
+		rm $(@D)/$$f.eh_frame.raw; \
+	done
 	$(Q)touch $@
-fuzz-build: build/fuzz/fuzz_elf build/fuzz/seeds/.done
+fuzz-build: $(FUZZ_BINS) build/fuzz/seeds/.done
+# FUZZ=fuzz_unwind runs only that one.
 fuzz: fuzz-build
-	$(Q)mkdir -p build/fuzz/corpus
-	$(Q)cd build/fuzz && ./fuzz_elf -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
-		-max_len=65536 corpus seeds
+	$(Q)set -e; cd build/fuzz && for t in $(or $(FUZZ),$(FUZZ_TARGETS)); do \
+		mkdir -p corpus-$$t; \
+		./$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 \
+			-timeout=10 -artifact_prefix=./$$t- corpus-$$t seeds; \
+	done
 
 demo: all
 	$(Q)bash tools/demo.sh

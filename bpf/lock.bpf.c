@@ -35,6 +35,11 @@
 #define FUTEX_CMD_MASK	  0x7f /* without FUTEX_PRIVATE_FLAG (128), FUTEX_CLOCK_REALTIME (256) */
 #define NR_FUTEX	  202  /* x86-64 */
 
+/* --mutex-fraction: 0 or 1 times every lock wait; N > 1 times about one in N, chosen at the
+ * futex entry, before the start map is touched or a stack walked (user space scales the kept
+ * ones by N, as Go's SetMutexProfileFraction does). */
+const volatile __u32 mutex_fraction = 0;
+
 /* Whether a futex wait is a lock wait (see above). */
 static __always_inline bool is_lock_wait(int op, __u32 val)
 {
@@ -71,6 +76,10 @@ static __always_inline void futex_enter(int op, __u32 val)
 		return;
 	if (!is_lock_wait(op, val)) {
 		stat_inc(CPROF_STAT_FUTEX_OTHER);
+		return;
+	}
+	if (mutex_fraction > 1 && bpf_get_prandom_u32() % mutex_fraction) {
+		stat_inc(CPROF_STAT_WAIT_SAMPLED_OUT);
 		return;
 	}
 	s.ts = bpf_ktime_get_ns();

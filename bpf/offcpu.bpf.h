@@ -13,6 +13,40 @@
  * user space drops that frame (its address varies, its depth would not be known here). */
 const volatile __u32 kern_skip = 2;
 
+/* --block-rate (offcpu): 0 counts every interval. R > 0 keeps an interval of d ns with
+ * probability min(1, d/R) and counts a kept short one as R/d intervals of R ns in all, as Go's
+ * SetBlockProfileRate does, so totals stay unbiased. */
+const volatile __u64 block_rate_ns = 0;
+
+static __always_inline __u64 rand64(void)
+{
+	return ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+}
+
+/* The interval of delay ns that ended, sampled by block_rate_ns. */
+static __always_inline void block_add(struct cprof_key *key, __u64 delay)
+{
+	__u64 count;
+
+	if (delay < min_wait_ns) {
+		stat_inc(CPROF_STAT_WAIT_SHORT);
+		return;
+	}
+	if (!block_rate_ns || delay >= block_rate_ns) {
+		wait_add_n(key, 1, delay);
+		return;
+	}
+	if (delay == 0 || rand64() % block_rate_ns >= delay) {
+		stat_inc(CPROF_STAT_WAIT_SAMPLED_OUT);
+		return;
+	}
+	/* R/d intervals: the fraction is rounded up with its own probability (unbiased). */
+	count = block_rate_ns / delay;
+	if (rand64() % delay < block_rate_ns % delay)
+		count++;
+	wait_add_n(key, count, block_rate_ns);
+}
+
 /* The kernel stack of the current task without our own frames (key_stacks takes the user
  * stack: it does not skip). */
 static __always_inline void kern_stack(void *ctx, struct cprof_key *key)
@@ -67,7 +101,7 @@ static __always_inline void switch_in(struct task_struct *next, __u64 now)
 	delay = now - s->ts;
 	key = s->key;
 	bpf_map_delete_elem(&starts, &tid);
-	wait_add(&key, delay);
+	block_add(&key, delay);
 }
 
 /* Both halves of one sched_switch. */

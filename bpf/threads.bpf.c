@@ -17,8 +17,8 @@
 #include "common.bpf.h"
 #include "threads.h"
 
-#define PF_KTHREAD     0x00200000
-#define X86_SYS_FUTEX  202
+#define PF_KTHREAD    0x00200000
+#define X86_SYS_FUTEX 202
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -31,10 +31,10 @@ struct cprof_thread {
 	__u32 flags;  /* CPROF_THREAD_* */
 	__u32 state;  /* task->__state (TASK_* bits) */
 	__u32 exit_state;
-	__s32 cpu;	  /* the CPU it runs on or last ran on */
-	__u32 nustack;	  /* frames in ustack */
-	__u32 nkstack;	  /* frames in kstack */
-	__u32 ustack_err; /* CPROF_STAT_* that cut the user stack short, 0 */
+	__s32 cpu;		    /* the CPU it runs on or last ran on */
+	__u32 nustack;		    /* frames in ustack */
+	__u32 nkstack;		    /* frames in kstack */
+	__u32 ustack_err;	    /* CPROF_STAT_* that cut the user stack short, 0 */
 	char comm[CPROF_COMM_LEN];  /* the thread's name */
 	char pcomm[CPROF_COMM_LEN]; /* the process's name (its main thread's) */
 	__u64 now;		    /* the scheduler's clock at the read */
@@ -42,9 +42,9 @@ struct cprof_thread {
 	__u64 last_queued;	    /* when it was last queued for a CPU (0: not waiting) */
 	__u64 slice_ns;		    /* how long it ran from last_arrival (CPU time) */
 	__u64 regs_ip, regs_sp, regs_bp;
-	__s64 syscall;	  /* orig_ax: the syscall number when IN_SYSCALL */
-	__u64 args[6];	  /* its arguments: rdi, rsi, rdx, r10, r8, r9 */
-	__u64 futex[2];	  /* FUTEX_READ: the futex word and the 12 bytes after it */
+	__s64 syscall;		       /* orig_ax: the syscall number when IN_SYSCALL */
+	__u64 args[6];		       /* its arguments: rdi, rsi, rdx, r10, r8, r9 */
+	__u64 futex[2];		       /* FUTEX_READ: the futex word and the 12 bytes after it */
 	__u64 ustack[CPROF_MAX_STACK]; /* leaf first */
 	__u64 kstack[CPROF_MAX_STACK];
 };

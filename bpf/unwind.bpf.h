@@ -21,6 +21,7 @@
 
 #include "cprof.h"
 #include "unwind.h"
+#include "python.bpf.h"
 
 _Static_assert((1ull << CPROF_UNWIND_SEARCH_STEPS) >= CPROF_UNWIND_MAX_ROWS,
 	       "the binary search covers the largest table");
@@ -94,6 +95,7 @@ struct cprof_walk {
 	/* The last trie entry found: consecutive frames are mostly in one mapping, and a trie
 	 * lookup costs more than the rest of a frame. */
 	struct cprof_unwind_mapping last;
+	struct cprof_py_walk py; /* the Python frames of a CPython process (python.bpf.h) */
 	struct cprof_ustack st;
 };
 
@@ -159,7 +161,7 @@ static __always_inline const struct cprof_unwind_row *find_row(void *table, __u3
 #ifdef CPROF_UNWIND_REMOTE
 /* The mapping of pid holding at (one with a table), or NULL: the last mapping starting at or
  * below at, if at is inside it. */
-static __always_inline const struct cprof_unwind_mapping *find_mapping(__u32 pid, __u64 at)
+static __always_inline const struct cprof_unwind_mapping *find_pid_mapping(__u32 pid, __u64 at)
 {
 	const struct cprof_unwind_mapping *m;
 	__u32 zero = 0, lo = 1, hi, mid;
@@ -258,56 +260,57 @@ static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unw
 	return 0;
 }
 
-/* bpf_loop step: records the current frame, then moves to its caller. 1 ends the walk. ctx is
- * the walk's struct unwind_ctx. */
-static int unwind_step(__u32 i, void *ctx)
+/* The top frame at a pc no row covers is taken for a frameless leaf, whose return address is at
+ * rsp: glibc's clone and clone3 issue their syscall after ending their FDE (the child's frame
+ * would be wrong), so a thread-creating parent stops there. Only for the first frame. */
+static const struct cprof_unwind_row leaf_row = {.kind = CPROF_UNW_CFA_RSP, .cfa_off = 8};
+
+/* The mapping holding at (NULL: none, e.g. anonymous memory): the trie entry, or for sleepable
+ * programs the entry of the process's array. */
+static __always_inline const struct cprof_unwind_mapping *find_mapping(struct cprof_walk *s,
+								       __u64 at)
 {
-	struct unwind_ctx *uc = ctx;
 #ifndef CPROF_UNWIND_REMOTE
 	struct cprof_unwind_lpm_key lk = {.prefixlen = 96};
 #endif
 	const struct cprof_unwind_mapping *m;
+
+	if (at >= s->last.start && at < s->last.end)
+		return &s->last;
+#ifdef CPROF_UNWIND_REMOTE
+	m = find_pid_mapping(s->pid, at);
+#else
+	lk.pid_be = __builtin_bswap32(s->pid);
+	lk.addr_be = __builtin_bswap64(at);
+	m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+#endif
+	if (m)
+		s->last = *m;
+	return m;
+}
+
+/* A return address is the instruction after the call: its row may be the next function's (a
+ * call at the end of a noreturn function), so look up the call. */
+static __always_inline __u64 lookup_pc(const struct cprof_walk *s)
+{
+	return s->exact ? s->pc : s->pc - 1;
+}
+
+/* Moves from the current native frame (at lookup_pc, in mapping m) to its caller. 1 ends the
+ * walk. */
+static __always_inline int native_step_in(struct cprof_walk *s,
+					  const struct cprof_unwind_mapping *m, __u64 at,
+					  struct unwind_ctx *uc)
+{
 	const struct cprof_unwind_row *row = NULL;
-	struct cprof_walk *s;
-	__u32 zero = 0, n;
-	__u64 at;
 	void *table = NULL;
 
-	(void)i;
-	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
-	if (!s)
-		return 1;
-	n = s->st.n;
-	if (n >= CPROF_MAX_STACK) {
-		s->st.truncated = 1;
-		return 1;
-	}
-	if (s->pc == 0)
-		return 1;
-	s->st.ips[n] = s->pc;
-	s->st.n = n + 1;
-	s->hash = (s->hash ^ s->pc) * 0x100000001b3ull;
-
-	/* A return address is the instruction after the call: its row may be the next
-	 * function's (a call at the end of a noreturn function), so look up the call. */
-	at = s->exact ? s->pc : s->pc - 1;
-	if (at >= s->last.start && at < s->last.end) {
-		m = &s->last;
-	} else {
-#ifdef CPROF_UNWIND_REMOTE
-		m = find_mapping(s->pid, at);
-#else
-		lk.pid_be = __builtin_bswap32(s->pid);
-		lk.addr_be = __builtin_bswap64(at);
-		m = bpf_map_lookup_elem(&unwind_mappings, &lk);
-#endif
-		if (m)
-			s->last = *m;
-	}
 	if (m && m->exe_id) {
 		table = bpf_map_lookup_elem(&unwind_tables, &m->exe_id);
 		if (table)
 			row = find_row(table, m->nrows, at - m->bias);
+		if ((!row || row->kind == CPROF_UNW_INVALID) && s->exact && s->st.n <= 1)
+			return row_step(s, &leaf_row, uc);
 		if (!row) {
 			s->stop = CPROF_STAT_USTACK_NO_RULE;
 			return 1;
@@ -319,6 +322,116 @@ static int unwind_step(__u32 i, void *ctx)
 		return 1;
 	}
 	return fp_step(s, uc);
+}
+
+static __always_inline int native_step(struct cprof_walk *s, struct unwind_ctx *uc)
+{
+	__u64 at = lookup_pc(s);
+
+	return native_step_in(s, find_mapping(s, at), at, uc);
+}
+
+static __always_inline void record(struct cprof_walk *s, __u32 n, __u64 ip)
+{
+	if (n >= CPROF_MAX_STACK)
+		return;
+	s->st.ips[n] = ip;
+	s->st.n = n + 1;
+	s->hash = (s->hash ^ ip) * 0x100000001b3ull;
+}
+
+/* One step in an evaluation frame of CPython: its next Python frame, or, when they are all
+ * recorded, the move to the native caller. */
+static __always_inline int py_step(struct cprof_walk *s, __u32 n, struct unwind_ctx *uc)
+{
+	__u64 ip = 0;
+
+	switch (py_next(&s->py, &ip)) {
+	case PY_EMIT:
+		record(s, n, ip);
+		return 0;
+	case PY_SKIP:
+		return 0;
+	case PY_EMIT_LAST:
+		record(s, n, ip);
+		break;
+	case PY_FAIL:
+		/* Nothing invented: the evaluation frame stays as the native frame it is. */
+		record(s, n, s->pc);
+		break;
+	default:
+		break;
+	}
+	s->py.emitting = 0;
+	return native_step(s, uc);
+}
+
+/* bpf_loop step: records the current frame (or, in an evaluation frame of CPython, one of its
+ * Python frames), then moves to its caller. 1 ends the walk. ctx is the walk's struct
+ * unwind_ctx. */
+static int unwind_step(__u32 i, void *ctx)
+{
+	struct unwind_ctx *uc = ctx;
+	const struct cprof_unwind_mapping *m;
+	struct cprof_walk *s;
+	__u32 zero = 0, n;
+	__u64 at;
+
+	(void)i;
+	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s)
+		return 1;
+	n = s->st.n;
+	if (n >= CPROF_MAX_STACK) {
+		s->st.truncated = 1;
+		return 1;
+	}
+	if (s->py.emitting)
+		return py_step(s, n, uc);
+	if (s->pc == 0)
+		return 1;
+	at = lookup_pc(s);
+	if (s->py.frame && py_in_eval(&s->py, at)) {
+		s->py.emitting = 1;
+		return py_step(s, n, uc);
+	}
+	m = find_mapping(s, at);
+	/* In a process whose Python frames are walked, code in anonymous memory is the
+	 * trampolines of `-X perf` (3.12+): the Python frames say it already. */
+	if (m || !s->py.walked)
+		record(s, n, s->pc);
+	return native_step_in(s, m, at, uc);
+}
+
+/* bpf_loop step after the native walk ended: the Python frames not placed yet (the native
+ * walk stopped early, e.g. at a `-X perf` trampoline it cannot unwind) follow in order, so no
+ * Python caller is lost. 1 ends the walk. */
+static int py_rest_step(__u32 i, void *ctx)
+{
+	struct cprof_walk *s;
+	__u32 zero = 0, n;
+	__u64 ip = 0;
+
+	(void)i;
+	(void)ctx;
+	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s || !s->py.frame)
+		return 1;
+	n = s->st.n;
+	if (n >= CPROF_MAX_STACK) {
+		s->st.truncated = 1;
+		return 1;
+	}
+	switch (py_next(&s->py, &ip)) {
+	case PY_EMIT:
+	case PY_EMIT_LAST:
+		record(s, n, ip);
+		return 0;
+	case PY_FAIL:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* Whether a stored stack is the one just walked (else two stacks share a hash). */
@@ -359,7 +472,19 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
-	bpf_loop(CPROF_MAX_STACK + 1, unwind_step, uc, 0);
+#ifdef CPROF_UNWIND_REMOTE
+	/* Python frames are read from the current task only: a remote walk is native. */
+	s->py.frame = 0;
+	s->py.emitting = 0;
+	s->py.walked = 0;
+#else
+	py_begin(&s->py, bpf_get_current_task_btf(), s->pid);
+#endif
+	/* Python frames of an evaluation frame take a step each and the move to its caller one
+	 * more: at most twice as many steps as frames recorded. */
+	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, uc, 0);
+	if (s->py.frame && s->st.n < CPROF_MAX_STACK)
+		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, NULL, 0);
 	if (s->stop)
 		stat_inc(s->stop);
 	return s;

@@ -24,7 +24,7 @@
 #define CPROF_UNWIND_MAX_PIDS 16384
 #endif
 /* Mappings of one process in its array at most: a binary search of this many steps. */
-#define CPROF_UNWIND_MAX_PID_MAPS    (1u << 16)
+#define CPROF_UNWIND_MAX_PID_MAPS   (1u << 16)
 #define CPROF_UNWIND_PID_MAPS_STEPS 16
 /* Default entries of the map of unwound user stacks (one per distinct stack). */
 #ifndef CPROF_DEFAULT_MAX_USTACKS

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Test programs of the stack path every profile type shares: key_stacks() called from a
- * uprobe, a tp_btf and a tracepoint program, each counting into its own map. Loaded only by
+ * uprobe, a tp_btf (sched_switch), a raw syscall tp_btf (sys_enter, as -t mutex uses where there
+ * is no tracefs) and a tracepoint program (needs tracefs to attach: the test turns it off where
+ * there is none), each counting into its own map. Loaded only by
  * tests/unit/test_unwind_probes.c, never by cprof-bpf itself. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -20,6 +22,11 @@
 COUNTS(uprobe_counts);
 COUNTS(switch_counts);
 COUNTS(tp_counts);
+COUNTS(sys_counts);
+
+#ifndef NR_CLOCK_NANOSLEEP
+#define NR_CLOCK_NANOSLEEP 230 /* x86_64 */
+#endif
 
 static __always_inline void sample(void *ctx, void *counts, bool in_kernel)
 {
@@ -44,6 +51,14 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(probe_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	sample(ctx, &switch_counts, true); /* prev is the current task */
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(probe_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id == NR_CLOCK_NANOSLEEP)
+		sample(ctx, &sys_counts, true);
 	return 0;
 }
 

@@ -25,16 +25,12 @@ struct {
 	__type(value, struct cprof_wait_val);
 } waits SEC(".maps");
 
-/* Counts one wait of delay_ns under key, unless it is shorter than the threshold. */
-static __always_inline void wait_add(struct cprof_key *key, __u64 delay_ns)
+/* Adds count waits of delay_ns in all under key (sampled waits stand for several). */
+static __always_inline void wait_add_n(struct cprof_key *key, __u64 count, __u64 delay_ns)
 {
-	struct cprof_wait_val *v, init = {1, delay_ns};
+	struct cprof_wait_val *v, init = {count, delay_ns};
 	long err;
 
-	if (delay_ns < min_wait_ns) {
-		stat_inc(CPROF_STAT_WAIT_SHORT);
-		return;
-	}
 	stat_inc(CPROF_STAT_SAMPLES);
 	v = bpf_map_lookup_elem(&waits, key);
 	if (!v) {
@@ -50,8 +46,18 @@ static __always_inline void wait_add(struct cprof_key *key, __u64 delay_ns)
 		if (!v)
 			return;
 	}
-	__sync_fetch_and_add(&v->count, 1);
+	__sync_fetch_and_add(&v->count, count);
 	__sync_fetch_and_add(&v->delay_ns, delay_ns);
+}
+
+/* Counts one wait of delay_ns under key, unless it is shorter than the threshold. */
+static __always_inline void wait_add(struct cprof_key *key, __u64 delay_ns)
+{
+	if (delay_ns < min_wait_ns) {
+		stat_inc(CPROF_STAT_WAIT_SHORT);
+		return;
+	}
+	wait_add_n(key, 1, delay_ns);
 }
 
 /* Records the start of a wait of the current thread. */

@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -16,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from conftest import (assert_no_sanitizer, build, go_pprof, go_pprof_run, pprof_top, run_cprof,
-                      start_cprof, wait_for)
+from conftest import (ROOT, assert_no_sanitizer, build, go_pprof, go_pprof_run, pprof_top,
+                      run_cprof, start_cprof, wait_for)
 
 SKIP_TYPES = {}
 
@@ -194,6 +195,13 @@ def test_other_profile_types(shared, serveload, spawn, route, type_, mode, site)
     ("/nothing/here", 404, "unknown path /nothing/here"),
     ("/debug/pprof/symbol?pid=1&zzz+0x10", 400, "invalid address 'zzz'"),
     ("/debug/pprof/cmdline?pid=4194303", 404, "no such process"),
+    ("/debug/pprof/profile?pid=1%00abc", 400, "NUL byte in parameter 'pid'"),
+    ("/debug/pprof/profile?pid=1&pid=2", 400, "parameter 'pid' given more than once"),
+    ("/debug/pprof/heap?seconds=1&seconds=2", 400, "given more than once"),
+    ("/debug/pprof/heap?pid=", 400, "invalid pid"),
+    ("/debug/pprof/heap?pid=2&seconds=1", 400, "pid 2 is a kernel thread"),
+    ("/debug/pprof/mutex?pid=2&seconds=1", 400, "pid 2 is a kernel thread"),
+    ("/debug/pprof/heap?pid=4194303&seconds=1", 404, "no such process: 4194303"),
 ])
 def test_error_statuses(shared, path, status, words):
     got, h, body = get(shared.url + path)
@@ -202,6 +210,34 @@ def test_error_statuses(shared, path, status, words):
     assert h["X-Go-Pprof"] == "1" and h["Content-Type"].startswith("text/plain")
     assert words in text, text
     assert text.endswith("\n") and text.count("\n") == 1, repr(text)
+
+
+def one_line_error(answer, status, words):
+    """A raw HTTP answer is status with a one-line text/plain body holding words."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} "), answer[:300]
+    headers = {k.lower(): v for k, v in (l.split(": ", 1) for l in lines[1:])}
+    assert headers["content-type"].startswith("text/plain") and headers["x-go-pprof"] == "1"
+    text = body.decode()
+    assert words in text and text.endswith("\n") and text.count("\n") == 1, repr(text)
+    return headers
+
+
+@pytest.mark.parametrize("request_,status,words", [
+    (b"GARBAGE\r\n\r\n", 400, "malformed request line"),
+    (b"GET /healthz HTTP/1.1\r\n\r\n", 400, "without a Host header"),
+    (b"GET /healthz HTTP/3.0\r\nHost: 127.0.0.1\r\n\r\n", 400, "malformed request line"),
+    (b"GET /healthz HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n", 400, "malformed header line"),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431,
+     "too large"),
+    (b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n"
+     b"\r\n", 413, "too large"),
+], ids=["garbage", "no-host", "http3", "bad-header", "huge-header", "huge-body"])
+def test_rejected_heads_in_our_format(shared, request_, status, words):
+    """What libmicrohttpd would answer with its own HTML page is answered by the server's front
+    door, in the one-line format of every other error."""
+    one_line_error(raw_request(shared.port, request_), status, words)
 
 
 def test_go_pprof_prints_our_message(shared):
@@ -219,13 +255,13 @@ def test_malformed_burst_then_still_serving(shared):
     port = shared.port
     answers = [
         raw_request(port, b"GARBAGE\r\n\r\n"),
-        raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 +
+        raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 +
                     b"\r\n\r\n"),
-        raw_request(port, b"GET /debug/pprof/" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
-        raw_request(port, b"POST /debug/pprof/symbol?pid=1 HTTP/1.1\r\nHost: x\r\n"
+        raw_request(port, b"GET /debug/pprof/" + b"a" * 70000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        raw_request(port, b"POST /debug/pprof/symbol?pid=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Content-Length: 99999999\r\n\r\n0x1+"),
-        raw_request(port, b"GET /debug/pprof/profile?pid=%zz HTTP/1.1\r\nHost: x\r\n\r\n"),
-        raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+        raw_request(port, b"GET /debug/pprof/profile?pid=%zz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n"),
         raw_request(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(200)),
         raw_request(port, b"GET /healthz HTTP/1.1\r\n"),  # never finished: the server's idle
     ]
@@ -304,6 +340,14 @@ def test_metrics_and_healthz(shared, workload, spawn):
     assert ok and int(ok.group(1)) >= 1
     assert int(re.search(r'cprof_samples_total\{type="cpu"\} (\d+)', text).group(1)) > 20
     assert re.search(r'cprof_dropped_total\{type="cpu",reason="keys_full"\} 0', text)
+    # Every drop reason of the table in bpf/cprof.h, for every type.
+    with open(os.path.join(ROOT, "bpf", "cprof.h")) as f:
+        reasons = re.findall(r'X\(\w+, (?:BPF|USER)_DROP, "(\w+)"', f.read())
+    assert len(reasons) >= 20
+    for reason in reasons:
+        for t in set(re.findall(r'cprof_captures_total\{type="(\w+)"', text)):
+            assert re.search(rf'cprof_dropped_total\{{type="{t}",reason="{reason}"\}} \d+', text), \
+                (t, reason)
     assert re.search(r'cprof_bpf_map_entries\{type="cpu",map="keys"\} [1-9]', text)
     assert re.search(r'cprof_http_requests_total\{code="200"\} [1-9]', text)
     assert get(shared.url + "/healthz")[2] == b"ok\n"
@@ -316,7 +360,7 @@ def test_client_disconnect_ends_capture(server, workload, spawn):
     w = spawn(workload, "cpu", 60)
     sock = socket.create_connection(("127.0.0.1", s.port))
     sock.sendall(f"GET /debug/pprof/profile?pid={w.pid}&seconds=60 HTTP/1.1\r\n"
-                 f"Host: x\r\n\r\n".encode())
+                 f"Host: 127.0.0.1\r\n\r\n".encode())
     assert wait_for(lambda: metric(s, "cprof_captures_active") == 1, timeout=20)
     t0 = time.time()
     sock.close()
@@ -676,6 +720,21 @@ def test_non_loopback_without_token_warns(server):
     assert wait_for(lambda: "without --token-file" in s.stderr(), timeout=5), s.stderr()
 
 
+def test_tls_key_not_matching_its_certificate(workdir):
+    cert, key = os.path.join(workdir, "mm-cert.pem"), os.path.join(workdir, "mm-key.pem")
+    other = os.path.join(workdir, "mm-other.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "genrsa", "-out", other, "2048"], check=True, capture_output=True)
+    r = run_cprof("serve", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", other,
+                  check=False, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert f"the TLS key {other} does not match the certificate {cert}" in err, err
+    assert err.count("\n") == 1, err
+
+
 def test_tls(server, workload, spawn, workdir):
     cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
@@ -693,8 +752,229 @@ def test_tls(server, workload, spawn, workdir):
     raw = go_pprof("-raw", f"https+insecure://{host}/debug/pprof/profile?pid={w.pid}&seconds=1")
     assert "hot_a" in raw
     # Plain HTTP to the TLS port gets no answer in HTTP.
-    assert not raw_request(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert not raw_request(s.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.1 200")
     assert get(s.url + "/healthz", context=ctx)[0] == 200
+
+
+# --- who may do what ---
+
+def test_foreign_host_header_refused_unless_token(server, workdir):
+    s = server()
+    status, h, body = get(s.url + "/healthz", {"Host": f"evil.example:{s.port}"})
+    assert status == 421 and h["X-Go-Pprof"] == "1", (status, body)
+    assert b"does not name this server" in body and body.count(b"\n") == 1
+    assert get(s.url + "/debug/pprof/", {"Host": "evil.example"})[0] == 421
+    assert get(s.url + "/healthz", {"Host": f"localhost:{s.port}"})[0] == 200
+    assert get(s.url + "/healthz", {"Host": f"127.0.0.1:{s.port + 1}"})[0] == 421
+    tok = os.path.join(workdir, "host-token")
+    with open(tok, "w") as f:
+        f.write("t0ken\n")
+    t = server("--token-file", tok)
+    auth = {"Authorization": "Bearer t0ken", "Host": "evil.example"}
+    assert get(t.url + "/healthz", auth)[0] == 200
+    assert get(t.url + "/metrics", auth)[0] == 200
+
+
+@pytest.fixture
+def local_user(workdir):
+    """A temporary unprivileged user, removed afterwards; and a directory it can read."""
+    name = f"cprof{os.getpid() % 100000}{int(time.time() * 1000) % 1000}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    d = tempfile.mkdtemp(prefix="cprof-user-")
+    os.chmod(d, 0o755)
+    try:
+        import pwd
+        pw = pwd.getpwnam(name)
+        yield {"name": name, "uid": pw.pw_uid, "gid": pw.pw_gid, "dir": d}
+    finally:
+        # Requested before spawn in the tests, so its processes are gone by now.
+        subprocess.run(["userdel", "--force", name], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_user(user, *argv):
+    """argv run as user, exec'd in place (the pid is the program's)."""
+    return ["setpriv", f"--reuid={user['uid']}", f"--regid={user['gid']}", "--clear-groups",
+            "--", *[str(a) for a in argv]]
+
+
+def user_get(user, url, data=None):
+    """(status, body) of a GET (or POST of data) sent by user, with curl."""
+    argv = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", url]
+    if data is not None:
+        argv[1:1] = ["--data-binary", data.decode()]
+    out = subprocess.run(as_user(user, *argv), capture_output=True, timeout=60).stdout
+    body, _, code = out.rpartition(b"\n")
+    return int(code), body
+
+
+def kernel_address():
+    """A kernel text address from kallsyms (root sees them with kptr_restrict 0 or 1)."""
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            addr, kind, name = line.split()[:3]
+            if kind in "tT" and int(addr, 16) and name == "schedule":
+                return int(addr, 16) + 1
+    pytest.skip("no kernel addresses in /proc/kallsyms")
+
+
+def test_local_user_profiles_only_its_own_processes(local_user, server, workload, spawn,
+                                                    workdir):
+    with open("/proc/sys/kernel/perf_event_paranoid") as f:
+        paranoid = int(f.read())
+    with open("/proc/sys/kernel/kptr_restrict") as f:
+        kptr = int(f.read())
+    if paranoid > 2:
+        pytest.skip("perf_event_paranoid > 2: no unprivileged profiling to test")
+    s = server()
+    wl = os.path.join(local_user["dir"], "workload")
+    shutil.copy(workload, wl)
+    os.chmod(wl, 0o755)
+    mine = spawn(*as_user(local_user, wl, "syscall", 60))
+    roots = spawn(workload, "syscall", 60)
+    with open(f"/proc/{mine.pid}/status") as f:
+        assert f"Uid:\t{local_user['uid']}" in f.read()
+    # Root's process, another user's: 403 with the reason; the whole system likewise (at the
+    # machine's paranoid level above 0).
+    status, body = user_get(local_user, f"{s.url}/debug/pprof/profile?pid={roots.pid}&seconds=1")
+    assert status == 403 and b"belongs to uid 0" in body and body.count(b"\n") == 1, body
+    status, body = user_get(local_user, f"{s.url}/debug/pprof/symbol?pid={roots.pid}",
+                            data=b"0x1000")
+    assert status == 403, body
+    if paranoid > 0:
+        status, body = user_get(local_user, f"{s.url}/debug/pprof/profile?seconds=1")
+        assert status == 403 and b"whole system needs root" in body, body
+    # Its own: 200, with kernel frames only where the kernel would show them to it.
+    status, body = user_get(local_user, f"{s.url}/debug/pprof/profile?pid={mine.pid}&seconds=2")
+    assert status == 200, body
+    path = os.path.join(workdir, "user-profile.pb.gz")
+    with open(path, "wb") as f:
+        f.write(body)
+    raw = go_pprof("-raw", path)
+    assert "run_syscall" in raw or "main" in raw, raw[:2000]
+    kernel_visible = paranoid <= 1 and kptr == 0
+    if not kernel_visible:
+        assert "kernel.kallsyms" not in raw and "0xffff" not in raw, raw[:3000]
+    # Root's capture of the same process has them (so the check above can fail).
+    raw_root = go_pprof("-raw", f"{s.url}/debug/pprof/profile?pid={mine.pid}&seconds=2")
+    assert "kernel.kallsyms" in raw_root
+    # /symbol: a kernel address resolves for root, not for the user.
+    k = kernel_address()
+    status, body = user_get(local_user, f"{s.url}/debug/pprof/symbol?pid={mine.pid}",
+                            data=f"{k:#x}".encode())
+    assert status == 200 and body.startswith(b"num_symbols: 1\n"), body
+    if not kernel_visible:
+        assert f"{k:#x}" not in body.decode(), body
+    _, _, body = get(f"{s.url}/debug/pprof/symbol?pid={mine.pid}", data=f"{k:#x}".encode())
+    assert f"{k:#x} schedule" in body.decode(), body
+
+
+# --- connection limits ---
+
+def test_idle_connections_do_not_block_the_server(server):
+    s = server()
+    socks = []
+    try:
+        for _ in range(200):
+            socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        time.sleep(0.3)
+        for path, body in (("/healthz", b"ok\n"), ("/debug/pprof/", b"<html")):
+            t0 = time.monotonic()
+            status, _, got = get(s.url + path, timeout=5)
+            took = time.monotonic() - t0
+            assert status == 200 and body in got[:200], (path, status, got[:200])
+            assert took < 1.0, f"{path} took {took:.2f} s with 200 idle connections open"
+        # The server kept at most --max-per-client (64) of them: it closed the oldest idle
+        # ones to make room for new connections.
+        closed = 0
+        for c in socks:
+            c.setblocking(False)
+            try:
+                closed += c.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 200 - 64, closed
+    finally:
+        for c in socks:
+            c.close()
+
+
+def test_busy_connections_over_the_limit_get_503(server):
+    s = server("--max-per-client", "4")
+    busy = []
+    try:
+        # Requests whose bodies have not all arrived: running, not idle.
+        for _ in range(4):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Length: 10\r\n\r\n0x")
+            busy.append(c)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        answer = raw_request(s.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert time.monotonic() - t0 < 1.0
+        h = one_line_error(answer, 503, "too many connections from your address")
+        assert h["retry-after"]
+    finally:
+        for c in busy:
+            c.close()
+    assert wait_for(lambda: get(s.url + "/healthz")[0] == 200, timeout=5)
+
+
+def test_slowly_sent_request_is_cut(server):
+    s = server("--request-timeout", "2")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        t0 = time.monotonic()
+        c.sendall(b"GET /healthz HTTP/1.1\r\n")
+        answer = b""
+        for _ in range(40):  # one header byte every 0.2 s: never a whole head in time
+            try:
+                c.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.2)
+            c.setblocking(False)
+            try:
+                chunk = c.recv(4096)
+                answer += chunk
+                if not chunk or answer.endswith(b"\n"):
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                c.setblocking(True)
+        took = time.monotonic() - t0
+    assert 1.8 < took < 4, took
+    one_line_error(answer, 408, "not received within 2 s")
+    assert get(s.url + "/healthz")[0] == 200
+
+
+def test_slowly_sent_body_is_cut(server):
+    s = server("--request-timeout", "2")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        t0 = time.monotonic()
+        c.sendall(b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Length: 40\r\n\r\n")
+        closed = False
+        for _ in range(40):  # one body byte every 0.25 s: 10 s for the whole body
+            time.sleep(0.25)
+            try:
+                c.sendall(b"0")
+                c.setblocking(False)
+                closed = c.recv(4096) == b""
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            finally:
+                c.setblocking(True)
+            if closed:
+                break
+        took = time.monotonic() - t0
+    assert closed and 1.8 < took < 4, (closed, took)
 
 
 # --- the flame graph page in a real browser ---

@@ -321,10 +321,12 @@ def test_node_jit_in_other_mount_and_pid_namespace(spawn, workdir):
     writes /tmp/perf-1.map; only /proc/PID/root/tmp/perf-1.map reaches it."""
     if not shutil.which("unshare"):
         pytest.skip("no unshare")
-    script = ("mount -t tmpfs tmpfs /tmp && cd /tmp && exec node --perf-basic-prof --no-turbo-inlining "
-              + os.path.join(SYM, "jit.js"))
+    # The script is read before the tmpfs hides /tmp: the checkout may be under /tmp.
+    script = ('js=$(cat "$1") && mount -t tmpfs tmpfs /tmp && cd /tmp && '
+              'printf "%s\\n" "$js" > jit.js && '
+              'exec node --perf-basic-prof --no-turbo-inlining /tmp/jit.js')
     p = spawn("unshare", "--mount", "--pid", "--fork", "--propagation", "private",
-              "sh", "-c", script)
+              "sh", "-c", script, "sh", os.path.join(SYM, "jit.js"))
     # The pid to profile is node's (unshare's child), as the host numbers it.
     kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
     assert kids, "unshare started no child"

@@ -9,15 +9,16 @@ BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
 	libiberty-dev libdebuginfod-dev"
 # Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
 # binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests; openssl (test
-# certificates), chromium and python3-websocket (the flame graph page in a headless browser).
+# certificates), chromium and python3-websocket (the flame graph page in a headless browser);
+# python3.11, the CPython whose frames tests/test_python.py walks on every machine.
 TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
 	libclang-rt-14-dev curl openssl chromium python3-websocket
-	g++ debuginfod nodejs libjemalloc-dev"
+	g++ debuginfod nodejs libjemalloc-dev python3.11"
 
 want="$BUILD_PKGS $TEST_PKGS"
 if [ "${1:-}" = "--bench" ]; then
 	# Benchmarks compare against the tools users would otherwise pick.
-	want="$want linux-perf bpftrace bpfcc-tools libjemalloc-dev wrk"
+	want="$want linux-perf bpftrace bpfcc-tools libjemalloc-dev wrk austin"
 fi
 
 missing=""

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "capture.h"
+#include "collect/drops.h"
 #include "collect/collector.h"
 #include "proc/maps.h"
 #include "util/clock.h"
@@ -16,8 +17,7 @@
 struct capture {
 	const struct capture_opts *o;
 	struct symbolizer *sym;
-	struct collector *col;
-	struct collector_window *win; /* o->pool: col is shared, this is our window on it */
+	struct collector_window *win; /* on o->pool's collector, or on a pool of its own */
 	int64_t started_ns;	      /* CLOCK_MONOTONIC when sampling began */
 	struct hashmap *exes;	      /* pid -> executable path, system-wide only */
 	uint64_t procs_missed;	      /* processes gone before their mappings could be read */
@@ -65,6 +65,10 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 
 	if (e->kind == CPROF_PROC_EXIT)
 		return;
+	if (e->kind == CPROF_PROC_PYCODE) {
+		symbolizer__python_prefetch(c->sym, e->pid, e->code);
+		return;
+	}
 	err = symbolizer__add_pid(c->sym, e->pid);
 	note_exe(c, e->pid);
 	/* Gone since an earlier notice (its exec) was read: that snapshot stands. */
@@ -104,22 +108,11 @@ static bool stop_requested(const struct capture *c)
 	return c->o->should_stop && c->o->should_stop(c->o->ctx);
 }
 
-static int capture_poll(struct capture *c, int timeout_ms)
-{
-	return c->win ? collector_window__poll(c->win, timeout_ms)
-		      : collector__poll(c->col, timeout_ms);
-}
-
-/* Our window leaves the shared collector (which goes with its last capture), or our own
- * collector is freed. Safe when already done. */
+/* Our window leaves its collector, which goes with its last capture. Safe when already done. */
 static void capture_release(struct capture *c)
 {
-	if (c->win)
-		collector_window__leave(c->win);
-	else
-		collector__free(c->col);
+	collector_window__leave(c->win);
 	c->win = NULL;
-	c->col = NULL;
 }
 
 static void collect_loop(struct capture *c)
@@ -132,15 +125,15 @@ static void collect_loop(struct capture *c)
 	int64_t left;
 	int err;
 
-	/* A shared collector outlives this capture's deadline: it keeps building tables. */
-	if (o->duration > 0 && !c->win)
-		c->col->deadline_ns = deadline;
+	if (o->duration > 0)
+		collector_window__set_deadline(c->win, deadline);
 
 	while (!stop_requested(c)) {
 		left = deadline - clock__ns(CLOCK_MONOTONIC);
 		if (left <= 0)
 			break;
-		err = capture_poll(c, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+		err = collector_window__poll(c->win,
+					     left < 100000000 ? (int)(left / 1000000) + 1 : 100);
 		if (err) {
 			pr_warn("polling process notices: %s\n", strerror(-err));
 			break;
@@ -151,64 +144,7 @@ static void collect_loop(struct capture *c)
 		}
 	}
 	/* Notices still queued name processes that may yet be alive: read them now. */
-	capture_poll(c, 0);
-}
-
-struct drop {
-	uint64_t n;
-	const char *what;
-};
-
-/* Says what was lost, on stderr and in the profile's comments: never a silently short profile. */
-void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
-			   uint64_t procs_missed)
-{
-	const struct drop drops[] = {
-		{st->bpf[CPROF_STAT_KEYS_FULL],
-		 "samples dropped: aggregation map full (--max-stacks)"},
-		{st->bpf[CPROF_STAT_USTACK_COLLIDE],
-		 "user stacks lost to stack-map hash collisions"},
-		{st->bpf[CPROF_STAT_KSTACK_COLLIDE],
-		 "kernel stacks lost to stack-map hash collisions"},
-		{st->bpf[CPROF_STAT_USTACK_ERR], "user stacks that could not be read"},
-		{st->bpf[CPROF_STAT_KSTACK_ERR], "kernel stacks that could not be read"},
-		{st->lost_stack_reads, "stacks evicted before they were read"},
-		{st->truncated_stacks, "stacks truncated at the depth limit"},
-		{st->bpf[CPROF_STAT_EVENTS_LOST], "new-process notices lost (ring buffer full)"},
-		{procs_missed, "processes that exited before their mappings were read"},
-		{st->bpf[CPROF_STAT_HEAP_LIVE_FULL],
-		 "sampled allocations not tracked until freed: live map full (--heap-max-live)"},
-		{st->bpf[CPROF_STAT_HEAP_NO_THREAD],
-		 "allocator calls missed: per-thread state could not be allocated"},
-		{st->bpf[CPROF_STAT_HEAP_STALE],
-		 "tracked blocks allocated again before their free was seen (free missed)"},
-		{st->bpf[CPROF_STAT_USTACK_NO_RULE],
-		 "user stacks cut short: a pc with no usable unwind rule"},
-		{st->bpf[CPROF_STAT_USTACK_NO_TABLE],
-		 "user stacks cut short: a pc with no unwind table (--unwind=dwarf)"},
-		{st->bpf[CPROF_STAT_USTACK_BAD_READ],
-		 "user stacks cut short: a saved register could not be read"},
-		{st->bpf[CPROF_STAT_USTACK_TABLE_FULL], "user stacks lost: unwound-stack map full"},
-		{st->unwind.over_budget, "executables without unwind table: --unwind-mem or table "
-					 "slots full (frame pointers)"},
-		{st->unwind.failed,
-		 "executables or mappings whose unwind table could not be loaded"},
-		{st->bpf[CPROF_STAT_WAIT_START_FULL],
-		 "waits not timed: per-thread start map full (threads waiting at once)"},
-		{st->prog_misses, "BPF program runs skipped by the kernel (recursion)"},
-	};
-	uint64_t total = 0;
-
-	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
-		if (!drops[i].n)
-			continue;
-		total += drops[i].n;
-		pprof_builder__add_comment(b, "dropped: %llu %s", (unsigned long long)drops[i].n,
-					   drops[i].what);
-		pr_warn("%llu %s\n", (unsigned long long)drops[i].n, drops[i].what);
-	}
-	if (!total)
-		pprof_builder__add_comment(b, "dropped: nothing");
+	collector_window__poll(c->win, 0);
 }
 
 static void add_target_comment(const struct capture_opts *o, struct pprof_builder *b)
@@ -228,16 +164,34 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 	}
 }
 
+/* Python frames whose code object could not be read (the process exited before its samples
+ * were symbolized) are named as such in the profile, and counted here: symbolizing them now,
+ * while this capture's processes are still known, is what tells. */
+static void report_python(struct capture *c, struct pprof_builder *b)
+{
+	uint64_t before = symbolizer__python_unreadable(c->sym), n;
+
+	if (pprof_builder__resolve(b))
+		return;
+	n = symbolizer__python_unreadable(c->sym) - before;
+	if (!n)
+		return;
+	pprof_builder__add_comment(b, "dropped: %llu Python frames unreadable (process exited)",
+				   (unsigned long long)n);
+	pr_warn("%llu Python frames unreadable (process exited)\n", (unsigned long long)n);
+}
+
 static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builder **out)
 {
 	const struct capture_opts *o = c->o;
 	struct pprof_resolver res = {resolve_user, resolve_kernel, c->sym, prepare};
 	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = dur};
 	struct collect_stats st = {};
+	struct collector *col = collector_window__collector(c->win);
 	struct pprof_builder *b;
-	int err, stats_err;
+	int err;
 
-	c->col->ops->pprof_config(c->col, &cfg);
+	col->ops->pprof_config(col, &cfg);
 	for (int i = 0; o->default_sample_type && i < cfg.nvalues; i++)
 		if (strcmp(cfg.sample_types[i].type, o->default_sample_type) == 0)
 			cfg.default_sample_type = o->default_sample_type;
@@ -251,24 +205,18 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	else
 		pprof_builder__add_comment(b, "type: %s", o->type);
 	mem__checkpoint("drain start");
-	if (c->win) {
-		err = collector_window__drain(c->win, b, &st);
-		stats_err = err;
-	} else {
-		err = collector__drain(c->col, b);
-		stats_err = err ? err : collector__stats(c->col, &st);
-	}
+	err = collector_window__drain(c->win, b, &st);
 	mem__checkpoint("drained");
 	if (err) {
 		pr_err("cannot read the collected samples: %s\n", strerror(-err));
 		pprof_builder__free(b);
 		return err;
 	}
-	if (stats_err == 0)
-		capture__report_drops(b, &st, c->procs_missed);
+	st.procs_missed = c->procs_missed;
+	drops__report(b, &st);
+	report_python(c, b);
 	if (o->stats) {
 		o->stats->counters = st;
-		o->stats->procs_missed = c->procs_missed;
 		o->stats->stacks = pprof_builder__nsamples(b);
 		o->stats->max_keys = o->max_keys ? o->max_keys : CPROF_DEFAULT_MAX_KEYS;
 	}
@@ -290,6 +238,13 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		(unsigned long long)st.unwind.tables, (unsigned long long)st.unwind.rows,
 		(unsigned long long)st.unwind.bytes, (unsigned long long)st.unwind.text_bytes,
 		(unsigned long long)st.unwind.no_cfi);
+	if (st.bpf[CPROF_STAT_PY_FRAMES] || st.bpf[CPROF_STAT_PY_NO_THREAD])
+		pprof_builder__add_comment(
+			b,
+			"python: %llu Python frames walked; %llu samples of threads with no Python "
+			"thread state (native frames only)",
+			(unsigned long long)st.bpf[CPROF_STAT_PY_FRAMES],
+			(unsigned long long)st.bpf[CPROF_STAT_PY_NO_THREAD]);
 	if (st.bpf[CPROF_STAT_SAMPLES] == 0)
 		pr_warn("no samples: the target did not run while profiled\n");
 	*out = b;
@@ -314,6 +269,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.unwind_mode = o->unwind,
 		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = o->min_wait_ns,
+		.mutex_fraction = o->mutex_fraction,
+		.block_rate_ns = o->block_rate_ns,
 		.on_proc = on_proc,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,
@@ -338,27 +295,17 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 				 strerror(-err));
 	}
 	mem__checkpoint("pids snapshotted");
-	if (o->pool) {
-		err = collector_pool__join(o->pool, ops, &co, &c.win);
-		if (err)
-			goto cleanup;
-		c.col = collector_window__collector(c.win);
-		collector_window__start(c.win, &m0, &t0);
-	} else {
-		err = collector__open(ops, &co, &c.col);
-		if (err)
-			goto cleanup;
-		t0 = c.col->started_real_ns;
-		m0 = c.col->started_ns;
-	}
+	/* Without a pool (record, a triggered capture), a pool of one. */
+	err = collector_pool__join(o->pool, ops, &co, &c.win);
+	if (err)
+		goto cleanup;
+	collector_window__start(c.win, &m0, &t0);
 	mem__checkpoint("BPF attached");
 	c.started_ns = m0;
 	if (o->attached)
 		o->attached(o->ctx);
 	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
 	collect_loop(&c);
-	if (!c.win)
-		collector__stop(c.col); /* a shared one goes on for the other captures */
 	mem__checkpoint("sampling ended");
 	err = drain(&c, t0, clock__ns(CLOCK_MONOTONIC) - m0, out);
 	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it

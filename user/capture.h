@@ -16,7 +16,6 @@
 /* What a capture counted and lost, for callers that export it (serve's /metrics). */
 struct capture_stats {
 	struct collect_stats counters; /* BPF and user-side counters at the end */
-	uint64_t procs_missed;	       /* processes gone before their mappings were read */
 	size_t stacks;		       /* distinct stacks in the profile */
 	uint32_t max_keys;	       /* the aggregation map's capacity */
 };
@@ -38,6 +37,8 @@ struct capture_opts {
 	int unwind;		    /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
 	uint64_t unwind_mem;	    /* bytes of unwind tables at most; 0 = default */
 	uint64_t min_wait_ns;	    /* mutex, offcpu: --min-wait / --min-block */
+	uint32_t mutex_fraction;    /* mutex: --mutex-fraction; 0 = every wait */
+	uint64_t block_rate_ns;	    /* offcpu: --block-rate; 0 = every interval */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);
@@ -57,12 +58,5 @@ struct capture_opts {
 /* Runs a capture; on success *out is a builder the caller writes and frees. sym resolves the
  * addresses (its lifetime must cover the builder's). Returns 0 or -errno (already reported). */
 int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pprof_builder **out);
-
-struct collect_stats;
-/* Writes what was lost (st, and processes gone before their mappings were read) into b's
- * comments and on stderr; "dropped: nothing" when nothing was. For sessions that drain
- * collectors themselves (the agent). */
-void capture__report_drops(struct pprof_builder *b, const struct collect_stats *st,
-			   uint64_t procs_missed);
 
 #endif

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,12 +33,15 @@ static const char usage[] =
 	"Options:\n"
 	"  -t, --type TYPE          profile type: cpu (default), heap, mutex (lock\n"
 	"                           contention), offcpu or block (time off the CPU),\n"
-	"                           wall or cpu,offcpu (on- and off-CPU time in one profile)\n"
+	"                           wall or cpu,offcpu (on- and off-CPU time in one profile),\n"
+	"                           threadcreate (the stacks that create threads)\n"
 	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"  -o, --output FILE        output file; - for stdout (default: TYPE.pb.gz for pprof,\n"
-	"                           stdout for folded and top)\n"
+	"                           stdout for folded and top). A regular file is replaced\n"
+	"                           at the end; a device or FIFO is written in place; a\n"
+	"                           symlink is followed\n"
 	"  -f, --format FMT         pprof (default), folded (flame graph input), top (table)\n"
 	"      --top N              rows of --format top (default 20; 0 = all)\n"
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
@@ -48,6 +52,9 @@ static const char usage[] =
 	"      --heap-alloc-only    heap: allocations only (alloc_*; no free probes, no inuse_*)\n"
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     offcpu: count only off-CPU intervals of at least USEC\n"
+	"      --mutex-fraction N   mutex: keep about 1 lock wait in N, values scaled by N\n"
+	"      --block-rate NS      offcpu: keep an interval of d ns with probability\n"
+	"                           min(1, d/NS), values scaled (Go's block profile rate)\n"
 	"      --demangle MODE      full (default) or none\n"
 	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default: .eh_frame tables, frame\n"
@@ -68,8 +75,11 @@ static const char usage[] =
 	"  sudo cprof-bpf -p 1234 -d 5 --format folded | flamegraph.pl > cpu.svg\n"
 	"  sudo cprof-bpf -t mutex -p 1234 -d 30 -o mutex.pb.gz\n"
 	"  sudo cprof-bpf -t offcpu -a -d 10 --min-block 1000 --format top\n"
+	"  sudo cprof-bpf -t mutex --mutex-fraction 100 -p 1234 -d 30 -o mutex.pb.gz\n"
+	"  sudo cprof-bpf -t threadcreate -p 1234 -d 10 --format top\n"
 	"\n"
-	"Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
+	"Exit status: 0 ok, 1 runtime failure, 2 usage error; 127 (CMD not found) or 126 (CMD\n"
+	"not executable) when -- CMD cannot be run, as a shell says.\n";
 
 int cli__parse_long(const char *s, long min, long max, long *out)
 {
@@ -80,8 +90,10 @@ int cli__parse_long(const char *s, long min, long max, long *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno || *end || end == s || v < min || v > max)
+	if (*end || end == s || (errno && errno != ERANGE))
 		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
 	*out = v;
 	return 0;
 }
@@ -95,8 +107,10 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
+	if (*end || end == s || isnan(v) || (errno && errno != ERANGE))
 		return -EINVAL;
+	if (errno == ERANGE || !isfinite(v) || v < min || v > max)
+		return -ERANGE;
 	*out = v;
 	return 0;
 }
@@ -138,9 +152,27 @@ int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
 	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB"))
 		return -EINVAL;
 	if (v * mul > 1e18)
-		return -EINVAL;
+		return -ERANGE;
 	*out = (uint64_t)(v * mul);
 	return 0;
+}
+
+/* "invalid WHAT 'ARG': out of range|not a number, expected RANGE" on one line. */
+static int bad_value(const char *what, const char *arg, int err, const char *range, const char *nan)
+{
+	pr_err("invalid %s '%s': %s, expected %s\n", what, arg,
+	       err == -ERANGE ? "out of range" : nan, range);
+	return -EINVAL;
+}
+
+static int bad_number(const char *what, const char *arg, int err, const char *range)
+{
+	return bad_value(what, arg, err, range, "not a number");
+}
+
+static int bad_integer(const char *what, const char *arg, int err, const char *range)
+{
+	return bad_value(what, arg, err, range, "not an integer");
 }
 
 int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n)
@@ -153,8 +185,8 @@ int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n)
 	if (!copy)
 		return -ENOMEM;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (cli__parse_long(tok, 1, 4194304, &v)) {
-			pr_err("invalid pid '%s': expected a number from 1 to 4194304\n", tok);
+		if ((err = cli__parse_long(tok, 1, 4194304, &v))) {
+			bad_integer("pid", tok, err, "1 to 4194304");
 			err = -EINVAL;
 			break;
 		}
@@ -192,6 +224,8 @@ enum {
 	OPT_UNWIND_MEM,
 	OPT_MIN_WAIT,
 	OPT_MIN_BLOCK,
+	OPT_MUTEX_FRACTION,
+	OPT_BLOCK_RATE,
 };
 
 #define MAX_MIN_WAIT_US 3600000000l /* an hour */
@@ -216,6 +250,8 @@ static const struct option long_opts[] = {
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
 	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
 	{"min-block", required_argument, NULL, OPT_MIN_BLOCK},
+	{"mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION},
+	{"block-rate", required_argument, NULL, OPT_BLOCK_RATE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -224,7 +260,7 @@ static const struct option long_opts[] = {
 };
 
 int cli__getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
-		const char *usage, const char *help, int (*one)(int, const char *, void *),
+		const char *usage_text, const char *help, int (*one)(int, const char *, void *),
 		void *ctx)
 {
 	int opt, err;
@@ -234,7 +270,7 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
 	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
-			fputs(usage, stdout);
+			fputs(usage_text, stdout);
 			return 1;
 		case 'V':
 			printf("cprof-bpf %s\n", CPROF_VERSION);
@@ -254,10 +290,31 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
 	return 0;
 }
 
+int cli__parse_mutex_fraction(const char *s, uint32_t *out)
+{
+	long v;
+
+	if (cli__parse_long(s, 1, CLI_MAX_MUTEX_FRACTION, &v))
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int cli__parse_block_rate(const char *s, uint64_t *out)
+{
+	long v;
+
+	if (cli__parse_long(s, 1, CLI_MAX_BLOCK_RATE, &v))
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
 static int parse_one(int opt, const char *arg, void *ctx)
 {
 	struct record_opts *o = ctx;
 	long v;
+	int err;
 
 	switch (opt) {
 	case 'p':
@@ -273,16 +330,13 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		o->type = arg;
 		return 0;
 	case 'd':
-		if (cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->duration)) {
-			pr_err("invalid duration '%s': expected seconds, more than 0\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->duration)))
+			return bad_number("duration", arg, err,
+					  "0.001 to 31536000 seconds (a year)");
 		return 0;
 	case 'F':
-		if (cli__parse_long(arg, 1, MAX_FREQ, &v)) {
-			pr_err("invalid frequency '%s': expected 1 to %d Hz\n", arg, MAX_FREQ);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, MAX_FREQ, &v)))
+			return bad_integer("frequency", arg, err, "1 to 10000 Hz");
 		o->freq = (int)v;
 		return 0;
 	case 'o':
@@ -301,17 +355,13 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		}
 		return 0;
 	case OPT_TOP:
-		if (cli__parse_long(arg, 0, 1000000, &v)) {
-			pr_err("invalid --top '%s'\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 0, 1000000, &v)))
+			return bad_integer("--top", arg, err, "0 (all) to 1000000 rows");
 		o->top_rows = (int)v;
 		return 0;
 	case OPT_MAX_STACKS:
-		if (cli__parse_long(arg, 64, 1048576, &v)) {
-			pr_err("invalid --max-stacks '%s': expected 64 to 1048576\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 64, 1048576, &v)))
+			return bad_integer("--max-stacks", arg, err, "64 to 1048576");
 		o->max_keys = (uint32_t)v;
 		return 0;
 	case OPT_NO_KERNEL:
@@ -325,18 +375,14 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		o->demangle = strcmp(arg, "full") == 0;
 		return 0;
 	case OPT_HEAP_SAMPLE_BYTES:
-		if (cli__parse_long(arg, 1, 1l << 40, &v)) {
-			pr_err("invalid --heap-sample-bytes '%s': expected 1 to %ld\n", arg,
-			       1l << 40);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, 1l << 40, &v)))
+			return bad_integer("--heap-sample-bytes", arg, err,
+					   "1 to 1099511627776 (1 TiB)");
 		o->heap_sample_bytes = (uint64_t)v;
 		return 0;
 	case OPT_HEAP_MAX_LIVE:
-		if (cli__parse_long(arg, 64, 16777216, &v)) {
-			pr_err("invalid --heap-max-live '%s': expected 64 to 16777216\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 64, 16777216, &v)))
+			return bad_integer("--heap-max-live", arg, err, "64 to 16777216");
 		o->heap_max_live = (uint32_t)v;
 		return 0;
 	case OPT_HEAP_ALLOC_ONLY:
@@ -362,23 +408,38 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		}
 		return 0;
 	case OPT_UNWIND_MEM:
-		if (cli__parse_size(arg, 1 << 20, &o->unwind_mem) ||
-		    o->unwind_mem < (64ull << 10) || o->unwind_mem > (64ull << 30)) {
-			pr_err("invalid --unwind-mem '%s': expected 64K to 64G (plain numbers are "
-			       "MiB)\n",
-			       arg);
-			return -EINVAL;
-		}
+		err = cli__parse_size(arg, 1 << 20, &o->unwind_mem);
+		if (!err && (o->unwind_mem < (64ull << 10) || o->unwind_mem > (64ull << 30)))
+			err = -ERANGE;
+		if (err)
+			return bad_number("--unwind-mem", arg, err,
+					  "64K to 64G (plain numbers are MiB)");
 		return 0;
 	case OPT_MIN_WAIT:
 	case OPT_MIN_BLOCK:
-		if (cli__parse_long(arg, 0, MAX_MIN_WAIT_US, &v)) {
-			pr_err("invalid %s '%s': expected microseconds, 0 to %ld\n",
-			       opt == OPT_MIN_WAIT ? "--min-wait" : "--min-block", arg,
-			       MAX_MIN_WAIT_US);
-			return -EINVAL;
+		if ((err = cli__parse_long(arg, 0, MAX_MIN_WAIT_US, &v))) {
+			char range[64];
+
+			snprintf(range, sizeof(range), "0 to %ld microseconds", MAX_MIN_WAIT_US);
+			return bad_integer(opt == OPT_MIN_WAIT ? "--min-wait" : "--min-block", arg,
+					   err, range);
 		}
 		*(opt == OPT_MIN_WAIT ? &o->min_wait_us : &o->min_block_us) = v;
+		return 0;
+	case OPT_MUTEX_FRACTION:
+		if (cli__parse_mutex_fraction(arg, &o->mutex_fraction)) {
+			pr_err("invalid --mutex-fraction '%s': expected 1 to %ld (1 in N lock "
+			       "waits)\n",
+			       arg, CLI_MAX_MUTEX_FRACTION);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_BLOCK_RATE:
+		if (cli__parse_block_rate(arg, &o->block_rate_ns)) {
+			pr_err("invalid --block-rate '%s': expected nanoseconds, 1 to %ld\n", arg,
+			       CLI_MAX_BLOCK_RATE);
+			return -EINVAL;
+		}
 		return 0;
 	case 'v':
 		log_verbosity++;
@@ -424,6 +485,14 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 		pr_err("--min-block applies to -t offcpu\n");
 		return -EINVAL;
 	}
+	if (o->mutex_fraction && collector__find(o->type) != collector__find("mutex")) {
+		pr_err("--mutex-fraction applies to -t mutex\n");
+		return -EINVAL;
+	}
+	if (o->block_rate_ns && collector__find(o->type) != collector__find("offcpu")) {
+		pr_err("--block-rate applies to -t offcpu (block)\n");
+		return -EINVAL;
+	}
 	if (o->heap_alloc_only && collector__find(o->type) != collector__find("heap")) {
 		pr_err("--heap-alloc-only applies to -t heap\n");
 		return -EINVAL;
@@ -464,6 +533,11 @@ static const char serve_usage[] =
 	"      --max-seconds S      longest capture a request may ask for (default 3600)\n"
 	"      --idle-timeout S     close connections idle this long (default 30; a running\n"
 	"                           capture is never idle)\n"
+	"      --request-timeout S  time to send a request line and headers, and its body\n"
+	"                           (default 10; slower clients get 408)\n"
+	"      --max-connections N  open connections at once (default 128)\n"
+	"      --max-per-client N   open connections from one address (default 64); over a\n"
+	"                           limit the oldest idle one is closed, or 503 when none is\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
 	"      --max-stacks N       distinct stacks kept in BPF per collector (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
@@ -473,6 +547,8 @@ static const char serve_usage[] =
 	"      --heap-max-live N    heap, allocs: sampled blocks tracked until freed\n"
 	"      --min-wait USEC      mutex: count only waits of at least USEC microseconds\n"
 	"      --min-block USEC     block: count only off-CPU intervals of at least USEC\n"
+	"      --mutex-fraction N   mutex: keep about 1 lock wait in N (a request: fraction=)\n"
+	"      --block-rate NS      block: Go's block profile rate (a request: rate=)\n"
 	"      --debug-dir DIR      root of separate debug files (default /usr/lib/debug)\n"
 	"      --unwind MODE        user stacks: auto (default), fp or dwarf\n"
 	"      --unwind-mem SIZE    memory for unwind tables, per loaded collector (default 128M)\n"
@@ -499,6 +575,9 @@ enum {
 	OPT_MAX_CAPTURES,
 	OPT_MAX_SECONDS,
 	OPT_IDLE_TIMEOUT,
+	OPT_REQUEST_TIMEOUT,
+	OPT_MAX_CONNECTIONS,
+	OPT_MAX_PER_CLIENT,
 };
 
 static const struct option serve_long_opts[] = {
@@ -509,6 +588,9 @@ static const struct option serve_long_opts[] = {
 	{"max-captures", required_argument, NULL, OPT_MAX_CAPTURES},
 	{"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+	{"max-per-client", required_argument, NULL, OPT_MAX_PER_CLIENT},
 	{"freq", required_argument, NULL, 'F'},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
@@ -517,6 +599,8 @@ static const struct option serve_long_opts[] = {
 	{"heap-max-live", required_argument, NULL, OPT_HEAP_MAX_LIVE},
 	{"min-wait", required_argument, NULL, OPT_MIN_WAIT},
 	{"min-block", required_argument, NULL, OPT_MIN_BLOCK},
+	{"mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION},
+	{"block-rate", required_argument, NULL, OPT_BLOCK_RATE},
 	{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
@@ -539,6 +623,8 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 		.heap_max_live = o->heap_max_live,
 		.min_wait_us = o->min_wait_us,
 		.min_block_us = o->min_block_us,
+		.mutex_fraction = o->mutex_fraction,
+		.block_rate_ns = o->block_rate_ns,
 		.debug_dir = o->debug_dir,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
@@ -552,16 +638,51 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 	o->heap_max_live = r.heap_max_live;
 	o->min_wait_us = r.min_wait_us;
 	o->min_block_us = r.min_block_us;
+	o->mutex_fraction = r.mutex_fraction;
+	o->block_rate_ns = r.block_rate_ns;
 	o->debug_dir = r.debug_dir;
 	o->unwind = r.unwind;
 	o->unwind_mem = r.unwind_mem;
 	return err;
 }
 
+/* The server's connection limits. */
+static int parse_serve_limit(int opt, const char *arg, struct serve_opts *o)
+{
+	static const struct {
+		int opt;
+		const char *name;
+		long max;
+		size_t off;
+	} lim[] = {
+		{OPT_REQUEST_TIMEOUT, "--request-timeout", 3600,
+		 offsetof(struct serve_opts, request_timeout)},
+		{OPT_MAX_CONNECTIONS, "--max-connections", 4096,
+		 offsetof(struct serve_opts, max_connections)},
+		{OPT_MAX_PER_CLIENT, "--max-per-client", 4096,
+		 offsetof(struct serve_opts, max_per_client)},
+	};
+	long v;
+
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
+		if (lim[i].opt != opt)
+			continue;
+		if (cli__parse_long(arg, 1, lim[i].max, &v)) {
+			pr_err("invalid %s '%s': expected 1 to %ld\n", lim[i].name, arg,
+			       lim[i].max);
+			return -EINVAL;
+		}
+		*(unsigned *)((char *)o + lim[i].off) = (unsigned)v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static int parse_serve_one(int opt, const char *arg, void *ctx)
 {
 	struct serve_opts *o = ctx;
 	long v;
+	int err;
 
 	switch (opt) {
 	case 'l':
@@ -577,25 +698,24 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 		o->tls_key = arg;
 		return 0;
 	case OPT_MAX_CAPTURES:
-		if (cli__parse_long(arg, 1, 64, &v)) {
-			pr_err("invalid --max-captures '%s': expected 1 to 64\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, 64, &v)))
+			return bad_integer("--max-captures", arg, err, "1 to 64");
 		o->max_captures = (int)v;
 		return 0;
 	case OPT_MAX_SECONDS:
-		if (cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->max_seconds)) {
-			pr_err("invalid --max-seconds '%s': expected seconds, more than 0\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_seconds(arg, 0.001, MAX_DURATION, &o->max_seconds)))
+			return bad_number("--max-seconds", arg, err,
+					  "0.001 to 31536000 seconds (a year)");
 		return 0;
 	case OPT_IDLE_TIMEOUT:
-		if (cli__parse_long(arg, 1, 86400, &v)) {
-			pr_err("invalid --idle-timeout '%s': expected 1 to 86400 seconds\n", arg);
-			return -EINVAL;
-		}
+		if ((err = cli__parse_long(arg, 1, 86400, &v)))
+			return bad_integer("--idle-timeout", arg, err, "1 to 86400 seconds");
 		o->idle_timeout = (unsigned)v;
 		return 0;
+	case OPT_REQUEST_TIMEOUT:
+	case OPT_MAX_CONNECTIONS:
+	case OPT_MAX_PER_CLIENT:
+		return parse_serve_limit(opt, arg, o);
 	case OPT_NO_KERNEL:
 		o->no_kernel = true;
 		return 0;
@@ -606,6 +726,8 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 	case OPT_HEAP_MAX_LIVE:
 	case OPT_MIN_WAIT:
 	case OPT_MIN_BLOCK:
+	case OPT_MUTEX_FRACTION:
+	case OPT_BLOCK_RATE:
 	case OPT_DEBUG_DIR:
 	case OPT_UNWIND:
 	case OPT_UNWIND_MEM:

@@ -37,6 +37,8 @@ struct record_opts {
 	/* --min-wait (mutex), --min-block (offcpu) in microseconds, -1 = not given */
 	long min_wait_us;
 	long min_block_us;
+	uint32_t mutex_fraction; /* --mutex-fraction N: about 1 lock wait in N; 0 = all */
+	uint64_t block_rate_ns;	 /* --block-rate NS: Go's block profile rate; 0 = all */
 };
 
 struct serve_opts {
@@ -44,18 +46,23 @@ struct serve_opts {
 	const char *token_file; /* --token-file */
 	const char *tls_cert;	/* --tls-cert, --tls-key */
 	const char *tls_key;
-	int max_captures;      /* --max-captures: captures running at once; more get 503 */
-	double max_seconds;    /* --max-seconds: the longest capture a request may ask for */
-	unsigned idle_timeout; /* --idle-timeout: seconds an idle connection stays open */
-	int freq;	       /* -F: cpu Hz of captures (a request may say hz=) */
-	uint32_t max_keys;     /* --max-stacks */
-	bool no_kernel;	       /* --no-kernel */
-	bool demangle;	       /* --demangle */
+	int max_captures;	  /* --max-captures: captures running at once; more get 503 */
+	double max_seconds;	  /* --max-seconds: the longest capture a request may ask for */
+	unsigned idle_timeout;	  /* --idle-timeout: seconds an idle connection stays open */
+	unsigned request_timeout; /* --request-timeout: seconds to send a request's head */
+	unsigned max_connections; /* --max-connections: open connections at once */
+	unsigned max_per_client;  /* --max-per-client: open connections from one address */
+	int freq;		  /* -F: cpu Hz of captures (a request may say hz=) */
+	uint32_t max_keys;	  /* --max-stacks */
+	bool no_kernel;		  /* --no-kernel */
+	bool demangle;		  /* --demangle */
 	/* Per-type options of every capture, as record's (same flags, same checks). */
 	uint64_t heap_sample_bytes; /* --heap-sample-bytes; 0 = default */
 	uint32_t heap_max_live;	    /* --heap-max-live; 0 = default */
 	long min_wait_us;	    /* --min-wait (mutex captures), -1 = not given */
 	long min_block_us;	    /* --min-block (block captures), -1 = not given */
+	uint32_t mutex_fraction;    /* --mutex-fraction (mutex captures; ?fraction=); 0 = all */
+	uint64_t block_rate_ns;	    /* --block-rate (block captures; ?rate=); 0 = all */
 	const char *debug_dir;	    /* --debug-dir; NULL = /usr/lib/debug */
 	int unwind;		    /* --unwind: enum cprof_unwind_mode */
 	uint64_t unwind_mem;	    /* --unwind-mem; 0 = default */
@@ -81,6 +88,12 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
  * Errors are one line on stderr. Returns 0, -EINVAL or -ENOMEM. */
 int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n);
 int cli__parse_long(const char *s, long min, long max, long *out);
+/* --mutex-fraction / ?fraction=: 1 to CLI_MAX_MUTEX_FRACTION; --block-rate / ?rate=: ns, 1 to
+ * CLI_MAX_BLOCK_RATE. Strict; return 0 or -EINVAL (nothing printed). */
+#define CLI_MAX_MUTEX_FRACTION 1000000000l
+#define CLI_MAX_BLOCK_RATE     3600000000000l /* an hour */
+int cli__parse_mutex_fraction(const char *s, uint32_t *out);
+int cli__parse_block_rate(const char *s, uint64_t *out);
 /* Strictly parses a decimal number of seconds (may have a fraction) in [min, max]. */
 int cli__parse_seconds(const char *s, double min, double max, double *out);
 /* Parses a size: a number (fractions allowed) with an optional K, M, G or T suffix (binary;

@@ -1,11 +1,13 @@
 /* One-shot record session: targets from the command line, one capture, one output file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "capture.h"
@@ -13,6 +15,7 @@
 #include "record.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/out_file.h"
 #include "util/preflight.h"
 
 static volatile sig_atomic_t exiting;
@@ -27,98 +30,134 @@ struct session {
 	const struct record_opts *o;
 	pid_t child;	/* -- CMD */
 	int child_gate; /* write end of the pipe the child waits on before exec */
+	int exec_err;	/* read end of the pipe the child reports a failed exec on */
+	int exec_errno; /* what that exec failed with (0: it ran) */
 	bool child_exited;
-	const char *out_path; /* NULL: stdout */
-	char default_path[64];
-	char *tmp_path; /* the output being written, renamed at the end */
-	FILE *out;
+	struct out_file *out;
 };
 
 /* Opens the output before sampling starts, so a path that cannot be written fails now and not
- * after the whole duration. A file is written beside its final name and renamed at the end. */
+ * after the whole duration (util/out_file.h: what is written or replaced, and how). */
 static int open_output(struct session *s)
 {
 	const struct record_opts *o = s->o;
-	int fd, err;
+	char default_path[64];
+	const char *path = o->output;
 
-	s->out_path = o->output;
-	if (!s->out_path && o->format == FORMAT_PPROF) {
-		snprintf(s->default_path, sizeof(s->default_path), "%s.pb.gz", o->type);
-		s->out_path = s->default_path;
+	if (!path && o->format == FORMAT_PPROF) {
+		snprintf(default_path, sizeof(default_path), "%s.pb.gz", o->type);
+		path = default_path;
 	}
-	if (!s->out_path || strcmp(s->out_path, "-") == 0) {
-		s->out_path = NULL;
-		s->out = stdout;
-		return 0;
-	}
-	if (asprintf(&s->tmp_path, "%s.tmp.%d", s->out_path, getpid()) < 0) {
-		s->tmp_path = NULL;
-		return -ENOMEM;
-	}
-	fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd >= 0 && (s->out = fdopen(fd, "w")))
-		return 0;
-	err = -errno;
-	if (fd >= 0) {
-		close(fd);
-		unlink(s->tmp_path);
-	}
-	pr_err("cannot write %s: %s\n", s->out_path, strerror(-err));
-	return err;
+	return out_file__open(path, &s->out);
 }
 
 static int finish_output(struct session *s, bool ok)
 {
-	int err = 0;
+	int err;
 
-	if (!s->out)
-		return 0;
-	if (s->out == stdout)
-		return fflush(stdout) ? -errno : 0;
-	if (fclose(s->out))
-		err = -errno;
-	s->out = NULL;
-	if (ok && !err && rename(s->tmp_path, s->out_path))
-		err = -errno;
-	if (!ok || err)
-		unlink(s->tmp_path);
-	if (err)
-		pr_err("cannot write %s: %s\n", s->out_path, strerror(-err));
-	else if (ok)
-		pr_info("wrote %s\n", s->out_path);
+	if (!ok)
+		return 0; /* out_file__free discards what was not committed */
+	err = out_file__commit(s->out);
+	if (!err && strcmp(out_file__path(s->out), "-"))
+		pr_info("wrote %s\n", out_file__path(s->out));
 	return err;
+}
+
+/* Exit status of a shell for a command it cannot run: 127 not found, 126 found but not
+ * executable. */
+static int cannot_run_status(int err)
+{
+	return err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG ? 127 : 126;
+}
+
+/* Whether CMD can be run, as execvp would find it; checked before anything is attached, so a
+ * typo fails at once. Returns 0 or the shell's exit status (with a message). */
+static int check_command(const char *cmd)
+{
+	const char *path = getenv("PATH"), *p, *colon;
+	char buf[PATH_MAX];
+	struct stat st;
+	int seen = 0;
+
+	if (strchr(cmd, '/')) {
+		if (stat(cmd, &st)) {
+			int e = errno;
+
+			pr_err("cannot run %s: %s\n", cmd, strerror(e));
+			return cannot_run_status(e);
+		}
+		if (S_ISDIR(st.st_mode) || access(cmd, X_OK)) {
+			pr_err("cannot run %s: %s\n", cmd,
+			       S_ISDIR(st.st_mode) ? strerror(EISDIR) : strerror(errno));
+			return 126;
+		}
+		return 0;
+	}
+	if (!path || !*path)
+		path = "/bin:/usr/bin"; /* execvp's default */
+	for (p = path; p; p = colon ? colon + 1 : NULL) {
+		int len;
+
+		colon = strchr(p, ':');
+		len = colon ? (int)(colon - p) : (int)strlen(p);
+		snprintf(buf, sizeof(buf), "%.*s%s%s", len, p, len ? "/" : "", cmd);
+		if (stat(buf, &st) || S_ISDIR(st.st_mode))
+			continue;
+		if (access(buf, X_OK) == 0)
+			return 0;
+		seen = 1;
+	}
+	pr_err("cannot run %s: %s\n", cmd, seen ? strerror(EACCES) : "command not found");
+	return seen ? 126 : 127;
 }
 
 /* Forks CMD stopped at a gate, so it becomes a target before it runs a single instruction. */
 static int spawn_child(struct session *s)
 {
-	int gate[2];
+	int gate[2], status[2], e;
 	char c;
 
 	if (pipe2(gate, O_CLOEXEC))
 		return -errno;
-	s->child = fork();
-	if (s->child < 0) {
+	/* Closed by a successful exec; a failed one writes its errno there. */
+	if (pipe2(status, O_CLOEXEC)) {
+		e = -errno;
 		close(gate[0]);
 		close(gate[1]);
-		return -errno;
+		return e;
+	}
+	s->child = fork();
+	if (s->child < 0) {
+		e = -errno;
+		close(gate[0]);
+		close(gate[1]);
+		close(status[0]);
+		close(status[1]);
+		return e;
 	}
 	if (s->child == 0) {
 		close(gate[1]);
+		close(status[0]);
+		signal(SIGPIPE, SIG_DFL); /* ignored by the profiler, not by CMD */
 		if (read(gate[0], &c, 1) != 1)
 			_exit(127); /* the profiler gave up before starting us */
 		execvp(s->o->cmd[0], s->o->cmd);
-		fprintf(stderr, "cprof-bpf: cannot run %s: %s\n", s->o->cmd[0], strerror(errno));
-		_exit(127);
+		e = errno;
+		if (write(status[1], &e, sizeof(e)) != sizeof(e))
+			_exit(127);
+		_exit(cannot_run_status(e));
 	}
 	close(gate[0]);
+	close(status[1]);
 	s->child_gate = gate[1];
+	s->exec_err = status[0];
 	return 0;
 }
 
 static void release_child(void *ctx)
 {
 	struct session *s = ctx;
+	int e;
 
 	if (s->child_gate < 0)
 		return;
@@ -126,6 +165,17 @@ static void release_child(void *ctx)
 		pr_warn("cannot start %s: %s\n", s->o->cmd[0], strerror(errno));
 	close(s->child_gate);
 	s->child_gate = -1;
+	/* The status pipe ends (EOF) when exec succeeds, or brings its errno: wait for which. */
+	if (s->exec_err >= 0 && read(s->exec_err, &e, sizeof(e)) == sizeof(e)) {
+		s->exec_errno = e;
+		pr_err("cannot run %s: %s\n", s->o->cmd[0], strerror(e));
+		/* Said once, here: the rest (an empty capture) is noise, no profile is written. */
+		log_verbosity = LOG_ERROR - 1;
+	}
+	if (s->exec_err >= 0) {
+		close(s->exec_err);
+		s->exec_err = -1;
+	}
 }
 
 static bool should_stop(void *ctx)
@@ -134,26 +184,29 @@ static bool should_stop(void *ctx)
 
 	if (s->child > 0 && !s->child_exited && waitpid(s->child, NULL, WNOHANG) > 0)
 		s->child_exited = true;
-	return exiting || s->child_exited;
+	return exiting || s->child_exited || s->exec_errno;
 }
 
 static int write_output(struct session *s, struct pprof_builder *b)
 {
+	FILE *f = out_file__stream(s->out);
 	int err = 0;
 
+	if (!f)
+		return -EIO;
 	switch (s->o->format) {
 	case FORMAT_PPROF:
-		err = pprof_builder__write_pprof(b, s->out);
+		err = pprof_builder__write_pprof(b, f);
 		break;
 	case FORMAT_FOLDED:
-		err = pprof_builder__write_folded(b, s->out, -1);
+		err = pprof_builder__write_folded(b, f, -1);
 		break;
 	case FORMAT_TOP:
-		err = pprof_builder__write_top(b, s->out, -1, s->o->top_rows);
+		err = pprof_builder__write_top(b, f, -1, s->o->top_rows);
 		break;
 	}
 	if (err)
-		pr_err("cannot write the profile: %s\n", strerror(-err));
+		pr_err("cannot write %s: %s\n", out_file__path(s->out), strerror(-err));
 	return err;
 }
 
@@ -188,6 +241,8 @@ static int run(struct session *s)
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
 		.min_wait_ns = min_wait_ns(o),
+		.mutex_fraction = o->mutex_fraction,
+		.block_rate_ns = o->block_rate_ns,
 		.should_stop = should_stop,
 		.ctx = s,
 	};
@@ -214,6 +269,10 @@ static int run(struct session *s)
 		co.exe_hint = o->cmd[0];
 	}
 	err = capture__run(&co, sym, &b);
+	if (s->exec_errno) {
+		err = -ECHILD; /* no profile: nothing ran (should_stop said why) */
+		goto cleanup;
+	}
 	if (!err)
 		err = write_output(s, b);
 	mem__checkpoint("written");
@@ -225,9 +284,9 @@ cleanup:
 
 int record__run(const struct record_opts *o)
 {
-	struct session s = {.o = o, .child = -1, .child_gate = -1};
+	struct session s = {.o = o, .child = -1, .child_gate = -1, .exec_err = -1};
 	struct sigaction sa = {.sa_handler = on_signal};
-	int err;
+	int err, status;
 
 	if (preflight__check())
 		return 1;
@@ -237,25 +296,36 @@ int record__run(const struct record_opts *o)
 			return 1;
 		}
 	}
-	if (open_output(&s)) {
-		free(s.tmp_path);
+	if (o->cmd && (status = check_command(o->cmd[0])))
+		return status;
+	if (open_output(&s))
 		return 1;
-	}
+	/* No SA_RESTART: Ctrl-C also ends a wait for a FIFO's reader. */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* A reader that went away (a FIFO, a pipe on stdout) is a write error, not a kill. */
+	signal(SIGPIPE, SIG_IGN);
 	log__route_libbpf();
 
 	err = run(&s);
 	if (finish_output(&s, !err) && !err)
 		err = -EIO;
 	if (s.child > 0) {
-		release_child(&s); /* a child still at the gate exits */
+		if (s.child_gate >= 0) {
+			/* Still at the gate (nothing was attached): it exits without running CMD. */
+			close(s.child_gate);
+			s.child_gate = -1;
+		}
 		if (!s.child_exited) {
 			/* The duration ended (or Ctrl-C) before CMD did: CMD stops with us. */
 			kill(s.child, SIGTERM);
 			waitpid(s.child, NULL, 0);
 		}
 	}
-	free(s.tmp_path);
+	if (s.exec_err >= 0)
+		close(s.exec_err);
+	out_file__free(s.out);
+	if (s.exec_errno)
+		return cannot_run_status(s.exec_errno);
 	return err ? 1 : 0;
 }

@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "http/access.h"
+#include "http/door.h"
 #include "http/flamegraph.h"
 #include "http/server.h"
 #include "pprof/builder.h"
@@ -324,6 +326,223 @@ static void test_server_bad_options(void **state)
 	http_server__free(s);
 }
 
+/* --- the front door's checks of a request head --- */
+
+static void test_door_check_head(void **state)
+{
+	static const struct {
+		const char *head;
+		int status;
+	} cases[] = {
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+		{"GET /x?a=1 HTTP/1.0\r\n\r\n", 0},
+		{"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", 0},
+		{"GET / HTTP/1.1\r\n\r\n", 400},	     /* 1.1 without Host */
+		{"GARBAGE\r\n\r\n", 400},		     /* no target, no version */
+		{"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400},  /* not HTTP/1.x */
+		{"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* two spaces */
+		{"GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400},  /* target not a path */
+		{"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},  /* method not a token */
+		{"GET / HTTP/1.1\r\nHost a\r\n\r\n", 400},   /* header without ':' */
+		{"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n", 413},
+		{"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+	};
+	const char *why;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		why = NULL;
+		assert_int_equal(
+			http_door__check_head(cases[i].head, strlen(cases[i].head), 100, &why),
+			cases[i].status);
+		assert_true(cases[i].status == 0 || (why && !strchr(why, '\n')));
+	}
+	/* A NUL inside the head. */
+	assert_int_equal(
+		http_door__check_head("GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n", 28, 100, &why), 400);
+}
+
+/* --- the client's uid from a /proc/net/tcp table --- */
+
+static void test_access_find_socket(void **state)
+{
+	static char v4[] =
+		"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   "
+		"uid  timeout inode\n"
+		"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     "
+		"0        0 1062 1 0 100 0 0 10 0\n"
+		"   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     "
+		"0        0 1063 1 0 100 0 0 10 0\n"
+		"   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  "
+		"1000        0 1064 1 0 100 0 0 10 0\n";
+	static char v6[] =
+		"  sl  local_address                         remote_address                        "
+		"st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+		"   0: 00000000000000000000000001000000:C351 00000000000000000000000001000000:1F90 "
+		"01 00000000:00000000 00:00000000 00000000  1001        0 99 1 0 20 4 30 10 -1\n";
+	struct sockaddr_in srv = {.sin_family = AF_INET, .sin_port = htons(0x1f90)};
+	struct sockaddr_in cli = {.sin_family = AF_INET, .sin_port = htons(0xc350)};
+	struct sockaddr_in6 srv6 = {.sin6_family = AF_INET6, .sin6_port = htons(0x1f90)};
+	struct sockaddr_in6 cli6 = {.sin6_family = AF_INET6, .sin6_port = htons(0xc351)};
+	struct sockaddr_storage s = {}, c = {};
+	uid_t uid = 0;
+	FILE *f;
+
+	(void)state;
+	srv.sin_addr.s_addr = cli.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	memcpy(&s, &srv, sizeof(srv));
+	memcpy(&c, &cli, sizeof(cli));
+	f = fmemopen(v4, strlen(v4), "r");
+	assert_int_equal(access__find_socket(f, false, &c, &s, &uid), 0);
+	assert_int_equal(uid, 1000); /* the client's line, not the server's (uid 0) */
+	fclose(f);
+	cli.sin_port = htons(0xc352);
+	memcpy(&c, &cli, sizeof(cli));
+	f = fmemopen(v4, strlen(v4), "r");
+	assert_int_equal(access__find_socket(f, false, &c, &s, &uid), -ENOENT);
+	fclose(f);
+	srv6.sin6_addr = cli6.sin6_addr = in6addr_loopback;
+	memcpy(&s, &srv6, sizeof(srv6));
+	memcpy(&c, &cli6, sizeof(cli6));
+	f = fmemopen(v6, strlen(v6), "r");
+	assert_int_equal(access__find_socket(f, true, &c, &s, &uid), 0);
+	assert_int_equal(uid, 1001);
+	fclose(f);
+}
+
+static void test_access_rules(void **state)
+{
+	struct http_peer root = {.local = true, .known = true, .uid = 0};
+	struct http_peer user = {.local = true, .known = true, .uid = 4242};
+	struct http_peer unknown = {.local = true};
+	struct http_peer token = {.token = true, .local = true, .known = true, .uid = 4242};
+	struct access a;
+	char why[256];
+
+	(void)state;
+	access__of_peer(&root, &a);
+	assert_true(a.all && access__kernel(&a));
+	assert_int_equal(access__pid(&a, 1, why, sizeof(why)), 0);
+	access__of_peer(&token, &a);
+	assert_true(a.all);
+	access__of_peer(&user, &a);
+	assert_false(a.all);
+	a.paranoid = 2;
+	a.kptr_restrict = 0;
+	assert_int_equal(access__pid(&a, 1, why, sizeof(why)), -EPERM);
+	assert_non_null(strstr(why, "belongs to uid 0"));
+	assert_int_equal(access__pid(&a, 4194303, why, sizeof(why)), -ESRCH);
+	assert_int_equal(access__system(&a, why, sizeof(why)), -EPERM);
+	assert_false(access__kernel(&a));
+	a.paranoid = 1;
+	assert_true(access__kernel(&a));
+	a.kptr_restrict = 1;
+	assert_false(access__kernel(&a));
+	a.paranoid = 0;
+	assert_int_equal(access__system(&a, why, sizeof(why)), 0);
+	a.paranoid = 3;
+	assert_int_equal(access__profile(&a, why, sizeof(why)), -EPERM);
+	access__of_peer(&unknown, &a);
+	assert_int_equal(access__pid(&a, 1, why, sizeof(why)), -EPERM);
+	assert_non_null(strstr(why, "cannot tell which local user"));
+}
+
+/* Without a token: Host must name the server; parameters without NUL, repeats or empties. */
+static void test_server_host_and_query(void **state)
+{
+	struct http_server_opts o = {.listen = "127.0.0.1:0",
+				     .routes = routes,
+				     .nroutes = sizeof(routes) / sizeof(routes[0])};
+	struct http_server *s;
+	char req[256], *a;
+	int port;
+
+	(void)state;
+	assert_int_equal(http_server__new(&o, &s), 0);
+	assert_int_equal(http_server__start(s), 0);
+	port = http_server__port(s);
+	a = roundtrip(port, GET("/pub", ""));
+	assert_non_null(strstr(a, "HTTP/1.1 421"));
+	assert_non_null(strstr(a, "does not name this server"));
+	snprintf(req, sizeof(req),
+		 "GET /pub HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n", port);
+	assert_non_null(strstr(roundtrip(port, req), "HTTP/1.1 200"));
+	snprintf(req, sizeof(req),
+		 "GET /pub HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port + 1);
+	assert_non_null(strstr(roundtrip(port, req), "HTTP/1.1 421"));
+	snprintf(req, sizeof(req),
+		 "GET /pub?x=1%%00y HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		 port);
+	a = roundtrip(port, req);
+	assert_non_null(strstr(a, "HTTP/1.1 400"));
+	assert_non_null(strstr(a, "NUL byte in parameter 'x'\n"));
+	snprintf(req, sizeof(req),
+		 "GET /pub?x=1&x=2 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		 port);
+	assert_non_null(strstr(roundtrip(port, req), "given more than once"));
+	snprintf(req, sizeof(req),
+		 "GET /pub?x= HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port);
+	assert_non_null(strstr(roundtrip(port, req), "empty value"));
+	/* What the front door refuses comes in the same one-line format. */
+	a = roundtrip(port, "GARBAGE\r\n\r\n");
+	assert_non_null(strstr(a, "HTTP/1.1 400"));
+	assert_non_null(strstr(a, "X-Go-Pprof: 1"));
+	assert_non_null(strstr(a, "malformed request line"));
+	assert_null(strstr(a, "<html"));
+	/* Garbage is answered when it arrives, without waiting for a blank line. */
+	a = roundtrip(port, "\x16\x03\x01garbage");
+	assert_non_null(strstr(a, "HTTP/1.1 400"));
+	a = roundtrip(port, "GET / HTTP/9\r\nHost: a\r\n");
+	assert_non_null(strstr(a, "HTTP/1.1 400"));
+	http_server__free(s);
+}
+
+/* A kept-alive connection between two requests makes room for a new one, as a silent one does;
+ * connections all running requests make the next one a 503. */
+static void test_server_limits(void **state)
+{
+	struct http_server_opts o = {.listen = "127.0.0.1:0",
+				     .routes = routes,
+				     .nroutes = sizeof(routes) / sizeof(routes[0]),
+				     .max_per_client = 2};
+	const char *req = "GET /pub HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	const char *once = "GET /pub HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+	const char *wait = "GET /wait HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	struct http_server *s;
+	char buf[4096], *a;
+	int port, c[2];
+
+	(void)state;
+	assert_int_equal(http_server__new(&o, &s), 0);
+	assert_int_equal(http_server__start(s), 0);
+	port = http_server__port(s);
+	for (int i = 0; i < 2; i++) {
+		c[i] = connect_to(port);
+		assert_int_equal(write(c[i], req, strlen(req)), (ssize_t)strlen(req));
+		assert_true(read(c[i], buf, sizeof(buf)) > 0); /* answered, kept alive */
+	}
+	a = roundtrip(port, once);
+	assert_non_null(strstr(a, "HTTP/1.1 200"));
+	assert_int_equal(read(c[0], buf, sizeof(buf)), 0); /* the oldest was closed */
+	close(c[0]);
+	close(c[1]);
+	/* Two requests running (/wait polls until its client leaves): the third gets 503. */
+	for (int i = 0; i < 2; i++) {
+		c[i] = connect_to(port);
+		assert_int_equal(write(c[i], wait, strlen(wait)), (ssize_t)strlen(wait));
+	}
+	usleep(300000);
+	a = roundtrip(port, once);
+	assert_non_null(strstr(a, "HTTP/1.1 503"));
+	assert_non_null(strstr(a, "Retry-After: 1"));
+	assert_non_null(strstr(a, "too many connections from your address"));
+	close(c[0]);
+	close(c[1]);
+	http_server__free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +550,11 @@ int main(void)
 		cmocka_unit_test(test_flamegraph_data),
 		cmocka_unit_test(test_server),
 		cmocka_unit_test(test_server_bad_options),
+		cmocka_unit_test(test_door_check_head),
+		cmocka_unit_test(test_access_find_socket),
+		cmocka_unit_test(test_access_rules),
+		cmocka_unit_test(test_server_host_and_query),
+		cmocka_unit_test(test_server_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

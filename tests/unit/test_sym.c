@@ -17,6 +17,7 @@
 
 #include "proc/maps.h"
 #include "sym/demangle.h"
+#include "sym/kallsyms.h"
 #include "sym/perfmap.h"
 #include "sym/symbolizer.h"
 
@@ -784,6 +785,40 @@ static void test_no_kernel(void **state)
 	symbolizer__free(s);
 }
 
+/* kallsyms__range: a core kernel text symbol up to the next one; data symbols, modules and
+ * hidden addresses do not count. */
+static void test_kallsyms_range(void **state)
+{
+	static const char text[] = "ffffffff81000000 T _stext\n"
+				   "ffffffff81001000 T __traceiter_sched_switch\n"
+				   "ffffffff81001040 d some_data\n"
+				   "ffffffff81001080 t next_fn\n"
+				   "ffffffffc0001000 t __traceiter_sched_switch\t[mod]\n";
+	char path[] = "/tmp/cprof-ksym-XXXXXX";
+	uint64_t lo = 0, hi = 0;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	(void)state;
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(kallsyms__range(path, "__traceiter_sched_switch", &lo, &hi), 0);
+	assert_int_equal(lo, 0xffffffff81001000ull);
+	assert_int_equal(hi, 0xffffffff81001080ull);
+	assert_int_equal(kallsyms__range(path, "no_such_fn", &lo, &hi), -ENOENT);
+	assert_int_equal(kallsyms__range(path, "next_fn", &lo, &hi), -ENOENT); /* the last one */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("0000000000000000 T _stext\n0000000000000000 T __traceiter_sched_switch\n", f);
+	fclose(f);
+	assert_int_equal(kallsyms__range(path, "__traceiter_sched_switch", &lo, &hi), -ENOENT);
+	unlink(path);
+	assert_int_equal(kallsyms__range(path, "_stext", &lo, &hi), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_kernel),
 		cmocka_unit_test(test_kernel_prepared),
 		cmocka_unit_test(test_no_kernel),
+		cmocka_unit_test(test_kallsyms_range),
 	};
 
 	return cmocka_run_group_tests(tests, build_fixtures, remove_fixtures);

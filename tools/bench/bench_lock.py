@@ -12,10 +12,15 @@ profiler (median of the rounds), the same per CPU second the workload used (stea
 shared machine, where other jobs take CPU from the workload), the share of lock acquisitions
 that had to wait, and the profiler's own CPU time.
 
-    tools/bench/bench_lock.py [--seconds 5] [--rounds 2] [--quick]
+    tools/bench/bench_lock.py [--seconds 5] [--rounds 2] [--quick] [--fraction]
 
-bpftrace's tracepoints need tracefs: the benchmark mounts it on /sys/kernel/tracing when it is
-missing (cprof-bpf itself does not need it).
+--fraction: only the contended lock loop, with no profiler and under `-t mutex` with
+--mutex-fraction 1, 10 and 100 (Go's SetMutexProfileFraction: the contentions dropped in BPF
+cost one random number each, the kept ones a stack walk); no peer tools, no tracefs.
+
+bpftrace's tracepoints need tracefs: where it is not mounted, the benchmark runs those bpftrace
+scripts in a private mount namespace (unshare -m) with tracefs mounted there only, never on the
+machine itself (cprof-bpf does not need it).
 """
 import argparse
 import os
@@ -33,12 +38,19 @@ from common import CPROF, FIXTURES, Table, build, med, parse, peer, reap, rounds
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 
 
-def ensure_tracefs():
-    if os.path.exists("/sys/kernel/tracing/events/syscalls"):
-        return True
-    r = subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"],
+# Runs a command in a private mount namespace where tracefs is mounted (the machine's mounts are
+# untouched). unshare and sh exec, so the pid (and rusage) is the command's own.
+IN_TRACEFS_NS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; "
+                 'exec "$@"', "sh"]
+
+
+def tracefs_usable():
+    if not shutil.which("unshare"):
+        return False
+    r = subprocess.run([*IN_TRACEFS_NS, "test", "-d", "/sys/kernel/tracing/events/syscalls"],
                        capture_output=True)
-    return r.returncode == 0 and os.path.exists("/sys/kernel/tracing/events/syscalls")
+    return r.returncode == 0
 
 
 def wait_attached(prof, marker, timeout=60):
@@ -78,13 +90,23 @@ def run_once(exe, mode, secs, cfg, tmp):
     return ops, contended, cpu, wcpu
 
 
-def cprof(kind):
-    return lambda pid, d: ([CPROF, "-v", "-t", kind, "-p", str(pid), "-o",
+def cprof(kind, *extra):
+    return lambda pid, d: ([CPROF, "-v", "-t", kind, *extra, "-p", str(pid), "-o",
                             os.path.join(d, f"{kind}.pb.gz")], ("err", "profiling"))
 
 
-def bpftrace(script):
-    return lambda pid, d: (["bpftrace", "-e", script.replace("PID", str(pid))],
+def fraction_workloads():
+    """The --fraction row set: the contended loop under each mutex fraction."""
+    cfgs = [("none", None)]
+    for n in (1, 10, 100):
+        cfgs.append((f"cprof-bpf mutex fraction {n}",
+                     cprof("mutex", "--mutex-fraction", str(n))))
+    return [("contended lock loop, 4 threads", "contended", cfgs)]
+
+
+def bpftrace(script, tracefs=False):
+    prefix = IN_TRACEFS_NS if tracefs else []
+    return lambda pid, d: ([*prefix, "bpftrace", "-e", script.replace("PID", str(pid))],
                            ("out", "Attaching"))
 
 
@@ -108,25 +130,33 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--fraction", action="store_true",
+                    help="only the contended loop under --mutex-fraction 1, 10, 100")
     a = parse(ap, seconds=1, rounds=1)
     tmp = tempfile.mkdtemp(prefix="cprof-bench-lock-")
     exe = build(tmp, os.path.join(FIXTURES, "lockwork.c"))
+    if a.fraction:
+        return report(exe, a, tmp, fraction_workloads())
     have_bt = peer("bpftrace")
-    have_tp = have_bt and ensure_tracefs()
+    have_tp = have_bt and tracefs_usable()
     lock_cfgs = [("none", None), ("cprof-bpf -t mutex", cprof("mutex"))]
     if have_bt:
         lock_cfgs.append(("bpftrace uprobe+uretprobe", bpftrace(BT_UPROBE)))
     if have_tp:
-        lock_cfgs.append(("bpftrace futex tracepoints", bpftrace(BT_FUTEX)))
+        lock_cfgs.append(("bpftrace futex tracepoints", bpftrace(BT_FUTEX, tracefs=True)))
     sw_cfgs = [("none", None), ("cprof-bpf -t offcpu", cprof("offcpu"))]
     if have_tp:
-        sw_cfgs.append(("bpftrace sched_switch", bpftrace(BT_SWITCH)))
+        sw_cfgs.append(("bpftrace sched_switch", bpftrace(BT_SWITCH, tracefs=True)))
     if peer("/usr/sbin/offcputime"):
         sw_cfgs.append(("libbpf-tools offcputime", lambda pid, d: (
             ["/usr/sbin/offcputime", "-p", str(pid)], None)))
     workloads = [("uncontended lock loop, 1 thread", "uncontended", lock_cfgs),
                  ("contended lock loop, 4 threads", "contended", lock_cfgs),
                  ("pipe ping-pong, 2 threads", "switch", sw_cfgs)]
+    return report(exe, a, tmp, workloads)
+
+
+def report(exe, a, tmp, workloads):
     print(f"{a.seconds:g} s per run, median of {a.rounds} rounds; throughput relative to no "
           "profiler")
     for title, mode, cfgs in workloads:

@@ -17,8 +17,8 @@
 
 #include "agent/agent.h"
 #include "agent/internal.h"
-#include "capture.h"
 #include "collect/collector.h"
+#include "collect/drops.h"
 #include "proc/maps.h"
 #include "proc/stat.h"
 #include "sym/symbolizer.h"
@@ -202,6 +202,10 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 	case CPROF_PROC_EXEC:
 		procs__seen(s, (pid_t)e->pid, true);
 		break;
+	case CPROF_PROC_PYCODE:
+		/* Read while the process lives: its Python frames resolve after it exits. */
+		symbolizer__python_prefetch(s->sym, (pid_t)e->pid, e->code);
+		break;
 	case CPROF_PROC_EXIT:
 		p = procs__get(s, (pid_t)e->pid);
 		if (p && !p->dead) {
@@ -314,6 +318,9 @@ static void stats_delta(const struct collect_stats *now, const struct collect_st
 	d->truncated_stacks = now->truncated_stacks - prev->truncated_stacks;
 	d->lost_stack_reads = now->lost_stack_reads - prev->lost_stack_reads;
 	d->trimmed_stacks = now->trimmed_stacks - prev->trimmed_stacks;
+	d->prog_misses = now->prog_misses - prev->prog_misses;
+	d->unwind.over_budget = now->unwind.over_budget - prev->unwind.over_budget;
+	d->unwind.failed = now->unwind.failed - prev->unwind.failed;
 }
 
 static void window_name(int64_t t0, char *buf, size_t len)
@@ -370,7 +377,8 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 		stats_delta(&st, &s->prev, &d);
 		s->prev = st;
 	}
-	capture__report_drops(b, &d, s->procs_missed - s->procs_missed_prev);
+	d.procs_missed = s->procs_missed - s->procs_missed_prev;
+	drops__report(b, &d);
 	metrics__self(&cpu, &rss);
 	pprof_builder__add_comment(b, "agent: own cpu %.2f%% of one core, rss %.1f MB",
 				   (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100,
@@ -389,12 +397,8 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	a->m.windows++;
 	a->m.samples += d.bpf[CPROF_STAT_SAMPLES];
 	a->m.stacks += pprof_builder__nsamples(b);
-	for (int i = 0; i < CPROF_STAT_NR; i++)
-		a->m.drops[i] += d.bpf[i];
-	a->m.lost_stack_reads += d.lost_stack_reads;
-	a->m.truncated_stacks += d.truncated_stacks;
+	drops__add(a->m.dropped, &d);
 	a->m.trimmed_stacks += d.trimmed_stacks;
-	a->m.procs_missed += s->procs_missed - s->procs_missed_prev;
 	a->m.own_cpu_pct = (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100;
 	a->m.own_cpu_seconds = cpu;
 	a->m.own_rss = rss;

@@ -15,8 +15,8 @@
 /* Counters and gauges shown by /metrics and the logs. Guarded by agent.lock. */
 struct agent_metrics {
 	uint64_t windows, samples, stacks;
-	uint64_t drops[CPROF_STAT_NR]; /* BPF loss counters, summed over windows */
-	uint64_t lost_stack_reads, truncated_stacks, trimmed_stacks, procs_missed;
+	uint64_t dropped[CPROF_DROP_NR]; /* what windows lost, by reason, summed over windows */
+	uint64_t trimmed_stacks;
 	uint64_t procs_tracked, procs_evicted, sym_resets;
 	uint64_t store_written, store_deleted, store_dropped, store_bytes, store_files;
 	uint64_t push_enqueued, push_ok, push_failed, push_dropped, push_rejected;

@@ -1,13 +1,14 @@
 /* The agent's counters as Prometheus text (/metrics), its health (/healthz), and its own cost. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
 #include "agent/internal.h"
+#include "collect/drops.h"
 #include "util/clock.h"
+#include "util/strbuf.h"
 
 void metrics__self(double *cpu_seconds, uint64_t *rss)
 {
@@ -39,68 +40,49 @@ bool metrics__healthy(struct agent *a)
 	return a->o->watch || now - last < (int64_t)(slack * 1e9);
 }
 
-struct buf {
-	char *p;
-	size_t n, cap;
-};
-
-static void put(struct buf *b, const char *name, const char *type, const char *help, double v)
+static void put(struct strbuf *b, const char *name, const char *type, const char *help, double v)
 {
-	char line[512];
-	int n = snprintf(line, sizeof(line),
-			 "# HELP cprof_agent_%s %s\n# TYPE cprof_agent_%s %s\n"
-			 "cprof_agent_%s %.17g\n",
-			 name, help, name, type, name, v);
-	char *tmp;
-
-	if (n <= 0 || !b->p)
-		return;
-	if (b->n + n + 1 > b->cap) {
-		b->cap = (b->n + n + 1) * 2;
-		tmp = realloc(b->p, b->cap);
-		if (!tmp) {
-			free(b->p);
-			b->p = NULL;
-			return;
-		}
-		b->p = tmp;
-	}
-	memcpy(b->p + b->n, line, n + 1);
-	b->n += n;
+	strbuf__printf(b,
+		       "# HELP cprof_agent_%s %s\n# TYPE cprof_agent_%s %s\n"
+		       "cprof_agent_%s %.17g\n",
+		       name, help, name, type, name, v);
 }
 
 char *metrics__render(struct agent *a)
 {
-	struct buf b = {.p = malloc(4096), .cap = 4096};
+	struct strbuf b = {};
 	struct agent_metrics m;
 	double cpu;
 	uint64_t rss;
 	uint64_t lost;
 
-	if (!b.p)
-		return NULL;
-	b.p[0] = 0;
 	metrics__self(&cpu, &rss);
 	pthread_mutex_lock(&a->lock);
 	m = a->m;
 	pthread_mutex_unlock(&a->lock);
-	lost = m.drops[CPROF_STAT_KEYS_FULL] + m.drops[CPROF_STAT_USTACK_COLLIDE] +
-	       m.drops[CPROF_STAT_KSTACK_COLLIDE] + m.drops[CPROF_STAT_USTACK_ERR] +
-	       m.drops[CPROF_STAT_KSTACK_ERR] + m.drops[CPROF_STAT_EVENTS_LOST] +
-	       m.lost_stack_reads;
+	lost = m.dropped[CPROF_DROP_KEYS_FULL] + m.dropped[CPROF_DROP_USTACK_COLLIDE] +
+	       m.dropped[CPROF_DROP_KSTACK_COLLIDE] + m.dropped[CPROF_DROP_USTACK_ERR] +
+	       m.dropped[CPROF_DROP_KSTACK_ERR] + m.dropped[CPROF_DROP_EVENTS_LOST] +
+	       m.dropped[CPROF_DROP_STACK_EVICTED];
 	put(&b, "windows_total", "counter", "Windows drained.", m.windows);
 	put(&b, "samples_total", "counter", "CPU samples taken.", m.samples);
 	put(&b, "samples_dropped_total", "counter",
-	    "Samples dropped because the aggregation map was full.", m.drops[CPROF_STAT_KEYS_FULL]);
+	    "Samples dropped because the aggregation map was full.",
+	    m.dropped[CPROF_DROP_KEYS_FULL]);
 	put(&b, "stacks_lost_total", "counter",
 	    "Samples, stacks or notices lost (collisions, unreadable, evicted, ring buffer full).",
 	    lost);
 	put(&b, "stacks_truncated_total", "counter", "Stacks cut at the depth limit.",
-	    m.truncated_stacks);
+	    m.dropped[CPROF_DROP_STACK_TRUNCATED]);
 	put(&b, "stacks_trimmed_total", "counter", "Unused stacks deleted from the stack map.",
 	    m.trimmed_stacks);
 	put(&b, "procs_missed_total", "counter",
-	    "Processes that exited before their mappings were read.", m.procs_missed);
+	    "Processes that exited before their mappings were read.",
+	    m.dropped[CPROF_DROP_PROCS_MISSED]);
+	strbuf__puts(&b, "# HELP cprof_agent_dropped_total What windows lost, by reason (see the "
+			 "profile comments).\n"
+			 "# TYPE cprof_agent_dropped_total counter\n");
+	drops__prometheus(&b, "cprof_agent_dropped_total", "", m.dropped);
 	put(&b, "procs_tracked", "gauge", "Processes whose state the agent holds.",
 	    m.procs_tracked);
 	put(&b, "procs_evicted_total", "counter", "Exited processes forgotten.", m.procs_evicted);
@@ -133,5 +115,9 @@ char *metrics__render(struct agent *a)
 	put(&b, "cpu_percent", "gauge", "The agent's own CPU, percent of one core, last window.",
 	    m.own_cpu_pct);
 	put(&b, "rss_bytes", "gauge", "The agent's own resident memory.", (double)rss);
-	return b.p;
+	if (strbuf__err(&b)) {
+		strbuf__free(&b);
+		return NULL;
+	}
+	return strbuf__take(&b, NULL);
 }

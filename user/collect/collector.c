@@ -7,7 +7,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
-#include "collect/pool.h"
+#include "python/cpython.h"
 #include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -17,11 +17,13 @@ extern const struct collector_ops heap_collector_ops;
 extern const struct collector_ops mutex_collector_ops;
 extern const struct collector_ops offcpu_collector_ops;
 extern const struct collector_ops wall_collector_ops;
+extern const struct collector_ops threadcreate_collector_ops;
 extern const struct collector_ops threads_collector_ops;
 
 static const struct collector_ops *const all_ops[] = {
-	&cpu_collector_ops,    &heap_collector_ops, &mutex_collector_ops,
-	&offcpu_collector_ops, &wall_collector_ops, &threads_collector_ops,
+	&cpu_collector_ops,	&heap_collector_ops, &mutex_collector_ops,
+	&offcpu_collector_ops,	&wall_collector_ops, &threadcreate_collector_ops,
+	&threads_collector_ops,
 };
 
 const struct collector_ops *collector__find(const char *type)
@@ -63,6 +65,30 @@ static bool collector__late(const struct collector *c)
 	return c->deadline_ns && clock__ns(CLOCK_MONOTONIC) >= c->deadline_ns;
 }
 
+/* Tells the Python walker about pid when it runs a CPython it can walk (user/python/). */
+static void collector__python(struct collector *c, pid_t pid)
+{
+	struct cprof_py_proc p;
+	char why[128];
+	__u32 key = pid;
+
+	/* Benchmark only (CPROF_BENCH_NO_PYTHON=1): native frames alone, to measure what the
+	 * Python walk adds per sample (tools/bench/bench_python.py). */
+	if (!c->py_procs || !c->unw || getenv("CPROF_BENCH_NO_PYTHON"))
+		return;
+	if (python__probe(pid, &p, why, sizeof(why))) {
+		/* An exec into something else, or a reused pid: no stale layout stays. */
+		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
+		if (why[0] && !c->opts.all)
+			pr_warn("pid %d: %s: native frames only\n", (int)pid, why);
+		return;
+	}
+	if (bpf_map__update_elem(c->py_procs, &key, sizeof(key), &p, sizeof(p), BPF_ANY))
+		pr_warn("pid %d: Python frames not walked: %s\n", (int)pid, strerror(errno));
+	else
+		pr_debug("pid %d: CPython 3.%u\n", (int)pid, p.minor);
+}
+
 static int handle_proc_event(void *ctx, void *data, size_t size)
 {
 	struct collector *c = ctx;
@@ -74,10 +100,17 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 	 * not, and a short-lived process may be gone by the time they are built. */
 	if (c->opts.on_proc)
 		c->opts.on_proc(c->opts.ctx, data);
-	if (c->unw && e->kind == CPROF_PROC_EXIT)
+	if (e->kind == CPROF_PROC_PYCODE)
+		return 0;
+	if (c->unw && e->kind == CPROF_PROC_EXIT) {
 		unwinder__remove_pid(c->unw, e->pid);
-	else if (c->unw && !collector__late(c))
-		unwinder__add_pid(c->unw, e->pid, true);
+		if (c->py_procs)
+			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
+	} else if (c->unw) {
+		collector__python(c, e->pid);
+		if (!collector__late(c))
+			unwinder__add_pid(c->unw, e->pid, true);
+	}
 	return 0;
 }
 
@@ -89,9 +122,66 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	c->stats = bpf_object__find_map_by_name(obj, "stats");
 	c->proc_events = bpf_object__find_map_by_name(obj, "proc_events");
 	c->ustacks = bpf_object__find_map_by_name(obj, "ustacks");
+	c->py_procs = bpf_object__find_map_by_name(obj, "py_procs");
 	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
 		return -ENOENT;
 	return 0;
+}
+
+int collector__opened(const struct collector *c, const void *skel)
+{
+	int err = -errno;
+
+	if (skel)
+		return 0;
+	pr_err("cannot open the %s BPF object: %s\n", c->ops->name, strerror(-err));
+	return err;
+}
+
+void collector__size_maps(struct collector *c, struct bpf_object *obj)
+{
+	const struct collect_opts *o = &c->opts;
+	struct bpf_map *agg =
+		c->ops->agg_map ? bpf_object__find_map_by_name(obj, c->ops->agg_map) : NULL;
+	struct bpf_map *stacks = bpf_object__find_map_by_name(obj, "stacks");
+	struct bpf_program *fork = bpf_object__find_program_by_name(obj, "cprof_fork");
+
+	if (o->max_keys && agg)
+		bpf_map__set_max_entries(agg, o->max_keys);
+	if (o->max_stacks && stacks)
+		bpf_map__set_max_entries(stacks, o->max_stacks);
+	if (fork)
+		bpf_program__set_autoload(fork, o->follow_children);
+}
+
+int collector__load(struct collector *c, struct bpf_object_skeleton *s)
+{
+	int err;
+
+	collector__size_maps(c, *s->obj);
+	err = bpf_object__load_skeleton(s);
+	if (err)
+		pr_err("cannot load the %s BPF programs: %s\n", c->ops->name, strerror(-err));
+	return err;
+}
+
+int collector__attach(struct collector *c, struct bpf_object_skeleton *s)
+{
+	int err = collector__bind(c, *s->obj);
+
+	if (err || c->opts.load_only)
+		return err;
+	err = bpf_object__attach_skeleton(s);
+	if (err)
+		pr_err("cannot attach the %s BPF programs: %s\n", c->ops->name, strerror(-err));
+	return err;
+}
+
+int collector__load_attach(struct collector *c, struct bpf_object_skeleton *s)
+{
+	int err = collector__load(c, s);
+
+	return err ? err : collector__attach(c, s);
 }
 
 int collector__add_target(struct collector *c, pid_t pid)
@@ -133,8 +223,10 @@ static int collector__start_unwinder(struct collector *c)
 	if (!c->unw)
 		return -ENOMEM;
 	/* A `-- CMD` target (follow_children) has not exec'd yet: its exec notice builds them. */
-	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++)
+	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++) {
+		collector__python(c, c->opts.pids[i]);
 		unwinder__add_pid(c->unw, c->opts.pids[i], false);
+	}
 	return 0;
 }
 
@@ -255,8 +347,8 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	}
 	free(vals);
 	st->prog_misses = prog_misses(c);
-	if (c->window)
-		collector_window__stats(c->window, st);
+	if (c->view && c->view->stats)
+		c->view->stats(c->view->ctx, st);
 	return 0;
 }
 
@@ -429,7 +521,7 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 	if (err)
 		return err;
 	collector__note_drained(c, map);
-	if (c->window) /* shared: other windows still count on these entries */
+	if (c->view) /* a partial view: other readers still count on these entries */
 		del = false;
 	if (del) {
 		err = collector__drain_batch(c, fd, value_size, fn, ctx);
@@ -447,7 +539,7 @@ int collector__drain_map(struct collector *c, struct bpf_map *map, size_t value_
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, val))
 			continue; /* deleted meanwhile */
-		if (c->window && !collector_window__value(c->window, &key, val))
+		if (c->view && !c->view->value(c->view->ctx, &key, val))
 			continue;
 		collector__mark_refs(c, &key);
 		err = fn(c, &key, val, ctx);

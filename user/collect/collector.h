@@ -20,9 +20,25 @@ struct bpf_map;
 struct ring_buffer;
 struct hashmap;
 struct unwinder;
-struct collector_window;
 struct symbolizer;
 struct threads_snapshot;
+struct collect_stats;
+
+/* A partial view of a collector's maps for a drain: set by whoever drains a collector on behalf
+ * of one of several readers (collect/pool.c); drains honour it and know nothing else of the
+ * reader. With a view, drains delete nothing. */
+struct collector_view {
+	/* Whether an entry of the aggregation map (key starts with struct cprof_key) is reported,
+	 * and its value as reported (rewritten in place). */
+	bool (*value)(void *ctx, const void *key, void *val);
+	/* Whether pid's entries of other maps (waits under way) are reported. */
+	bool (*wants)(void *ctx, uint32_t pid);
+	/* Rewrites counters read by collector__stats to the view's part. */
+	void (*stats)(void *ctx, struct collect_stats *st);
+	/* CLOCK_MONOTONIC ns where the view begins: a wait under way counts from there. */
+	int64_t from_ns;
+	void *ctx;
+};
 
 struct collect_opts {
 	bool all;	   /* whole system */
@@ -48,6 +64,11 @@ struct collect_opts {
 
 	/* mutex, offcpu: shorter waits are not counted */
 	uint64_t min_wait_ns;
+	/* mutex: about one lock wait in mutex_fraction is kept, scaled by it (0, 1: all) */
+	uint32_t mutex_fraction;
+	/* offcpu: an interval of d ns is kept with probability min(1, d / block_rate_ns), scaled
+	 * by its inverse (0: all) */
+	uint64_t block_rate_ns;
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
@@ -70,7 +91,8 @@ struct collect_stats {
 	uint64_t lost_stack_reads; /* stack ids whose stack was gone when drained */
 	uint64_t trimmed_stacks;   /* stacks deleted by live drains (not a loss) */
 	struct unwinder_stats unwind;
-	uint64_t prog_misses; /* runs of our programs the kernel skipped (recursion) */
+	uint64_t prog_misses;  /* runs of our programs the kernel skipped (recursion) */
+	uint64_t procs_missed; /* processes gone before their mappings were read (the session's) */
 };
 
 struct collector;
@@ -89,7 +111,7 @@ struct collector_ops {
 	/* Sample types and period of this profile type. */
 	void (*pprof_config)(const struct collector *c, struct pprof_config *cfg);
 	/* Sharing (collect/pool.h): the aggregation map's name, whose values are u64 fields; its
-	 * drain checks collector_window__value() when c->window is set. NULL: never shared. */
+	 * drain passes each entry through c->view when it is set. NULL: never shared. */
 	const char *agg_map;
 	uint32_t agg_levels; /* bit i: the i-th u64 of a value is a level (in use), not a count */
 	bool per_target_attach; /* attaches per target (uprobes): shared only for the same pids */
@@ -103,9 +125,10 @@ struct collector {
 	struct collect_opts opts;
 	struct bpf_object *obj;
 	struct bpf_map *targets, *stacks, *stats, *proc_events;
-	struct bpf_map *ustacks; /* stacks walked by the table unwinder (ids with
+	struct bpf_map *ustacks;  /* stacks walked by the table unwinder (ids with
 				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
-	struct unwinder *unw;	 /* feeds the unwinder's tables and mappings; NULL for fp */
+	struct unwinder *unw;	  /* feeds the unwinder's tables and mappings; NULL for fp */
+	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
@@ -122,9 +145,8 @@ struct collector {
 	/* CLOCK_MONOTONIC ns after which notices no longer build unwind tables (their processes
 	 * would not be sampled any more); 0 = no deadline. */
 	int64_t deadline_ns;
-	/* The window of a shared collector being drained (collect/pool.h): drains delete nothing
-	 * and report only that window's part. NULL otherwise. */
-	const struct collector_window *window;
+	/* The part of the maps a drain reports (see struct collector_view); NULL: all of it. */
+	const struct collector_view *view;
 };
 
 /* The profile types, by name ("cpu"; "block" is offcpu), NULL if unknown. */
@@ -153,6 +175,24 @@ int collector__drain(struct collector *c, struct pprof_builder *b);
 
 /* For collectors: remembers the shared maps of a loaded object (by their common names). */
 int collector__bind(struct collector *c, struct bpf_object *obj);
+
+/* The steps every collector's open shares, between opening its skeleton and setting its rodata
+ * (COLLECTOR_SET_COMMON_RODATA and its own) and attaching what needs a target:
+ * - collector__size_maps: the aggregation map (ops->agg_map) to --max-stacks, the stack map to
+ *   max_stacks, and the fork hook loaded only when children are followed;
+ * - collector__load: that, then load (verify);
+ * - collector__attach: bind the shared maps, then (unless load_only) attach the programs that
+ *   attach by themselves (tracepoints, fork and exec hooks);
+ * - collector__load_attach: both. Each returns 0 or -errno, reported as "cannot load/attach the
+ *   TYPE BPF programs". s is the skeleton's `skeleton` member. */
+struct bpf_object_skeleton;
+/* After a skeleton's X_bpf__open(): 0 when skel is there, else -errno, reported as "cannot open
+ * the TYPE BPF object". */
+int collector__opened(const struct collector *c, const void *skel);
+void collector__size_maps(struct collector *c, struct bpf_object *obj);
+int collector__load(struct collector *c, struct bpf_object_skeleton *s);
+int collector__attach(struct collector *c, struct bpf_object_skeleton *s);
+int collector__load_attach(struct collector *c, struct bpf_object_skeleton *s);
 
 /* For collectors: reads a stack from the stack map into ips (leaf first); returns the number
  * of frames (0 when id < 0 or the stack is gone, which is counted). */

@@ -85,33 +85,15 @@ static int cpu_open(struct collector *c)
 	p->period_ns = 1000000000ull / o->freq;
 
 	p->skel = cpu_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the cpu BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.counts, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
-
-	err = cpu_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the cpu BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
-	if (err || o->load_only)
-		return err;
 	/* Targets are added by the caller before any event can fire for them; the fork and exec
 	 * hooks attach first so that no child forked meanwhile is missed. */
-	err = cpu_bpf__attach(p->skel);
-	if (err) {
-		pr_err("cannot attach the cpu BPF programs: %s\n", strerror(-err));
+	err = collector__load_attach(c, p->skel->skeleton);
+	if (err || o->load_only)
 		return err;
-	}
 	return cpu__attach_clock(p->skel->progs.on_sample, p->period_ns, &p->links, &p->nlinks);
 }
 

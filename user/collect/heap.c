@@ -8,95 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <dirent.h>
 #include <unistd.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "collect/allocators.h"
 #include "collect/collector.h"
 #include "collect/uprobe_multi.h"
-#include "collect/pool.h"
 #include "heap.h"
 #include "heap.skel.h"
-#include "proc/maps.h"
-#include "sym/funcs.h"
 #include "util/log.h"
 
 #define HEAP_DEFAULT_SAMPLE_BYTES (512 * 1024)
-/* Objects of one process considered as providers (distinct executable mappings). */
-#define HEAP_MAX_OBJS 512
-
-enum heap_prog {
-	PROG_MALLOC,
-	PROG_CALLOC,
-	PROG_REALLOC,
-	PROG_REALLOCARRAY,
-	PROG_POSIX_MEMALIGN,
-	PROG_ALIGNED,
-	PROG_FREE,
-	PROG_OWN_FREE,
-	PROG_FREE_DEDUP, /* free when the same object's operator delete is probed */
-};
-
-/* Which functions are probed and how. `own_free`: a release function of an allocator that does
- * not go through free (jemalloc's operator delete, sdallocx): probed only in the object that
- * provides malloc, since libstdc++'s operator delete calls free, which is probed already. */
-struct heap_func {
-	const char *name;
-	enum heap_prog prog;
-	bool own_free;
-};
-
-static const struct heap_func funcs[] = {
-	{"malloc", PROG_MALLOC},
-	{"calloc", PROG_CALLOC},
-	{"realloc", PROG_REALLOC},
-	{"reallocarray", PROG_REALLOCARRAY},
-	{"posix_memalign", PROG_POSIX_MEMALIGN},
-	{"aligned_alloc", PROG_ALIGNED},
-	{"memalign", PROG_ALIGNED},
-	{"valloc", PROG_MALLOC},
-	{"pvalloc", PROG_MALLOC},
-	{"free", PROG_FREE}, /* FUNC_FREE */
-	/* C++ operator new: its size is the first argument in every variant. Probing it makes the
-	 * malloc it calls a nested call, so the caller of new is what the stack blames. */
-	{"_Znwm", PROG_MALLOC},
-	{"_Znam", PROG_MALLOC},
-	{"_ZnwmRKSt9nothrow_t", PROG_MALLOC},
-	{"_ZnamRKSt9nothrow_t", PROG_MALLOC},
-	{"_ZnwmSt11align_val_t", PROG_MALLOC},
-	{"_ZnamSt11align_val_t", PROG_MALLOC},
-	{"_ZnwmSt11align_val_tRKSt9nothrow_t", PROG_MALLOC},
-	{"_ZnamSt11align_val_tRKSt9nothrow_t", PROG_MALLOC},
-	{"_ZdlPv", PROG_OWN_FREE, true},
-	{"_ZdaPv", PROG_OWN_FREE, true},
-	{"_ZdlPvm", PROG_OWN_FREE, true},
-	{"_ZdaPvm", PROG_OWN_FREE, true},
-	{"_ZdlPvRKSt9nothrow_t", PROG_OWN_FREE, true},
-	{"_ZdaPvRKSt9nothrow_t", PROG_OWN_FREE, true},
-	{"_ZdlPvSt11align_val_t", PROG_OWN_FREE, true},
-	{"_ZdaPvSt11align_val_t", PROG_OWN_FREE, true},
-	{"_ZdlPvmSt11align_val_t", PROG_OWN_FREE, true},
-	{"_ZdaPvmSt11align_val_t", PROG_OWN_FREE, true},
-	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", PROG_OWN_FREE, true},
-	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", PROG_OWN_FREE, true},
-	{"dallocx", PROG_OWN_FREE, true},
-	{"sdallocx", PROG_OWN_FREE, true},
-};
-
-#define NFUNCS	    (sizeof(funcs) / sizeof(funcs[0]))
-#define FUNC_MALLOC 0
-#define FUNC_FREE   9
-
-/* A candidate provider: one mapped object of a target. */
-struct heap_obj {
-	char path[PATH_MAX];	  /* as the process names it */
-	char open_path[PATH_MAX]; /* as we reach it (through /proc/PID/root) */
-	int rank;		  /* lookup preference, lower first (see obj_rank) */
-	uint64_t offsets[NFUNCS];
-};
 
 struct heap_priv {
 	struct heap_bpf *skel;
@@ -111,32 +35,8 @@ struct heap_priv {
 	bool quiet;	 /* attach failures are expected (-a, processes that may be gone) */
 	char probed[8][PATH_MAX]; /* distinct objects probed, for the comments */
 	int nprobed;
-	bool probed_func[NFUNCS]; /* functions probed in some object, for the comments */
+	bool probed_func[ALLOC_NFUNCS]; /* functions probed in some object, for the comments */
 };
-
-static const char *base_name(const char *path)
-{
-	const char *s = strrchr(path, '/');
-
-	return s ? s + 1 : path;
-}
-
-/* The dynamic linker looks a symbol up in the executable first, then in preloaded and needed
- * libraries in load order, with libc (needed last) at the end. We cannot see load order in the
- * mappings, so: the executable, then any other library (an allocator such as jemalloc, tcmalloc,
- * mimalloc, or a sanitizer runtime), then libstdc++, then libc. */
-static int obj_rank(const char *path, const char *exe)
-{
-	const char *b = base_name(path);
-
-	if (exe && strcmp(path, exe) == 0)
-		return 0;
-	if (strncmp(b, "libc.so", 7) == 0 || strncmp(b, "libc-", 5) == 0)
-		return 3;
-	if (strncmp(b, "libstdc++", 9) == 0)
-		return 2;
-	return 1;
-}
 
 static void fill_intervals(struct heap_bpf *skel, uint64_t mean)
 {
@@ -159,26 +59,26 @@ static void fill_intervals(struct heap_bpf *skel, uint64_t mean)
 	}
 }
 
-static struct bpf_program *prog_of(struct heap_bpf *skel, enum heap_prog p)
+static struct bpf_program *prog_of(struct heap_bpf *skel, enum alloc_role r)
 {
-	switch (p) {
-	case PROG_MALLOC:
+	switch (r) {
+	case ALLOC_MALLOC:
 		return skel->progs.heap_malloc;
-	case PROG_CALLOC:
+	case ALLOC_CALLOC:
 		return skel->progs.heap_calloc;
-	case PROG_REALLOC:
+	case ALLOC_REALLOC:
 		return skel->progs.heap_realloc;
-	case PROG_REALLOCARRAY:
+	case ALLOC_REALLOCARRAY:
 		return skel->progs.heap_reallocarray;
-	case PROG_POSIX_MEMALIGN:
+	case ALLOC_POSIX_MEMALIGN:
 		return skel->progs.heap_posix_memalign;
-	case PROG_ALIGNED:
+	case ALLOC_ALIGNED:
 		return skel->progs.heap_aligned;
-	case PROG_FREE:
+	case ALLOC_FREE:
 		return skel->progs.heap_free;
-	case PROG_OWN_FREE:
+	case ALLOC_OWN_FREE:
 		return skel->progs.heap_own_free;
-	case PROG_FREE_DEDUP:
+	case ALLOC_FREE_DEDUP:
 		return skel->progs.heap_free_dedup;
 	}
 	return NULL;
@@ -201,47 +101,6 @@ static int add_link(struct heap_priv *p, struct bpf_link *l)
 	return 0;
 }
 
-static bool is_push(const unsigned char *b)
-{
-	return (b[0] >= 0x50 && b[0] <= 0x57) || (b[0] == 0x41 && b[1] >= 0x50 && b[1] <= 0x57);
-}
-
-/* Where to put the breakpoint of a function at file offset off. The kernel emulates a few
- * instructions at a breakpoint (push, jumps, calls) and single-steps every other one out of line,
- * which costs a second trap: measured here, 15 us per call on free's `test %rdi,%rdi` against
- * 1 us on malloc's `push`. So skip what cannot matter to the probe: an endbr64, and in a
- * function whose first argument is a pointer, glibc free's `if (!p) return` test, when a push
- * follows. Neither changes sp or the argument registers; the skipped path (free(NULL)) is not
- * one we count. Anything else keeps the function's first instruction. */
-static uint64_t probe_offset(const char *path, uint64_t off, bool ptr_arg)
-{
-	unsigned char b[16] = {0};
-	size_t i = 0, j;
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return off;
-	if (fseek(f, (long)off, SEEK_SET) || fread(b, 1, sizeof(b), f) != sizeof(b)) {
-		fclose(f);
-		return off;
-	}
-	fclose(f);
-	if (b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa)
-		i = 4;
-	if (ptr_arg && b[i] == 0x48 && b[i + 1] == 0x85 && b[i + 2] == 0xff) {
-		j = i + 3;
-		if (b[j] == 0x74)
-			j += 2;
-		else if (b[j] == 0x0f && b[j + 1] == 0x84)
-			j += 6;
-		else
-			j = 0;
-		if (j && is_push(&b[j]))
-			i = j;
-	}
-	return off + i;
-}
-
 enum probe_kind {
 	PROBE_ENTRY,
 	PROBE_RETURN,
@@ -252,7 +111,7 @@ enum probe_kind {
  * (tools/bench/uprobe_cost.c) it costs less per hit than a perf_event uprobe when several threads
  * hit it: the perf path takes a shared lock of its pid filter at every hit. */
 static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
-			pid_t pid, const struct heap_obj *o, size_t f, uint64_t off)
+			pid_t pid, const struct alloc_obj *o, size_t f, uint64_t off)
 {
 	struct uprobe_multi_attr a = {
 		.prog_fd = (__u32)bpf_program__fd(prog),
@@ -277,8 +136,8 @@ static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum prob
 	if (fd < 0) {
 		fd = -errno;
 		if (!p->quiet)
-			pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
-			       strerror(-fd));
+			pr_err("cannot attach a uprobe to %s in %s: %s\n", alloc_funcs[f].name,
+			       o->path, strerror(-fd));
 		return fd;
 	}
 	p->session_fds[p->nsession++] = fd;
@@ -286,25 +145,25 @@ static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum prob
 }
 
 static int attach_one(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
-		      pid_t pid, const struct heap_obj *o, size_t f)
+		      pid_t pid, const struct alloc_obj *o, size_t f)
 {
-	bool ptr_arg = funcs[f].prog == PROG_FREE || funcs[f].prog == PROG_OWN_FREE ||
-		       funcs[f].prog == PROG_FREE_DEDUP;
+	bool ptr_arg = alloc_funcs[f].role == ALLOC_FREE || alloc_funcs[f].role == ALLOC_OWN_FREE ||
+		       alloc_funcs[f].role == ALLOC_FREE_DEDUP;
 	struct bpf_link *l;
 	uint64_t off;
 	int err;
 
 	/* A return probe is taken at the entry too (to hijack the return address), so it moves
 	 * with the entry probe; but only past endbr64, which keeps every path. */
-	off = probe_offset(o->open_path, o->offsets[f], ptr_arg && kind == PROBE_ENTRY);
+	off = allocators__probe_offset(o->open_path, o->offsets[f], ptr_arg && kind == PROBE_ENTRY);
 	if (p->session)
 		return attach_multi(p, prog, kind, pid, o, f, off);
 	l = bpf_program__attach_uprobe(prog, kind == PROBE_RETURN, pid, o->open_path, off);
 	if (!l) {
 		err = -errno;
 		if (!p->quiet)
-			pr_err("cannot attach a uprobe to %s in %s: %s\n", funcs[f].name, o->path,
-			       strerror(-err));
+			pr_err("cannot attach a uprobe to %s in %s: %s\n", alloc_funcs[f].name,
+			       o->path, strerror(-err));
 		return err;
 	}
 	return add_link(p, l);
@@ -319,58 +178,32 @@ static void note_probed(struct heap_priv *p, const char *path)
 		snprintf(p->probed[p->nprobed++], PATH_MAX, "%s", path);
 }
 
-/* For each function, the first object in lookup order that defines it. */
-static void choose_providers(const struct heap_obj *objs, int n, int *prov, enum heap_prog *progs)
-{
-	bool own_free = false;
-
-	for (size_t f = 0; f < NFUNCS; f++) {
-		prov[f] = -1;
-		for (int i = 0; i < n; i++)
-			if (objs[i].offsets[f] &&
-			    (prov[f] < 0 || objs[i].rank < objs[prov[f]].rank))
-				prov[f] = i;
-	}
-	for (size_t f = 0; f < NFUNCS; f++) {
-		if (funcs[f].own_free && prov[f] != prov[FUNC_MALLOC])
-			prov[f] = -1;
-		own_free |= funcs[f].own_free && prov[f] >= 0;
-	}
-	for (size_t f = 0; f < NFUNCS; f++)
-		progs[f] = own_free && funcs[f].prog == PROG_FREE ? PROG_FREE_DEDUP : funcs[f].prog;
-}
-
-static bool is_release(enum heap_prog prog)
-{
-	return prog == PROG_FREE || prog == PROG_OWN_FREE || prog == PROG_FREE_DEDUP;
-}
-
 /* Return probes and the free family go first, entries last: a call that enters between two
  * attachments then has no entry state and its return is ignored, rather than leaving an entry
  * without a return, and no sampled block can be freed unseen. */
-static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_obj *objs, int n)
+static int attach_providers(struct heap_priv *p, pid_t pid, const struct alloc_obj *objs, int n)
 {
-	enum heap_prog progs[NFUNCS];
-	int prov[NFUNCS], err;
+	enum alloc_role progs[ALLOC_NFUNCS];
+	int prov[ALLOC_NFUNCS], err;
 
-	choose_providers(objs, n, prov, progs);
+	allocators__choose(objs, n, prov, progs);
 	for (int pass = 0; pass < 2; pass++) {
-		for (size_t f = 0; f < NFUNCS; f++) {
-			const struct heap_obj *o;
+		for (size_t f = 0; f < ALLOC_NFUNCS; f++) {
+			const struct alloc_obj *o;
 
-			if (prov[f] < 0 || (p->alloc_only && is_release(progs[f])))
+			if (prov[f] < 0 || (p->alloc_only && allocators__is_release(progs[f])))
 				continue;
 			o = &objs[prov[f]];
-			if (p->session && (progs[f] == PROG_MALLOC || progs[f] == PROG_CALLOC) &&
-			    strncmp(funcs[f].name, "_Zn", 3)) {
+			if (p->session && (progs[f] == ALLOC_MALLOC || progs[f] == ALLOC_CALLOC) &&
+			    strncmp(alloc_funcs[f].name, "_Zn", 3)) {
 				if (pass == 0)
 					continue;
 				err = attach_one(p,
-						 progs[f] == PROG_MALLOC
+						 progs[f] == ALLOC_MALLOC
 							 ? p->skel->progs.heap_malloc_session
 							 : p->skel->progs.heap_calloc_session,
 						 PROBE_SESSION, pid, o, f);
-			} else if (is_release(progs[f])) {
+			} else if (allocators__is_release(progs[f])) {
 				if (pass == 1)
 					continue;
 				err = attach_one(p, prog_of(p->skel, progs[f]), PROBE_ENTRY, pid, o,
@@ -391,265 +224,43 @@ static int attach_providers(struct heap_priv *p, pid_t pid, const struct heap_ob
 	return 0;
 }
 
-static int add_obj(struct heap_obj *objs, int *n, pid_t pid, const char *path, const char *exe)
+/* -a: an allocator a running process has linked in or preloaded, probed for every process that
+ * maps it. The process may have gone meanwhile, and its file with it: not an error. */
+static void attach_running(void *ctx, const struct alloc_obj *o, pid_t pid)
 {
-	const char *names[NFUNCS];
-	struct heap_obj *o;
-	int found;
+	struct heap_priv *p = ctx;
 
-	for (int i = 0; i < *n; i++)
-		if (strcmp(objs[i].path, path) == 0)
-			return 0;
-	if (*n >= HEAP_MAX_OBJS)
-		return 0;
-	o = &objs[*n];
-	snprintf(o->path, sizeof(o->path), "%s", path);
-	if (pid > 0)
-		snprintf(o->open_path, sizeof(o->open_path), "/proc/%d/root%s", pid, path);
-	else
-		snprintf(o->open_path, sizeof(o->open_path), "%s", path);
-	o->rank = obj_rank(path, exe);
-	for (size_t f = 0; f < NFUNCS; f++)
-		names[f] = funcs[f].name;
-	found = elf_funcs__find(o->open_path, names, NFUNCS, o->offsets);
-	if (found < 0) {
-		pr_debug("heap: cannot read %s: %s\n", path, strerror(-found));
-		return 0;
-	}
-	(*n)++;
-	return 0;
-}
-
-/* Objects a running process has mapped executable. */
-static int objs_of_pid(pid_t pid, struct heap_obj *objs, int *n)
-{
-	char exe[PATH_MAX];
-	struct proc_maps *m;
-	int err;
-
-	err = proc_maps__read(pid, &m);
-	if (err)
-		return err;
-	if (proc__exe(pid, exe, sizeof(exe)))
-		exe[0] = '\0';
-	for (size_t i = 0; i < m->n; i++) {
-		const struct proc_map *pm = &m->maps[i];
-
-		if (!pm->path || pm->path[0] != '/' || pm->perms[2] != 'x')
-			continue;
-		add_obj(objs, n, pid, pm->path, exe[0] ? exe : NULL);
-	}
-	proc_maps__free(m);
-	return 0;
-}
-
-/* The libraries exe needs directly, where this system keeps libc (the usual place of a linked
- * allocator such as libjemalloc.so.2); an RPATH or LD_LIBRARY_PATH is not followed. */
-static void add_needed(struct heap_obj *objs, int *n, const char *exe, const char *dir)
-{
-	char needed[32][256], path[PATH_MAX + 256];
-	int k = elf_funcs__needed(exe, &needed[0][0], sizeof(needed[0]), 32);
-
-	for (int i = 0; i < k; i++) {
-		if (snprintf(path, sizeof(path), "%s%s", dir, needed[i]) >= (int)sizeof(path))
-			continue;
-		if (access(path, R_OK) == 0)
-			add_obj(objs, n, 0, path, exe);
-	}
-}
-
-/* A command not started yet, or the whole system: the command's executable (when known) and the
- * libraries it needs, and the C and C++ runtimes of this system, found beside the libc this
- * program runs on. */
-static int objs_of_system(const char *exe_hint, struct heap_obj *objs, int *n)
-{
-	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 32];
-	struct proc_maps *m;
-	const char *libc = NULL;
-	int err;
-
-	exe[0] = '\0';
-	if (exe_hint && strchr(exe_hint, '/')) {
-		if (!realpath(exe_hint, exe))
-			exe[0] = '\0';
-	} else if (exe_hint) {
-		const char *pathenv = getenv("PATH");
-		char *copy = strdup(pathenv ? pathenv : "/usr/bin:/bin"), *tok, *save = NULL;
-
-		for (tok = copy ? strtok_r(copy, ":", &save) : NULL; tok;
-		     tok = strtok_r(NULL, ":", &save)) {
-			snprintf(path, sizeof(path), "%s/%s", tok, exe_hint);
-			if (access(path, X_OK) == 0 && realpath(path, exe))
-				break;
-			exe[0] = '\0';
-		}
-		free(copy);
-	}
-	if (exe[0])
-		add_obj(objs, n, 0, exe, exe);
-	err = proc_maps__read(getpid(), &m);
-	if (err)
-		return err;
-	for (size_t i = 0; i < m->n && !libc; i++)
-		if (m->maps[i].path && strncmp(base_name(m->maps[i].path), "libc.so", 7) == 0)
-			libc = m->maps[i].path;
-	if (libc) {
-		add_obj(objs, n, 0, libc, NULL);
-		snprintf(dir, sizeof(dir), "%.*s", (int)(base_name(libc) - libc), libc);
-		snprintf(path, sizeof(path), "%slibstdc++.so.6", dir);
-		if (access(path, R_OK) == 0)
-			add_obj(objs, n, 0, path, NULL);
-		if (exe[0])
-			add_needed(objs, n, exe, dir);
-	}
-	proc_maps__free(m);
-	return 0;
-}
-
-static bool seen_has(const dev_t *dev, const ino_t *ino, size_t n, const struct stat *st)
-{
-	for (size_t i = 0; i < n; i++)
-		if (dev[i] == st->st_dev && ino[i] == st->st_ino)
-			return true;
-	return false;
-}
-
-static int seen_add(dev_t **dev, ino_t **ino, size_t *n, size_t *cap, const struct stat *st)
-{
-	if (*n == *cap) {
-		dev_t *d = realloc(*dev, (*cap + 64) * sizeof(**dev));
-		ino_t *i;
-
-		if (!d)
-			return -ENOMEM;
-		*dev = d;
-		i = realloc(*ino, (*cap + 64) * sizeof(**ino));
-		if (!i)
-			return -ENOMEM;
-		*ino = i;
-		*cap += 64;
-	}
-	(*dev)[*n] = st->st_dev;
-	(*ino)[(*n)++] = st->st_ino;
-	return 0;
-}
-
-static bool is_system_runtime(const char *path)
-{
-	const char *b = base_name(path);
-
-	return strncmp(b, "libc.so", 7) == 0 || strncmp(b, "libc-", 5) == 0 ||
-	       strncmp(b, "libstdc++", 9) == 0 || strncmp(b, "ld-linux", 8) == 0;
-}
-
-/* -a: besides the system's libc and libstdc++, every allocator that a running process has
- * linked in or preloaded (an executable or library of its mappings that defines both malloc and
- * free: jemalloc, tcmalloc, mimalloc, a static allocator), probed for every process that maps
- * it. Each file is read once (about 75 distinct files on this machine); processes started later
- * with another allocator are not seen. An allocator that wraps libc's own malloc would be
- * counted at both levels unless it goes through operator new; the common ones do not. */
-static int attach_running_allocators(struct heap_priv *p, const struct heap_obj *sys, int nsys)
-{
-	struct heap_obj *o = calloc(1, sizeof(*o));
-	struct stat st;
-	dev_t *dev = NULL;
-	ino_t *ino = NULL;
-	size_t nseen = 0, cap = 0;
-	struct dirent *de;
-	DIR *d = NULL;
-	int err = 0;
-
-	if (!o)
-		return -ENOMEM;
-	d = opendir("/proc");
-	if (!d)
-		goto out;
-	/* Files are told apart by device and inode: the same path in another mount namespace
-	 * may be another file. */
-	for (int k = 0; k < nsys && !err; k++)
-		if (stat(sys[k].open_path, &st) == 0)
-			err = seen_add(&dev, &ino, &nseen, &cap, &st);
-	while (!err && (de = readdir(d))) {
-		pid_t pid = (pid_t)atoi(de->d_name);
-		struct proc_maps *m;
-
-		if (pid <= 0 || pid == getpid() || proc_maps__read(pid, &m))
-			continue;
-		for (size_t i = 0; !err && i < m->n; i++) {
-			const char *path = m->maps[i].path;
-			int n = 0;
-
-			if (!path || path[0] != '/' || m->maps[i].perms[2] != 'x' ||
-			    is_system_runtime(path))
-				continue;
-			snprintf(o->open_path, sizeof(o->open_path), "/proc/%d/root%s", pid, path);
-			if (stat(o->open_path, &st) || seen_has(dev, ino, nseen, &st))
-				continue;
-			err = seen_add(&dev, &ino, &nseen, &cap, &st);
-			add_obj(o, &n, pid, path, NULL);
-			if (err || !n || !o->offsets[FUNC_MALLOC] || !o->offsets[FUNC_FREE])
-				continue;
-			pr_debug("heap: -a: %s (pid %d) provides malloc\n", path, pid);
-			/* The process may have gone meanwhile, and its file with it: not an error. */
-			p->quiet = true;
-			if (attach_providers(p, -1, o, 1))
-				pr_debug("heap: -a: cannot probe %s; skipped\n", path);
-			p->quiet = false;
-		}
-		proc_maps__free(m);
-	}
-out:
-	if (d)
-		closedir(d);
-	free(dev);
-	free(ino);
-	free(o);
-	return err;
-}
-
-static void no_malloc_error(pid_t pid, const struct heap_obj *objs, int n)
-{
-	char list[2048] = "";
-	size_t len = 0;
-
-	for (int i = 0; i < n && len < sizeof(list) - 1; i++)
-		len += snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
-				objs[i].path);
-	if (pid > 0)
-		pr_err("pid %d: no malloc found to probe; searched %s\n", pid,
-		       n ? list : "nothing (no executable mappings)");
-	else
-		pr_err("no malloc found to probe; searched %s\n", n ? list : "nothing");
+	p->quiet = true;
+	if (attach_providers(p, -1, o, 1))
+		pr_debug("heap: -a: cannot probe %s (pid %d); skipped\n", o->path, pid);
+	p->quiet = false;
 }
 
 /* Finds the providers of pid (or of the system, pid -1) and attaches to them. */
 static int attach_target(struct collector *c, struct heap_priv *p, pid_t pid, bool before_exec)
 {
-	struct heap_obj *objs;
+	struct alloc_obj *objs;
 	int n = 0, err;
 
-	objs = calloc(HEAP_MAX_OBJS, sizeof(*objs));
+	objs = calloc(ALLOC_MAX_OBJS, sizeof(*objs));
 	if (!objs)
 		return -ENOMEM;
 	if (pid > 0 && !before_exec)
-		err = objs_of_pid(pid, objs, &n);
+		err = allocators__of_pid(pid, objs, &n);
 	else
-		err = objs_of_system(c->opts.exe_hint, objs, &n);
+		err = allocators__of_system(c->opts.exe_hint, objs, &n);
 	if (err) {
 		pr_err("cannot read the mappings of pid %d: %s\n", pid, strerror(-err));
 		goto out;
 	}
-	err = -ENOENT;
-	for (int i = 0; i < n; i++)
-		if (objs[i].offsets[FUNC_MALLOC])
-			err = 0;
-	if (err) {
-		no_malloc_error(pid, objs, n);
+	if (!allocators__have_malloc(objs, n)) {
+		allocators__no_malloc_error(pid, objs, n);
+		err = -ENOENT;
 		goto out;
 	}
 	err = attach_providers(p, pid, objs, n);
 	if (!err && pid < 0 && !c->opts.exe_hint)
-		err = attach_running_allocators(p, objs, n);
+		err = allocators__running(objs, n, attach_running, p);
 out:
 	free(objs);
 	return err;
@@ -686,15 +297,11 @@ static int heap_load(struct collector *c, struct heap_priv *p, bool session)
 	p->skel->rodata->alloc_only = p->alloc_only;
 	fill_intervals(p->skel, p->sample_bytes);
 	p->skel->rodata->empty_probes = getenv("CPROF_BENCH_EMPTY_PROBES") != NULL;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.allocs, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
+	collector__size_maps(c, p->skel->obj);
 	if (o->heap_max_live)
 		bpf_map__set_max_entries(p->skel->maps.live, o->heap_max_live);
 	if (p->alloc_only)
 		bpf_map__set_max_entries(p->skel->maps.live, 1); /* never used */
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
 	return heap_bpf__load(p->skel);
 }
 
@@ -724,15 +331,10 @@ static int heap_open(struct collector *c)
 		pr_err("cannot load the heap BPF programs: %s\n", strerror(-err));
 		return err;
 	}
-	err = collector__bind(c, p->skel->obj);
+	/* Only the fork and exec hooks attach here; the uprobes need a target. */
+	err = collector__attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
-	/* Only the fork and exec hooks attach here; the uprobes need a target. */
-	err = heap_bpf__attach(p->skel);
-	if (err) {
-		pr_err("cannot attach the heap BPF programs: %s\n", strerror(-err));
-		return err;
-	}
 	if (o->all)
 		return attach_target(c, p, -1, true);
 	for (size_t i = 0; i < o->npids; i++) {
@@ -833,10 +435,11 @@ static void heap_comments(struct collector *c, struct pprof_builder *b)
 
 	for (int i = 0; i < p->nprobed; i++)
 		pprof_builder__add_comment(b, "heap: probes in %s", p->probed[i]);
-	for (size_t f = 0; f < NFUNCS; f++)
-		if (p->probed_func[f] && is_release(funcs[f].prog) && len < sizeof(rel) - 1)
+	for (size_t f = 0; f < ALLOC_NFUNCS; f++)
+		if (p->probed_func[f] && allocators__is_release(alloc_funcs[f].role) &&
+		    len < sizeof(rel) - 1)
 			len += snprintf(rel + len, sizeof(rel) - len, "%s%s", len ? ", " : "",
-					funcs[f].name);
+					alloc_funcs[f].name);
 	pprof_builder__add_comment(b, "heap: release functions probed: %s", len ? rel : "none");
 	if (p->alloc_only)
 		pprof_builder__add_comment(
@@ -878,8 +481,8 @@ static int heap_drain(struct collector *c, struct pprof_builder *b)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &val))
 			continue;
-		if (c->window && !collector_window__value(c->window, &key, &val))
-			continue; /* shared (collect/pool.h): not this window's */
+		if (c->view && !c->view->value(c->view->ctx, &key, &val))
+			continue; /* not in the view */
 		err = heap_drain_one(c, &key, &val, d);
 		if (err)
 			break;

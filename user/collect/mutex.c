@@ -42,39 +42,21 @@ static int mutex_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = lock_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the mutex BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.waits, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
+	p->skel->rodata->mutex_fraction = o->mutex_fraction;
 	/* `check` verifies both ways; a capture loads one. */
 	tp = o->load_only || have_futex_tracepoints();
 	bpf_program__set_autoload(p->skel->progs.futex_enter_tp, tp);
 	bpf_program__set_autoload(p->skel->progs.futex_exit_tp, tp);
 	bpf_program__set_autoload(p->skel->progs.futex_enter_raw, o->load_only || !tp);
 	bpf_program__set_autoload(p->skel->progs.futex_exit_raw, o->load_only || !tp);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
 	if (!tp)
 		pr_info("no tracefs: timing futex from the raw syscall tracepoints\n");
-
-	err = lock_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the mutex BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
-	if (err || o->load_only)
-		return err;
-	err = lock_bpf__attach(p->skel);
-	if (err)
-		pr_err("cannot attach the mutex BPF programs: %s\n", strerror(-err));
-	return err;
+	return collector__load_attach(c, p->skel->skeleton);
 }
 
 static void mutex_stop(struct collector *c)
@@ -107,6 +89,7 @@ static int mutex_drain(struct collector *c, struct pprof_builder *b)
 		.starts = p->skel->maps.starts,
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
 		.unfinished = &p->unfinished,
+		.scale = c->opts.mutex_fraction,
 	};
 	int err;
 
@@ -117,7 +100,17 @@ static int mutex_drain(struct collector *c, struct pprof_builder *b)
 	if (c->opts.min_wait_ns)
 		pprof_builder__add_comment(b, "min-wait: %llu us",
 					   (unsigned long long)c->opts.min_wait_ns / 1000);
+	if (c->opts.mutex_fraction > 1)
+		pprof_builder__add_comment(b,
+					   "mutex-fraction: %u (about one lock wait in %u kept, "
+					   "contentions and delay scaled by %u)",
+					   c->opts.mutex_fraction, c->opts.mutex_fraction,
+					   c->opts.mutex_fraction);
 	if (collector__stats(c, &st) == 0) {
+		if (st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT])
+			pprof_builder__add_comment(
+				b, "lock waits left out by mutex-fraction: %llu",
+				(unsigned long long)st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT]);
 		pprof_builder__add_comment(b,
 					   "futex waits that are no lock wait (condition "
 					   "variables, semaphores, joins), not counted: %llu",
@@ -135,8 +128,7 @@ static int mutex_drain(struct collector *c, struct pprof_builder *b)
 
 static void mutex_pprof_config(const struct collector *c, struct pprof_config *cfg)
 {
-	(void)c;
-	wait__pprof_config(cfg);
+	wait__pprof_config(cfg, c->opts.mutex_fraction);
 }
 
 const struct collector_ops mutex_collector_ops = {

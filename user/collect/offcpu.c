@@ -27,33 +27,17 @@ static int offcpu_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = offcpu_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the offcpu BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->min_wait_ns = o->min_wait_ns;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.waits, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
-
-	err = offcpu_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the offcpu BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
+	p->skel->rodata->block_rate_ns = o->block_rate_ns;
+	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
-	if (wait__ksym_range("__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
-		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
-	err = offcpu_bpf__attach(p->skel);
-	if (err)
-		pr_err("cannot attach the offcpu BPF programs: %s\n", strerror(-err));
-	return err;
+	wait__glue_range(&p->glue_lo, &p->glue_hi);
+	return 0;
 }
 
 static void offcpu_stop(struct collector *c)
@@ -87,6 +71,7 @@ static int offcpu_drain(struct collector *c, struct pprof_builder *b)
 		.stop_ns = p->stop_ns ? p->stop_ns : wait__now_ns(),
 		.glue_lo = p->glue_lo,
 		.glue_hi = p->glue_hi,
+		.block_rate_ns = c->opts.block_rate_ns,
 	};
 	int err = wait__drain(c, &o, b);
 
@@ -95,17 +80,30 @@ static int offcpu_drain(struct collector *c, struct pprof_builder *b)
 	if (c->opts.min_wait_ns)
 		pprof_builder__add_comment(b, "min-block: %llu us",
 					   (unsigned long long)c->opts.min_wait_ns / 1000);
+	if (c->opts.block_rate_ns)
+		pprof_builder__add_comment(
+			b,
+			"block-rate: %llu ns (an interval of d ns kept with "
+			"probability min(1, d/%llu), counted as %llu/d intervals "
+			"of %llu ns in all)",
+			(unsigned long long)c->opts.block_rate_ns,
+			(unsigned long long)c->opts.block_rate_ns,
+			(unsigned long long)c->opts.block_rate_ns,
+			(unsigned long long)c->opts.block_rate_ns);
 	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_WAIT_SHORT])
 		pprof_builder__add_comment(b,
 					   "off-CPU intervals under min-block, not counted: %llu",
 					   (unsigned long long)st.bpf[CPROF_STAT_WAIT_SHORT]);
+	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT])
+		pprof_builder__add_comment(b, "off-CPU intervals left out by block-rate: %llu",
+					   (unsigned long long)st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT]);
 	return 0;
 }
 
 static void offcpu_pprof_config(const struct collector *c, struct pprof_config *cfg)
 {
 	(void)c;
-	wait__pprof_config(cfg);
+	wait__pprof_config(cfg, 1);
 }
 
 const struct collector_ops offcpu_collector_ops = {

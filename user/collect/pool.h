@@ -47,8 +47,10 @@ void collector_pool__stats(struct collector_pool *p, const struct collector_ops 
 			   struct collector_pool_stats *st);
 
 /* Opens a window for o (targets, options; on_proc, pid_labels and ctx are the window's own),
- * on the collector already loaded for the same type and options, or on a new one. Returns 0 or
- * -errno (reported). */
+ * on the collector already loaded for the same type and options, or on a new one. p NULL: a
+ * pool of one, the window's own (a capture that shares nothing): its collector has all of o's
+ * options, its drain stops the collector and empties it, and its leave frees the pool. Returns
+ * 0 or -errno (reported). */
 int collector_pool__join(struct collector_pool *p, const struct collector_ops *ops,
 			 const struct collect_opts *o, struct collector_window **out);
 /* The collector behind a window (its ops, its configuration; do not drain or stop it). */
@@ -58,19 +60,14 @@ void collector_window__start(const struct collector_window *w, int64_t *mono, in
 /* Waits up to timeout_ms for process notices and hands this window the ones for its targets
  * (through its on_proc, in the calling thread). Returns 0 or -errno. */
 int collector_window__poll(struct collector_window *w, int timeout_ms);
-/* Drains what the window's targets did since its baseline into b, with its counters in st. */
+/* Drains what the window's targets did since its baseline into b, with its counters in st:
+ * through the collector's view (struct collector_view), which pool.c alone sets. */
 int collector_window__drain(struct collector_window *w, struct pprof_builder *b,
 			    struct collect_stats *st);
+/* Notices after deadline_ns (CLOCK_MONOTONIC) no longer build unwind tables: their processes
+ * would not be sampled any more. Only a pool of one has it: a shared collector serves others. */
+void collector_window__set_deadline(struct collector_window *w, int64_t deadline_ns);
 /* Ends the window; the collector is detached and freed when it was the last. Safe on NULL. */
 void collector_window__leave(struct collector_window *w);
-
-/* For collectors' drains (c->window set): whether an entry of the aggregation map (key starts
- * with struct cprof_key) belongs to the window, and its value as the window sees it: val is
- * rewritten to the difference with the baseline (levels kept). False: skip the entry. */
-bool collector_window__value(const struct collector_window *w, const void *key, void *val);
-/* Whether pid is one of the window's targets. */
-bool collector_window__wants(const struct collector_window *w, uint32_t pid);
-/* Subtracts the window's baseline counters from st (collector__stats, c->window set). */
-void collector_window__stats(const struct collector_window *w, struct collect_stats *st);
 
 #endif

@@ -237,9 +237,9 @@ static int add_samples(struct collector *c, const struct threads_snapshot *s,
 		smp.labels[0] = (struct pprof_label){.key = "pid", .num = t->rec.pid};
 		smp.labels[1] = (struct pprof_label){.key = "comm", .str = t->rec.pcomm};
 		smp.nlabels = 2;
-		smp.nlabels += threads__labels(s, i, &smp.labels[smp.nlabels],
-					       PPROF_MAX_LABELS - smp.nlabels, cycle,
-					       sizeof(cycle));
+		smp.nlabels +=
+			threads__labels(s, i, &smp.labels[smp.nlabels],
+					PPROF_MAX_LABELS - smp.nlabels, cycle, sizeof(cycle));
 		if (c->opts.pid_labels)
 			smp.nlabels += c->opts.pid_labels(c->opts.ctx, (pid_t)t->rec.pid,
 							  &smp.labels[smp.nlabels],
@@ -265,18 +265,20 @@ static void add_comments(struct collector *c, const struct threads_snapshot *s,
 		nostack += !(s->t[i].rec.flags & CPROF_THREAD_KTHREAD) && !s->t[i].rec.exit_state &&
 			   s->t[i].rec.nustack == 0;
 	}
-	pprof_builder__add_comment(b, "threads: %zu in %zu processes, read in %.1f ms", s->n,
-				   nproc, s->read_ns / 1e6);
+	pprof_builder__add_comment(b, "threads: %zu in %zu processes, read in %.1f ms", s->n, nproc,
+				   s->read_ns / 1e6);
 	if (s->running)
 		pprof_builder__add_comment(
-			b, "running: %zu threads were on a CPU; their user stacks are from their "
-			   "last kernel entry (at most a scheduler tick old), without kernel stack",
+			b,
+			"running: %zu threads were on a CPU; their user stacks are from their "
+			"last kernel entry (at most a scheduler tick old), without kernel stack",
 			s->running);
 	if (nostack)
 		pprof_builder__add_comment(b, "no user stack: %zu threads", nostack);
 	if (p->targets_gone)
-		pprof_builder__add_comment(b, "dropped: %llu target processes exited before "
-					      "their threads were read",
+		pprof_builder__add_comment(b,
+					   "dropped: %llu target processes exited before "
+					   "their threads were read",
 					   (unsigned long long)p->targets_gone);
 	for (size_t k = 0; k < s->ncycles; k++) {
 		threads__cycle_text(s, &s->cycles[k], line, sizeof(line));

@@ -6,8 +6,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "collect/pool.h"
 #include "collect/wait_profile.h"
+#include "sym/kallsyms.h"
+#include "util/log.h"
 #include "wait.h"
 #include "util/clock.h"
 
@@ -15,49 +16,37 @@ struct wait_drain_ctx {
 	const struct wait_drain_opts *o;
 	struct pprof_builder *b;
 	uint64_t ubuf[CPROF_MAX_STACK], kbuf[CPROF_MAX_STACK];
+	uint64_t seed; /* for sampling the tails by the block rate */
 };
+
+/* xorshift64*: enough to sample the few waits under way at the end. */
+static uint64_t rand64(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
 
 uint64_t wait__now_ns(void)
 {
 	return (uint64_t)clock__ns(CLOCK_MONOTONIC);
 }
 
-int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi)
+void wait__glue_range(uint64_t *lo, uint64_t *hi)
 {
-	char line[512], sym[256], type;
-	unsigned long long addr;
-	bool found = false;
-	FILE *f = fopen("/proc/kallsyms", "re");
-	int err = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx %c %255s", &addr, &type, sym) != 3)
-			continue;
-		if (found) { /* the core kernel's symbols are listed in address order */
-			if (addr > *lo) {
-				*hi = addr;
-				err = 0;
-			}
-			break;
-		}
-		if (addr && strcmp(sym, name) == 0) {
-			*lo = addr;
-			found = true;
-		}
-	}
-	fclose(f);
-	return err;
+	if (kallsyms__range("/proc/kallsyms", "__traceiter_sched_switch", lo, hi))
+		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
 }
 
-void wait__pprof_config(struct pprof_config *cfg)
+void wait__pprof_config(struct pprof_config *cfg, int64_t period)
 {
 	cfg->nvalues = 2;
 	cfg->sample_types[0] = (struct pprof_value_type){"contentions", "count"};
 	cfg->sample_types[1] = (struct pprof_value_type){"delay", "nanoseconds"};
 	cfg->period_type = (struct pprof_value_type){"contentions", "count"};
-	cfg->period = 1; /* every wait is counted, none sampled */
+	/* 1: every wait is counted; Go writes the mutex fraction here when it samples. */
+	cfg->period = period > 0 ? period : 1;
 	cfg->default_sample_type = "delay";
 }
 
@@ -96,8 +85,10 @@ static int add_wait(struct collector *c, struct wait_drain_ctx *d, const struct 
 			s.labels[s.nlabels++] = (struct pprof_label){
 				.key = "state", .str = on ? "on-cpu" : "off-cpu"};
 	} else {
-		s.values[0] = (int64_t)count;
-		s.values[1] = (int64_t)delay_ns;
+		uint64_t n = d->o->scale > 1 ? d->o->scale : 1;
+
+		s.values[0] = (int64_t)(count * n);
+		s.values[1] = (int64_t)(delay_ns * n);
 	}
 	return pprof_builder__add_sample(d->b, &s);
 }
@@ -109,6 +100,21 @@ static int drain_one(struct collector *c, const struct cprof_key *k, const void 
 	return add_wait(c, ctx, k, v->count, v->delay_ns);
 }
 
+/* A wait under way at the end, of delay ns so far, sampled by the block rate as BPF samples
+ * the finished ones (bpf/offcpu.bpf.h). */
+static int add_tail(struct collector *c, struct wait_drain_ctx *d, const struct cprof_key *k,
+		    uint64_t delay)
+{
+	uint64_t rate = d->o->block_rate_ns, count;
+
+	if (!rate || delay >= rate)
+		return add_wait(c, d, k, 1, delay);
+	if (delay == 0 || rand64(&d->seed) % rate >= delay)
+		return 0;
+	count = rate / delay + (rand64(&d->seed) % delay < rate % delay);
+	return add_wait(c, d, k, count, rate);
+}
+
 /* Waits still under way when the programs stopped: no end event will come for them. */
 static int drain_tails(struct collector *c, struct wait_drain_ctx *d, uint64_t min_ns)
 {
@@ -116,18 +122,16 @@ static int drain_tails(struct collector *c, struct wait_drain_ctx *d, uint64_t m
 	int fd = bpf_map__fd(o->starts), err = 0;
 	struct cprof_wait_start s;
 	__u32 tid, next, *prev = NULL;
-	int64_t from = 0, real;
+	/* A partial view (a shared collector's window) counts the part of a wait under way since
+	 * the view began. */
+	int64_t from = c->view ? c->view->from_ns : 0;
 
-	/* A shared collector's window (collect/pool.h) counts the part of a wait under way since
-	 * the window began. */
-	if (c->window)
-		collector_window__start(c->window, &from, &real);
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		tid = next;
 		prev = &tid;
 		if (bpf_map_lookup_elem(fd, &tid, &s) || s.ts > o->stop_ns)
 			continue;
-		if (c->window && s.key.pid && !collector_window__wants(c->window, s.key.pid))
+		if (c->view && s.key.pid && !c->view->wants(c->view->ctx, s.key.pid))
 			continue;
 		if (s.ts < (uint64_t)from)
 			s.ts = from;
@@ -138,7 +142,7 @@ static int drain_tails(struct collector *c, struct wait_drain_ctx *d, uint64_t m
 		}
 		if (o->stop_ns - s.ts < min_ns)
 			continue;
-		err = add_wait(c, d, &s.key, 1, o->stop_ns - s.ts);
+		err = add_tail(c, d, &s.key, o->stop_ns - s.ts);
 		if (err)
 			break;
 	}
@@ -155,6 +159,7 @@ int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct ppr
 		return -ENOMEM;
 	d->o = o;
 	d->b = b;
+	d->seed = (uint64_t)clock__ns(CLOCK_MONOTONIC) | 1;
 	err = collector__drain_map(c, o->waits, sizeof(struct cprof_wait_val), true, drain_one, d);
 	if (!err && o->starts)
 		err = drain_tails(c, d, c->opts.min_wait_ns);

@@ -22,19 +22,24 @@ struct wait_drain_opts {
 	 * `state` label, on-CPU samples and off-CPU intervals told apart by CPROF_WAIT_ONCPU. */
 	bool wall;
 	/* Kernel leaves in [glue_lo, glue_hi) are dropped: the tracepoint's iterator, on the stack
-	 * only while several programs share sched_switch (wait__ksym_range). */
+	 * only while several programs share sched_switch (wait__glue_range). */
 	uint64_t glue_lo, glue_hi;
+	/* mutex: every kept wait stands for this many (--mutex-fraction); 0 or 1: itself */
+	uint32_t scale;
+	/* offcpu: --block-rate, applied to the intervals still under way at the end as BPF
+	 * applies it to the others */
+	uint64_t block_rate_ns;
 };
 
 /* Sample types and period of a wait profile, as Go writes its mutex and block profiles. */
-void wait__pprof_config(struct pprof_config *cfg);
+void wait__pprof_config(struct pprof_config *cfg, int64_t period);
 /* Sample types of the wall profile: cpu, offcpu and wall (default) nanoseconds. */
 void wait__wall_pprof_config(struct pprof_config *cfg, int64_t period_ns);
 /* Drains the aggregated waits (and the tails) into b. Returns 0 or -errno. */
 int wait__drain(struct collector *c, const struct wait_drain_opts *o, struct pprof_builder *b);
-/* The address range of kernel text symbol name, from /proc/kallsyms (up to the next symbol).
- * Returns 0 or -errno (-ENOENT: not there, or addresses hidden). */
-int wait__ksym_range(const char *name, uint64_t *lo, uint64_t *hi);
+/* The address range of __traceiter_sched_switch, the tracepoint's iterator that shows in
+ * kernel stacks while several programs share sched_switch: [0, 0) when it cannot be read. */
+void wait__glue_range(uint64_t *lo, uint64_t *hi);
 /* CLOCK_MONOTONIC now, in ns (bpf_ktime_get_ns's clock). */
 uint64_t wait__now_ns(void);
 

@@ -32,35 +32,16 @@ static int wall_open(struct collector *c)
 	c->priv = p;
 	p->period_ns = 1000000000ull / o->freq;
 	p->skel = wall_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the wall BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	p->skel->rodata->period_ns = p->period_ns;
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.waits, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
-
-	err = wall_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the wall BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
+	/* The perf-event program is attached by cpu__attach_clock, the others here. */
+	err = collector__load_attach(c, p->skel->skeleton);
 	if (err || o->load_only)
 		return err;
-	if (wait__ksym_range("__traceiter_sched_switch", &p->glue_lo, &p->glue_hi))
-		pr_debug("no address of __traceiter_sched_switch: it may show in kernel stacks\n");
-	/* The perf-event program is attached by cpu__attach_clock, the others here. */
-	err = wall_bpf__attach(p->skel);
-	if (err) {
-		pr_err("cannot attach the wall BPF programs: %s\n", strerror(-err));
-		return err;
-	}
+	wait__glue_range(&p->glue_lo, &p->glue_hi);
 	return cpu__attach_clock(p->skel->progs.wall_sample, p->period_ns, &p->links, &p->nlinks);
 }
 

@@ -16,51 +16,11 @@
 #include <sys/stat.h>
 #include <microhttpd.h>
 
+#include "http/access.h"
+#include "http/door.h"
 #include "http/server.h"
+#include "http/server_int.h"
 #include "util/log.h"
-
-#define DEFAULT_LISTEN		"127.0.0.1:6060"
-#define DEFAULT_MAX_CONNECTIONS 128
-#define DEFAULT_MAX_BODY	(1u << 20)
-#define DEFAULT_MAX_HEADER	(16u << 10)
-#define DEFAULT_IDLE_TIMEOUT	30
-#define MAX_TOKEN		4096
-#define MAX_PEM			(1u << 20)
-
-struct http_server {
-	struct http_server_opts o;
-	char *token;
-	char *cert, *key; /* PEM contents */
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	bool loopback;
-	int port;
-	char url[128];
-	int listen_fd;
-	struct MHD_Daemon *daemon;
-	volatile int stopping;
-	int inflight;	    /* requests between their first call and their completion (atomic) */
-	char last_log[256]; /* libmicrohttpd's last message, for start errors */
-};
-
-struct header {
-	char *name, *value;
-	struct header *next;
-};
-
-struct http_request {
-	struct http_server *s;
-	struct MHD_Connection *conn;
-	const char *method, *path;
-	char *body;
-	size_t body_len;
-	bool body_too_big;
-	bool responded;
-	bool queue_failed;
-	int status;
-	struct header *headers;
-	struct timespec t0;
-};
 
 static double elapsed(const struct timespec *t0)
 {
@@ -68,221 +28,6 @@ static double elapsed(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/* Reads a whole small file into a NUL-terminated buffer. */
-static int read_file(const char *path, size_t max, char **out, size_t *len)
-{
-	FILE *f = fopen(path, "re");
-	char *buf;
-	size_t n;
-	int err = 0;
-
-	if (!f)
-		return -errno;
-	buf = malloc(max + 1);
-	if (!buf) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	n = fread(buf, 1, max + 1, f);
-	if (ferror(f))
-		err = -EIO;
-	else if (n > max)
-		err = -EFBIG;
-	fclose(f);
-	if (err) {
-		free(buf);
-		return err;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	if (len)
-		*len = n;
-	return 0;
-}
-
-static int load_token(struct http_server *s, const char *path)
-{
-	struct stat st;
-	size_t n;
-	int err = read_file(path, MAX_TOKEN, &s->token, &n);
-
-	if (err) {
-		pr_err("cannot read the token file %s: %s\n", path, strerror(-err));
-		return err;
-	}
-	/* The first line is the token; trailing whitespace and CR are not part of it. */
-	s->token[strcspn(s->token, "\n")] = '\0';
-	n = strlen(s->token);
-	while (n && (s->token[n - 1] == ' ' || s->token[n - 1] == '\t' || s->token[n - 1] == '\r'))
-		s->token[--n] = '\0';
-	if (!n) {
-		pr_err("the token file %s is empty\n", path);
-		return -EINVAL;
-	}
-	if (stat(path, &st) == 0 && (st.st_mode & 0044))
-		pr_warn("the token file %s is readable by other users\n", path);
-	return 0;
-}
-
-static int load_tls(struct http_server *s, const char *cert, const char *key)
-{
-	int err;
-
-	if (!cert != !key) {
-		pr_err("--tls-cert and --tls-key go together\n");
-		return -EINVAL;
-	}
-	if (!cert)
-		return 0;
-	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-		pr_err("this libmicrohttpd was built without TLS\n");
-		return -ENOTSUP;
-	}
-	err = read_file(cert, MAX_PEM, &s->cert, NULL);
-	if (err) {
-		pr_err("cannot read the TLS certificate %s: %s\n", cert, strerror(-err));
-		return err;
-	}
-	err = read_file(key, MAX_PEM, &s->key, NULL);
-	if (err)
-		pr_err("cannot read the TLS key %s: %s\n", key, strerror(-err));
-	return err;
-}
-
-static bool is_loopback(const struct sockaddr_storage *a)
-{
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)a;
-
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)a;
-		const uint8_t *b = in6->sin6_addr.s6_addr;
-
-		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-			return true;
-		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
-	}
-	return false;
-}
-
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" into an address. */
-static int parse_listen(struct http_server *s, const char *listen)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	char host[256], *colon, *end;
-	const char *port;
-	long p;
-	int gai;
-
-	if (strlen(listen) >= sizeof(host))
-		goto bad;
-	strcpy(host, listen);
-	if (host[0] == '[') {
-		end = strchr(host, ']');
-		if (!end || end[1] != ':')
-			goto bad;
-		*end = '\0';
-		port = end + 2;
-		memmove(host, host + 1, strlen(host + 1) + 1); /* port lies past the moved bytes */
-	} else {
-		colon = strrchr(host, ':');
-		if (!colon)
-			goto bad;
-		*colon = '\0';
-		port = colon + 1;
-	}
-	errno = 0;
-	p = strtol(port, &end, 10);
-	if (!*port || *end || errno || p < 0 || p > 65535)
-		goto bad;
-	gai = getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res);
-	if (gai || !res) {
-		pr_err("cannot resolve the listen address '%s': %s\n", listen,
-		       gai ? gai_strerror(gai) : "no address");
-		return -EINVAL;
-	}
-	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-	s->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-	s->loopback = is_loopback(&s->addr);
-	return 0;
-bad:
-	pr_err("invalid listen address '%s': expected HOST:PORT, [IPV6]:PORT or :PORT\n", listen);
-	return -EINVAL;
-}
-
-int http_server__new(const struct http_server_opts *o, struct http_server **out)
-{
-	struct http_server *s = calloc(1, sizeof(*s));
-	int err;
-
-	if (!s)
-		return -ENOMEM;
-	s->o = *o;
-	s->listen_fd = -1;
-	if (!s->o.listen)
-		s->o.listen = DEFAULT_LISTEN;
-	if (!s->o.max_connections)
-		s->o.max_connections = DEFAULT_MAX_CONNECTIONS;
-	if (!s->o.max_body)
-		s->o.max_body = DEFAULT_MAX_BODY;
-	if (!s->o.max_header)
-		s->o.max_header = DEFAULT_MAX_HEADER;
-	if (!s->o.idle_timeout)
-		s->o.idle_timeout = DEFAULT_IDLE_TIMEOUT;
-	err = parse_listen(s, s->o.listen);
-	if (!err && o->token_file)
-		err = load_token(s, o->token_file);
-	if (!err)
-		err = load_tls(s, o->tls_cert, o->tls_key);
-	if (err) {
-		http_server__free(s);
-		return err;
-	}
-	*out = s;
-	return 0;
-}
-
-static int open_listener(struct http_server *s)
-{
-	struct sockaddr_storage bound;
-	socklen_t len = sizeof(bound);
-	char host[INET6_ADDRSTRLEN];
-	int one = 1, fd, err;
-
-	fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&s->addr, s->addrlen) || listen(fd, 128) ||
-	    getsockname(fd, (struct sockaddr *)&bound, &len)) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	if (bound.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (void *)&bound;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		s->port = ntohs(in6->sin6_port);
-		snprintf(s->url, sizeof(s->url), "%s://[%s]:%d", s->cert ? "https" : "http", host,
-			 s->port);
-	} else {
-		struct sockaddr_in *in = (void *)&bound;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		s->port = ntohs(in->sin_port);
-		snprintf(s->url, sizeof(s->url), "%s://%s:%d", s->cert ? "https" : "http", host,
-			 s->port);
-	}
-	s->listen_fd = fd;
-	return 0;
 }
 
 /* --- requests --- */
@@ -513,41 +258,15 @@ static const struct http_route *find_route(const struct http_server *s, const ch
 	return NULL;
 }
 
-/* Compares in time that depends on the length of the guess only. */
-static bool token_equal(const char *token, const char *guess)
-{
-	size_t n = strlen(token), m = strlen(guess);
-	unsigned char diff = n != m;
-
-	for (size_t i = 0; i < m; i++)
-		diff |= (unsigned char)guess[i] ^ (unsigned char)token[i % n];
-	return diff == 0;
-}
-
-static bool authorized(struct http_request *r)
-{
-	const char *h = http_request__header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-	char *user, *pass = NULL;
-	bool ok;
-
-	if (!r->s->token)
-		return true;
-	if (h && strncasecmp(h, "Bearer ", 7) == 0)
-		return token_equal(r->s->token, h + 7);
-	user = MHD_basic_auth_get_username_password(r->conn, &pass);
-	ok = pass && token_equal(r->s->token, pass);
-	MHD_free(user);
-	MHD_free(pass);
-	return ok;
-}
-
 static void dispatch(struct http_request *r)
 {
 	struct http_server *s = r->s;
 	const struct http_route *rt = find_route(s, r->path);
 	int err;
 
-	if (!(rt && rt->public) && !authorized(r)) {
+	if (!http_guard__host(r) || !http_guard__query(r))
+		return;
+	if (!(rt && rt->public) && !http_guard__authorized(r)) {
 		http_request__add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					 "Basic realm=\"cprof-bpf\", charset=\"UTF-8\"");
 		http_respond_error(r, 401,
@@ -639,6 +358,15 @@ static int append_body(struct http_request *r, const char *data, size_t len)
 	return 0;
 }
 
+/* The socket of a connection, -1 if unknown. */
+static int connection_fd(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return ci ? ci->connect_fd : -1;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
 				 const char *method, const char *version, const char *upload,
 				 size_t *upload_size, void **con_cls)
@@ -657,13 +385,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->path = url;
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+		http_door__idle(s->door, connection_fd(conn), false);
 		*con_cls = r;
+		/* The body too must arrive within the request deadline: silence ends it sooner. */
+		if (s->o.head_timeout < s->o.idle_timeout)
+			MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+						  s->o.head_timeout);
 		check_request(r, url);
 		return r->queue_failed ? MHD_NO : MHD_YES;
 	}
 	if (r->responded)
 		return r->queue_failed ? MHD_NO : MHD_YES;
 	if (*upload_size) {
+		if (elapsed(&r->t0) > s->o.head_timeout) {
+			pr_debug("http: %s: body not received within %u s, closing\n", r->path,
+				 s->o.head_timeout);
+			return MHD_NO;
+		}
 		if (append_body(r, upload, *upload_size))
 			return MHD_NO;
 		*upload_size = 0;
@@ -679,10 +417,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_server *s = cls;
 	struct http_request *r = *con_cls;
 
-	(void)conn;
 	(void)toe;
 	if (!r)
 		return;
+	http_door__idle(s->door, connection_fd(conn), true);
 	if (s->o.on_request)
 		s->o.on_request(s->o.ctx, r->path, r->responded ? r->status : 0, elapsed(&r->t0));
 	free_headers(r);
@@ -704,30 +442,44 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	pr_debug("libmicrohttpd: %s\n", s->last_log);
 }
 
-int http_server__start(struct http_server *s)
+/* A connection handed over by the front door ends (libmicrohttpd closes its socket after this
+ * returns): it counts no more against its client. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_server *s = cls;
+
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+		http_door__closed(s->door, connection_fd(conn));
+}
+
+static int hand_off(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct http_server *s = ctx;
+
+	/* libmicrohttpd closes the socket when it cannot take it. */
+	return MHD_add_connection(s->daemon, fd, addr, len) == MHD_YES ? 0 : -EIO;
+}
+
+static int start_daemon(struct http_server *s)
 {
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
 	size_t pool = s->o.max_header * 2 > 32768 ? s->o.max_header * 2 : 32768;
-	int err;
 
-	err = open_listener(s);
-	if (err) {
-		pr_err("cannot listen on %s: %s\n", s->o.listen, strerror(-err));
-		return err;
-	}
 	if (s->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (s->cert)
 		flags |= MHD_USE_TLS;
-	/* The listening socket is ours (bound above, so errors are clear and port 0 works); MHD
-	 * takes it over and closes it when it stops. */
+	/* Connections come from the front door (http/door.h), which keeps the limits: one more
+	 * here than there, so libmicrohttpd never refuses one the door let in. */
 	struct MHD_OptionItem opts[] = {
-		{MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
-		{MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections, NULL},
+		{MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections + 1, NULL},
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
 		{MHD_OPTION_CONNECTION_TIMEOUT, s->o.idle_timeout, NULL},
 		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
 		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
 		{s->cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->cert},
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, s->key},
@@ -737,16 +489,50 @@ int http_server__start(struct http_server *s)
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
-		close(s->listen_fd);
-		s->listen_fd = -1;
 		pr_err("cannot start the %s server on %s%s%s\n", s->cert ? "HTTPS" : "HTTP",
 		       s->o.listen, s->last_log[0] ? ": " : "", s->last_log);
 		return -EINVAL;
 	}
-	s->listen_fd = -1;
+	return 0;
+}
+
+int http_server__start(struct http_server *s)
+{
+	struct http_door_opts d = {
+		.tls = s->cert != NULL,
+		.max_connections = s->o.max_connections,
+		.max_per_client = s->o.max_per_client,
+		.head_timeout = s->o.head_timeout,
+		.idle_timeout = s->o.idle_timeout,
+		.max_header = s->o.max_header,
+		.max_body = s->o.max_body,
+		.hand_off = hand_off,
+		.ctx = s,
+	};
+	int err;
+
+	err = http_setup__open_listener(s);
+	if (err) {
+		pr_err("cannot listen on %s: %s\n", s->o.listen, strerror(-err));
+		return err;
+	}
+	err = start_daemon(s);
+	if (!err) {
+		d.listen_fd = s->listen_fd;
+		err = http_door__start(&d, &s->door);
+		if (err)
+			pr_err("cannot start the HTTP server's accepting thread: %s\n",
+			       strerror(-err));
+	}
+	if (err) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		return err;
+	}
+	s->listen_fd = -1; /* the door's now */
 	if (!s->loopback && !s->token)
-		pr_warn("listening on %s without --token-file: anyone who can reach it can "
-			"profile every process on this machine\n",
+		pr_warn("listening on %s without --token-file: anyone who can reach it from "
+			"another machine can profile every process on this machine\n",
 			s->o.listen);
 	return 0;
 }
@@ -767,20 +553,16 @@ const char *http_server__url(const struct http_server *s)
 
 void http_server__stop(struct http_server *s)
 {
-	int fd;
-
 	if (!s || !s->daemon)
 		return;
 	s->stopping = 1;
 	/* No new connections; the requests in flight finish and their answers are sent. */
-	fd = MHD_quiesce_daemon(s->daemon);
+	http_door__stop(s->door);
 	for (int ms = 0; ms < STOP_GRACE_MS && __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
 	     ms += 10)
 		usleep(10000);
 	MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
-	if (fd >= 0)
-		close(fd);
 }
 
 void http_server__free(struct http_server *s)
@@ -788,6 +570,7 @@ void http_server__free(struct http_server *s)
 	if (!s)
 		return;
 	http_server__stop(s);
+	http_door__free(s->door);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	if (s->token)

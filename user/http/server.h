@@ -2,6 +2,11 @@
  * token authentication (a Bearer header, or the password of HTTP basic auth, so that
  * `go tool pprof http://x:TOKEN@host:port/...` works), TLS from PEM files, request limits.
  *
+ * Connections are accepted by a front door (http/door.h) that keeps the limits and checks each
+ * request head before a handler thread sees it; every response closes its connection. Without
+ * a token, the Host header must name this server (against DNS rebinding: 421 otherwise), and
+ * query parameters may not hold NUL bytes, be empty or repeat (400).
+ *
  * Threading: one thread per connection. A handler runs in its connection's thread and may block
  * as long as it likes (a 30 s capture): no server timeout applies while it runs, and it can ask
  * http_request__should_stop() whether the client went away or the server is stopping.
@@ -25,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/access.h"
+
 struct http_request;
 
 /* Handles one request: must answer it with one http_respond*() call and return 0, or return
@@ -47,7 +54,12 @@ struct http_server_opts {
 	const char *tls_cert;	/* PEM files; both or neither */
 	const char *tls_key;
 	/* Limits; 0 means the default given. */
-	unsigned max_connections; /* open connections at once (default 128); more are refused */
+	/* Connections (see http/door.h): over a limit, the oldest one still waiting for its
+	 * request is closed to make room; when all run requests, the new one gets 503. */
+	unsigned max_connections; /* open connections at once (default 128) */
+	unsigned max_per_client;  /* open connections from one address (default 64) */
+	unsigned head_timeout;	  /* seconds to send the request line and headers, and again the
+				   * body (default 10) */
 	size_t max_body;	  /* request body bytes (default 1 MiB): more gets 413 */
 	size_t max_header;	  /* request line + headers bytes (default 16 KiB): more gets 431 */
 	unsigned idle_timeout;	  /* seconds a connection may stay idle (default 30) */
@@ -85,6 +97,9 @@ void http_request__for_each_query(const struct http_request *r,
 				  void (*fn)(void *ctx, const char *key, const char *value),
 				  void *ctx);
 const char *http_request__header(const struct http_request *r, const char *name);
+/* Who sent the request: its token, and the local user owning the client's socket (found in
+ * /proc/net/tcp{,6}; see http/access.h). Looked up on the first call. */
+const struct http_peer *http_request__peer(struct http_request *r);
 /* The request body (POST), possibly empty; never NULL. */
 const char *http_request__body(const struct http_request *r, size_t *len);
 /* True once the client has closed its side of the connection or the server is stopping: a

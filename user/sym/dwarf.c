@@ -355,7 +355,8 @@ static struct cu_index *sym_dwarf__cu_index(struct sym_dwarf *d, Dwarf_Die *cudi
 		cu_index__free(NULL, ci, NULL);
 		return NULL;
 	}
-	qsort(ci->funcs, ci->n, sizeof(*ci->funcs), cu_func__cmp);
+	if (ci->n) /* funcs is NULL for a CU without functions */
+		qsort(ci->funcs, ci->n, sizeof(*ci->funcs), cu_func__cmp);
 	return ci;
 }
 

@@ -365,3 +365,34 @@ cleanup:
 	free(best);
 	return err;
 }
+
+int kallsyms__range(const char *path, const char *name, uint64_t *lo, uint64_t *hi)
+{
+	char *line = NULL;
+	size_t linecap = 0;
+	struct ksym_line kl;
+	bool found = false;
+	FILE *f = fopen(path, "re");
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &linecap, f) >= 0) {
+		if (!kallsyms__parse_line(line, &kl) || kl.mod)
+			continue;
+		if (found) { /* the core kernel's symbols are listed in address order */
+			if (kl.addr > *lo) {
+				*hi = kl.addr;
+				err = 0;
+			}
+			break;
+		}
+		if (kl.addr && strcmp(kl.name, name) == 0) {
+			*lo = kl.addr;
+			found = true;
+		}
+	}
+	free(line);
+	fclose(f);
+	return err;
+}

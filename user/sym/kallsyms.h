@@ -1,5 +1,6 @@
-/* Private to sym/: /proc/kallsyms text symbols, either all of them sorted for binary search, or
- * only those that name a given set of addresses, read in one streamed pass. */
+/* /proc/kallsyms text symbols, either all of them sorted for binary search, or only those that
+ * name a given set of addresses, read in one streamed pass; or one symbol's address range. The
+ * symbolizer reads them; the off-CPU collectors look up one range. */
 #ifndef CPROF_SYM_KALLSYMS_H
 #define CPROF_SYM_KALLSYMS_H
 
@@ -33,5 +34,10 @@ struct kallsyms_info {
  * or NULL (none, or restricted). Returns 0 or -errno (then every names[i] is NULL). */
 int kallsyms__resolve(const char *path, const uint64_t *addrs, size_t n, char **names,
 		      struct kallsyms_info *info);
+
+/* The address range of the core kernel's text symbol name in a file in /proc/kallsyms format:
+ * [its address, the next text symbol's). Returns 0 or -errno (-ENOENT: not there, or
+ * addresses hidden). */
+int kallsyms__range(const char *path, const char *name, uint64_t *lo, uint64_t *hi);
 
 #endif

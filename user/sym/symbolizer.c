@@ -15,6 +15,7 @@
 #include "sym/kallsyms.h"
 #include "sym/module.h"
 #include "sym/perfmap.h"
+#include "python/cpython.h"
 #include "sym/symbolizer.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -85,6 +86,9 @@ struct symbolizer {
 	struct hashmap *kaddrs; /* prepared kernel lookup address -> interned name, or NULL */
 	bool kernel_streamed;	/* kernel_mapping was set from a streamed pass */
 	struct sym_mapping kernel_mapping;
+	struct python_syms *py;	       /* code objects of CPython processes (bpf/python.h) */
+	struct sym_mapping py_mapping; /* every Python frame's */
+	uint64_t py_unreadable;	       /* Python frames whose code object could not be read */
 };
 
 static const char *symbolizer__intern(struct symbolizer *s, const char *str);
@@ -186,6 +190,19 @@ struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts)
 		symbolizer__free(s);
 		return NULL;
 	}
+	s->py = python_syms__new();
+	if (!s->py) {
+		symbolizer__free(s);
+		return NULL;
+	}
+	/* Python frames are no addresses: their mapping covers the tagged values alone. */
+	s->py_mapping = (struct sym_mapping){.start = CPROF_PY_FRAME_TAG,
+					     .limit = UINT64_MAX,
+					     .path = "[python]",
+					     .build_id = "",
+					     .has_functions = true,
+					     .has_filenames = true,
+					     .has_line_numbers = true};
 	s->kernel_mapping.path = KERNEL_MAPPING;
 	s->kernel_mapping.build_id = "";
 	s->kernel_mapping.limit = UINT64_MAX;
@@ -248,6 +265,7 @@ void symbolizer__free(struct symbolizer *s)
 		hashmap__for_each(s->strings, symbolizer__free_string, NULL);
 	hashmap__free(s->strings);
 	kallsyms__free(s->ksyms);
+	python_syms__free(s->py);
 	free(s);
 }
 
@@ -610,6 +628,7 @@ void symbolizer__remove_pid(struct symbolizer *s, pid_t pid)
 {
 	void *old;
 
+	python_syms__forget(s->py, pid);
 	if (hashmap__delete(s->procs, (void *)(uintptr_t)pid, NULL, &old))
 		sym_proc__free(old);
 }
@@ -831,6 +850,45 @@ static int symbolizer__jit(struct symbolizer *s, struct sym_proc *p, const struc
 	return symbolizer__set_frame(s, res, e->mapping, symbolizer__intern(s, name));
 }
 
+/* A Python frame (bpf/python.h): its code object's name, file and line. */
+static int symbolizer__python(struct symbolizer *s, pid_t pid, uint64_t addr,
+			      struct sym_result *res)
+{
+	struct python_frame f;
+	char buf[64];
+	int err;
+
+	err = python_syms__resolve(s->py, pid, addr, &f);
+	if (err == -ENOMEM)
+		return err;
+	if (err) {
+		/* Nothing invented: the frame says what it is and is counted. */
+		s->py_unreadable++;
+		snprintf(buf, sizeof(buf), "[python code 0x%llx unreadable]",
+			 (unsigned long long)CPROF_PY_CODE(addr));
+		return symbolizer__set_frame(s, res, &s->py_mapping, symbolizer__intern(s, buf));
+	}
+	err = symbolizer__set_frame(s, res, &s->py_mapping, symbolizer__intern(s, f.function));
+	if (err)
+		return err;
+	res->frames[0].file = symbolizer__intern(s, f.file);
+	res->frames[0].line = f.line;
+	res->frames[0].start_line = f.start_line;
+	return res->frames[0].file ? 0 : -ENOMEM;
+}
+
+void symbolizer__python_prefetch(struct symbolizer *s, pid_t pid, uint64_t code)
+{
+	struct python_frame f;
+
+	python_syms__resolve(s->py, pid, CPROF_PY_FRAME(code, CPROF_PY_IDX_UNKNOWN), &f);
+}
+
+uint64_t symbolizer__python_unreadable(const struct symbolizer *s)
+{
+	return s->py_unreadable;
+}
+
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
 		     struct sym_result *res)
 {
@@ -842,6 +900,8 @@ int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_ret
 	void *found;
 	int err;
 
+	if (CPROF_PY_IS_FRAME(addr))
+		return symbolizer__python(s, pid, addr, res);
 	err = symbolizer__proc(s, pid, &p);
 	if (err)
 		return err;

@@ -101,6 +101,12 @@ int symbolizer__prepare(struct symbolizer *s, struct sym_request *reqs, size_t n
  * mapping). Returns 0, or -errno only for allocation failure. */
 int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_return,
 		     struct sym_result *res);
+/* Reads the Python code object at code in pid now (CPROF_PROC_PYCODE), while the process lives:
+ * its frames then resolve after the process exits. */
+void symbolizer__python_prefetch(struct symbolizer *s, pid_t pid, uint64_t code);
+/* Python frames (bpf/python.h) resolved so far whose code object could not be read (the
+ * process exited before its profile was symbolized). */
+uint64_t symbolizer__python_unreadable(const struct symbolizer *s);
 /* Resolves a link-time address of the ELF file at path (as addr2line -e path does); the file
  * is opened once and cached like a mapped one. res->mapping is NULL. Returns 0 (a "??" frame when
  * nothing is known), -errno when the file cannot be opened or is not ELF. */

@@ -198,8 +198,8 @@ static const struct {
 };
 
 static const char *const wait_labels[] = {
-	[THREAD_WAIT_FUTEX] = "futex",	   [THREAD_WAIT_MUTEX] = "mutex",
-	[THREAD_WAIT_RWLOCK] = "rwlock",   [THREAD_WAIT_CONDVAR] = "condvar",
+	[THREAD_WAIT_FUTEX] = "futex",	       [THREAD_WAIT_MUTEX] = "mutex",
+	[THREAD_WAIT_RWLOCK] = "rwlock",       [THREAD_WAIT_CONDVAR] = "condvar",
 	[THREAD_WAIT_SEMAPHORE] = "semaphore", [THREAD_WAIT_JOIN] = "join",
 };
 
@@ -272,11 +272,12 @@ static const char *futex_op_name(uint64_t op)
 static bool fd_first(const char *name)
 {
 	static const char *const fd_calls[] = {
-		"read",	    "write",	 "pread64",  "pwrite64",    "readv",	 "writev",
-		"preadv",   "pwritev",	 "preadv2",  "pwritev2",    "recvfrom",	 "recvmsg",
-		"recvmmsg", "sendto",	 "sendmsg",  "sendmmsg",    "accept",	 "accept4",
-		"connect",  "epoll_wait", "epoll_pwait", "epoll_pwait2", "fsync",   "fdatasync",
-		"flock",    "ioctl",	 "fcntl",    "io_uring_enter", "getdents64", "splice",
+		"read",	       "write",	       "pread64",	 "pwrite64",   "readv",
+		"writev",      "preadv",       "pwritev",	 "preadv2",    "pwritev2",
+		"recvfrom",    "recvmsg",      "recvmmsg",	 "sendto",     "sendmsg",
+		"sendmmsg",    "accept",       "accept4",	 "connect",    "epoll_wait",
+		"epoll_pwait", "epoll_pwait2", "fsync",		 "fdatasync",  "flock",
+		"ioctl",       "fcntl",	       "io_uring_enter", "getdents64", "splice",
 	};
 
 	for (size_t i = 0; i < sizeof(fd_calls) / sizeof(fd_calls[0]); i++)
@@ -321,11 +322,8 @@ static void describe_syscall(struct thread_info *t, const char *name)
 			 (a[1] & FUTEX_CLOCK_REALTIME) ? "|FUTEX_CLOCK_REALTIME" : "",
 			 a[2] & 0xffffffffu);
 	else if (fd_first(name))
-		snprintf(d, len, "%s(fd %d%s%s)", name, (int)a[0], fd_target(r, (int)a[0], target,
-									      sizeof(target))
-								       ? ": "
-								       : "",
-			 target);
+		snprintf(d, len, "%s(fd %d%s%s)", name, (int)a[0],
+			 fd_target(r, (int)a[0], target, sizeof(target)) ? ": " : "", target);
 	else if (strcmp(name, "poll") == 0 || strcmp(name, "ppoll") == 0)
 		snprintf(d, len, "%s(%" PRIu64 " fds)", name, a[1]);
 	else if (strcmp(name, "clock_nanosleep") == 0)
@@ -474,8 +472,8 @@ void threads__wait_phrase(const struct threads_snapshot *s, size_t i, char *buf,
 		snprintf(buf, len, "lock 0x%" PRIx64 " held by %s", t->lock, who);
 }
 
-void threads__cycle_text(const struct threads_snapshot *s, const struct thread_cycle *c,
-			 char *buf, size_t len)
+void threads__cycle_text(const struct threads_snapshot *s, const struct thread_cycle *c, char *buf,
+			 size_t len)
 {
 	size_t off = 0;
 	char name[64], what[160];
@@ -489,8 +487,8 @@ void threads__cycle_text(const struct threads_snapshot *s, const struct thread_c
 	}
 }
 
-int threads__labels(const struct threads_snapshot *s, size_t i, struct pprof_label *labels,
-		    int max, char *buf, size_t buflen)
+int threads__labels(const struct threads_snapshot *s, size_t i, struct pprof_label *labels, int max,
+		    char *buf, size_t buflen)
 {
 	const struct thread_info *t = &s->t[i];
 	int n = 0;
@@ -505,4 +503,3 @@ int threads__labels(const struct threads_snapshot *s, size_t i, struct pprof_lab
 	}
 	return n;
 }
-

@@ -22,14 +22,14 @@ struct pprof_label;
 
 /* What a thread waits on. */
 enum thread_wait {
-	THREAD_WAIT_NONE = 0,	/* not in a syscall: running, runnable, a fault, stopped */
-	THREAD_WAIT_SYSCALL,	/* a syscall other than futex (read, epoll_wait, nanosleep...) */
-	THREAD_WAIT_FUTEX,	/* a futex wait of no kind recognised below */
-	THREAD_WAIT_MUTEX,	/* pthread_mutex_lock and friends */
-	THREAD_WAIT_RWLOCK,	/* pthread_rwlock_rdlock / _wrlock and friends */
-	THREAD_WAIT_CONDVAR,	/* pthread_cond_wait and friends */
-	THREAD_WAIT_SEMAPHORE,	/* sem_wait and friends */
-	THREAD_WAIT_JOIN,	/* pthread_join: waits for a thread to exit */
+	THREAD_WAIT_NONE = 0,  /* not in a syscall: running, runnable, a fault, stopped */
+	THREAD_WAIT_SYSCALL,   /* a syscall other than futex (read, epoll_wait, nanosleep...) */
+	THREAD_WAIT_FUTEX,     /* a futex wait of no kind recognised below */
+	THREAD_WAIT_MUTEX,     /* pthread_mutex_lock and friends */
+	THREAD_WAIT_RWLOCK,    /* pthread_rwlock_rdlock / _wrlock and friends */
+	THREAD_WAIT_CONDVAR,   /* pthread_cond_wait and friends */
+	THREAD_WAIT_SEMAPHORE, /* sem_wait and friends */
+	THREAD_WAIT_JOIN,      /* pthread_join: waits for a thread to exit */
 };
 
 /* One thread, described. */
@@ -41,16 +41,17 @@ struct thread_info {
 	uint64_t state_ns;	 /* how long it has been in that state (see threads__describe) */
 	enum thread_wait wait;
 	const char *wait_label; /* "mutex", "condvar", "read", "epoll_wait"...; NULL: none */
-	char wait_desc[192];	/* the syscall and its arguments: "futex(0x.., FUTEX_WAIT_PRIVATE, 2)" */
-	bool rwlock_write;	/* THREAD_WAIT_RWLOCK: for writing */
-	uint64_t lock;		/* MUTEX..JOIN: the futex address (a mutex's own address) */
+	char wait_desc
+		[192];	   /* the syscall and its arguments: "futex(0x.., FUTEX_WAIT_PRIVATE, 2)" */
+	bool rwlock_write; /* THREAD_WAIT_RWLOCK: for writing */
+	uint64_t lock;	   /* MUTEX..JOIN: the futex address (a mutex's own address) */
 	/* MUTEX: the owner's tid recorded in the mutex (its pid namespace's), 0 unknown; JOIN:
 	 * the thread joined. */
 	uint32_t owner_tid;
-	bool lock_free;	   /* MUTEX: the mutex was free when read (its wait is ending) */
-	long owner;	   /* index in the snapshot of the owner (or joined) thread, -1: none */
-	size_t deadlock;   /* 1-based number of the wait-for cycle it is in, 0: none */
-	char where[64]; /* the glibc function that identified the wait, "" if none */
+	bool lock_free;	 /* MUTEX: the mutex was free when read (its wait is ending) */
+	long owner;	 /* index in the snapshot of the owner (or joined) thread, -1: none */
+	size_t deadlock; /* 1-based number of the wait-for cycle it is in, 0: none */
+	char where[64];	 /* the glibc function that identified the wait, "" if none */
 };
 
 /* A wait-for cycle: members[i] waits for something members[i + 1] holds (the last for the
@@ -105,13 +106,13 @@ void threads__thread_name(const struct threads_snapshot *s, size_t i, char *buf,
 void threads__wait_phrase(const struct threads_snapshot *s, size_t i, char *buf, size_t len);
 /* One line saying what cycle c is: "thread A (a) waits for lock 0x.. held by thread B (b),
  * which waits for ..." */
-void threads__cycle_text(const struct threads_snapshot *s, const struct thread_cycle *c,
-			 char *buf, size_t len);
+void threads__cycle_text(const struct threads_snapshot *s, const struct thread_cycle *c, char *buf,
+			 size_t len);
 
 /* The labels of thread i's sample: state, wait, deadlock; fills at most max, returns how many.
  * Strings live as long as the snapshot (buf holds the deadlock number). */
-int threads__labels(const struct threads_snapshot *s, size_t i, struct pprof_label *labels,
-		    int max, char *buf, size_t buflen);
+int threads__labels(const struct threads_snapshot *s, size_t i, struct pprof_label *labels, int max,
+		    char *buf, size_t buflen);
 
 /* Writes the snapshot as text: debug 2 is Go's goroutine dump (a block per thread: the header
  * with state, duration and wait, then what it waits for, then `function(...)` and

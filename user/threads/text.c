@@ -95,12 +95,14 @@ static void print_lock_line(FILE *f, const struct threads_snapshot *s, size_t i)
 	case THREAD_WAIT_MUTEX:
 	case THREAD_WAIT_JOIN:
 		if (t->lock_free)
-			fprintf(f, "# lock: waiting for lock 0x%" PRIx64
-				   ", free when read (the wait is ending)\n",
+			fprintf(f,
+				"# lock: waiting for lock 0x%" PRIx64
+				", free when read (the wait is ending)\n",
 				t->lock);
 		else if (!t->owner_tid)
-			fprintf(f, "# lock: waiting for lock 0x%" PRIx64
-				   " held by a thread the lock does not record\n",
+			fprintf(f,
+				"# lock: waiting for lock 0x%" PRIx64
+				" held by a thread the lock does not record\n",
 				t->lock);
 		else {
 			threads__wait_phrase(s, i, what, sizeof(what));
@@ -130,8 +132,9 @@ static void print_notes(FILE *f, const struct thread_info *t)
 	if (r->flags & CPROF_THREAD_SELF)
 		fprintf(f, "# note: the snapshot's own thread\n");
 	else if (r->flags & CPROF_THREAD_ON_CPU)
-		fprintf(f, "# note: running on CPU %d when read: no kernel stack, and the user "
-			   "stack is from its last kernel entry (at most a scheduler tick ago)\n",
+		fprintf(f,
+			"# note: running on CPU %d when read: no kernel stack, and the user "
+			"stack is from its last kernel entry (at most a scheduler tick ago)\n",
 			r->cpu);
 	if (r->flags & CPROF_THREAD_REGS_CHANGED)
 		fprintf(f, "# note: it entered the kernel again while its stack was read: the "
@@ -271,10 +274,11 @@ static int print_group(FILE *f, struct symbolizer *sym, const struct thread_info
 				if (fr->file && fr->line)
 					fprintf(f, "%s:%" PRId64 "\n", fr->file, fr->line);
 				else
-					fprintf(f, "%s\n", fr->file ? fr->file
-						   : kernel	    ? "[kernel.kallsyms]"
-						   : res.mapping    ? res.mapping->path
-								    : "?");
+					fprintf(f, "%s\n",
+						fr->file      ? fr->file
+						: kernel      ? "[kernel.kallsyms]"
+						: res.mapping ? res.mapping->path
+							      : "?");
 			}
 		}
 	}

@@ -12,6 +12,7 @@
 #include <gelf.h>
 #include <elfutils/libdw.h>
 
+#include "unwind/cfi_check.h"
 #include "unwind/table.h"
 
 #define REG_RBP 6
@@ -173,6 +174,66 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The file offset of vaddr through the PT_LOAD segments; -1 if none maps it. */
+static int64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
+{
+	GElf_Phdr ph;
+	size_t nph;
+
+	if (elf_getphdrnum(elf, &nph))
+		return -1;
+	for (size_t i = 0; i < nph; i++) {
+		if (gelf_getphdr(elf, i, &ph) && ph.p_type == PT_LOAD && vaddr >= ph.p_vaddr &&
+		    vaddr - ph.p_vaddr < ph.p_filesz &&
+		    ph.p_offset + (vaddr - ph.p_vaddr) < INT64_MAX)
+			return (int64_t)(ph.p_offset + (vaddr - ph.p_vaddr));
+	}
+	return -1;
+}
+
+static int check_fde(Elf *elf, uint64_t vaddr)
+{
+	int64_t off = vaddr_to_offset(elf, vaddr);
+	size_t size;
+	const char *raw = elf_rawfile(elf, &size);
+
+	if (off < 0 || !raw)
+		return -EINVAL;
+	return cfi_check__fde((const uint8_t *)raw, size, (uint64_t)off);
+}
+
+/* libdw prefers the .eh_frame_hdr and .eh_frame sections to the segments: they must be where
+ * the segments checked above say, or libdw would read something else than was checked. */
+static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
+{
+	bool hdr = false, frame = false;
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	const char *name;
+	size_t shstrndx;
+
+	if (elf_getshdrstrndx(elf, &shstrndx))
+		return 0; /* no sections: libdw uses PT_GNU_EH_FRAME too */
+	while ((scn = elf_nextscn(elf, scn))) {
+		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
+			continue;
+		if (strcmp(name, ".eh_frame_hdr") == 0) {
+			if (sh.sh_offset != eh_frame_hdr->p_offset ||
+			    sh.sh_addr != eh_frame_hdr->p_vaddr)
+				return -EINVAL;
+			hdr = true;
+		}
+		if (strcmp(name, ".eh_frame") == 0) {
+			if (sh.sh_type != SHT_NOBITS &&
+			    vaddr_to_offset(elf, sh.sh_addr) != (int64_t)sh.sh_offset)
+				return -EINVAL;
+			frame = true;
+		}
+	}
+	/* An .eh_frame without its search table: libdw would scan every record, unchecked. */
+	return frame && !hdr ? -EINVAL : 0;
+}
+
 /* The sorted FDE start addresses from .eh_frame_hdr (PT_GNU_EH_FRAME). */
 static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
 {
@@ -214,9 +275,20 @@ static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
 	v = malloc((count ? count : 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (uint64_t i = 0; i < count; i++) {
+	err = 0;
+	for (uint64_t i = 0; i < count && !err; i++) {
+		uint64_t fde = 0;
+
 		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i]);
-		p += 4; /* the FDE's address: libdw finds it itself */
+		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &fde);
+		/* libdw reads this FDE for lookups in its range: check it first (cfi_check.h). */
+		err = check_fde(elf, fde);
+	}
+	if (!err)
+		err = check_sections(elf, &ph);
+	if (err) {
+		free(v);
+		return err;
 	}
 	qsort(v, count, sizeof(*v), cmp_u64);
 	*out = v;

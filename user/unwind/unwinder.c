@@ -519,40 +519,59 @@ static bool vdso_mapping(const struct proc_map *m)
 	return m->path && strcmp(m->path, "[vdso]") == 0;
 }
 
+/* Deletes the trie entries of old that now (may be NULL) did not write again, and frees old. */
+static void unw_pid__retire(struct unwinder *u, struct unw_pid *old, const struct unw_pid *now)
+{
+	for (size_t i = 0; i < old->n; i++) {
+		bool kept = false;
+
+		for (size_t j = 0; now && j < now->n && !kept; j++)
+			kept = memcmp(&old->keys[i], &now->keys[j], sizeof(old->keys[i])) == 0;
+		if (!kept)
+			bpf_map_delete_elem(u->o.mappings_fd, &old->keys[i]);
+	}
+	free(old->keys);
+	free(old->maps);
+	free(old);
+}
+
 void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 {
 	const void *key;
 	void *val;
-	struct unw_pid *p;
 
-	if (!hashmap__delete(u->pids, (void *)(uintptr_t)pid, &key, &val))
-		return;
-	p = val;
-	for (size_t i = 0; i < p->n; i++)
-		bpf_map_delete_elem(u->o.mappings_fd, &p->keys[i]);
+	if (hashmap__delete(u->pids, (void *)(uintptr_t)pid, &key, &val))
+		unw_pid__retire(u, val, NULL);
 	if (u->o.pid_maps_fd >= 0) {
-		__u32 key = (__u32)pid;
+		__u32 k = (__u32)pid;
 
-		bpf_map_delete_elem(u->o.pid_maps_fd, &key);
+		bpf_map_delete_elem(u->o.pid_maps_fd, &k);
 	}
-	free(p->keys);
-	free(p->maps);
-	free(p);
 }
 
 int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 {
 	struct proc_maps *maps = NULL;
-	struct unw_pid *p = NULL;
+	struct unw_pid *p = NULL, *old;
+	const void *okey;
+	void *oval;
 	double t0 = now_ms();
 	int err;
 
 	if (pid <= 0)
 		return -EINVAL;
-	unwinder__remove_pid(u, pid); /* an exec replaced what it had mapped */
+	/* The entries of an earlier reading stay in the trie while the new ones are written (a
+	 * walk meanwhile finds one or the other, never none); those not written again (an exec
+	 * replaced what was mapped) are deleted after. */
+	if (!hashmap__delete(u->pids, (void *)(uintptr_t)pid, &okey, &oval))
+		oval = NULL;
+	old = oval;
 	err = proc_maps__read(pid, &maps);
-	if (err)
+	if (err) {
+		if (old)
+			unw_pid__retire(u, old, NULL);
 		return err;
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		err = -ENOMEM;
@@ -562,6 +581,7 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 	err = hashmap__insert(u->pids, (void *)(uintptr_t)pid, p);
 	if (err) {
 		free(p);
+		p = NULL;
 		goto cleanup;
 	}
 	for (size_t i = 0; i < maps->n; i++) {
@@ -587,6 +607,8 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 	}
 	publish_pid_maps(u, pid, p);
 cleanup:
+	if (old)
+		unw_pid__retire(u, old, p);
 	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
 		 (now_ms() - t0));
 	proc_maps__free(maps);

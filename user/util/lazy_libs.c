@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <curl/curl.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include "util/log.h"
@@ -28,12 +29,20 @@ struct lazy_lib {
 
 static struct lazy_lib mhd = {"libmicrohttpd.so.12", PTHREAD_ONCE_INIT, NULL};
 static struct lazy_lib curl = {"libcurl.so.4", PTHREAD_ONCE_INIT, NULL};
+static struct lazy_lib gnutls = {"libgnutls.so.30", PTHREAD_ONCE_INIT, NULL};
 
 static void lazy_open_mhd(void)
 {
 	mhd.handle = dlopen(mhd.soname, RTLD_NOW | RTLD_LOCAL);
 	if (!mhd.handle)
 		pr_err("cannot load %s: %s\n", mhd.soname, dlerror());
+}
+
+static void lazy_open_gnutls(void)
+{
+	gnutls.handle = dlopen(gnutls.soname, RTLD_NOW | RTLD_LOCAL);
+	if (!gnutls.handle)
+		pr_err("cannot load %s: %s\n", gnutls.soname, dlerror());
 }
 
 static void lazy_open_curl(void)
@@ -108,6 +117,25 @@ LAZY(mhd, struct MHD_Response *, MHD_create_response_from_buffer, NULL,
      (size_t size, void *buffer, enum MHD_ResponseMemoryMode mode), (size, buffer, mode))
 LAZY(mhd, char *, MHD_basic_auth_get_username_password, NULL,
      (struct MHD_Connection * connection, char **password), (connection, password))
+
+LAZY(mhd, enum MHD_Result, MHD_add_connection, MHD_NO,
+     (struct MHD_Daemon * daemon, MHD_socket client_socket, const struct sockaddr *addr,
+      socklen_t addrlen),
+     (daemon, client_socket, addr, addrlen))
+LAZY(mhd, int, MHD_get_connection_values_n, -1,
+     (struct MHD_Connection * connection, enum MHD_ValueKind kind, MHD_KeyValueIteratorN iterator,
+      void *iterator_cls),
+     (connection, kind, iterator, iterator_cls))
+
+/* GnuTLS, only to check a TLS key against its certificate before libmicrohttpd loads them. */
+LAZY(gnutls, int, gnutls_certificate_allocate_credentials, GNUTLS_E_INTERNAL_ERROR,
+     (gnutls_certificate_credentials_t * res), (res))
+LAZY_VOID(gnutls, gnutls_certificate_free_credentials, (gnutls_certificate_credentials_t sc), (sc))
+LAZY(gnutls, int, gnutls_certificate_set_x509_key_mem, GNUTLS_E_INTERNAL_ERROR,
+     (gnutls_certificate_credentials_t res, const gnutls_datum_t *cert, const gnutls_datum_t *key,
+      gnutls_x509_crt_fmt_t type),
+     (res, cert, key, type))
+LAZY(gnutls, const char *, gnutls_strerror, "GnuTLS not loaded", (int error), (error))
 
 /* The variadic ones, through their va_list form or their one argument. */
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
