@@ -482,8 +482,8 @@ void threads__cycle_text(const struct threads_snapshot *s, const struct thread_c
 	for (size_t k = 0; k < c->n && off < len; k++) {
 		threads__thread_name(s, c->members[k], name, sizeof(name));
 		threads__wait_phrase(s, c->members[k], what, sizeof(what));
-		off += snprintf(buf + off, len - off, "%s%s waits for %s", k ? ", which " : "",
-				k ? "" : name, what);
+		off += snprintf(buf + off, len - off, "%s%swaits for %s", k ? ", which " : name,
+				k ? "" : " ", what);
 	}
 }
 
