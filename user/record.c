@@ -302,7 +302,10 @@ int record__run(const struct record_opts *o)
 	if (preflight__check())
 		return 1;
 	for (size_t i = 0; i < o->npids; i++) {
-		if (proc__exists(o->pids[i])) {
+		/* A snapshot shows a zombie as one; a profile over time has nothing of it. */
+		bool snapshot = collector__find(o->type) && collector__find(o->type)->snapshot;
+
+		if (snapshot ? kill(o->pids[i], 0) && errno != EPERM : proc__exists(o->pids[i]) != 0) {
 			pr_err("no such process: %d\n", o->pids[i]);
 			return 1;
 		}
