@@ -305,7 +305,8 @@ int record__run(const struct record_opts *o)
 		/* A snapshot shows a zombie as one; a profile over time has nothing of it. */
 		bool snapshot = collector__find(o->type) && collector__find(o->type)->snapshot;
 
-		if (snapshot ? kill(o->pids[i], 0) && errno != EPERM : proc__exists(o->pids[i]) != 0) {
+		if (snapshot ? kill(o->pids[i], 0) && errno != EPERM
+			     : proc__exists(o->pids[i]) != 0) {
 			pr_err("no such process: %d\n", o->pids[i]);
 			return 1;
 		}

@@ -1,7 +1,7 @@
 /* /debug/pprof/goroutine?pid=N[&debug=0|1|2]: a snapshot of every thread of the processes (Go's
  * goroutine profile for any process). debug=0 (the default) is the pprof, debug=1 the stacks
  * grouped with their counts, debug=2 a block per thread (Go's goroutine dump). The snapshot is
- * taken at once: no seconds. */
+ * taken at once: seconds= is accepted (the index's links carry it) and ignored. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +54,8 @@ static int respond_text(struct serve *sv, struct http_request *r, const struct t
 
 int goroutine__route(void *ctx, struct http_request *r)
 {
-	static const char *const known[] = {"pid", "debug", NULL};
+	/* seconds: the index's links carry it; a snapshot takes no time and ignores it. */
+	static const char *const known[] = {"pid", "debug", "seconds", NULL};
 	const struct pprof_route *rt = ((struct serve_route_ctx *)ctx)->route;
 	struct serve *sv = ((struct serve_route_ctx *)ctx)->sv;
 	struct capture_params p = {.route = rt};
@@ -66,8 +67,9 @@ int goroutine__route(void *ctx, struct http_request *r)
 	size_t len;
 	int debug, err, ret;
 
-	if (!params__check_known(r, known, "pid, debug") || !parse_debug(r, &debug) ||
-	    !params__pids(r, &p) || profiles__capture(sv, r, &p, &b, &sym, debug ? &snap : NULL))
+	if (!params__check_known(r, known, "pid, debug, seconds (ignored)") ||
+	    !parse_debug(r, &debug) || !params__pids(r, &p) ||
+	    profiles__capture(sv, r, &p, &b, &sym, debug ? &snap : NULL))
 		return 0;
 	if (debug) {
 		ret = snap ? respond_text(sv, r, snap, sym, debug)

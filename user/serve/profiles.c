@@ -212,10 +212,11 @@ int profiles__flamegraph(void *ctx, struct http_request *r)
 		return 0;
 	p.route = params__route_by_name(type ? type : "profile");
 	if (!p.route)
-		return http_respond_error(r, 400,
-					  "unknown type '%.32s' (known: profile or cpu, heap, "
-					  "allocs, mutex, block or offcpu, threadcreate)",
-					  type);
+		return http_respond_error(
+			r, 400,
+			"unknown type '%.32s' (known: profile or cpu, heap, "
+			"allocs, mutex, block or offcpu, threadcreate, goroutine)",
+			type);
 	if (!params__capture(sv, r, &p, DEFAULT_SECONDS) ||
 	    profiles__capture(sv, r, &p, &b, &sym, NULL))
 		return 0;

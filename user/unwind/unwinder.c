@@ -364,7 +364,8 @@ static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 		u->st.failed++;
 		return -E2BIG;
 	}
-	qsort(p->maps, p->nmaps, sizeof(*p->maps), map_start_cmp);
+	if (p->nmaps)
+		qsort(p->maps, p->nmaps, sizeof(*p->maps), map_start_cmp);
 	n = (__u32)p->nmaps;
 	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_pmaps", sizeof(__u32),
 			    sizeof(struct cprof_unwind_mapping), n + 1, &mo);
