@@ -44,6 +44,9 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* `seen` value of a process announced at exec and not sampled since. */
+#define SEEN_EXEC 2
+
 /* Processes already announced to user space. LRU: an old entry evicted only means one more
  * (harmless) notice for that process. */
 struct {
@@ -92,10 +95,19 @@ static __always_inline void proc_notify(__u32 pid, __u32 kind)
  * while the process is alive. One map lookup per sample; a notice once per process. */
 static __always_inline void proc_seen(__u32 pid)
 {
-	__u8 one = 1;
+	__u8 one = 1, *v;
 
-	if (bpf_map_lookup_elem(&seen, &pid))
+	v = bpf_map_lookup_elem(&seen, &pid);
+	if (v) {
+		/* Announced at exec (SEEN_EXEC) but not sampled yet: its first sample is news too,
+		 * since unwind tables are only built for processes that are sampled. Two CPUs may
+		 * both see SEEN_EXEC: one extra notice, harmless. */
+		if (*v == SEEN_EXEC) {
+			*v = 1;
+			proc_notify(pid, CPROF_PROC_SAMPLED);
+		}
 		return;
+	}
 	if (bpf_map_update_elem(&seen, &pid, &one, BPF_NOEXIST) == 0)
 		proc_notify(pid, CPROF_PROC_NEW);
 }
@@ -183,7 +195,7 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)  \
 	{                                                                                          \
 		__u32 pid = bpf_get_current_pid_tgid() >> 32;                                      \
-		__u8 one = 1;                                                                      \
+		__u8 one = SEEN_EXEC;                                                              \
 		if (!is_target(pid))                                                               \
 			return 0;                                                                  \
 		/* The new image's executable is mapped now, its libraries only once ld.so has   \

@@ -134,6 +134,9 @@ enum {
 	 * user space reads it while the process lives, so that its frames still resolve once the
 	 * process is gone. Once per (process, code object). */
 	CPROF_PROC_PYCODE = 4,
+	/* First sample of a process announced at exec (lifecycle notices): its libraries are
+	 * mapped by now, and it is worth an unwind table. */
+	CPROF_PROC_SAMPLED = 5,
 };
 
 #ifndef __bpf__

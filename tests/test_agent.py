@@ -23,6 +23,11 @@ def load(workdir):
 
 
 def start_agent(*args, sub="agent"):
+    # These tests are about windows, labels, store, push and triggers: frame pointers keep the
+    # sanitizer build's memory (tables of every sampled executable) out of their way. The
+    # default (--unwind auto) is tested in test_agent_unwind.py.
+    if sub == "agent" and "--unwind" not in args:
+        args = (*args, "--unwind", "fp")
     return start_cprof(sub, *args, stdout=subprocess.PIPE)
 
 

@@ -237,7 +237,7 @@ def test_no_write_permission_fails_before_sampling(workload, spawn, tmp_path):
 
 
 @pytest.mark.parametrize("cmd,status,reason", [
-    ("/nonexistent", 127, "No such file or directory"),
+    ("/cprof-test-no-such-path/cmd", 127, "No such file or directory"),
     ("cprof-no-such-command", 127, "command not found"),
     ("/etc/passwd", 126, "Permission denied"),
     ("/etc", 126, "Is a directory"),
@@ -254,7 +254,7 @@ def test_command_that_cannot_run(tmp_path, cmd, status, reason):
 def test_command_whose_exec_fails(tmp_path):
     """An interpreter that does not exist: found only by exec itself, after attaching."""
     script = tmp_path / "script"
-    script.write_text("#!/nonexistent/interpreter\n")
+    script.write_text("#!/cprof-test-no-such-path/interpreter\n")
     script.chmod(0o755)
     out = tmp_path / "cpu.pb.gz"
     r = run_cprof("-o", out, "--", script, check=False, timeout=60)

@@ -261,6 +261,24 @@ def test_compressed_debug_file_read_from_uncompressed_copy(c_inline, spawn, tmp_
     assert cached == inflated and "inline.c:" in cached, (cached, inflated)
 
 
+def test_debug_cache_never_makes_a_missing_home(c_inline, tmp_path):
+    """HOME of a user or service without one (nobody's /nonexistent): the cache is off and the
+    home is not created, while symbolization through libdw's own inflating still works."""
+    from conftest import CPROF
+    binary, root, packed, bid = compressed_debug(c_inline, tmp_path)
+    home = tmp_path / "no-such-home"
+    env = {k: v for k, v in os.environ.items() if k not in ("CPROF_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    r = subprocess.run([CPROF, "symbolize", "--debug-dir", str(root), "-e", binary, "0x1000"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not home.exists(), list(home.rglob("*"))
+    env["HOME"] = str(tmp_path)
+    subprocess.run([CPROF, "symbolize", "--debug-dir", str(root), "-e", binary, "0x1000"],
+                   capture_output=True, text=True, env=env, check=True)
+    assert (tmp_path / ".cache" / "cprof-bpf" / "debug" / f"{bid}.debug").exists()
+
+
 @pytest.mark.parametrize("place", ["same-dir", "dot-debug", "debug-root"])
 def test_debug_file_found_by_debuglink(place, c_inline, spawn, tmp_path):
     bindir = str(tmp_path / "bin")

@@ -7,6 +7,16 @@ whole run (start-up and shutdown included, from its rusage), its peak RSS, and t
 throughput relative to no profiler.
 
     tools/bench/bench_agent.py [--seconds 60] [--rounds 1] [--quick]
+
+--churn runs the fleet setting instead: a service built without frame pointers plus about
+--rate new processes a second of a dozen distribution executables (shell tools, a compressor,
+an interpreter), for --seconds with 5 s windows, with `cprof-bpf agent` (its defaults) and
+`perf record -a -g -F 19` side by side in the same run. It reports each one's CPU and peak RSS,
+the ratio agent CPU / perf CPU, the share of the service's hot samples whose stack keeps its
+callers (`run_cpu <- main`) in the agent's windows, and the agent's CPU on the same machine with
+no load started (10 s).
+
+    tools/bench/bench_agent.py --churn [--seconds 30] [--rate 50]
 """
 import argparse
 import os
@@ -17,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from common import BENCH, CPROF, Table, build, med, ops, parse, peer, ratio, reap, rounds, start
+from common import BENCH, CPROF, ROOT, Table, build, med, ops, parse, peer, ratio, reap, rounds, start
 
 
 def cpu_ticks(pid):
@@ -45,11 +55,101 @@ def run_once(exe, secs, argv, stop_sig):
     return ops(w.stdout), steady * 100, cpu / wall * 100, rss
 
 
+# Short-lived commands of the churn: distribution binaries (built without frame pointers).
+CHURN = [["true"], ["ls", "/usr/bin"], ["cat", "/etc/os-release"], ["sort", "/etc/services"],
+         ["grep", "-c", "tcp", "/etc/services"], ["sed", "-n", "1p", "/etc/services"],
+         ["gzip", "-c", "/etc/services"], ["head", "-c", "100", "/etc/services"],
+         ["date"], ["wc", "-l", "/etc/services"], ["md5sum", "/etc/services"],
+         ["sh", "-c", ":"]]
+
+
+def churn(rate, until):
+    """Starts about rate processes a second, round robin over CHURN, until the deadline."""
+    n = 0
+    t0 = time.monotonic()
+    while time.monotonic() < until:
+        argv = CHURN[n % len(CHURN)]
+        if shutil.which(argv[0]):
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        n += 1
+        ahead = t0 + n / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    return n
+
+
+def complete_share(files, pid):
+    """Share of pid's samples with leaf hot_a/hot_b whose callers are run_cpu <- main."""
+    good = total = 0.0
+    for f in files:
+        out = subprocess.run(["go", "tool", "pprof", "-traces", f"-tagfocus=pid={pid}", f],
+                             capture_output=True, text=True).stdout
+        for block in out.split("-----------+")[1:]:
+            lines = [l.strip() for l in block.splitlines() if l.strip()]
+            fr = [l for l in lines if not l.startswith("-") and ": " not in l]
+            if not fr:
+                continue
+            first = fr[0].split()
+            if len(first) < 2 or first[1] not in ("hot_a", "hot_b"):
+                continue
+            v = float(first[0][:-2]) / 1000 if first[0].endswith("ms") else \
+                float(first[0].rstrip("s") or 0)
+            names = [first[1]] + [l.split()[-1] for l in fr[1:]]
+            total += v
+            if names[1:3] == ["run_cpu", "main"]:
+                good += v
+    return good / total if total else 0.0
+
+
+def run_churn(a, tmp):
+    svc = build(tmp, os.path.join(ROOT, "tests", "fixtures", "workload.c"),
+                flags=("-fomit-frame-pointer",))
+    store = os.path.join(tmp, "agent")
+    # The agent alone, no load started by us: its floor on this machine.
+    idle = start([CPROF, "agent", "-q", "-i", "5", "-o", os.path.join(tmp, "idle")],
+                 stderr=subprocess.DEVNULL)
+    time.sleep(10)
+    idle_cpu, idle_rss, _, _ = reap(idle, signal.SIGTERM)
+    agent = start([CPROF, "agent", "-q", "-i", "5", "-o", store], stderr=subprocess.DEVNULL)
+    perf = None
+    if peer("perf"):
+        perf = start(["perf", "record", "-q", "-a", "-g", "-F", "19", "-o",
+                      os.path.join(tmp, "perf.data")], stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    w = subprocess.Popen([svc, "cpu", str(a.seconds + 2)], stdout=subprocess.DEVNULL)
+    nproc = churn(a.rate, t0 + a.seconds)
+    wall = time.monotonic() - t0
+    acpu, arss, _, _ = reap(agent, signal.SIGTERM)
+    pcpu, prss = (reap(perf, signal.SIGINT)[:2]) if perf else (0.0, 0.0)
+    w.kill()
+    w.wait()
+    files = sorted(os.path.join(store, f) for f in os.listdir(store) if f.endswith(".pb.gz"))
+    share = complete_share(files, w.pid)
+    print(f"no-fp service + {nproc / wall:.0f} new processes/s of {len(CHURN)} executables, "
+          f"{a.seconds:g} s, 5 s windows; agent and perf side by side")
+    t = Table("profiler", 28, [("CPU % of a core", 15, ".2f"), ("peak RSS MB", 12, ".1f"),
+                               ("complete", 9, ".3f")])
+    t.header()
+    t.row("cprof-bpf agent (defaults)", acpu / wall * 100, arss, share)
+    if perf:
+        t.row("perf record -a -g -F 19", pcpu / wall * 100, prss, 0.0)
+        print(f"agent CPU / perf CPU: {acpu / pcpu if pcpu else float('nan'):.2f}")
+    print(f"agent with no load started, 10 s: {idle_cpu / 10 * 100:.2f}% of a core, "
+          f"peak RSS {idle_rss:.1f} MB (includes start-up)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--churn", action="store_true")
+    ap.add_argument("--rate", type=float, default=50)
     a = parse(ap, seconds=3, rounds=1)
+    if a.churn:
+        tmp = tempfile.mkdtemp(prefix="cprof-bench-agent-")
+        run_churn(a, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     tmp = tempfile.mkdtemp(prefix="cprof-bench-agent-")
     exe = build(tmp, os.path.join(BENCH, "cpuburn.c"))
     configs = [("none", None, None)]

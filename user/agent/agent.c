@@ -197,6 +197,7 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 
 	switch (e->kind) {
 	case CPROF_PROC_NEW:
+	case CPROF_PROC_SAMPLED: /* refreshed: its libraries are mapped by now */
 		procs__seen(s, (pid_t)e->pid, false);
 		break;
 	case CPROF_PROC_EXEC:
@@ -404,6 +405,7 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	a->m.own_rss = rss;
 	a->m.last_window_mono = m1;
 	a->m.procs_tracked = hashmap__size(s->procs);
+	a->m.unwind = st.unwind;
 	pthread_mutex_unlock(&a->lock);
 	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes, %llu processes read; agent cpu "
 		"%.2f%%, rss %.1f MB\n",
@@ -535,6 +537,8 @@ static int run_windows(struct agent *a)
 		.no_kernel_stacks = a->o->no_kernel,
 		.unwind_mode = a->o->unwind,
 		.unwind_mem = a->o->unwind_mem,
+		.unwind_cpu = a->o->unwind_cpu,
+		.unwind_lazy = true,
 		.freq = a->o->freq,
 		.max_keys = a->o->max_keys,
 		.live = true,

@@ -11,6 +11,7 @@
 
 #include "agent/options.h"
 #include "cprof.h"
+#include "unwind/unwinder.h"
 
 /* Counters and gauges shown by /metrics and the logs. Guarded by agent.lock. */
 struct agent_metrics {
@@ -27,6 +28,7 @@ struct agent_metrics {
 	double own_cpu_seconds;
 	int64_t last_window_mono; /* CLOCK_MONOTONIC ns when the last window was drained */
 	int64_t started_mono;
+	struct unwinder_stats unwind; /* as of the last window */
 };
 
 struct store;

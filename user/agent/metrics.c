@@ -48,6 +48,38 @@ static void put(struct strbuf *b, const char *name, const char *type, const char
 		       name, help, name, type, name, v);
 }
 
+/* The unwind tables (as of the last window): what they hold and where their time went. */
+static void metrics__unwind(struct strbuf *b, const struct agent_metrics *m)
+{
+	const struct unwinder_stats *u = &m->unwind;
+
+	put(b, "unwind_tables", "gauge", "Executables with an unwind table in BPF.", u->tables);
+	put(b, "unwind_table_bytes", "gauge", "Bytes of unwind tables in BPF.", u->bytes);
+	put(b, "unwind_tables_built_total", "counter", "Unwind tables compiled and loaded.",
+	    u->builds);
+	put(b, "unwind_build_seconds_total", "counter",
+	    "Time spent compiling and loading unwind tables.", u->build_ns / 1e9);
+	put(b, "unwind_procs_total", "counter",
+	    "Sampled processes whose mappings were given to the unwinder.", u->pids);
+	put(b, "unwind_execs_total", "counter",
+	    "Exec'd processes given the tables already built (maps read, no build).", u->execs);
+	put(b, "unwind_proc_seconds_total", "counter",
+	    "Time spent on those processes (maps read, trie updates, builds done inline).",
+	    u->pid_ns / 1e9);
+	put(b, "unwind_exe_hits_total", "counter",
+	    "Executable mappings whose table was already known (shared, no work).", u->exe_hits);
+	put(b, "unwind_deferred_total", "counter",
+	    "Mappings queued for a later build (large file or over --unwind-cpu).", u->deferred);
+	put(b, "unwind_pending", "gauge", "Mappings waiting for a table now.", u->pending);
+	put(b, "unwind_over_budget_total", "counter",
+	    "Executables left to frame pointers: --unwind-mem or table slots full.",
+	    u->over_budget + u->queue_full);
+	put(b, "unwind_no_cfi_total", "counter",
+	    "Executables without usable .eh_frame (frame pointers).", u->no_cfi);
+	put(b, "unwind_failed_total", "counter", "Tables that could not be built or loaded.",
+	    u->failed);
+}
+
 char *metrics__render(struct agent *a)
 {
 	struct strbuf b = {};
@@ -115,6 +147,7 @@ char *metrics__render(struct agent *a)
 	put(&b, "cpu_percent", "gauge", "The agent's own CPU, percent of one core, last window.",
 	    m.own_cpu_pct);
 	put(&b, "rss_bytes", "gauge", "The agent's own resident memory.", (double)rss);
+	metrics__unwind(&b, &m);
 	if (strbuf__err(&b)) {
 		strbuf__free(&b);
 		return NULL;

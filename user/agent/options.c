@@ -12,6 +12,7 @@
 #include "cprof.h"
 #include "unwind.h"
 #include "util/log.h"
+#include "unwind/unwinder.h"
 
 #define MAX_SECONDS 31536000.0 /* one year */
 
@@ -30,10 +31,11 @@ static const char agent_usage[] =
 	"  -d, --duration SECONDS   stop after SECONDS (default: until SIGTERM)\n"
 	"      --max-stacks N       distinct stacks kept in BPF per window (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
-	"      --unwind MODE        user stacks of the windows: fp (default: cheapest), auto or\n"
-	"                           dwarf (.eh_frame tables, as for record; triggered captures\n"
-	"                           always use auto)\n"
+	"      --unwind MODE        user stacks of the windows: auto (default: .eh_frame tables\n"
+	"                           where built, frame pointers elsewhere), fp or dwarf\n"
 	"      --unwind-mem SIZE    memory for unwind tables, 64K-64G (plain numbers: MiB)\n"
+	"      --unwind-cpu PCT     CPU for building tables, percent of one core (default 1;\n"
+	"                           0 = no limit); what waits is walked with frame pointers\n"
 	"Store:\n"
 	"  -o, --out-dir DIR        where windows go (default /var/lib/cprof-bpf)\n"
 	"      --no-store           do not keep windows locally (push only)\n"
@@ -90,6 +92,7 @@ enum {
 	OPT_NO_KERNEL,
 	OPT_UNWIND,
 	OPT_UNWIND_MEM,
+	OPT_UNWIND_CPU,
 	OPT_NO_STORE,
 	OPT_MAX_AGE,
 	OPT_MAX_SIZE,
@@ -124,6 +127,7 @@ static const struct option long_opts[] = {
 	{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
 	{"unwind", required_argument, NULL, OPT_UNWIND},
 	{"unwind-mem", required_argument, NULL, OPT_UNWIND_MEM},
+	{"unwind-cpu", required_argument, NULL, OPT_UNWIND_CPU},
 	{"out-dir", required_argument, NULL, 'o'},
 	{"no-store", no_argument, NULL, OPT_NO_STORE},
 	{"max-age", required_argument, NULL, OPT_MAX_AGE},
@@ -327,6 +331,10 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		o->unwind_mem = size;
 		return 0;
 	}
+	case OPT_UNWIND_CPU:
+		if (cli__parse_seconds(arg, 0, 100, &o->unwind_cpu))
+			return bad("--unwind-cpu", arg, "a percentage of one core, 0 to 100");
+		return 0;
 	case 'o':
 		o->out_dir = arg;
 		return 0;
@@ -454,9 +462,11 @@ int agent_opts__parse(int argc, char **argv, bool watch, struct agent_opts *o)
 	o->trigger_check = 2;
 	o->trigger_freq = 99;
 	o->max_rss = 200ull << 20;
-	/* Tables for every executable on the machine cost far more than an always-on agent may
-	 * (building them, and their memory): frame pointers unless asked. */
-	o->unwind = CPROF_UNWIND_FP;
+	/* Complete stacks of binaries built without frame pointers (most distribution packages):
+	 * tables, but only for executables that are sampled, once per file, within --unwind-cpu
+	 * and --unwind-mem. */
+	o->unwind = CPROF_UNWIND_AUTO;
+	o->unwind_cpu = UNWINDER_DEFAULT_CPU_PCT;
 	err = cli__getopt(argc, argv, "i:F:l:d:o:p:vqh", long_opts,
 			  watch ? watch_usage : agent_usage, "--help", parse_one, o);
 	if (err)

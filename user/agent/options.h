@@ -23,6 +23,7 @@ struct agent_opts {
 	bool no_kernel;
 	int unwind;	     /* enum cprof_unwind_mode */
 	uint64_t unwind_mem; /* bytes of unwind tables; 0 = default */
+	double unwind_cpu;   /* --unwind-cpu: percent of a core for building tables; 0 = no limit */
 	const char *host;    /* host label; NULL: gethostname() */
 	struct agent_label labels[AGENT_MAX_LABELS];
 	int nlabels;

@@ -108,7 +108,9 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
 	} else if (c->unw) {
 		collector__python(c, e->pid);
-		if (!collector__late(c))
+		if (c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC)
+			unwinder__add_pid_known(c->unw, e->pid); /* tables built if it is sampled */
+		else if (!collector__late(c))
 			unwinder__add_pid(c->unw, e->pid, true);
 	}
 	return 0;
@@ -211,7 +213,8 @@ static int collector__start_unwinder(struct collector *c)
 	struct bpf_map *mappings = bpf_object__find_map_by_name(c->obj, "unwind_mappings");
 	/* Sleepable programs' objects have the per-process arrays instead of the trie. */
 	struct bpf_map *pid_maps = bpf_object__find_map_by_name(c->obj, "unwind_pid_maps");
-	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem};
+	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem,
+				   .cpu_pct = c->opts.unwind_cpu};
 
 	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !(mappings || pid_maps) ||
 	    !c->ustacks)
@@ -297,9 +300,10 @@ int collector__poll(struct collector *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
-	/* Notices first, then one big executable's table, if any is waiting. */
-	if (n >= 0 && c->unw && !collector__late(c))
-		unwinder__idle(c->unw);
+	/* Notices first, then queued tables (a few: within their CPU budget, see unwinder.h). */
+	for (int i = 0; n >= 0 && c->unw && !collector__late(c) && i < 8; i++)
+		if (!unwinder__idle(c->unw))
+			break;
 	if (n == -EINTR)
 		return 0;
 	return n < 0 ? n : 0;

@@ -61,6 +61,10 @@ struct collect_opts {
 	/* heap, `-- CMD`: the command, whose gated child has not exec'd it yet. May be NULL. */
 	const char *exe_hint;
 	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
+	double unwind_cpu;   /* percent of a core for building tables; 0 = no limit */
+	/* Tables only for processes that are sampled: an exec notice reads nothing for the
+	 * unwinder, the first sample's notice (CPROF_PROC_NEW / _SAMPLED) does. */
+	bool unwind_lazy;
 
 	/* mutex, offcpu: shorter waits are not counted */
 	uint64_t min_wait_ns;

@@ -30,12 +30,14 @@
 static const char *debug_cache__dir(char *buf, size_t len)
 {
 	const char *env = getenv("CPROF_CACHE_DIR");
+	struct stat st;
 
 	if (env)
 		return env[0] && (size_t)snprintf(buf, len, "%s", env) < len ? buf : NULL;
 	if ((env = getenv("XDG_CACHE_HOME")) && env[0])
 		return (size_t)snprintf(buf, len, "%s/cprof-bpf", env) < len ? buf : NULL;
-	if ((env = getenv("HOME")) && env[0])
+	/* A home that does not exist (nobody's /nonexistent, a service's) is not made: no cache. */
+	if ((env = getenv("HOME")) && env[0] && stat(env, &st) == 0 && S_ISDIR(st.st_mode))
 		return (size_t)snprintf(buf, len, "%s/.cache/cprof-bpf", env) < len ? buf : NULL;
 	return NULL;
 }

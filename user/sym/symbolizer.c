@@ -456,7 +456,11 @@ static int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct
 				   struct sym_module **out)
 {
 	size_t size = map->end - map->start;
+	unsigned long long h = 0xcbf29ce484222325ull;
 	struct sym_module *m;
+	const char *ikey;
+	char key[64];
+	void *found;
 	void *img;
 	int err;
 
@@ -471,12 +475,27 @@ static int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct
 		free(img);
 		return 0;
 	}
+	/* Every process of this kernel maps the same vDSO image: parse it once, keyed by its
+	 * contents, instead of once per process (the agent sees hundreds of processes a minute). */
+	for (size_t i = 0; i < size; i++)
+		h = (h ^ ((const unsigned char *)img)[i]) * 0x100000001b3ull;
+	snprintf(key, sizeof(key), "v:%zu:%016llx", size, (unsigned long long)h);
+	ikey = symbolizer__intern(s, key);
+	if (!ikey) {
+		free(img);
+		return -ENOMEM;
+	}
+	if (hashmap__find(s->modules, ikey, &found)) {
+		free(img);
+		*out = found;
+		return 0;
+	}
 	err = sym_module__open_mem(img, size, &m);
 	if (err == -ENOMEM)
 		return err;
 	if (err)
 		return 0;
-	return symbolizer__adopt(s, NULL, m, out);
+	return symbolizer__adopt(s, ikey, m, out);
 }
 
 /* The sym_mapping for e: the previous snapshot's when nothing changed, so that callers keying

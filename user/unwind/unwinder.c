@@ -46,12 +46,15 @@ struct unw_deferred {
 	pid_t pid;
 	uint64_t gen;
 	uint64_t start, end, offset;
-	int fd; /* the file, kept open: the process may exit before its turn */
+	int fd;	       /* the file, kept open: the process may exit before its turn */
+	uint64_t size; /* of the file: the smallest are built first */
 	char fkey[64];
 };
 
 /* Executables at least this large (file size) are deferred. */
 #define DEFER_BYTES (8u << 20)
+/* Mappings queued at most (each holds its file open). */
+#define DEFER_MAX 256
 
 struct unwinder {
 	struct unwinder_opts o;
@@ -66,7 +69,26 @@ struct unwinder {
 	struct unw_deferred *deferred; /* a queue: [dhead, ndeferred) is pending */
 	size_t dhead, ndeferred, capdeferred;
 	struct unwinder_stats st;
+	int64_t started_ns;   /* CLOCK_MONOTONIC, for the CPU budget */
+	uint64_t built_bytes; /* file bytes of the builds in build_ns */
 };
+
+/* Whether building the table of a file of `size` bytes now would exceed the CPU budget: the
+ * CPU time spent building so far plus this build's estimate (the mean time per byte of the
+ * builds so far) against cpu_pct of the time since the unwinder started, plus a first
+ * allowance. */
+static bool over_cpu(const struct unwinder *u, uint64_t size)
+{
+	double allowed, estimate = 0;
+
+	if (u->o.cpu_pct <= 0)
+		return false;
+	if (u->built_bytes)
+		estimate = (double)size * (double)u->st.build_ns / (double)u->built_bytes;
+	allowed = (double)(clock__ns(CLOCK_MONOTONIC) - u->started_ns) * u->o.cpu_pct / 100 +
+		  UNWINDER_CPU_BURST_MS * 1e6;
+	return (double)u->st.build_ns + estimate > allowed;
+}
 
 struct unwinder *unwinder__new(const struct unwinder_opts *o)
 {
@@ -78,6 +100,7 @@ struct unwinder *unwinder__new(const struct unwinder_opts *o)
 	if (!u->o.budget_bytes)
 		u->o.budget_bytes = UNWINDER_DEFAULT_BUDGET;
 	u->next_id = 1;
+	u->started_ns = clock__ns(CLOCK_MONOTONIC);
 	u->exes = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
 	u->pids = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
 	if (!u->exes || !u->pids) {
@@ -121,6 +144,7 @@ void unwinder__free(struct unwinder *u)
 void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 {
 	*st = u->st;
+	st->pending = u->ndeferred - u->dhead;
 }
 
 /* Creates the table's ARRAY, fills it and puts it in the HASH_OF_MAPS under id. */
@@ -209,6 +233,9 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 	char bkey[64];
 	void *found;
 	uint64_t bytes;
+	/* CPU time of this thread, not wall time: a busy machine does not eat the budget. */
+	int64_t t0 = clock__ns(CLOCK_THREAD_CPUTIME_ID);
+	struct stat fst;
 	int err;
 
 	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
@@ -255,8 +282,12 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 	u->st.rows += t.n;
 	u->st.bytes += bytes;
 	u->st.text_bytes += t.text_bytes;
+	u->st.builds++;
 	pr_debug("unwind: %s: %zu rows for %" PRIu64 " bytes of text\n", fkey, t.n, t.text_bytes);
 done:
+	/* Failed builds cost time too: they count against the budget. */
+	u->st.build_ns += clock__ns(CLOCK_THREAD_CPUTIME_ID) - t0;
+	u->built_bytes += fd >= 0 && fstat(fd, &fst) == 0 ? (uint64_t)fst.st_size : size;
 	unwind_table__free(&t);
 	if ((bkey[0] && remember(u, e, bkey)) || remember(u, e, fkey)) {
 		if (!e->listed)
@@ -417,10 +448,25 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 		   uint64_t offset, const struct unw_exe *e);
 
 static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
-			 int fd, const char *fkey)
+			 int fd, const char *fkey, uint64_t size)
 {
 	struct unw_deferred *v, *d;
 
+	if (u->ndeferred - u->dhead >= DEFER_MAX) {
+		/* Full: the largest waiting file gives way to a smaller one (smallest go first). */
+		size_t big = u->dhead;
+
+		for (size_t i = u->dhead; i < u->ndeferred; i++)
+			if (u->deferred[i].size > u->deferred[big].size)
+				big = i;
+		u->st.queue_full++;
+		if (u->deferred[big].size <= size) {
+			close(fd);
+			return 0;
+		}
+		close(u->deferred[big].fd);
+		u->deferred[big] = u->deferred[--u->ndeferred];
+	}
 	if (u->ndeferred == u->capdeferred) {
 		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
 
@@ -438,13 +484,18 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 				   .start = m->start,
 				   .end = m->end,
 				   .offset = m->offset,
-				   .fd = fd};
+				   .fd = fd,
+				   .size = size};
 	snprintf(d->fkey, sizeof(d->fkey), "%s", fkey);
+	u->st.deferred++;
 	return 0;
 }
 
+/* add_mapping's modes beyond `defer`: only executables already known, nothing opened. */
+#define ADD_KNOWN_ONLY 2
+
 static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
-		       bool defer)
+		       int defer)
 {
 	struct unw_exe *e;
 	char fkey[64];
@@ -456,6 +507,9 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		snprintf(fkey, sizeof(fkey), "[vdso]");
 	if (hashmap__find(u->exes, fkey, &found)) {
 		e = found;
+		u->st.exe_hits++;
+	} else if (defer == ADD_KNOWN_ONLY) {
+		return 0;
 	} else if (!m->path) {
 		void *image = NULL;
 		size_t size = 0;
@@ -473,8 +527,10 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		fd = open_mapped(pid, m);
 		if (fd < 0)
 			return fd;
-		if (defer && fstat(fd, &st) == 0 && st.st_size >= DEFER_BYTES)
-			return defer_mapping(u, p, pid, m, fd, fkey);
+		if (fstat(fd, &st))
+			st.st_size = 0;
+		if (defer && (over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES))
+			return defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
 		e = get_exe(u, fd, NULL, 0, fkey);
 		close(fd);
 		if (!e)
@@ -550,7 +606,7 @@ void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 	}
 }
 
-int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
+static int add_pid(struct unwinder *u, pid_t pid, int mode)
 {
 	struct proc_maps *maps = NULL;
 	struct unw_pid *p = NULL, *old;
@@ -594,9 +650,9 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 			struct proc_map v = *m;
 
 			v.path = NULL; /* add_mapping's mark of the vDSO */
-			err = add_mapping(u, p, pid, &v, false);
+			err = add_mapping(u, p, pid, &v, mode == ADD_KNOWN_ONLY ? mode : 0);
 		} else if (m->path && m->path[0] == '/') {
-			err = add_mapping(u, p, pid, m, defer_large);
+			err = add_mapping(u, p, pid, m, mode);
 		} else {
 			continue;
 		}
@@ -610,10 +666,25 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 cleanup:
 	if (old)
 		unw_pid__retire(u, old, p);
+	if (mode == ADD_KNOWN_ONLY)
+		u->st.execs++;
+	else
+		u->st.pids++;
+	u->st.pid_ns += (uint64_t)((now_ms() - t0) * 1e6);
 	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
 		 (now_ms() - t0));
 	proc_maps__free(maps);
 	return err;
+}
+
+int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
+{
+	return add_pid(u, pid, defer_large);
+}
+
+int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
+{
+	return add_pid(u, pid, ADD_KNOWN_ONLY);
 }
 
 bool unwinder__idle(struct unwinder *u)
@@ -621,10 +692,27 @@ bool unwinder__idle(struct unwinder *u)
 	struct unw_deferred d;
 	struct unw_exe *e;
 	void *found;
+	size_t pick;
 
 	if (u->dhead == u->ndeferred)
 		return false;
-	d = u->deferred[u->dhead++];
+	/* Known by now (queued twice): no build. Else only within the CPU budget, smallest file
+	 * first: the time a table takes grows with the file, so that gives the most processes
+	 * their tables for the budget (the queue is short, DEFER_MAX). */
+	pick = u->dhead;
+	for (size_t i = u->dhead; i < u->ndeferred; i++) {
+		if (hashmap__find(u->exes, u->deferred[i].fkey, NULL)) {
+			pick = i;
+			break;
+		}
+		if (u->deferred[i].size < u->deferred[pick].size)
+			pick = i;
+	}
+	d = u->deferred[pick];
+	if (!hashmap__find(u->exes, d.fkey, NULL) && over_cpu(u, d.size))
+		return false;
+	u->deferred[pick] = u->deferred[u->dhead];
+	u->dhead++;
 	if (u->dhead == u->ndeferred)
 		u->dhead = u->ndeferred = 0;
 	if (hashmap__find(u->exes, d.fkey, &found))

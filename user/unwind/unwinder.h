@@ -21,7 +21,17 @@ struct unwinder_opts {
 	/* The per-process mapping arrays `unwind_pid_maps` (HASH_OF_MAPS pid -> ARRAY, see
 	 * bpf/unwind.h) of sleepable programs, which may not use the trie; or -1. */
 	int pid_maps_fd;
+	/* CPU budget of building tables, percent of one core (--unwind-cpu): building time is
+	 * measured, and an executable met while over budget is queued and built by
+	 * unwinder__idle() once the budget allows (its samples meanwhile walk frame pointers).
+	 * 0 = no limit. */
+	double cpu_pct;
 };
+
+/* The agent's default --unwind-cpu: 1% of one core, plus a first allowance of
+ * UNWINDER_CPU_BURST_MS so the tables of the machine's first busy processes come at once. */
+#define UNWINDER_DEFAULT_CPU_PCT 1.0
+#define UNWINDER_CPU_BURST_MS	 500
 
 struct unwinder_stats {
 	uint64_t tables;      /* executables with a table in BPF */
@@ -30,6 +40,14 @@ struct unwinder_stats {
 	uint64_t over_budget; /* executables left without a table: budget or table slots full */
 	uint64_t no_cfi;      /* executables without usable .eh_frame: frame pointers only */
 	uint64_t failed;      /* executables or mappings that could not be loaded otherwise */
+	/* Where the time goes. */
+	uint64_t builds, build_ns; /* tables compiled and loaded, and the time it took */
+	uint64_t pids, pid_ns;	   /* processes mapped (maps read + trie updates), time */
+	uint64_t execs;		   /* more processes, at exec: known tables only, no builds */
+	uint64_t exe_hits;	   /* mappings of an executable already known: no work */
+	uint64_t deferred;	   /* mappings queued (large file, or over the CPU budget) */
+	uint64_t queue_full;	   /* mappings not queued: the queue was full (frame pointers) */
+	uint64_t pending;	   /* mappings waiting in the queue now */
 };
 
 struct unwinder;
@@ -41,6 +59,11 @@ void unwinder__free(struct unwinder *u);
  * one big binary does not hold up the processes noticed after it. Returns 0 or -errno
  * (-ESRCH / -ENOENT when the process is gone). */
 int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large);
+/* Like unwinder__add_pid, but maps only the executables that already have a table (or are
+ * known to have none) and builds nothing: for a process just exec'd and not sampled yet, whose
+ * first samples then already walk with the shared tables. Costs a maps read and a few trie
+ * updates. */
+int unwinder__add_pid_known(struct unwinder *u, pid_t pid);
 /* Builds one deferred executable and maps it where it is still mapped. Returns whether more
  * are waiting. */
 bool unwinder__idle(struct unwinder *u);
