@@ -76,19 +76,21 @@ static __always_inline bool is_target(__u32 pid)
 	return bpf_map_lookup_elem(&targets, &pid) != NULL;
 }
 
-static __always_inline void proc_notify(__u32 pid, __u32 kind)
+/* Returns whether the notice was sent (a lost one is counted). */
+static __always_inline bool proc_notify(__u32 pid, __u32 kind)
 {
 	struct cprof_proc_event *e;
 
 	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(CPROF_STAT_EVENTS_LOST);
-		return;
+		return false;
 	}
 	e->pid = pid;
 	e->kind = kind;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
+	return true;
 }
 
 /* Tells user space the first time a process is sampled, so it can read the process's mappings
@@ -110,6 +112,49 @@ static __always_inline void proc_seen(__u32 pid)
 	}
 	if (bpf_map_update_elem(&seen, &pid, &one, BPF_NOEXIST) == 0)
 		proc_notify(pid, CPROF_PROC_NEW);
+}
+
+/* Processes with a CPROF_PROC_MMAP notice that user space has not handled yet: it deletes the
+ * entry just before it reads the mappings, so a mapping made after that read sends a new notice
+ * and none made before it is missed. Bounds the notices to one per read, however many mappings
+ * a loader makes. LRU: an evicted entry only means one more notice. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} mmap_pending SEC(".maps");
+
+#define CPROF_NR_MMAP	9 /* x86-64 */
+#define CPROF_PROT_EXEC 0x4
+#define CPROF_MAX_ERRNO 4095
+
+/* A process of interest mapped executable memory (ld.so mapping a library, dlopen): user space
+ * re-reads its mappings while it lives. Under -a only processes already seen are announced
+ * (the others are read at their first sample); with targets, every target. */
+static __always_inline void mmap_exec_seen(struct pt_regs *regs, long ret)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u8 one = 1, *v;
+
+	if (ret < 0 && ret >= -CPROF_MAX_ERRNO)
+		return;
+	if (!(BPF_CORE_READ(regs, dx) & CPROF_PROT_EXEC))
+		return;
+	if (target_all) {
+		/* Announced at exec but not sampled yet (SEEN_EXEC): its first sample sends a
+		 * notice that reads the mappings anyway, so a process that is never sampled costs
+		 * user space nothing here (the agent's exec'd processes). */
+		v = bpf_map_lookup_elem(&seen, &pid);
+		if (!v || *v == SEEN_EXEC)
+			return;
+	} else if (!is_target(pid)) {
+		return;
+	}
+	if (bpf_map_update_elem(&mmap_pending, &pid, &one, BPF_NOEXIST))
+		return; /* a notice is already on its way */
+	if (!proc_notify(pid, CPROF_PROC_MMAP))
+		bpf_map_delete_elem(&mmap_pending, &pid); /* lost: the next mapping tries again */
 }
 
 #include "unwind.bpf.h"
@@ -216,6 +261,14 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 		if (notify_lifecycle && BPF_CORE_READ(p, signal, live.counter) == 0 &&             \
 		    bpf_map_delete_elem(&seen, &pid) == 0)                                         \
 			proc_notify(pid, CPROF_PROC_EXIT);                                         \
+		return 0;                                                                          \
+	}                                                                                          \
+	SEC("tp_btf/sys_exit")                                                                     \
+	int BPF_PROG(cprof_mmap, struct pt_regs *regs, long ret)                                   \
+	{                                                                                          \
+		/* Every syscall of every process passes here: the number is tested first. */      \
+		if (BPF_CORE_READ(regs, orig_ax) == CPROF_NR_MMAP)                                 \
+			mmap_exec_seen(regs, ret);                                                 \
 		return 0;                                                                          \
 	}
 

@@ -137,6 +137,9 @@ enum {
 	/* First sample of a process announced at exec (lifecycle notices): its libraries are
 	 * mapped by now, and it is worth an unwind table. */
 	CPROF_PROC_SAMPLED = 5,
+	/* A process of interest mapped executable memory (a library loaded by ld.so or dlopen):
+	 * user space re-reads its mappings. At most one pending per process (mmap_pending). */
+	CPROF_PROC_MMAP = 6,
 };
 
 #ifndef __bpf__

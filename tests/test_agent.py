@@ -470,3 +470,69 @@ def test_push_basic_auth_and_service_name(load, tmp_path):
         name = urllib.parse.parse_qs(u.query)["name"][0]
         # service_name names the service (whole window, not split) and is no series label.
         assert name.startswith("shop{") and "region=eu-1" in name and "service_name" not in name
+
+
+def test_disk_guard_keeps_history_and_reports_unhealthy(tmp_path):
+    """A full file system whose stored profiles could not free enough: they are kept, nothing is
+    stored, /healthz answers 503 with the reason and /metrics store_full is 1; once space
+    returns, windows are stored again and /healthz is 200. The small tmpfs is mounted in a
+    private mount namespace (unshare -m) on a directory of this test, so it goes with it."""
+    from conftest import CPROF, san_env
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = f"""
+set -e
+mount -t tmpfs -o size=4m cprof-test {mnt}
+mkdir {mnt}/store
+for i in 1 2 3; do head -c 20000 /dev/urandom > {mnt}/store/cpu-old$i.pb.gz; done
+dd if=/dev/zero of={mnt}/fill bs=4k 2>/dev/null || true
+"{CPROF}" agent -o {mnt}/store --min-free 1M -i 0.5 -d 8 --listen 127.0.0.1:0 -v
+"""
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=san_env())
+    try:
+        url = listen_url(p)
+        # The namespace's view, through the shell that lives in it.
+        root = f"/proc/{p.pid}/root{mnt}"
+        store = root + "/store"
+        time.sleep(1.5)
+        status, body = fetch(url + "/healthz")
+        assert status == 503 and "store full" in body and body.count("\n") == 1, (status, body)
+        assert metrics(fetch(url + "/metrics"))["cprof_agent_store_full"] == 1
+        kept = sorted(os.listdir(store))
+        assert kept == ["cpu-old1.pb.gz", "cpu-old2.pb.gz", "cpu-old3.pb.gz"], kept
+        os.unlink(root + "/fill")  # space returns
+        assert wait_for(lambda: fetch(url + "/healthz")[0] == 200, timeout=8)
+        assert metrics(fetch(url + "/metrics"))["cprof_agent_store_full"] == 0
+        files = os.listdir(store)
+        assert {"cpu-old1.pb.gz", "cpu-old2.pb.gz", "cpu-old3.pb.gz"} <= set(files), files
+        assert len(files) > 3, files
+        err = p.communicate(timeout=60)[1]
+        assert_no_sanitizer(err)
+        assert p.returncode == 0, err
+        assert "not written" in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_interrupted_writes_recovered_or_removed_at_start(tmp_path):
+    """A complete temp file (a gzip profile whose rename a kill -9 interrupted) is renamed into
+    place at start; a truncated one is removed."""
+    prof = tmp_path / "one.pb.gz"
+    run_cprof("-o", prof, "--", "true")
+    data = prof.read_bytes()
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / ".cpu-20260101T000000Z.pb.gz.tmp").write_bytes(data)
+    (store / ".cpu-20260101T000001Z.pb.gz.tmp").write_bytes(data[: len(data) // 2])
+    err = finish(start_agent("-o", store, "-i", 0.5, "-d", 1, "--max-age", 0))
+    names = sorted(os.listdir(store))
+    assert not [n for n in names if n.endswith(".tmp")], names
+    assert "cpu-20260101T000000Z.pb.gz" in names, names
+    assert "cpu-20260101T000001Z.pb.gz" not in names, names
+    assert (store / "cpu-20260101T000000Z.pb.gz").read_bytes() == data
+    go_pprof("-raw", store / "cpu-20260101T000000Z.pb.gz")
+    assert "recovered" in err and "removed" in err, err

@@ -198,6 +198,7 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 	switch (e->kind) {
 	case CPROF_PROC_NEW:
 	case CPROF_PROC_SAMPLED: /* refreshed: its libraries are mapped by now */
+	case CPROF_PROC_MMAP:	 /* a library mapped since: read the mappings again */
 		procs__seen(s, (pid_t)e->pid, false);
 		break;
 	case CPROF_PROC_EXEC:

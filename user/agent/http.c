@@ -27,9 +27,14 @@ static int metrics_handler(void *ctx, struct http_request *req)
 
 static int healthz_handler(void *ctx, struct http_request *req)
 {
-	if (metrics__healthy(ctx))
+	const char *why = "";
+	char line[160];
+	int n;
+
+	if (metrics__healthy(ctx, &why))
 		return http_respond(req, 200, "text/plain", "ok\n", 3);
-	return http_respond(req, 503, "text/plain", "windows are late\n", 17);
+	n = snprintf(line, sizeof(line), "%s\n", why);
+	return http_respond(req, 503, "text/plain", line, (size_t)n);
 }
 
 int agent_http__start(struct agent *a, struct agent_http **out)

@@ -20,6 +20,7 @@ struct agent_metrics {
 	uint64_t trimmed_stacks;
 	uint64_t procs_tracked, procs_evicted, sym_resets;
 	uint64_t store_written, store_deleted, store_dropped, store_bytes, store_files;
+	bool store_full; /* the file system is below --min-free and deleting would not fix it */
 	uint64_t push_enqueued, push_ok, push_failed, push_dropped, push_rejected;
 	uint64_t queue_bytes, queue_files;
 	uint64_t triggers_fired, triggers_skipped, trigger_captures;
@@ -90,7 +91,8 @@ int split__by_label(const uint8_t *raw, size_t len, const char *key, bool basena
 /* The text of /metrics (Prometheus exposition format). malloc'd. */
 char *metrics__render(struct agent *a);
 /* /healthz: true while windows are drained on time. */
-bool metrics__healthy(struct agent *a);
+/* Whether the agent is healthy; if not, why (one line, no newline) in why. */
+bool metrics__healthy(struct agent *a, const char **why);
 /* The agent's own CPU seconds and RSS bytes so far. */
 void metrics__self(double *cpu_seconds, uint64_t *rss);
 

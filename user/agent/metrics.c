@@ -29,15 +29,25 @@ void metrics__self(double *cpu_seconds, uint64_t *rss)
 	}
 }
 
-bool metrics__healthy(struct agent *a)
+bool metrics__healthy(struct agent *a, const char **why)
 {
 	int64_t now = clock__ns(CLOCK_MONOTONIC), last;
 	double slack = a->o->watch ? 0 : a->o->interval * 2 + 5;
+	bool full;
 
 	pthread_mutex_lock(&a->lock);
 	last = a->m.last_window_mono ? a->m.last_window_mono : a->m.started_mono;
+	full = a->m.store_full;
 	pthread_mutex_unlock(&a->lock);
-	return a->o->watch || now - last < (int64_t)(slack * 1e9);
+	if (full) {
+		*why = "store full: the file system is below --min-free, profiles are not stored";
+		return false;
+	}
+	if (!a->o->watch && now - last >= (int64_t)(slack * 1e9)) {
+		*why = "windows are late";
+		return false;
+	}
+	return true;
 }
 
 static void put(struct strbuf *b, const char *name, const char *type, const char *help, double v)
@@ -128,6 +138,9 @@ char *metrics__render(struct agent *a)
 	    "Profiles not stored (disk space kept free, or write errors).", m.store_dropped);
 	put(&b, "store_bytes", "gauge", "Bytes in the local store.", m.store_bytes);
 	put(&b, "store_files", "gauge", "Profiles in the local store.", m.store_files);
+	put(&b, "store_full", "gauge",
+	    "1 while the store's file system is below --min-free and profiles are not stored.",
+	    m.store_full);
 	put(&b, "push_enqueued_total", "counter", "Pushes queued.", m.push_enqueued);
 	put(&b, "push_sent_total", "counter", "Pushes the server accepted.", m.push_ok);
 	put(&b, "push_failed_total", "counter", "Push attempts that failed (retried).",

@@ -7,13 +7,16 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <zlib.h>
 
 #include "agent/internal.h"
 #include "util/clock.h"
 #include "util/dir.h"
 #include "util/log.h"
+#include "profile.pb-c.h"
 
 #define STORE_SUFFIX ".pb.gz"
 
@@ -57,7 +60,10 @@ static size_t store__retain_locked(struct store *s, uint64_t reserve)
 	for (i = 0; i < n; i++) {
 		bool old = o->max_age > 0 && now - v[i].mtime_ns > (int64_t)(o->max_age * 1e9);
 		bool big = o->max_size && total + reserve > o->max_size;
-		bool full = free_bytes(s) < s->min_free + reserve;
+		uint64_t avail = free_bytes(s), floor = s->min_free + reserve;
+		/* Deleting for space only when what is left to delete can bring the file system
+		 * back above its floor: otherwise the history is kept and storing stops. */
+		bool full = avail < floor && total >= floor - avail;
 
 		if (!old && !big && !full)
 			break;
@@ -71,6 +77,7 @@ static size_t store__retain_locked(struct store *s, uint64_t reserve)
 		}
 	}
 	pthread_mutex_lock(&s->a->lock);
+	s->a->m.store_full = free_bytes(s) < s->min_free + reserve;
 	s->a->m.store_deleted += deleted;
 	s->a->m.store_bytes = total;
 	s->a->m.store_files = n - deleted;
@@ -139,6 +146,112 @@ out:
 	return err;
 }
 
+/* Whether buf (len bytes) is one complete gzip stream (its CRC and length checked by zlib, nothing
+ * after it) whose content decodes as a pprof Profile. */
+static bool complete_profile(const unsigned char *buf, size_t len)
+{
+	size_t cap = len * 4 + 4096, used = 0;
+	unsigned char *raw = malloc(cap), *grown;
+	z_stream z = {0};
+	Perftools__Profiles__Profile *p = NULL;
+	int zr = Z_OK;
+
+	if (!raw || len > UINT32_MAX || inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+		free(raw);
+		return false;
+	}
+	z.next_in = (unsigned char *)buf;
+	z.avail_in = (unsigned)len;
+	while (zr == Z_OK) {
+		if (used == cap) {
+			if (cap > ((size_t)1 << 32) || !(grown = realloc(raw, cap * 2)))
+				break;
+			raw = grown;
+			cap *= 2;
+		}
+		z.next_out = raw + used;
+		z.avail_out = (unsigned)(cap - used > UINT32_MAX ? UINT32_MAX : cap - used);
+		zr = inflate(&z, Z_NO_FLUSH);
+		used = (size_t)(z.next_out - raw);
+	}
+	if (zr == Z_STREAM_END && z.avail_in == 0)
+		p = perftools__profiles__profile__unpack(NULL, used, raw);
+	inflateEnd(&z);
+	free(raw);
+	if (!p)
+		return false;
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	return true;
+}
+
+static bool read_all(int fd, unsigned char *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+/* A temp file left by a crash (.NAME.tmp): renamed to NAME when it holds a complete profile,
+ * removed otherwise. */
+static void store__recover_one(struct store *s, const char *tmp)
+{
+	char name[300];
+	size_t nlen = strlen(tmp);
+	unsigned char *buf = NULL;
+	struct stat st;
+	bool ok = false;
+	int fd;
+
+	if (nlen < 1 + strlen(STORE_SUFFIX) + 4 || nlen - 5 >= sizeof(name))
+		return;
+	memcpy(name, tmp + 1, nlen - 5);
+	name[nlen - 5] = '\0';
+	fd = openat(s->dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (buf = malloc((size_t)st.st_size)) && read_all(fd, buf, (size_t)st.st_size))
+		ok = complete_profile(buf, (size_t)st.st_size);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (ok && renameat(s->dirfd, tmp, s->dirfd, name) == 0) {
+		pr_warn("store: recovered %s from an interrupted write\n", name);
+		return;
+	}
+	if (unlinkat(s->dirfd, tmp, 0) == 0)
+		pr_warn("store: removed %s, an incomplete interrupted write\n", tmp);
+}
+
+static void store__recover(struct store *s)
+{
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	const char *tail = STORE_SUFFIX ".tmp";
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+
+		if (e->d_name[0] == '.' && n > strlen(tail) + 1 &&
+		    strcmp(e->d_name + n - strlen(tail), tail) == 0)
+			store__recover_one(s, e->d_name);
+	}
+	closedir(d);
+}
+
 int store__open(struct agent *a, struct store **out)
 {
 	struct store *s;
@@ -169,6 +282,7 @@ int store__open(struct agent *a, struct store **out)
 						       : (uint64_t)vfs.f_blocks * vfs.f_frsize /
 								 100 * (a->o->min_free & 0xff);
 	}
+	store__recover(s);
 	store__retain(s);
 	*out = s;
 	return 0;

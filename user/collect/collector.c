@@ -96,6 +96,10 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
+	/* Cleared before the mappings are read: a library mapped after this read is announced
+	 * again (bpf/common.bpf.h, mmap_exec_seen). */
+	if (e->kind == CPROF_PROC_MMAP && c->mmap_pending)
+		bpf_map__delete_elem(c->mmap_pending, &e->pid, sizeof(e->pid), 0);
 	/* The symbolizer's snapshot first: reading /proc/PID/maps is quick, building tables is
 	 * not, and a short-lived process may be gone by the time they are built. */
 	if (c->opts.on_proc)
@@ -107,7 +111,8 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 		if (c->py_procs)
 			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
 	} else if (c->unw) {
-		collector__python(c, e->pid);
+		if (e->kind != CPROF_PROC_MMAP)
+			collector__python(c, e->pid);
 		if (c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC)
 			unwinder__add_pid_known(c->unw, e->pid); /* tables built if it is sampled */
 		else if (!collector__late(c))
@@ -125,6 +130,7 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	c->proc_events = bpf_object__find_map_by_name(obj, "proc_events");
 	c->ustacks = bpf_object__find_map_by_name(obj, "ustacks");
 	c->py_procs = bpf_object__find_map_by_name(obj, "py_procs");
+	c->mmap_pending = bpf_object__find_map_by_name(obj, "mmap_pending");
 	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
 		return -ENOENT;
 	return 0;

@@ -128,7 +128,7 @@ struct collector {
 	const struct collector_ops *ops;
 	struct collect_opts opts;
 	struct bpf_object *obj;
-	struct bpf_map *targets, *stacks, *stats, *proc_events;
+	struct bpf_map *targets, *stacks, *stats, *proc_events, *mmap_pending;
 	struct bpf_map *ustacks;  /* stacks walked by the table unwinder (ids with
 				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
 	struct unwinder *unw;	  /* feeds the unwinder's tables and mappings; NULL for fp */
