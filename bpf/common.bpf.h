@@ -159,6 +159,7 @@ static __always_inline void mmap_exec_seen(struct pt_regs *regs, long ret)
 
 #include "unwind.bpf.h"
 
+#ifndef CPROF_UNWIND_REMOTE
 /* Fills the key's stacks for the current context. Kernel threads have no user stack; a sample
  * taken in user mode has no kernel stack: neither counts as a loss. User stacks are walked with
  * frame pointers by the kernel (--unwind=fp) or by the table unwinder (unwind.bpf.h), whose ids
@@ -192,6 +193,7 @@ static __always_inline void key_stacks(void *ctx, struct cprof_key *key, bool in
 			stat_inc(id == -EEXIST ? CPROF_STAT_KSTACK_COLLIDE : CPROF_STAT_KSTACK_ERR);
 	}
 }
+#endif
 
 /* Adds delta to the u64 counter of key in an aggregation HASH map, creating it if needed. */
 static __always_inline void count_add(void *map, struct cprof_key *key, __u64 delta)

@@ -2,13 +2,20 @@
  * (user/unwind/) from each executable's call-frame information, falling back to frame pointers
  * where no table covers a pc. Included by common.bpf.h; key_stacks() calls unwind_user_stack().
  *
- * Per frame: one LPM-trie lookup (pid, pc) -> (table, bias), one HASH_OF_MAPS lookup for the
+ * Per frame: one LPM-trie lookup (pid, pc) -> (table, bias) (sleepable programs: a binary
+ * search of the process's mapping array instead), one HASH_OF_MAPS lookup for the
  * table, a binary search of at most CPROF_UNWIND_SEARCH_STEPS map lookups, two user reads.
  * Frames are walked by bpf_loop(): the verifier checks the step once, not once per frame, so the
  * cost of verification does not grow with the depth and the same code loads in every program
  * type (perf_event, uprobe, tracepoint, tp_btf) with no tail calls. User registers come from
  * bpf_task_pt_regs(), which holds them in all of those: a sample taken in user mode and one
- * taken in the kernel (syscall, fault, sched_switch) alike. */
+ * taken in the kernel (syscall, fault, sched_switch) alike.
+ *
+ * Whose memory the walk reads is chosen at compile time, so that one walker serves both: by
+ * default the current task's (bpf_probe_read_user, any program type); a program that defines
+ * CPROF_UNWIND_REMOTE before including this reads the task it names in struct unwind_ctx with
+ * bpf_copy_from_user_task, which only sleepable programs may call (threads.bpf.c's task
+ * iterator walks every thread of a process that way). */
 #ifndef CPROF_UNWIND_BPF_H
 #define CPROF_UNWIND_BPF_H
 
@@ -18,6 +25,8 @@
 
 _Static_assert((1ull << CPROF_UNWIND_SEARCH_STEPS) >= CPROF_UNWIND_MAX_ROWS,
 	       "the binary search covers the largest table");
+_Static_assert((1ull << CPROF_UNWIND_PID_MAPS_STEPS) >= CPROF_UNWIND_MAX_PID_MAPS,
+	       "the binary search covers the most mappings of a process");
 _Static_assert(CPROF_USTACK_ID_TABLE > CPROF_DEFAULT_MAX_STACKS * 32,
 	       "table stack ids never look like STACK_TRACE ids");
 
@@ -41,6 +50,7 @@ struct {
 	__array(values, struct unwind_rows);
 } unwind_tables SEC(".maps");
 
+#ifndef CPROF_UNWIND_REMOTE
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, CPROF_UNWIND_LPM_ENTRIES);
@@ -48,6 +58,24 @@ struct {
 	__type(key, struct cprof_unwind_lpm_key);
 	__type(value, struct cprof_unwind_mapping);
 } unwind_mappings SEC(".maps");
+#else
+/* Sleepable programs may not use an LPM trie: the same mappings as one sorted ARRAY per
+ * process (unwind.h), searched by start. */
+struct unwind_pid_maps_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cprof_unwind_mapping);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, CPROF_UNWIND_MAX_PIDS);
+	__type(key, __u32);
+	__array(values, struct unwind_pid_maps_inner);
+} unwind_pid_maps SEC(".maps");
+#endif
 
 /* Unwound user stacks by id (hash of the frames | CPROF_USTACK_ID_TABLE). */
 struct {
@@ -86,11 +114,21 @@ struct {
 #define SIGCTX_RIP    128
 #define USER_ADDR_MAX 0x00007fffffffffffull
 
-static __always_inline int read_user_u64(__u64 addr, __u64 *v)
+/* What a walk reads memory through: the task whose stack it is (remote walks only). */
+struct unwind_ctx {
+	struct task_struct *task;
+};
+
+static __always_inline int read_user_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
 {
 	if (addr > USER_ADDR_MAX - 8)
 		return -1;
+#ifdef CPROF_UNWIND_REMOTE
+	return bpf_copy_from_user_task(v, sizeof(*v), (const void *)addr, uc->task, 0);
+#else
+	(void)uc;
 	return bpf_probe_read_user(v, sizeof(*v), (const void *)addr);
+#endif
 }
 
 /* The row of the largest pc <= vaddr in table, or NULL. */
@@ -120,15 +158,50 @@ static __always_inline const struct cprof_unwind_row *find_row(void *table, __u3
 	return row;
 }
 
+#ifdef CPROF_UNWIND_REMOTE
+/* The mapping of pid holding at (one with a table), or NULL: the last mapping starting at or
+ * below at, if at is inside it. */
+static __always_inline const struct cprof_unwind_mapping *find_pid_mapping(__u32 pid, __u64 at)
+{
+	const struct cprof_unwind_mapping *m;
+	__u32 zero = 0, lo = 1, hi, mid;
+	void *maps;
+
+	maps = bpf_map_lookup_elem(&unwind_pid_maps, &pid);
+	if (!maps)
+		return NULL;
+	m = bpf_map_lookup_elem(maps, &zero);
+	if (!m || m->nrows == 0)
+		return NULL;
+	hi = m->nrows + 1;
+	for (int i = 0; i < CPROF_UNWIND_PID_MAPS_STEPS; i++) {
+		if (lo + 1 >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		m = bpf_map_lookup_elem(maps, &mid);
+		if (!m)
+			return NULL;
+		if (m->start <= at)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	m = bpf_map_lookup_elem(maps, &lo);
+	if (!m || at < m->start || at >= m->end)
+		return NULL;
+	return m;
+}
+#endif
+
 /* One frame by frame pointers: the caller's pc is at rbp + 8, its rbp at rbp. Returns 1 when
  * the stack ends (an rbp of 0 or below sp is the end of a frame-pointer chain, not an error). */
-static __always_inline int fp_step(struct cprof_walk *s)
+static __always_inline int fp_step(struct cprof_walk *s, struct unwind_ctx *uc)
 {
 	__u64 ra, bp;
 
 	if (s->bp == 0 || s->bp < s->sp)
 		return 1;
-	if (read_user_u64(s->bp + 8, &ra) || read_user_u64(s->bp, &bp))
+	if (read_user_u64(uc, s->bp + 8, &ra) || read_user_u64(uc, s->bp, &bp))
 		return 1;
 	stat_inc(CPROF_STAT_UNWIND_FP_FRAMES);
 	s->sp = s->bp + 16;
@@ -139,7 +212,8 @@ static __always_inline int fp_step(struct cprof_walk *s)
 }
 
 /* One frame by a table row. Returns 1 when the stack ends. */
-static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unwind_row *row)
+static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unwind_row *row,
+				    struct unwind_ctx *uc)
 {
 	__u64 cfa, ra, bp = s->bp, sp;
 
@@ -157,8 +231,9 @@ static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unw
 		break;
 	case CPROF_UNW_SIGNAL:
 		cfa = s->sp + UC_MCONTEXT;
-		if (read_user_u64(cfa + SIGCTX_RIP, &ra) || read_user_u64(cfa + SIGCTX_RSP, &sp) ||
-		    read_user_u64(cfa + SIGCTX_RBP, &bp)) {
+		if (read_user_u64(uc, cfa + SIGCTX_RIP, &ra) ||
+		    read_user_u64(uc, cfa + SIGCTX_RSP, &sp) ||
+		    read_user_u64(uc, cfa + SIGCTX_RBP, &bp)) {
 			s->stop = CPROF_STAT_USTACK_BAD_READ;
 			return 1;
 		}
@@ -172,8 +247,8 @@ static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unw
 		s->stop = CPROF_STAT_USTACK_NO_RULE;
 		return 1;
 	}
-	if (cfa <= s->sp || read_user_u64(cfa - 8, &ra) ||
-	    (row->rbp_off && read_user_u64(cfa + row->rbp_off, &bp))) {
+	if (cfa <= s->sp || read_user_u64(uc, cfa - 8, &ra) ||
+	    (row->rbp_off && read_user_u64(uc, cfa + row->rbp_off, &bp))) {
 		s->stop = CPROF_STAT_USTACK_BAD_READ;
 		return 1;
 	}
@@ -190,18 +265,25 @@ static __always_inline int row_step(struct cprof_walk *s, const struct cprof_unw
  * would be wrong), so a thread-creating parent stops there. Only for the first frame. */
 static const struct cprof_unwind_row leaf_row = {.kind = CPROF_UNW_CFA_RSP, .cfa_off = 8};
 
-/* The trie entry of the mapping holding at (NULL: none, e.g. anonymous memory). */
+/* The mapping holding at (NULL: none, e.g. anonymous memory): the trie entry, or for sleepable
+ * programs the entry of the process's array. */
 static __always_inline const struct cprof_unwind_mapping *find_mapping(struct cprof_walk *s,
 								       __u64 at)
 {
+#ifndef CPROF_UNWIND_REMOTE
 	struct cprof_unwind_lpm_key lk = {.prefixlen = 96};
+#endif
 	const struct cprof_unwind_mapping *m;
 
 	if (at >= s->last.start && at < s->last.end)
 		return &s->last;
+#ifdef CPROF_UNWIND_REMOTE
+	m = find_pid_mapping(s->pid, at);
+#else
 	lk.pid_be = __builtin_bswap32(s->pid);
 	lk.addr_be = __builtin_bswap64(at);
 	m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+#endif
 	if (m)
 		s->last = *m;
 	return m;
@@ -217,7 +299,8 @@ static __always_inline __u64 lookup_pc(const struct cprof_walk *s)
 /* Moves from the current native frame (at lookup_pc, in mapping m) to its caller. 1 ends the
  * walk. */
 static __always_inline int native_step_in(struct cprof_walk *s,
-					  const struct cprof_unwind_mapping *m, __u64 at)
+					  const struct cprof_unwind_mapping *m, __u64 at,
+					  struct unwind_ctx *uc)
 {
 	const struct cprof_unwind_row *row = NULL;
 	void *table = NULL;
@@ -227,25 +310,25 @@ static __always_inline int native_step_in(struct cprof_walk *s,
 		if (table)
 			row = find_row(table, m->nrows, at - m->bias);
 		if ((!row || row->kind == CPROF_UNW_INVALID) && s->exact && s->st.n <= 1)
-			return row_step(s, &leaf_row);
+			return row_step(s, &leaf_row, uc);
 		if (!row) {
 			s->stop = CPROF_STAT_USTACK_NO_RULE;
 			return 1;
 		}
-		return row_step(s, row);
+		return row_step(s, row, uc);
 	}
 	if (unwind_mode == CPROF_UNWIND_DWARF) {
 		s->stop = CPROF_STAT_USTACK_NO_TABLE;
 		return 1;
 	}
-	return fp_step(s);
+	return fp_step(s, uc);
 }
 
-static __always_inline int native_step(struct cprof_walk *s)
+static __always_inline int native_step(struct cprof_walk *s, struct unwind_ctx *uc)
 {
 	__u64 at = lookup_pc(s);
 
-	return native_step_in(s, find_mapping(s, at), at);
+	return native_step_in(s, find_mapping(s, at), at, uc);
 }
 
 static __always_inline void record(struct cprof_walk *s, __u32 n, __u64 ip)
@@ -259,7 +342,7 @@ static __always_inline void record(struct cprof_walk *s, __u32 n, __u64 ip)
 
 /* One step in an evaluation frame of CPython: its next Python frame, or, when they are all
  * recorded, the move to the native caller. */
-static __always_inline int py_step(struct cprof_walk *s, __u32 n)
+static __always_inline int py_step(struct cprof_walk *s, __u32 n, struct unwind_ctx *uc)
 {
 	__u64 ip = 0;
 
@@ -280,20 +363,21 @@ static __always_inline int py_step(struct cprof_walk *s, __u32 n)
 		break;
 	}
 	s->py.emitting = 0;
-	return native_step(s);
+	return native_step(s, uc);
 }
 
 /* bpf_loop step: records the current frame (or, in an evaluation frame of CPython, one of its
- * Python frames), then moves to its caller. 1 ends the walk. */
+ * Python frames), then moves to its caller. 1 ends the walk. ctx is the walk's struct
+ * unwind_ctx. */
 static int unwind_step(__u32 i, void *ctx)
 {
+	struct unwind_ctx *uc = ctx;
 	const struct cprof_unwind_mapping *m;
 	struct cprof_walk *s;
 	__u32 zero = 0, n;
 	__u64 at;
 
 	(void)i;
-	(void)ctx;
 	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
 	if (!s)
 		return 1;
@@ -303,20 +387,20 @@ static int unwind_step(__u32 i, void *ctx)
 		return 1;
 	}
 	if (s->py.emitting)
-		return py_step(s, n);
+		return py_step(s, n, uc);
 	if (s->pc == 0)
 		return 1;
 	at = lookup_pc(s);
 	if (s->py.frame && py_in_eval(&s->py, at)) {
 		s->py.emitting = 1;
-		return py_step(s, n);
+		return py_step(s, n, uc);
 	}
 	m = find_mapping(s, at);
 	/* In a process whose Python frames are walked, code in anonymous memory is the
 	 * trampolines of `-X perf` (3.12+): the Python frames say it already. */
 	if (m || !s->py.walked)
 		record(s, n, s->pc);
-	return native_step_in(s, m, at);
+	return native_step_in(s, m, at, uc);
 }
 
 /* bpf_loop step after the native walk ended: the Python frames not placed yet (the native
@@ -364,23 +448,22 @@ static __always_inline bool same_stack(const struct cprof_ustack *a, const struc
 	return true;
 }
 
-/* Walks the current task's user stack and stores it in `ustacks`. Returns the stack id
- * (CPROF_USTACK_ID_TABLE set) or -1 when it was lost (counted). */
-static __always_inline long unwind_user_stack(void)
+/* Walks the user stack of the task in uc from the user registers it saved at its last kernel
+ * entry (regs) into the per-CPU scratch, pid being its process. Returns the walk (its stack in
+ * ->st, what cut it short counted) or NULL. */
+static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u32 pid,
+						      struct unwind_ctx *uc)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	const struct cprof_ustack *old;
 	struct cprof_walk *s;
-	__u32 zero = 0, id;
+	__u32 zero = 0;
 
 	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
 	if (!s || !regs)
-		return -1;
+		return NULL;
 	s->pc = BPF_CORE_READ(regs, ip);
 	s->sp = BPF_CORE_READ(regs, sp);
 	s->bp = BPF_CORE_READ(regs, bp);
-	s->pid = bpf_get_current_pid_tgid() >> 32;
+	s->pid = pid;
 	s->hash = 0xcbf29ce484222325ull;
 	/* In user mode regs->ip is the interrupted instruction. In a syscall it is the one after
 	 * `syscall`, in the same function: exact either way. */
@@ -389,14 +472,39 @@ static __always_inline long unwind_user_stack(void)
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
-	py_begin(&s->py, task, s->pid);
+#ifdef CPROF_UNWIND_REMOTE
+	/* Python frames are read from the current task only: a remote walk is native. */
+	s->py.frame = 0;
+	s->py.emitting = 0;
+	s->py.walked = 0;
+#else
+	py_begin(&s->py, bpf_get_current_task_btf(), s->pid);
+#endif
 	/* Python frames of an evaluation frame take a step each and the move to its caller one
 	 * more: at most twice as many steps as frames recorded. */
-	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, NULL, 0);
+	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, uc, 0);
 	if (s->py.frame && s->st.n < CPROF_MAX_STACK)
 		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, NULL, 0);
 	if (s->stop)
 		stat_inc(s->stop);
+	return s;
+}
+
+#ifndef CPROF_UNWIND_REMOTE
+/* Walks the current task's user stack and stores it in `ustacks`. Returns the stack id
+ * (CPROF_USTACK_ID_TABLE set) or -1 when it was lost (counted). */
+static __always_inline long unwind_user_stack(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct cprof_ustack *old;
+	struct cprof_walk *s;
+	__u32 id;
+
+	/* The current task's memory: read_user_u64 needs no context. */
+	s = unwind_walk((struct pt_regs *)bpf_task_pt_regs(task), bpf_get_current_pid_tgid() >> 32,
+			NULL);
+	if (!s)
+		return -1;
 	if (s->st.n == 0) {
 		stat_inc(CPROF_STAT_USTACK_ERR);
 		return -1;
@@ -417,5 +525,6 @@ static __always_inline long unwind_user_stack(void)
 	}
 	return id;
 }
+#endif
 
 #endif

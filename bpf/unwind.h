@@ -19,6 +19,13 @@
 #ifndef CPROF_UNWIND_LPM_ENTRIES
 #define CPROF_UNWIND_LPM_ENTRIES (1u << 18)
 #endif
+/* Processes whose mappings the per-process arrays describe (sleepable walks, below). */
+#ifndef CPROF_UNWIND_MAX_PIDS
+#define CPROF_UNWIND_MAX_PIDS 16384
+#endif
+/* Mappings of one process in its array at most: a binary search of this many steps. */
+#define CPROF_UNWIND_MAX_PID_MAPS   (1u << 16)
+#define CPROF_UNWIND_PID_MAPS_STEPS 16
 /* Default entries of the map of unwound user stacks (one per distinct stack). */
 #ifndef CPROF_DEFAULT_MAX_USTACKS
 #define CPROF_DEFAULT_MAX_USTACKS 16384
@@ -69,6 +76,10 @@ struct cprof_unwind_mapping {
 	__u64 bias;
 	__u64 start, end; /* the whole mapping: the walk reuses the entry while pcs stay inside */
 };
+
+/* The same mappings for sleepable programs, which may not use an LPM trie: per process, an
+ * ARRAY of struct cprof_unwind_mapping whose entry 0 is a header (nrows = how many follow) and
+ * entries 1..n the mappings with a table, sorted by start (`unwind_pid_maps`, pid -> ARRAY). */
 
 /* A user stack unwound in BPF, leaf first, n frames. Stored in the `ustacks` HASH map under a
  * hash of the frames; the key's user_stack_id is that hash with CPROF_USTACK_ID_TABLE set, so

@@ -423,8 +423,15 @@ def test_trigger_rss_and_threads(load, tmp_path):
     _, files, err = watch(load, tmp_path, ["rss", 2, 200, 4], "rss>2x", secs=5)
     assert len(files) == 1 and "rss_spike_2x" in files[0], (files, err)
     (tmp_path / "trig").rename(tmp_path / "trig-rss")
-    _, files, err = watch(load, tmp_path, ["threads", 1, 16, 4], "threads>10", secs=4)
+    pid, files, err = watch(load, tmp_path, ["threads", 1, 16, 4], "threads>10", secs=4)
     assert len(files) == 1 and "threads_gt_10" in files[0], (files, err)
+    # a thread-count trigger also stores the snapshot of every thread (Go's goroutine profile)
+    snaps = glob.glob(os.path.join(tmp_path, "trig", f"goroutine-*-pid{pid}-threads_gt_10.pb.gz"))
+    assert len(snaps) == 1, (os.listdir(tmp_path / "trig"), err)
+    top = go_pprof("-top", snaps[0])
+    assert "Type: goroutine" in top, top
+    total = int(re.search(r"of (\d+) total", top).group(1))
+    assert total > 10, top
 
 
 def test_bad_options_are_usage_errors(tmp_path):

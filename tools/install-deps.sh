@@ -8,10 +8,11 @@ BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
 	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcurl4-openssl-dev pkg-config make gcc
 	libiberty-dev libdebuginfod-dev"
 # Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
-# binutils/elfutils for fixtures, clang's sanitizer runtime, curl for HTTP tests; openssl (test
+# binutils/elfutils for fixtures, gdb (tests/test_threads.py checks the threads snapshot
+# against its backtraces), clang's sanitizer runtime, curl for HTTP tests; openssl (test
 # certificates), chromium and python3-websocket (the flame graph page in a headless browser);
 # python3.11, the CPython whose frames tests/test_python.py walks on every machine.
-TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils
+TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils gdb
 	libclang-rt-14-dev curl openssl chromium python3-websocket
 	g++ debuginfod nodejs libjemalloc-dev python3.11"
 

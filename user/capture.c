@@ -272,6 +272,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.mutex_fraction = o->mutex_fraction,
 		.block_rate_ns = o->block_rate_ns,
 		.on_proc = on_proc,
+		.sym = sym,
+		.threads_out = o->threads_out,
 		.pid_labels = o->all ? exe_label : NULL,
 		.ctx = &c,
 	};
@@ -296,7 +298,9 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	}
 	mem__checkpoint("pids snapshotted");
 	/* Without a pool (record, a triggered capture), a pool of one. */
-	err = collector_pool__join(o->pool, ops, &co, &c.win);
+	/* A snapshot is taken by its drain, at once: it shares no collector and waits for
+	 * nothing. */
+	err = collector_pool__join(ops->snapshot ? NULL : o->pool, ops, &co, &c.win);
 	if (err)
 		goto cleanup;
 	collector_window__start(c.win, &m0, &t0);
@@ -304,8 +308,11 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	c.started_ns = m0;
 	if (o->attached)
 		o->attached(o->ctx);
-	pr_info("profiling (%s)%s\n", o->type, o->duration > 0 ? "" : "; Ctrl-C to stop and write");
-	collect_loop(&c);
+	if (!ops->snapshot) {
+		pr_info("profiling (%s)%s\n", o->type,
+			o->duration > 0 ? "" : "; Ctrl-C to stop and write");
+		collect_loop(&c);
+	}
 	mem__checkpoint("sampling ended");
 	err = drain(&c, t0, clock__ns(CLOCK_MONOTONIC) - m0, out);
 	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it

@@ -53,6 +53,9 @@ struct capture_opts {
 	/* Shares the BPF collector with the other captures of the pool of the same type and
 	 * options running at the same time (collect/pool.h). NULL: a collector of its own. */
 	struct collector_pool *pool;
+	/* threads (a snapshot): where the snapshot itself is left for the text outputs (the
+	 * caller frees it with threads_snapshot__free); NULL: freed with the capture. */
+	struct threads_snapshot **threads_out;
 };
 
 /* Runs a capture; on success *out is a builder the caller writes and frees. sym resolves the

@@ -34,7 +34,9 @@ static const char usage[] =
 	"  -t, --type TYPE          profile type: cpu (default), heap, mutex (lock\n"
 	"                           contention), offcpu or block (time off the CPU),\n"
 	"                           wall or cpu,offcpu (on- and off-CPU time in one profile),\n"
-	"                           threadcreate (the stacks that create threads)\n"
+	"                           threadcreate (the stacks that create threads),\n"
+	"                           threads or goroutine (a snapshot of every thread now:\n"
+	"                           returns at once, no -d)\n"
 	"  -d, --duration SECONDS   stop after SECONDS (default: until Ctrl-C or the target "
 	"exits)\n"
 	"  -F, --freq HZ            cpu samples per second per CPU, 1-10000 (default 99)\n"
@@ -42,7 +44,9 @@ static const char usage[] =
 	"                           stdout for folded and top). A regular file is replaced\n"
 	"                           at the end; a device or FIFO is written in place; a\n"
 	"                           symlink is followed\n"
-	"  -f, --format FMT         pprof (default), folded (flame graph input), top (table)\n"
+	"  -f, --format FMT         pprof (default), folded (flame graph input), top (table);\n"
+	"                           threads: text (a block per thread, as Go's goroutine\n"
+	"                           dump) or grouped (identical stacks counted)\n"
 	"      --top N              rows of --format top (default 20; 0 = all)\n"
 	"      --max-stacks N       distinct stacks kept in BPF, 64-1048576 (default 16384)\n"
 	"      --no-kernel          user stacks only\n"
@@ -349,8 +353,12 @@ static int parse_one(int opt, const char *arg, void *ctx)
 			o->format = FORMAT_FOLDED;
 		else if (strcmp(arg, "top") == 0)
 			o->format = FORMAT_TOP;
+		else if (strcmp(arg, "text") == 0)
+			o->format = FORMAT_TEXT;
+		else if (strcmp(arg, "grouped") == 0)
+			o->format = FORMAT_GROUPED;
 		else {
-			pr_err("unknown format '%s' (known: pprof,folded,top)\n", arg);
+			pr_err("unknown format '%s' (known: pprof,folded,top,text,grouped)\n", arg);
 			return -EINVAL;
 		}
 		return 0;
@@ -476,6 +484,15 @@ int cli__parse_record(int argc, char **argv, struct record_opts *o)
 			return -EINVAL;
 		}
 		o->cmd = &argv[optind];
+	}
+	if ((o->format == FORMAT_TEXT || o->format == FORMAT_GROUPED) &&
+	    collector__find(o->type) != collector__find("threads")) {
+		pr_err("--format text and grouped apply to -t threads\n");
+		return -EINVAL;
+	}
+	if (collector__find(o->type) == collector__find("threads") && (o->cmd || o->duration > 0)) {
+		pr_err("-t threads is a snapshot of running processes: -p or -a, no -d or CMD\n");
+		return -EINVAL;
 	}
 	if (o->min_wait_us >= 0 && collector__find(o->type) != collector__find("mutex")) {
 		pr_err("--min-wait applies to -t mutex\n");

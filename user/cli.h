@@ -11,6 +11,8 @@ enum out_format {
 	FORMAT_PPROF,
 	FORMAT_FOLDED,
 	FORMAT_TOP,
+	FORMAT_TEXT,	/* threads: Go's goroutine dump (debug=2), a block per thread */
+	FORMAT_GROUPED, /* threads: stacks grouped with their counts (Go's debug=1) */
 };
 
 struct record_opts {

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "capture.h"
+#include "threads/snapshot.h"
 #include "proc/maps.h"
 #include "record.h"
 #include "util/log.h"
@@ -187,7 +188,8 @@ static bool should_stop(void *ctx)
 	return exiting || s->child_exited || s->exec_errno;
 }
 
-static int write_output(struct session *s, struct pprof_builder *b)
+static int write_output(struct session *s, struct pprof_builder *b,
+			const struct threads_snapshot *snap, struct symbolizer *sym)
 {
 	FILE *f = out_file__stream(s->out);
 	int err = 0;
@@ -203,6 +205,11 @@ static int write_output(struct session *s, struct pprof_builder *b)
 		break;
 	case FORMAT_TOP:
 		err = pprof_builder__write_top(b, f, -1, s->o->top_rows);
+		break;
+	case FORMAT_TEXT:
+	case FORMAT_GROUPED:
+		err = snap ? threads__write_text(snap, sym, f, s->o->format == FORMAT_TEXT ? 2 : 1)
+			   : -EINVAL;
 		break;
 	}
 	if (err)
@@ -246,6 +253,7 @@ static int run(struct session *s)
 		.should_stop = should_stop,
 		.ctx = s,
 	};
+	struct threads_snapshot *snap = NULL;
 	struct pprof_builder *b = NULL;
 	struct symbolizer *sym;
 	char desc[256];
@@ -268,15 +276,18 @@ static int run(struct session *s)
 		co.target_desc = desc;
 		co.exe_hint = o->cmd[0];
 	}
+	if (o->format == FORMAT_TEXT || o->format == FORMAT_GROUPED)
+		co.threads_out = &snap;
 	err = capture__run(&co, sym, &b);
 	if (s->exec_errno) {
 		err = -ECHILD; /* no profile: nothing ran (should_stop said why) */
 		goto cleanup;
 	}
 	if (!err)
-		err = write_output(s, b);
+		err = write_output(s, b, snap, sym);
 	mem__checkpoint("written");
 cleanup:
+	threads_snapshot__free(snap);
 	pprof_builder__free(b);
 	symbolizer__free(sym);
 	return err;
@@ -291,7 +302,11 @@ int record__run(const struct record_opts *o)
 	if (preflight__check())
 		return 1;
 	for (size_t i = 0; i < o->npids; i++) {
-		if (proc__exists(o->pids[i])) {
+		/* A snapshot shows a zombie as one; a profile over time has nothing of it. */
+		bool snapshot = collector__find(o->type) && collector__find(o->type)->snapshot;
+
+		if (snapshot ? kill(o->pids[i], 0) && errno != EPERM
+			     : proc__exists(o->pids[i]) != 0) {
 			pr_err("no such process: %d\n", o->pids[i]);
 			return 1;
 		}

@@ -28,6 +28,10 @@ const struct pprof_route serve__pprof_routes[] = {
 	{"mutex", "mutex", NULL, "lock contention: where threads wait for contended locks"},
 	{"block", "offcpu", NULL, "off-CPU time: where threads block (sleep, I/O, locks)"},
 	{"threadcreate", "threadcreate", NULL, "the stacks that created threads during the window"},
+	{"goroutine", "threads", NULL,
+	 "every thread now: state, wait, lock holder, stacks (debug=1 grouped, debug=2 a block per "
+	 "thread)",
+	 .fn = goroutine__route},
 };
 const size_t serve__npprof_routes = sizeof(serve__pprof_routes) / sizeof(serve__pprof_routes[0]);
 
@@ -59,7 +63,7 @@ static int unknown_profile(void *ctx, struct http_request *r)
 	(void)ctx;
 	return http_respond_error(r, 404,
 				  "unknown profile '%.64s' (known: profile, heap, allocs, mutex, "
-				  "block, threadcreate, flamegraph, symbol, cmdline)",
+				  "block, threadcreate, goroutine, flamegraph, symbol, cmdline)",
 				  http_request__path(r) + strlen("/debug/pprof/"));
 }
 

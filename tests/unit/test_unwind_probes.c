@@ -192,6 +192,7 @@ static void test_program_types(void **state)
 	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
 	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
 	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
+	wo.pid_maps_fd = -1;
 	u = unwinder__new(&wo);
 	assert_non_null(u);
 	assert_int_equal(unwinder__add_pid(u, pid, false), 0);

@@ -159,6 +159,57 @@ static void fmt_value(enum trigger_metric m, double v, char *buf, size_t len)
 		snprintf(buf, len, "%.0f", v);
 }
 
+/* A threads-count trigger: the snapshot of every thread of pid at that moment, stored beside
+ * the CPU capture as goroutine-STAMP-pidN-RULE.pb.gz (Go's name of the profile; holmes stores
+ * the goroutine profile on a goroutine spike). Stored only: a push receiver takes CPU
+ * profiles. */
+static void snapshot_threads(struct triggers *t, pid_t pid, const struct trigger_rule *r,
+			     const char *desc)
+{
+	const struct agent_opts *o = t->a->o;
+	struct symbolizer_opts so = {.no_kernel = o->no_kernel};
+	struct capture_opts co = {
+		.type = "threads",
+		.pids = &pid,
+		.npids = 1,
+		.no_kernel = o->no_kernel,
+		.unwind = CPROF_UNWIND_AUTO,
+		.unwind_mem = o->unwind_mem,
+		.target_desc = desc,
+	};
+	struct symbolizer *sym;
+	struct pprof_builder *b = NULL;
+	uint8_t *raw = NULL, *gz = NULL;
+	size_t rawlen, gzlen;
+	int64_t t0 = clock__ns(CLOCK_REALTIME);
+	time_t secs = t0 / 1000000000ll;
+	char stamp[32], name[192];
+	struct tm tm;
+	int err;
+
+	if (!t->a->store)
+		return;
+	sym = symbolizer__new(&so);
+	err = sym ? capture__run(&co, sym, &b) : -ENOMEM;
+	if (!err)
+		err = pprof_builder__encode(b, false, &raw, &rawlen);
+	if (!err)
+		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
+	if (!err) {
+		gmtime_r(&secs, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+		snprintf(name, sizeof(name), "goroutine-%s.%03dZ-pid%d-%s.pb.gz", stamp,
+			 (int)(t0 / 1000000 % 1000), pid, r->name);
+		err = store__write(t->a->store, name, gz, gzlen);
+	}
+	if (err)
+		pr_warn("threads snapshot of pid %d failed: %s\n", pid, strerror(-err));
+	free(raw);
+	free(gz);
+	pprof_builder__free(b);
+	symbolizer__free(sym);
+}
+
 static void *capture_main(void *arg)
 {
 	struct triggers *t = arg;
@@ -199,6 +250,8 @@ static void *capture_main(void *arg)
 		snprintf(desc, sizeof(desc), "pid %d (%s), trigger %s: %s", j->pid, comm, r->text,
 			 val);
 	co.target_desc = desc;
+	if (r->metric == TRIGGER_THREADS)
+		snapshot_threads(t, j->pid, r, desc);
 	pr_warn("trigger %s fired for %s; capturing %g s at %d Hz\n", r->text, desc,
 		o->trigger_duration, o->trigger_freq);
 	err = sym ? capture__run(&co, sym, &b) : -ENOMEM;

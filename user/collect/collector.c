@@ -18,16 +18,20 @@ extern const struct collector_ops mutex_collector_ops;
 extern const struct collector_ops offcpu_collector_ops;
 extern const struct collector_ops wall_collector_ops;
 extern const struct collector_ops threadcreate_collector_ops;
+extern const struct collector_ops threads_collector_ops;
 
 static const struct collector_ops *const all_ops[] = {
-	&cpu_collector_ops,    &heap_collector_ops, &mutex_collector_ops,
-	&offcpu_collector_ops, &wall_collector_ops, &threadcreate_collector_ops,
+	&cpu_collector_ops,	&heap_collector_ops, &mutex_collector_ops,
+	&offcpu_collector_ops,	&wall_collector_ops, &threadcreate_collector_ops,
+	&threads_collector_ops,
 };
 
 const struct collector_ops *collector__find(const char *type)
 {
 	if (strcmp(type, "block") == 0) /* Go's name of the off-CPU profile */
 		type = "offcpu";
+	else if (strcmp(type, "goroutine") == 0) /* Go's name of the threads snapshot */
+		type = "threads";
 	else if (strcmp(type, "cpu,offcpu") == 0 || strcmp(type, "offcpu,cpu") == 0)
 		type = "wall";
 	for (size_t i = 0; i < sizeof(all_ops) / sizeof(all_ops[0]); i++)
@@ -213,13 +217,17 @@ static int collector__start_unwinder(struct collector *c)
 {
 	struct bpf_map *tables = bpf_object__find_map_by_name(c->obj, "unwind_tables");
 	struct bpf_map *mappings = bpf_object__find_map_by_name(c->obj, "unwind_mappings");
+	/* Sleepable programs' objects have the per-process arrays instead of the trie. */
+	struct bpf_map *pid_maps = bpf_object__find_map_by_name(c->obj, "unwind_pid_maps");
 	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem,
 				   .cpu_pct = c->opts.unwind_cpu};
 
-	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !mappings || !c->ustacks)
+	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !(mappings || pid_maps) ||
+	    !c->ustacks)
 		return 0;
 	uo.tables_fd = bpf_map__fd(tables);
-	uo.mappings_fd = bpf_map__fd(mappings);
+	uo.mappings_fd = mappings ? bpf_map__fd(mappings) : -1;
+	uo.pid_maps_fd = pid_maps ? bpf_map__fd(pid_maps) : -1;
 	c->unw = unwinder__new(&uo);
 	if (!c->unw)
 		return -ENOMEM;

@@ -20,6 +20,8 @@ struct bpf_map;
 struct ring_buffer;
 struct hashmap;
 struct unwinder;
+struct symbolizer;
+struct threads_snapshot;
 struct collect_stats;
 
 /* A partial view of a collector's maps for a drain: set by whoever drains a collector on behalf
@@ -77,6 +79,13 @@ struct collect_opts {
 	/* Called from collector__poll for each process notice (new process, exec). */
 	void (*on_proc)(void *ctx, const struct cprof_proc_event *e);
 	void *ctx;
+	/* threads: resolves the stacks of waiting threads while draining (which glibc function
+	 * waits tells a mutex from a condition variable); its processes are announced through
+	 * on_proc first. May be NULL: then futex waits are told apart by their arguments only. */
+	struct symbolizer *sym;
+	/* threads: where the drain leaves the snapshot itself (the caller frees it with
+	 * threads_snapshot__free), for the text outputs. NULL: it is freed. */
+	struct threads_snapshot **threads_out;
 };
 
 /* What was counted and lost, summed over CPUs (enum cprof_stat), plus what user space found. */
@@ -110,6 +119,9 @@ struct collector_ops {
 	const char *agg_map;
 	uint32_t agg_levels; /* bit i: the i-th u64 of a value is a level (in use), not a count */
 	bool per_target_attach; /* attaches per target (uprobes): shared only for the same pids */
+	/* A snapshot (threads): nothing is collected over time; the drain takes it. A capture
+	 * neither waits for a duration nor shares the collector. */
+	bool snapshot;
 };
 
 struct collector {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collect/collector.h"
 #include "proc/maps.h"
 #include "serve/serve_int.h"
 
@@ -194,16 +195,25 @@ static bool parse_freq(struct serve *sv, struct http_request *r, int *out)
 	return true;
 }
 
+/* A route the flame graph can run: a plain capture, or a snapshot (goroutine), whose own
+ * handler only adds text outputs. */
+static bool capturable(const struct pprof_route *rt)
+{
+	const struct collector_ops *ops = collector__find(rt->type);
+
+	return !rt->fn || (ops && ops->snapshot);
+}
+
 const struct pprof_route *params__route_by_name(const char *name)
 {
 	const struct pprof_route *rt = serve__pprof_routes;
 
 	for (size_t i = 0; i < serve__npprof_routes; i++)
-		if (!rt[i].fn && strcmp(rt[i].name, name) == 0)
+		if (capturable(&rt[i]) && strcmp(rt[i].name, name) == 0)
 			return &rt[i];
 	/* The type names work too: cpu, offcpu. */
 	for (size_t i = 0; i < serve__npprof_routes; i++)
-		if (!rt[i].fn && strcmp(rt[i].type, name) == 0)
+		if (capturable(&rt[i]) && strcmp(rt[i].type, name) == 0)
 			return &rt[i];
 	return NULL;
 }

@@ -69,10 +69,9 @@ static void answer_failure(struct http_request *r, const struct pprof_route *rt,
 				   rt->type, strerror(-err));
 }
 
-/* Runs the capture a request asked for. On success *out is the profile (and *sym its
- * symbolizer, which the caller frees after the builder); otherwise the request was answered. */
-static int run_capture(struct serve *sv, struct http_request *r, const struct capture_params *p,
-		       struct pprof_builder **out, struct symbolizer **sym_out)
+int profiles__capture(struct serve *sv, struct http_request *r, const struct capture_params *p,
+		      struct pprof_builder **out, struct symbolizer **sym_out,
+		      struct threads_snapshot **snap_out)
 {
 	const struct pprof_route *rt = p->route;
 	/* Kernel stacks only for whom the kernel would show kernel addresses. */
@@ -107,6 +106,7 @@ static int run_capture(struct serve *sv, struct http_request *r, const struct ca
 		.ctx = r,
 		.default_sample_type = rt->default_sample_type,
 		.stats = &st,
+		.threads_out = snap_out,
 	};
 	struct symbolizer *sym;
 	double t0 = clock__mono_s();
@@ -160,7 +160,8 @@ int profiles__route(void *ctx, struct http_request *r)
 	int err;
 
 	if (!params__check_known(r, known, "pid, seconds, hz, fraction, rate") ||
-	    !params__capture(sv, r, &p, DEFAULT_SECONDS) || run_capture(sv, r, &p, &b, &sym))
+	    !params__capture(sv, r, &p, DEFAULT_SECONDS) ||
+	    profiles__capture(sv, r, &p, &b, &sym, NULL))
 		return 0;
 	err = pprof_builder__encode(b, true, &buf, &len);
 	pprof_builder__free(b);
@@ -211,11 +212,13 @@ int profiles__flamegraph(void *ctx, struct http_request *r)
 		return 0;
 	p.route = params__route_by_name(type ? type : "profile");
 	if (!p.route)
-		return http_respond_error(r, 400,
-					  "unknown type '%.32s' (known: profile or cpu, heap, "
-					  "allocs, mutex, block or offcpu, threadcreate)",
-					  type);
-	if (!params__capture(sv, r, &p, DEFAULT_SECONDS) || run_capture(sv, r, &p, &b, &sym))
+		return http_respond_error(
+			r, 400,
+			"unknown type '%.32s' (known: profile or cpu, heap, "
+			"allocs, mutex, block or offcpu, threadcreate, goroutine)",
+			type);
+	if (!params__capture(sv, r, &p, DEFAULT_SECONDS) ||
+	    profiles__capture(sv, r, &p, &b, &sym, NULL))
 		return 0;
 	flame_title(&p, title, sizeof(title));
 	snprintf(url, sizeof(url), "/debug/pprof/%s?seconds=%g%s%s", p.route->name, p.seconds,

@@ -2,6 +2,7 @@
  *   serve.c          the URL table and the server's life (start, signals, stop)
  *   serve/params.c   query parameters of a capture: pid, seconds, hz, type; access checks
  *   serve/profiles.c the capture routes (profile, heap, allocs, mutex, block, flamegraph)
+ *   serve/goroutine.c /debug/pprof/goroutine: a threads snapshot (debug=0 pprof, 1, 2 text)
  *   serve/symbol.c   /debug/pprof/symbol and /debug/pprof/cmdline
  *   serve/metrics.c  /metrics (Prometheus text) and the counters behind it
  *   serve/index.c    the index page */
@@ -99,8 +100,18 @@ bool params__capture(struct serve *sv, struct http_request *r, struct capture_pa
 const struct pprof_route *params__route_by_name(const char *name);
 
 /* --- profiles.c --- */
+struct threads_snapshot;
+/* Runs the capture a request asked for. On success *out is the profile (and *sym its
+ * symbolizer, which the caller frees after the builder; and for a threads snapshot, when
+ * snap_out is not NULL, *snap_out the snapshot); otherwise the request was answered. */
+int profiles__capture(struct serve *sv, struct http_request *r, const struct capture_params *p,
+		      struct pprof_builder **out, struct symbolizer **sym_out,
+		      struct threads_snapshot **snap_out);
 int profiles__route(void *ctx, struct http_request *r);
 int profiles__flamegraph(void *ctx, struct http_request *r);
+
+/* --- goroutine.c --- */
+int goroutine__route(void *ctx, struct http_request *r);
 
 /* --- symbol.c --- */
 int symbol__route(void *ctx, struct http_request *r);

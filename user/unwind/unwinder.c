@@ -30,10 +30,13 @@ struct unw_exe {
 	int nloads;
 };
 
-/* The trie entries of one process, to remove them on exec or exit. */
+/* The trie entries of one process, to remove them on exec or exit, and its mappings with a
+ * table (the array of sleepable programs). */
 struct unw_pid {
 	struct cprof_unwind_lpm_key *keys;
 	size_t n, cap;
+	struct cprof_unwind_mapping *maps;
+	size_t nmaps, capmaps;
 	uint64_t gen; /* which reading of the process's mappings this is */
 };
 
@@ -114,6 +117,7 @@ static void free_pid(const void *key, void *value, void *ctx)
 	(void)key;
 	(void)ctx;
 	free(p->keys);
+	free(p->maps);
 	free(p);
 }
 
@@ -352,6 +356,66 @@ static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
 	return 0;
 }
 
+static int pid_push_map(struct unw_pid *p, const struct cprof_unwind_mapping *m)
+{
+	struct cprof_unwind_mapping *v;
+
+	if (p->nmaps == p->capmaps) {
+		size_t cap = p->capmaps ? p->capmaps * 2 : 16;
+
+		v = realloc(p->maps, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->maps = v;
+		p->capmaps = cap;
+	}
+	p->maps[p->nmaps++] = *m;
+	return 0;
+}
+
+static int map_start_cmp(const void *a, const void *b)
+{
+	const struct cprof_unwind_mapping *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Publishes pid's mappings as the sorted array of sleepable programs: entry 0 a header that
+ * says how many follow. Replaces the array it had. */
+static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
+	struct cprof_unwind_mapping head = {};
+	__u32 key = (__u32)pid, n;
+	int fd, err = 0;
+
+	if (u->o.pid_maps_fd < 0)
+		return 0;
+	if (p->nmaps >= CPROF_UNWIND_MAX_PID_MAPS) {
+		u->st.failed++;
+		return -E2BIG;
+	}
+	if (p->nmaps)
+		qsort(p->maps, p->nmaps, sizeof(*p->maps), map_start_cmp);
+	n = (__u32)p->nmaps;
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_pmaps", sizeof(__u32),
+			    sizeof(struct cprof_unwind_mapping), n + 1, &mo);
+	if (fd < 0) {
+		u->st.failed++;
+		return -errno;
+	}
+	head.nrows = n;
+	for (__u32 i = 0; i <= n && !err; i++)
+		if (bpf_map_update_elem(fd, &i, i ? &p->maps[i - 1] : &head, BPF_ANY))
+			err = -errno;
+	if (!err && bpf_map_update_elem(u->o.pid_maps_fd, &key, &fd, BPF_ANY))
+		err = -errno;
+	if (err)
+		u->st.failed++;
+	close(fd); /* the outer map holds it now */
+	return err;
+}
+
 /* Covers [start, end) with aligned power-of-two blocks, one trie entry each. */
 static int add_range(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
 		     const struct cprof_unwind_mapping *val)
@@ -493,6 +557,10 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 		val.bias = start - offset + e->loads[i].offset - e->loads[i].vaddr;
 		val.start = start;
 		val.end = end;
+		if (u->o.pid_maps_fd >= 0 && pid_push_map(p, &val))
+			return -ENOMEM;
+		if (u->o.mappings_fd < 0)
+			return 0;
 		return add_range(u, p, pid, start, end, &val);
 	}
 	return 0;
@@ -520,6 +588,7 @@ static void unw_pid__retire(struct unwinder *u, struct unw_pid *old, const struc
 			bpf_map_delete_elem(u->o.mappings_fd, &old->keys[i]);
 	}
 	free(old->keys);
+	free(old->maps);
 	free(old);
 }
 
@@ -530,6 +599,11 @@ void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 
 	if (hashmap__delete(u->pids, (void *)(uintptr_t)pid, &key, &val))
 		unw_pid__retire(u, val, NULL);
+	if (u->o.pid_maps_fd >= 0) {
+		__u32 k = (__u32)pid;
+
+		bpf_map_delete_elem(u->o.pid_maps_fd, &k);
+	}
 }
 
 static int add_pid(struct unwinder *u, pid_t pid, int mode)
@@ -588,6 +662,7 @@ static int add_pid(struct unwinder *u, pid_t pid, int mode)
 			pr_debug("unwind: pid %d: %s: %s\n", (int)pid, m->path, strerror(-err));
 		err = 0;
 	}
+	publish_pid_maps(u, pid, p);
 cleanup:
 	if (old)
 		unw_pid__retire(u, old, p);
@@ -647,7 +722,8 @@ bool unwinder__idle(struct unwinder *u)
 	close(d.fd);
 	/* The process may have exec'd or exited meanwhile: then its mappings are not these. */
 	if (e && hashmap__find(u->pids, (void *)(uintptr_t)d.pid, &found) &&
-	    ((struct unw_pid *)found)->gen == d.gen)
-		map_exe(u, found, d.pid, d.start, d.end, d.offset, e);
+	    ((struct unw_pid *)found)->gen == d.gen && e->id &&
+	    map_exe(u, found, d.pid, d.start, d.end, d.offset, e) == 0)
+		publish_pid_maps(u, d.pid, found);
 	return u->dhead < u->ndeferred;
 }

@@ -1,6 +1,7 @@
 /* Feeds the BPF table unwinder (bpf/unwind.bpf.h): for each profiled process, compiles the
  * tables of its mapped executables (lazily, once per build-id, within a memory budget) into the
- * `unwind_tables` HASH_OF_MAPS and describes its mappings in the `unwind_mappings` LPM trie.
+ * `unwind_tables` HASH_OF_MAPS and describes its mappings in the `unwind_mappings` LPM trie
+ * (or, for sleepable programs, in one sorted array per process: `unwind_pid_maps`).
  * A pc no table covers is walked with frame pointers in BPF. */
 #ifndef CPROF_UNWIND_UNWINDER_H
 #define CPROF_UNWIND_UNWINDER_H
@@ -16,7 +17,10 @@
 struct unwinder_opts {
 	uint64_t budget_bytes; /* rows * 12 across all tables; 0 = default */
 	int tables_fd;	       /* the HASH_OF_MAPS `unwind_tables` */
-	int mappings_fd;       /* the LPM trie `unwind_mappings` */
+	int mappings_fd;       /* the LPM trie `unwind_mappings`, or -1 */
+	/* The per-process mapping arrays `unwind_pid_maps` (HASH_OF_MAPS pid -> ARRAY, see
+	 * bpf/unwind.h) of sleepable programs, which may not use the trie; or -1. */
+	int pid_maps_fd;
 	/* CPU budget of building tables, percent of one core (--unwind-cpu): building time is
 	 * measured, and an executable met while over budget is queued and built by
 	 * unwinder__idle() once the budget allows (its samples meanwhile walk frame pointers).
