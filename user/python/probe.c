@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proc/mem.h"
 #include "proc/maps.h"
 #include "python/cpython.h"
 
@@ -134,23 +135,6 @@ const struct cprof_py_layout *python__layout(int minor)
 #define DBG_UNICODE_LENGTH 552
 #define DBG_UNICODE_ASCII  560
 
-static int read_mem(pid_t pid, uint64_t addr, void *buf, size_t size)
-{
-	char path[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pread(fd, buf, size, (off_t)addr);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == size ? 0 : -EIO;
-}
-
 static uint64_t dbg_u64(const uint8_t *d, size_t off)
 {
 	uint64_t v;
@@ -192,7 +176,7 @@ static int probe_debug_offsets(pid_t pid, struct cprof_py_proc *p, char *why, si
 	uint16_t off;
 	int err;
 
-	err = read_mem(pid, p->runtime, d, sizeof(d));
+	err = proc_mem__read(pid, p->runtime, d, sizeof(d));
 	if (err)
 		return err;
 	version = dbg_u64(d, DBG_VERSION);

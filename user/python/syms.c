@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proc/mem.h"
 #include "python/cpython.h"
 #include "util/hashmap.h"
 
@@ -152,15 +153,6 @@ void python_syms__forget(struct python_syms *ps, pid_t pid)
 	free(f.victims);
 }
 
-static int read_mem(int fd, uint64_t addr, void *buf, size_t size)
-{
-	ssize_t n = pread(fd, buf, size, (off_t)addr);
-
-	if (n < 0)
-		return -errno;
-	return (size_t)n == size ? 0 : -EIO;
-}
-
 static uint64_t get_u64(const uint8_t *b, size_t off)
 {
 	uint64_t v;
@@ -208,7 +200,7 @@ static int read_str(int fd, const struct cprof_py_layout *l, uint64_t obj, char 
 	*out = NULL;
 	if (!obj || l->compact_size > sizeof(head))
 		return -EINVAL;
-	err = read_mem(fd, obj, head, l->compact_size);
+	err = proc_mem__pread(fd, obj, head, l->compact_size);
 	if (err)
 		return err;
 	memcpy(&state, head + l->unicode_state, sizeof(state));
@@ -225,8 +217,8 @@ static int read_str(int fd, const struct cprof_py_layout *l, uint64_t obj, char 
 		err = -ENOMEM;
 		goto fail;
 	}
-	err = read_mem(fd, obj + (((state >> 6) & 1) ? l->ascii_size : l->compact_size), data,
-		       len * width);
+	err = proc_mem__pread(fd, obj + (((state >> 6) & 1) ? l->ascii_size : l->compact_size),
+			      data, len * width);
 	if (err)
 		goto fail;
 	for (uint64_t i = 0; i < len; i++) {
@@ -261,7 +253,7 @@ static int read_bytes(int fd, const struct cprof_py_layout *l, uint64_t obj, uin
 	*len = 0;
 	if (!obj)
 		return -EINVAL;
-	err = read_mem(fd, obj + l->bytes_size, &n, sizeof(n));
+	err = proc_mem__pread(fd, obj + l->bytes_size, &n, sizeof(n));
 	if (err)
 		return err;
 	if (n > PY_MAX_LINETABLE)
@@ -269,7 +261,7 @@ static int read_bytes(int fd, const struct cprof_py_layout *l, uint64_t obj, uin
 	b = malloc(n ? n : 1);
 	if (!b)
 		return -ENOMEM;
-	err = read_mem(fd, obj + l->bytes_sval, b, n);
+	err = proc_mem__pread(fd, obj + l->bytes_sval, b, n);
 	if (err) {
 		free(b);
 		return err;
@@ -286,7 +278,7 @@ static int read_code(int fd, const struct cprof_py_proc *p, uint64_t addr, struc
 	int32_t first;
 	int err;
 
-	err = read_mem(fd, addr, c->head, sizeof(c->head));
+	err = proc_mem__pread(fd, addr, c->head, sizeof(c->head));
 	if (err)
 		return err;
 	if (name_off + 8u > sizeof(c->head) || l->code_filename + 8u > sizeof(c->head) ||
@@ -328,7 +320,7 @@ static bool still_valid(int fd, const struct py_code *c)
 {
 	uint8_t head[PY_CODE_HEAD];
 
-	if (fd < 0 || read_mem(fd, c->key.addr, head, sizeof(head)))
+	if (fd < 0 || proc_mem__pread(fd, c->key.addr, head, sizeof(head)))
 		return true; /* gone: what was read stands */
 	/* From the type to the line table and names, before the bytecode (which the interpreter
 	 * rewrites as it specializes): not the reference count, which changes all the time. */

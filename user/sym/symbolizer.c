@@ -10,6 +10,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "proc/mem.h"
 #include "proc/maps.h"
 #include "sym/demangle.h"
 #include "sym/kallsyms.h"
@@ -410,23 +411,6 @@ static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct
 	return symbolizer__adopt(s, ikey, m, out);
 }
 
-static int symbolizer__read_mem(pid_t pid, uint64_t addr, void *buf, size_t size)
-{
-	char path[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pread(fd, buf, size, (off_t)addr);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == size ? 0 : -EIO;
-}
-
 /* Our own vDSO, when it has the same size: the same kernel maps the same image. */
 static int symbolizer__own_vdso(void *buf, size_t size)
 {
@@ -470,7 +454,7 @@ static int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct
 	img = malloc(size);
 	if (!img)
 		return -ENOMEM;
-	if (symbolizer__read_mem(pid, map->start, img, size) && symbolizer__own_vdso(img, size)) {
+	if (proc_mem__read(pid, map->start, img, size) && symbolizer__own_vdso(img, size)) {
 		pr_debug("pid %d: cannot read its [vdso]\n", (int)pid);
 		free(img);
 		return 0;

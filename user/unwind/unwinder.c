@@ -12,6 +12,7 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 
+#include "proc/mem.h"
 #include "proc/maps.h"
 #include "unwind/table.h"
 #include "unwind/unwinder.h"
@@ -300,24 +301,19 @@ done:
 /* A copy of the vDSO as pid maps it (the same image for every process of this kernel). */
 static int read_vdso(pid_t pid, const struct proc_map *m, void **image, size_t *size)
 {
-	char path[64];
 	size_t len = m->end - m->start;
-	ssize_t n;
 	void *buf;
-	int fd;
+	int err;
 
 	if (len == 0 || len > (64u << 10))
 		return -EINVAL;
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	buf = malloc(len);
-	n = buf ? pread(fd, buf, len, (off_t)m->start) : -1;
-	close(fd);
-	if (n != (ssize_t)len) {
+	if (!buf)
+		return -ENOMEM;
+	err = proc_mem__read(pid, m->start, buf, len);
+	if (err) {
 		free(buf);
-		return buf ? -EIO : -ENOMEM;
+		return err;
 	}
 	*image = buf;
 	*size = len;
