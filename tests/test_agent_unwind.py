@@ -89,9 +89,8 @@ def test_defaults_complete_stacks_beside_short_lived(nofp_work, nofp_load, spawn
     assert m["cprof_agent_unwind_tables_built_total"] >= 2, m
     assert m["cprof_agent_unwind_execs_total"] >= len(shorts) // 2, m
     assert m["cprof_agent_unwind_exe_hits_total"] >= m["cprof_agent_unwind_execs_total"], m
-    # (other processes of the machine are sampled and get tables too: compare, not count)
-    assert m["cprof_agent_unwind_tables_built_total"] < (
-        m["cprof_agent_unwind_procs_total"] + m["cprof_agent_unwind_execs_total"]), m
+    # (the machine's other processes are sampled and get tables too, one per file: how many
+    # depends on what else runs, so the sharing is checked through the hits above)
     assert m["cprof_agent_unwind_build_seconds_total"] > 0, m
 
 
