@@ -124,19 +124,25 @@ def read_until(stream, marker, timeout=60):
     return seen.decode(errors="replace")
 
 
-def profile_gated(argv, *args, timeout=60):
+def profile_gated(argv, *args, timeout=60, stdin_gate=False, env=None):
     """Profiles a fixture whose work waits for the profiler: it prints `ready`, then waits for
-    SIGUSR1. Attaches `cprof-bpf -v -p PID ARGS`, sends SIGUSR1 once cprof-bpf says it is
-    profiling, and waits for both to end (cprof-bpf stops with its target). Returns (the
-    fixture's stdout after `ready`, cprof-bpf's stderr)."""
-    w = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, text=True)
+    SIGUSR1 (or, with stdin_gate, for a byte on its stdin). Attaches `cprof-bpf -v -p PID ARGS`,
+    releases the fixture once cprof-bpf says it is profiling, and waits for both to end
+    (cprof-bpf stops with its target). Returns (the fixture's stdout after `ready`, cprof-bpf's
+    stderr)."""
+    w = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, text=True, env=env,
+                         stdin=subprocess.PIPE if stdin_gate else None)
     p = None
     try:
         assert w.stdout.readline().startswith("ready")
         p = start_cprof(*args, "-v", "-p", w.pid)
         err = read_until(p.stderr, "profiling", timeout)
         assert "profiling" in err, err
-        w.send_signal(signal.SIGUSR1)
+        if stdin_gate:
+            w.stdin.write("g")
+            w.stdin.flush()
+        else:
+            w.send_signal(signal.SIGUSR1)
         out = w.communicate(timeout=timeout)[0]
         err += p.communicate(timeout=timeout)[1]
         assert p.returncode == 0, err

@@ -2,13 +2,12 @@
 go tool pprof."""
 import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import (assert_no_sanitizer, build, go_pprof, pprof_top, pprof_traces, read_until,
-                      run_cprof, start_cprof, trace_share)
+from conftest import (build, go_pprof, pprof_top, pprof_traces, profile_gated, run_cprof,
+                      trace_share)
 
 
 @pytest.fixture(scope="session")
@@ -56,37 +55,14 @@ def test_mutex_contended_site_and_total(lockwork, workdir):
     assert "Period: 1" in raw
 
 
-def _gated(lockwork, *args):
-    """Starts lockwork ARGS holding its work until a byte arrives on its stdin."""
-    return subprocess.Popen([lockwork, *[str(a) for a in args]], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, LOCKWORK_GATE="1"))
-
-
 def test_rwlock_waits(lockwork, workdir):
     """The gate: with `-- CMD` the first waits can come before the unwind table of libc is
     loaded (a busy machine), and those stacks stop in glibc; attaching first tests the walk."""
     out = os.path.join(workdir, "rwlock.pb.gz")
-    w = _gated(lockwork, "rwlock", 2)
-    p = None
-    try:
-        assert w.stdout.readline().startswith("ready")
-        p = start_cprof("-t", "mutex", "-v", "-o", out, "-p", w.pid)
-        err = read_until(p.stderr, "profiling", 60)
-        assert "profiling" in err, err
-        w.stdin.write("g")
-        w.stdin.flush()
-        stdout = w.communicate(timeout=60)[0]
-        err += p.communicate(timeout=60)[1]
-        assert p.returncode == 0, err
-        assert_no_sanitizer(err)
-    finally:
-        for proc in (w, p):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    stdout, _ = profile_gated([lockwork, "rwlock", 2], "-t", "mutex", "-o", out,
+                              stdin_gate=True, env=dict(os.environ, LOCKWORK_GATE="1"))
     waited = int(re.search(r"waited (\d+)", stdout).group(1)) / 1e9
-    assert waited > 0.5, r.stdout
+    assert waited > 0.5, stdout
     traces = pprof_traces(out)
     _, total = trace_share(traces, lambda f: True)
     assert abs(total - waited) <= 0.2 * waited, (total, waited)

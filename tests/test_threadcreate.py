@@ -10,8 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (assert_no_sanitizer, build, go_pprof, pprof_traces, read_until,
-                      start_cprof, wait_for)
+from conftest import build, go_pprof, pprof_traces, profile_gated, wait_for
 from test_serve import server  # noqa: F401 (the fixture)
 
 CHAIN = ["clone3", "create_thread", "pthread_create", "spawn_one", "spawn_workers", "main"]
@@ -43,23 +42,7 @@ def _check(path, n):
 def test_threadcreate_counts_creations_with_their_stack(threadspawn, workdir):
     n = 37
     path = f"{workdir}/tc-{threadspawn.rsplit('-', 1)[1]}.pb.gz"
-    w = subprocess.Popen([threadspawn, str(n)], stdout=subprocess.PIPE, text=True)
-    p = None
-    try:
-        assert w.stdout.readline().startswith("ready")
-        p = start_cprof("-t", "threadcreate", "-v", "-p", w.pid, "-o", path)
-        err = read_until(p.stderr, "profiling", 60)
-        assert "profiling" in err, err
-        w.send_signal(signal.SIGUSR1)
-        out = w.communicate(timeout=60)[0]
-        err += p.communicate(timeout=60)[1]
-        assert p.returncode == 0, err
-        assert_no_sanitizer(err)
-    finally:
-        for proc in (w, p):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    out, _ = profile_gated([threadspawn, n], "-t", "threadcreate", "-o", path)
     assert f"created {n}" in out, out
     _check(path, n)
 
