@@ -131,15 +131,16 @@ struct {
 
 /* A process of interest mapped executable memory (ld.so mapping a library, dlopen): user space
  * re-reads its mappings while it lives. Under -a only processes already seen are announced
- * (the others are read at their first sample); with targets, every target. */
-static __always_inline void mmap_exec_seen(struct pt_regs *regs, long ret)
+ * (the others are read at their first sample); with targets, every target. prot and ret are
+ * the mapping's protection and the call's result. */
+static __always_inline void mmap_exec_seen(unsigned long prot, long ret)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	__u8 one = 1, *v;
 
 	if (ret < 0 && ret >= -CPROF_MAX_ERRNO)
 		return;
-	if (!(BPF_CORE_READ(regs, dx) & CPROF_PROT_EXEC))
+	if (!(prot & CPROF_PROT_EXEC))
 		return;
 	if (target_all) {
 		/* Announced at exec but not sampled yet (SEEN_EXEC): its first sample sends a
@@ -263,12 +264,13 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 			proc_notify(pid, CPROF_PROC_EXIT);                                         \
 		return 0;                                                                          \
 	}                                                                                          \
+	/* Every syscall of every process passes here: the number is tested first. The user \
+	 * registers are read through the BTF pointer, without a helper call. */      \
 	SEC("tp_btf/sys_exit")                                                                     \
 	int BPF_PROG(cprof_mmap, struct pt_regs *regs, long ret)                                   \
 	{                                                                                          \
-		/* Every syscall of every process passes here: the number is tested first. */      \
-		if (BPF_CORE_READ(regs, orig_ax) == CPROF_NR_MMAP)                                 \
-			mmap_exec_seen(regs, ret);                                                 \
+		if (regs->orig_ax == CPROF_NR_MMAP)                                                \
+			mmap_exec_seen(regs->dx, ret);                                             \
 		return 0;                                                                          \
 	}
 

@@ -142,8 +142,9 @@ int BPF_PROG(futex_enter_raw, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(futex_exit_raw, struct pt_regs *regs, long ret)
 {
-	/* Which syscall returns: orig_ax of the user registers keeps its number. */
-	if (BPF_CORE_READ(regs, orig_ax) != NR_FUTEX)
+	/* Which syscall returns: orig_ax of the user registers keeps its number (read through
+	 * the BTF pointer: no helper call on every syscall). */
+	if (regs->orig_ax != NR_FUTEX)
 		return 0;
 	futex_exit(ctx);
 	return 0;
