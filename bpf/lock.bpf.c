@@ -109,7 +109,7 @@ static __always_inline void futex_exit(void *ctx)
 	/* User stack only: the kernel side of every lock wait is the same futex syscall entry
 	 * (-t offcpu shows where in the kernel threads wait). */
 	key_stacks(ctx, &key, false, true);
-	wait_add(&key, delay);
+	wait_add_n(&key, 1, delay);
 	proc_seen(key.pid);
 }
 

@@ -33,7 +33,7 @@ int wall_sample(struct bpf_perf_event_data *ctx)
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	/* Kernel text is in the upper half of the address space (see cpu.bpf.c). */
 	key_stacks(ctx, &key, (__s64)ctx->regs.ip < 0, task->mm != NULL);
-	wait_add(&key, period_ns);
+	wait_add_n(&key, 1, period_ns);
 	proc_seen(pid);
 	return 0;
 }
