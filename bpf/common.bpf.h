@@ -194,6 +194,16 @@ static __always_inline void key_stacks(void *ctx, struct cprof_key *key, bool in
 			stat_inc(id == -EEXIST ? CPROF_STAT_KSTACK_COLLIDE : CPROF_STAT_KSTACK_ERR);
 	}
 }
+
+/* The key of a sample of the current task (of process pid): its process, its thread's name
+ * and its stacks (as key_stacks). key's other fields are left as they are. */
+static __always_inline void key_current(void *ctx, struct cprof_key *key, __u32 pid, bool in_kernel,
+					bool has_mm)
+{
+	key->pid = pid;
+	bpf_get_current_comm(key->comm, sizeof(key->comm));
+	key_stacks(ctx, key, in_kernel, has_mm);
+}
 #endif
 
 /* Adds delta to the u64 counter of key in an aggregation HASH map, creating it if needed. */
@@ -216,6 +226,21 @@ static __always_inline void count_add(void *map, struct cprof_key *key, __u64 de
 		stat_inc(CPROF_STAT_KEYS_FULL);
 	}
 }
+
+#ifndef CPROF_UNWIND_REMOTE
+/* Counts one sample of the current task (of process pid) in map, a HASH of struct cprof_key ->
+ * u64, and announces the process if it is new. */
+static __always_inline void count_sample(void *ctx, void *map, __u32 pid, bool in_kernel,
+					 bool has_mm)
+{
+	struct cprof_key key = {};
+
+	stat_inc(CPROF_STAT_SAMPLES);
+	key_current(ctx, &key, pid, in_kernel, has_mm);
+	count_add(map, &key, 1);
+	proc_seen(pid);
+}
+#endif
 
 /* Follows children of targets (follow_children): a forked process becomes a target. */
 static __always_inline void follow_fork(struct task_struct *parent, struct task_struct *child)

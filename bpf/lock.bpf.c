@@ -104,11 +104,9 @@ static __always_inline void futex_exit(void *ctx)
 		stat_inc(CPROF_STAT_WAIT_SHORT);
 		return;
 	}
-	key.pid = id >> 32;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	/* User stack only: the kernel side of every lock wait is the same futex syscall entry
 	 * (-t offcpu shows where in the kernel threads wait). */
-	key_stacks(ctx, &key, false, true);
+	key_current(ctx, &key, id >> 32, false, true);
 	wait_add_n(&key, 1, delay);
 	proc_seen(key.pid);
 }
