@@ -76,18 +76,28 @@ static __always_inline bool is_target(__u32 pid)
 	return bpf_map_lookup_elem(&targets, &pid) != NULL;
 }
 
-/* Returns whether the notice was sent (a lost one is counted). */
-static __always_inline bool proc_notify(__u32 pid, __u32 kind)
+/* A notice of kind about pid reserved on the ring buffer, for the caller to fill and submit; NULL
+ * when the ring buffer is full (counted as lost). */
+static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __u32 kind)
 {
-	struct cprof_proc_event *e;
+	struct cprof_proc_event *e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
 
-	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(CPROF_STAT_EVENTS_LOST);
-		return false;
+		return NULL;
 	}
 	e->pid = pid;
 	e->kind = kind;
+	return e;
+}
+
+/* Returns whether the notice was sent (a lost one is counted). */
+static __always_inline bool proc_notify(__u32 pid, __u32 kind)
+{
+	struct cprof_proc_event *e = proc_event_reserve(pid, kind);
+
+	if (!e)
+		return false;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return true;

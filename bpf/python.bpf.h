@@ -77,14 +77,11 @@ static __always_inline void py_code_seen(__u32 pid, __u64 code)
 	if (bpf_map_lookup_elem(&py_codes_seen, &k) ||
 	    bpf_map_update_elem(&py_codes_seen, &k, &one, BPF_NOEXIST))
 		return;
-	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	e = proc_event_reserve(pid, CPROF_PROC_PYCODE);
 	if (!e) {
-		stat_inc(CPROF_STAT_EVENTS_LOST);
 		bpf_map_delete_elem(&py_codes_seen, &k); /* so that a later sample tries again */
 		return;
 	}
-	e->pid = pid;
-	e->kind = CPROF_PROC_PYCODE;
 	e->code = code;
 	bpf_ringbuf_submit(e, 0);
 }
