@@ -76,18 +76,28 @@ static __always_inline bool is_target(__u32 pid)
 	return bpf_map_lookup_elem(&targets, &pid) != NULL;
 }
 
-/* Returns whether the notice was sent (a lost one is counted). */
-static __always_inline bool proc_notify(__u32 pid, __u32 kind)
+/* A notice of kind about pid reserved on the ring buffer, for the caller to fill and submit; NULL
+ * when the ring buffer is full (counted as lost). */
+static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __u32 kind)
 {
-	struct cprof_proc_event *e;
+	struct cprof_proc_event *e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
 
-	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(CPROF_STAT_EVENTS_LOST);
-		return false;
+		return NULL;
 	}
 	e->pid = pid;
 	e->kind = kind;
+	return e;
+}
+
+/* Returns whether the notice was sent (a lost one is counted). */
+static __always_inline bool proc_notify(__u32 pid, __u32 kind)
+{
+	struct cprof_proc_event *e = proc_event_reserve(pid, kind);
+
+	if (!e)
+		return false;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return true;
@@ -131,15 +141,16 @@ struct {
 
 /* A process of interest mapped executable memory (ld.so mapping a library, dlopen): user space
  * re-reads its mappings while it lives. Under -a only processes already seen are announced
- * (the others are read at their first sample); with targets, every target. */
-static __always_inline void mmap_exec_seen(struct pt_regs *regs, long ret)
+ * (the others are read at their first sample); with targets, every target. prot and ret are
+ * the mapping's protection and the call's result. */
+static __always_inline void mmap_exec_seen(unsigned long prot, long ret)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	__u8 one = 1, *v;
 
 	if (ret < 0 && ret >= -CPROF_MAX_ERRNO)
 		return;
-	if (!(BPF_CORE_READ(regs, dx) & CPROF_PROT_EXEC))
+	if (!(prot & CPROF_PROT_EXEC))
 		return;
 	if (target_all) {
 		/* Announced at exec but not sampled yet (SEEN_EXEC): its first sample sends a
@@ -193,6 +204,16 @@ static __always_inline void key_stacks(void *ctx, struct cprof_key *key, bool in
 			stat_inc(id == -EEXIST ? CPROF_STAT_KSTACK_COLLIDE : CPROF_STAT_KSTACK_ERR);
 	}
 }
+
+/* The key of a sample of the current task (of process pid): its process, its thread's name
+ * and its stacks (as key_stacks). key's other fields are left as they are. */
+static __always_inline void key_current(void *ctx, struct cprof_key *key, __u32 pid, bool in_kernel,
+					bool has_mm)
+{
+	key->pid = pid;
+	bpf_get_current_comm(key->comm, sizeof(key->comm));
+	key_stacks(ctx, key, in_kernel, has_mm);
+}
 #endif
 
 /* Adds delta to the u64 counter of key in an aggregation HASH map, creating it if needed. */
@@ -215,6 +236,21 @@ static __always_inline void count_add(void *map, struct cprof_key *key, __u64 de
 		stat_inc(CPROF_STAT_KEYS_FULL);
 	}
 }
+
+#ifndef CPROF_UNWIND_REMOTE
+/* Counts one sample of the current task (of process pid) in map, a HASH of struct cprof_key ->
+ * u64, and announces the process if it is new. */
+static __always_inline void count_sample(void *ctx, void *map, __u32 pid, bool in_kernel,
+					 bool has_mm)
+{
+	struct cprof_key key = {};
+
+	stat_inc(CPROF_STAT_SAMPLES);
+	key_current(ctx, &key, pid, in_kernel, has_mm);
+	count_add(map, &key, 1);
+	proc_seen(pid);
+}
+#endif
 
 /* Follows children of targets (follow_children): a forked process becomes a target. */
 static __always_inline void follow_fork(struct task_struct *parent, struct task_struct *child)
@@ -263,12 +299,13 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 			proc_notify(pid, CPROF_PROC_EXIT);                                         \
 		return 0;                                                                          \
 	}                                                                                          \
+	/* Every syscall of every process passes here: the number is tested first. The user \
+	 * registers are read through the BTF pointer, without a helper call. */      \
 	SEC("tp_btf/sys_exit")                                                                     \
 	int BPF_PROG(cprof_mmap, struct pt_regs *regs, long ret)                                   \
 	{                                                                                          \
-		/* Every syscall of every process passes here: the number is tested first. */      \
-		if (BPF_CORE_READ(regs, orig_ax) == CPROF_NR_MMAP)                                 \
-			mmap_exec_seen(regs, ret);                                                 \
+		if (regs->orig_ax == CPROF_NR_MMAP)                                                \
+			mmap_exec_seen(regs->dx, ret);                                             \
 		return 0;                                                                          \
 	}
 

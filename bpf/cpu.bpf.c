@@ -22,7 +22,6 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
 	struct task_struct *task;
-	struct cprof_key key = {};
 	bool in_kernel;
 
 	if (tid == 0) { /* the idle task of this CPU */
@@ -31,17 +30,11 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	}
 	if (!is_target(pid))
 		return 0;
-	stat_inc(CPROF_STAT_SAMPLES);
-
 	task = bpf_get_current_task_btf();
 	/* Kernel text is in the upper half of the address space on x86-64; ctx only allows full
 	 * 8-byte loads of regs, so the ip says it, not the 2-byte cs. */
 	in_kernel = (__s64)ctx->regs.ip < 0;
-	key.pid = pid;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	key_stacks(ctx, &key, in_kernel, task->mm != NULL);
-	count_add(&counts, &key, 1);
-	proc_seen(pid);
+	count_sample(ctx, &counts, pid, in_kernel, task->mm != NULL);
 	return 0;
 }
 

@@ -248,10 +248,8 @@ static __always_inline void heap_record(struct pt_regs *ctx, __u32 pid, __u64 ad
 	long err;
 
 	stat_inc(CPROF_STAT_SAMPLES);
-	key.k.pid = pid;
 	key.size = size;
-	bpf_get_current_comm(key.k.comm, sizeof(key.k.comm));
-	key_stacks(ctx, &key.k, false, true);
+	key_current(ctx, &key.k, pid, false, true);
 	v = heap_val_of(&key);
 	if (!v)
 		return;

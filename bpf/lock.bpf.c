@@ -104,12 +104,10 @@ static __always_inline void futex_exit(void *ctx)
 		stat_inc(CPROF_STAT_WAIT_SHORT);
 		return;
 	}
-	key.pid = id >> 32;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	/* User stack only: the kernel side of every lock wait is the same futex syscall entry
 	 * (-t offcpu shows where in the kernel threads wait). */
-	key_stacks(ctx, &key, false, true);
-	wait_add(&key, delay);
+	key_current(ctx, &key, id >> 32, false, true);
+	wait_add_n(&key, 1, delay);
 	proc_seen(key.pid);
 }
 
@@ -142,8 +140,9 @@ int BPF_PROG(futex_enter_raw, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(futex_exit_raw, struct pt_regs *regs, long ret)
 {
-	/* Which syscall returns: orig_ax of the user registers keeps its number. */
-	if (BPF_CORE_READ(regs, orig_ax) != NR_FUTEX)
+	/* Which syscall returns: orig_ax of the user registers keeps its number (read through
+	 * the BTF pointer: no helper call on every syscall). */
+	if (regs->orig_ax != NR_FUTEX)
 		return 0;
 	futex_exit(ctx);
 	return 0;

@@ -74,10 +74,8 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, unsi
 	if (tid == 0 || (state & TASK_DEAD) || !is_target(pid))
 		return;
 	s.ts = now;
-	s.key.pid = pid;
 	/* prev is current here: its comm, its stacks. */
-	bpf_get_current_comm(s.key.comm, sizeof(s.key.comm));
-	key_stacks(ctx, &s.key, false, prev->mm != NULL);
+	key_current(ctx, &s.key, pid, false, prev->mm != NULL);
 	kern_stack(ctx, &s.key);
 	/* A thread that entered the kernel by a syscall has the syscall's number in orig_ax, and
 	 * its user leaf is the return address of the syscall instruction. */

@@ -22,12 +22,24 @@ struct {
 	__type(value, struct cprof_py_proc);
 } py_procs SEC(".maps");
 
-/* tid -> its PyThreadState, checked against the fs base at each use. */
+/* A thread's search result: its PyThreadState (checked against the fs base at each use), or
+ * none (tstate 0) found at miss_ns. */
+struct py_thread {
+	__u64 tstate;
+	__u64 miss_ns;
+};
+
+/* A thread without a thread state (a native thread of a Python process, or one whose state is
+ * not bound yet) is searched for again only this long after its last search. Not checked
+ * against the list instead: 3.12+ push a new thread state before binding its thread_id. */
+#define PY_MISS_RETRY_NS (100 * 1000 * 1000ull)
+
+/* tid -> its search result. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct py_thread);
 } py_threads SEC(".maps");
 
 struct py_code_key {
@@ -65,14 +77,11 @@ static __always_inline void py_code_seen(__u32 pid, __u64 code)
 	if (bpf_map_lookup_elem(&py_codes_seen, &k) ||
 	    bpf_map_update_elem(&py_codes_seen, &k, &one, BPF_NOEXIST))
 		return;
-	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	e = proc_event_reserve(pid, CPROF_PROC_PYCODE);
 	if (!e) {
-		stat_inc(CPROF_STAT_EVENTS_LOST);
 		bpf_map_delete_elem(&py_codes_seen, &k); /* so that a later sample tries again */
 		return;
 	}
-	e->pid = pid;
-	e->kind = CPROF_PROC_PYCODE;
 	e->code = code;
 	bpf_ringbuf_submit(e, 0);
 }
@@ -91,28 +100,45 @@ static __always_inline int py_read_u8(__u64 addr, __u8 *v)
 	return bpf_probe_read_user(v, sizeof(*v), (const void *)addr);
 }
 
-/* The thread state of the current thread, or 0. */
-static __always_inline __u64 py_tstate(const struct cprof_py_proc *p, __u32 tid, __u64 fsbase)
+/* Searches the interpreter's thread states for the one of the thread whose fs base is fsbase;
+ * 0 if there is none (or it cannot be read). */
+static __always_inline __u64 py_tstate_search(const struct cprof_py_proc *p, __u64 fsbase)
 {
 	__u64 ts, v, interp;
-	__u64 *cached = bpf_map_lookup_elem(&py_threads, &tid);
 
-	if (cached && !py_read_u64(*cached + p->l.tstate_thread_id, &v) && v == fsbase)
-		return *cached;
 	if (py_read_u64(p->runtime + p->l.runtime_interp_head, &interp) ||
 	    py_read_u64(interp + p->l.interp_threads_head, &ts))
 		return 0;
 	for (int i = 0; i < CPROF_PY_MAX_THREADS; i++) {
 		if (!ts || py_read_u64(ts + p->l.tstate_thread_id, &v))
 			return 0;
-		if (v == fsbase) {
-			bpf_map_update_elem(&py_threads, &tid, &ts, BPF_ANY);
+		if (v == fsbase)
 			return ts;
-		}
 		if (py_read_u64(ts + p->l.tstate_next, &ts))
 			return 0;
 	}
 	return 0;
+}
+
+/* The thread state of the current thread, or 0. A found one is cached until it no longer
+ * matches; a miss for PY_MISS_RETRY_NS, so that the native threads of a Python process do not
+ * search the list at every sample. */
+static __always_inline __u64 py_tstate(const struct cprof_py_proc *p, __u32 tid, __u64 fsbase)
+{
+	struct py_thread *cached = bpf_map_lookup_elem(&py_threads, &tid);
+	struct py_thread t = {};
+	__u64 v, now = bpf_ktime_get_ns();
+
+	if (cached && cached->tstate && !py_read_u64(cached->tstate + p->l.tstate_thread_id, &v) &&
+	    v == fsbase)
+		return cached->tstate;
+	if (cached && !cached->tstate && now - cached->miss_ns < PY_MISS_RETRY_NS)
+		return 0;
+	t.tstate = py_tstate_search(p, fsbase);
+	if (!t.tstate)
+		t.miss_ns = now;
+	bpf_map_update_elem(&py_threads, &tid, &t, BPF_ANY);
+	return t.tstate;
 }
 
 /* Prepares the walk of pid's Python frames for the current thread. */

@@ -25,17 +25,11 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(thread_create, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 pid = parent->tgid;
-	struct cprof_key key = {};
 
 	if (child->tgid != pid || !is_target(pid)) /* a new process, or not ours */
 		return 0;
-	stat_inc(CPROF_STAT_SAMPLES);
-	key.pid = pid;
 	/* parent is current here: its name and its stack, inside the clone syscall. */
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	key_stacks(ctx, &key, false, parent->mm != NULL);
-	count_add(&counts, &key, 1);
-	proc_seen(pid);
+	count_sample(ctx, &counts, pid, false, parent->mm != NULL);
 	return 0;
 }
 

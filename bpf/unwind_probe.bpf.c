@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Test programs of the stack path every profile type shares: key_stacks() called from a
+/* Test programs of the stack path every profile type shares: key_current() called from a
  * uprobe, a tp_btf (sched_switch), a raw syscall tp_btf (sys_enter, as -t mutex uses where there
  * is no tracefs) and a tracepoint program (needs tracefs to attach: the test turns it off where
  * there is none), each counting into its own map. Loaded only by
@@ -35,8 +35,7 @@ static __always_inline void sample(void *ctx, void *counts, bool in_kernel)
 
 	if (!is_target(pid))
 		return;
-	key.pid = pid;
-	key_stacks(ctx, &key, in_kernel, true);
+	key_current(ctx, &key, pid, in_kernel, true);
 	count_add(counts, &key, 1);
 }
 

@@ -50,16 +50,6 @@ static __always_inline void wait_add_n(struct cprof_key *key, __u64 count, __u64
 	__sync_fetch_and_add(&v->delay_ns, delay_ns);
 }
 
-/* Counts one wait of delay_ns under key, unless it is shorter than the threshold. */
-static __always_inline void wait_add(struct cprof_key *key, __u64 delay_ns)
-{
-	if (delay_ns < min_wait_ns) {
-		stat_inc(CPROF_STAT_WAIT_SHORT);
-		return;
-	}
-	wait_add_n(key, 1, delay_ns);
-}
-
 /* Records the start of a wait of the current thread. */
 static __always_inline void wait_begin(__u32 tid, struct cprof_wait_start *s)
 {

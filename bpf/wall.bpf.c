@@ -28,12 +28,10 @@ int wall_sample(struct bpf_perf_event_data *ctx)
 	if (!is_target(pid))
 		return 0;
 	task = bpf_get_current_task_btf();
-	key.pid = pid;
 	key.flags = CPROF_WAIT_ONCPU;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	/* Kernel text is in the upper half of the address space (see cpu.bpf.c). */
-	key_stacks(ctx, &key, (__s64)ctx->regs.ip < 0, task->mm != NULL);
-	wait_add(&key, period_ns);
+	key_current(ctx, &key, pid, (__s64)ctx->regs.ip < 0, task->mm != NULL);
+	wait_add_n(&key, 1, period_ns);
 	proc_seen(pid);
 	return 0;
 }
