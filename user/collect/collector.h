@@ -133,6 +133,7 @@ struct collector {
 				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
 	struct unwinder *unw;	  /* feeds the unwinder's tables and mappings; NULL for fp */
 	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
+	bool no_python;		  /* CPROF_BENCH_NO_PYTHON: py_procs left empty (benchmarks) */
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
