@@ -186,7 +186,7 @@ void collector__size_maps(struct collector *c, struct bpf_object *obj)
 		bpf_program__set_autoload(fork, o->follow_children);
 }
 
-int collector__load(struct collector *c, struct bpf_object_skeleton *s)
+static int collector__load(struct collector *c, struct bpf_object_skeleton *s)
 {
 	int err;
 

@@ -185,17 +185,16 @@ int collector__bind(struct collector *c, struct bpf_object *obj);
  * (COLLECTOR_SET_COMMON_RODATA and its own) and attaching what needs a target:
  * - collector__size_maps: the aggregation map (ops->agg_map) to --max-stacks, the stack map to
  *   max_stacks, and the fork hook loaded only when children are followed;
- * - collector__load: that, then load (verify);
  * - collector__attach: bind the shared maps, then (unless load_only) attach the programs that
  *   attach by themselves (tracepoints, fork and exec hooks);
- * - collector__load_attach: both. Each returns 0 or -errno, reported as "cannot load/attach the
- *   TYPE BPF programs". s is the skeleton's `skeleton` member. */
+ * - collector__load_attach: collector__size_maps, load (verify), then collector__attach.
+ * Each returns 0 or -errno, reported as "cannot load/attach the TYPE BPF programs". s is the
+ * skeleton's `skeleton` member. */
 struct bpf_object_skeleton;
 /* After a skeleton's X_bpf__open(): 0 when skel is there, else -errno, reported as "cannot open
  * the TYPE BPF object". */
 int collector__opened(const struct collector *c, const void *skel);
 void collector__size_maps(struct collector *c, struct bpf_object *obj);
-int collector__load(struct collector *c, struct bpf_object_skeleton *s);
 int collector__attach(struct collector *c, struct bpf_object_skeleton *s);
 int collector__load_attach(struct collector *c, struct bpf_object_skeleton *s);
 
