@@ -389,6 +389,24 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	return 0;
 }
 
+static uint64_t since(uint64_t now, uint64_t base)
+{
+	return now > base ? now - base : 0;
+}
+
+void collect_stats__since(const struct collect_stats *now, const struct collect_stats *base,
+			  struct collect_stats *out)
+{
+	for (int i = 0; i < CPROF_STAT_NR; i++)
+		out->bpf[i] = since(now->bpf[i], base->bpf[i]);
+	out->truncated_stacks = since(now->truncated_stacks, base->truncated_stacks);
+	out->lost_stack_reads = since(now->lost_stack_reads, base->lost_stack_reads);
+	out->trimmed_stacks = since(now->trimmed_stacks, base->trimmed_stacks);
+	out->prog_misses = since(now->prog_misses, base->prog_misses);
+	out->unwind.over_budget = since(now->unwind.over_budget, base->unwind.over_budget);
+	out->unwind.failed = since(now->unwind.failed, base->unwind.failed);
+}
+
 void collector__stop(struct collector *c)
 {
 	if (c->ops->stop)

@@ -173,6 +173,11 @@ int collector__add_target(struct collector *c, pid_t pid);
 int collector__remove_target(struct collector *c, pid_t pid);
 /* Sums the BPF counters into st (and copies the user-side ones). */
 int collector__stats(struct collector *c, struct collect_stats *st);
+/* What the counters that only grow (bpf[], truncated, lost and trimmed stacks, prog_misses,
+ * unwind.over_budget and unwind.failed) grew by from base to now, into out (which may be now);
+ * a counter below its base gives 0. The other fields of out are left as they are. */
+void collect_stats__since(const struct collect_stats *now, const struct collect_stats *base,
+			  struct collect_stats *out);
 /* Stops collecting (detaches what produces samples); the maps stay readable. */
 void collector__stop(struct collector *c);
 /* Drains into b. */
