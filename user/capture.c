@@ -165,15 +165,10 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 }
 
 /* Python frames whose code object could not be read (the process exited before its samples
- * were symbolized) are named as such in the profile, and counted here: symbolizing them now,
- * while this capture's processes are still known, is what tells. */
-static void report_python(struct capture *c, struct pprof_builder *b)
+ * were symbolized) are named as such in the profile, and counted here: n is how many the
+ * symbolization of this profile met. */
+static void report_python(struct pprof_builder *b, uint64_t n)
 {
-	uint64_t before = symbolizer__python_unreadable(c->sym), n;
-
-	if (pprof_builder__resolve(b))
-		return;
-	n = symbolizer__python_unreadable(c->sym) - before;
 	if (!n)
 		return;
 	pprof_builder__add_comment(b, "dropped: %llu Python frames unreadable (process exited)",
@@ -214,7 +209,6 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	}
 	st.procs_missed = c->procs_missed;
 	drops__report(b, &st);
-	report_python(c, b);
 	if (o->stats) {
 		o->stats->counters = st;
 		o->stats->stacks = pprof_builder__nsamples(b);
@@ -322,12 +316,16 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	malloc_trim(0);
 	mem__checkpoint("BPF freed");
 	if (!err) {
+		uint64_t unreadable = symbolizer__python_unreadable(sym);
+
 		err = pprof_builder__resolve(*out);
 		mem__checkpoint("symbolized");
 		if (err) {
 			pr_err("cannot symbolize the profile: %s\n", strerror(-err));
 			pprof_builder__free(*out);
 			*out = NULL;
+		} else {
+			report_python(*out, symbolizer__python_unreadable(sym) - unreadable);
 		}
 	}
 cleanup:

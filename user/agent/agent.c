@@ -312,19 +312,6 @@ int agent__emit(struct agent *a, const char *name, const uint8_t *raw, size_t ra
 	return split__by_label(raw, rawlen, "exe", true, "unknown", push_part, &e);
 }
 
-static void stats_delta(const struct collect_stats *now, const struct collect_stats *prev,
-			struct collect_stats *d)
-{
-	for (int i = 0; i < CPROF_STAT_NR; i++)
-		d->bpf[i] = now->bpf[i] - prev->bpf[i];
-	d->truncated_stacks = now->truncated_stacks - prev->truncated_stacks;
-	d->lost_stack_reads = now->lost_stack_reads - prev->lost_stack_reads;
-	d->trimmed_stacks = now->trimmed_stacks - prev->trimmed_stacks;
-	d->prog_misses = now->prog_misses - prev->prog_misses;
-	d->unwind.over_budget = now->unwind.over_budget - prev->unwind.over_budget;
-	d->unwind.failed = now->unwind.failed - prev->unwind.failed;
-}
-
 static void window_name(int64_t t0, char *buf, size_t len)
 {
 	time_t secs = t0 / 1000000000ll;
@@ -376,7 +363,7 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 		goto out;
 	}
 	if (collector__stats(s->col, &st) == 0) {
-		stats_delta(&st, &s->prev, &d);
+		collect_stats__since(&st, &s->prev, &d);
 		s->prev = st;
 	}
 	d.procs_missed = s->procs_missed - s->procs_missed_prev;

@@ -7,6 +7,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "proc/maps.h"
 #include "python/cpython.h"
 #include "util/clock.h"
 #include "util/hashmap.h"
@@ -65,18 +66,17 @@ static bool collector__late(const struct collector *c)
 	return c->deadline_ns && clock__ns(CLOCK_MONOTONIC) >= c->deadline_ns;
 }
 
-/* Tells the Python walker about pid when it runs a CPython it can walk (user/python/). */
-static void collector__python(struct collector *c, pid_t pid)
+/* Tells the Python walker about pid when it runs a CPython it can walk (user/python/). pm: pid's
+ * mappings, NULL when they could not be read (the process is gone). */
+static void collector__python(struct collector *c, pid_t pid, const struct proc_maps *pm)
 {
 	struct cprof_py_proc p;
-	char why[128];
+	char why[128] = "";
 	__u32 key = pid;
 
-	/* Benchmark only (CPROF_BENCH_NO_PYTHON=1): native frames alone, to measure what the
-	 * Python walk adds per sample (tools/bench/bench_python.py). */
-	if (!c->py_procs || !c->unw || getenv("CPROF_BENCH_NO_PYTHON"))
+	if (!c->py_procs || !c->unw || c->no_python)
 		return;
-	if (python__probe(pid, &p, why, sizeof(why))) {
+	if (!pm || python__probe_maps(pm, &p, why, sizeof(why))) {
 		/* An exec into something else, or a reused pid: no stale layout stays. */
 		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
 		if (why[0] && !c->opts.all)
@@ -89,10 +89,25 @@ static void collector__python(struct collector *c, pid_t pid)
 		pr_debug("pid %d: CPython 3.%u\n", (int)pid, p.minor);
 }
 
+/* pid's mappings for the Python probe and the unwinder, read once for both; NULL when the
+ * process is gone. */
+static struct proc_maps *collector__read_maps(pid_t pid)
+{
+	struct proc_maps *pm = NULL;
+
+	if (proc_maps__read(pid, &pm)) {
+		proc_maps__free(pm);
+		return NULL;
+	}
+	return pm;
+}
+
 static int handle_proc_event(void *ctx, void *data, size_t size)
 {
 	struct collector *c = ctx;
 	const struct cprof_proc_event *e = data;
+	struct proc_maps *pm;
+	bool python, lazy;
 
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
@@ -111,12 +126,18 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 		if (c->py_procs)
 			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
 	} else if (c->unw) {
-		if (e->kind != CPROF_PROC_MMAP)
-			collector__python(c, e->pid);
-		if (c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC)
-			unwinder__add_pid_known(c->unw, e->pid); /* tables built if it is sampled */
+		python = e->kind != CPROF_PROC_MMAP && c->py_procs && !c->no_python;
+		lazy = c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC;
+		if (!python && !lazy && collector__late(c))
+			return 0;
+		pm = collector__read_maps(e->pid);
+		if (python)
+			collector__python(c, e->pid, pm);
+		if (lazy) /* tables built if it is sampled */
+			unwinder__add_pid_known_maps(c->unw, e->pid, pm);
 		else if (!collector__late(c))
-			unwinder__add_pid(c->unw, e->pid, true);
+			unwinder__add_pid_maps(c->unw, e->pid, pm, true);
+		proc_maps__free(pm);
 	}
 	return 0;
 }
@@ -131,6 +152,9 @@ int collector__bind(struct collector *c, struct bpf_object *obj)
 	c->ustacks = bpf_object__find_map_by_name(obj, "ustacks");
 	c->py_procs = bpf_object__find_map_by_name(obj, "py_procs");
 	c->mmap_pending = bpf_object__find_map_by_name(obj, "mmap_pending");
+	/* Benchmark only (CPROF_BENCH_NO_PYTHON=1): native frames alone, to measure what the
+	 * Python walk adds per sample (tools/bench/bench_python.py). */
+	c->no_python = getenv("CPROF_BENCH_NO_PYTHON") != NULL;
 	if (!c->targets || !c->stacks || !c->stats || !c->proc_events)
 		return -ENOENT;
 	return 0;
@@ -162,7 +186,7 @@ void collector__size_maps(struct collector *c, struct bpf_object *obj)
 		bpf_program__set_autoload(fork, o->follow_children);
 }
 
-int collector__load(struct collector *c, struct bpf_object_skeleton *s)
+static int collector__load(struct collector *c, struct bpf_object_skeleton *s)
 {
 	int err;
 
@@ -233,8 +257,11 @@ static int collector__start_unwinder(struct collector *c)
 		return -ENOMEM;
 	/* A `-- CMD` target (follow_children) has not exec'd yet: its exec notice builds them. */
 	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++) {
-		collector__python(c, c->opts.pids[i]);
-		unwinder__add_pid(c->unw, c->opts.pids[i], false);
+		struct proc_maps *pm = collector__read_maps(c->opts.pids[i]);
+
+		collector__python(c, c->opts.pids[i], pm);
+		unwinder__add_pid_maps(c->unw, c->opts.pids[i], pm, false);
+		proc_maps__free(pm);
 	}
 	return 0;
 }
@@ -360,6 +387,24 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	if (c->view && c->view->stats)
 		c->view->stats(c->view->ctx, st);
 	return 0;
+}
+
+static uint64_t since(uint64_t now, uint64_t base)
+{
+	return now > base ? now - base : 0;
+}
+
+void collect_stats__since(const struct collect_stats *now, const struct collect_stats *base,
+			  struct collect_stats *out)
+{
+	for (int i = 0; i < CPROF_STAT_NR; i++)
+		out->bpf[i] = since(now->bpf[i], base->bpf[i]);
+	out->truncated_stacks = since(now->truncated_stacks, base->truncated_stacks);
+	out->lost_stack_reads = since(now->lost_stack_reads, base->lost_stack_reads);
+	out->trimmed_stacks = since(now->trimmed_stacks, base->trimmed_stacks);
+	out->prog_misses = since(now->prog_misses, base->prog_misses);
+	out->unwind.over_budget = since(now->unwind.over_budget, base->unwind.over_budget);
+	out->unwind.failed = since(now->unwind.failed, base->unwind.failed);
 }
 
 void collector__stop(struct collector *c)

@@ -133,6 +133,7 @@ struct collector {
 				  * CPROF_USTACK_ID_TABLE); NULL in objects without it */
 	struct unwinder *unw;	  /* feeds the unwinder's tables and mappings; NULL for fp */
 	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
+	bool no_python;		  /* CPROF_BENCH_NO_PYTHON: py_procs left empty (benchmarks) */
 	struct ring_buffer *rb;
 	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
 	void *priv;
@@ -172,6 +173,11 @@ int collector__add_target(struct collector *c, pid_t pid);
 int collector__remove_target(struct collector *c, pid_t pid);
 /* Sums the BPF counters into st (and copies the user-side ones). */
 int collector__stats(struct collector *c, struct collect_stats *st);
+/* What the counters that only grow (bpf[], truncated, lost and trimmed stacks, prog_misses,
+ * unwind.over_budget and unwind.failed) grew by from base to now, into out (which may be now);
+ * a counter below its base gives 0. The other fields of out are left as they are. */
+void collect_stats__since(const struct collect_stats *now, const struct collect_stats *base,
+			  struct collect_stats *out);
 /* Stops collecting (detaches what produces samples); the maps stay readable. */
 void collector__stop(struct collector *c);
 /* Drains into b. */
@@ -184,17 +190,16 @@ int collector__bind(struct collector *c, struct bpf_object *obj);
  * (COLLECTOR_SET_COMMON_RODATA and its own) and attaching what needs a target:
  * - collector__size_maps: the aggregation map (ops->agg_map) to --max-stacks, the stack map to
  *   max_stacks, and the fork hook loaded only when children are followed;
- * - collector__load: that, then load (verify);
  * - collector__attach: bind the shared maps, then (unless load_only) attach the programs that
  *   attach by themselves (tracepoints, fork and exec hooks);
- * - collector__load_attach: both. Each returns 0 or -errno, reported as "cannot load/attach the
- *   TYPE BPF programs". s is the skeleton's `skeleton` member. */
+ * - collector__load_attach: collector__size_maps, load (verify), then collector__attach.
+ * Each returns 0 or -errno, reported as "cannot load/attach the TYPE BPF programs". s is the
+ * skeleton's `skeleton` member. */
 struct bpf_object_skeleton;
 /* After a skeleton's X_bpf__open(): 0 when skel is there, else -errno, reported as "cannot open
  * the TYPE BPF object". */
 int collector__opened(const struct collector *c, const void *skel);
 void collector__size_maps(struct collector *c, struct bpf_object *obj);
-int collector__load(struct collector *c, struct bpf_object_skeleton *s);
 int collector__attach(struct collector *c, struct bpf_object_skeleton *s);
 int collector__load_attach(struct collector *c, struct bpf_object_skeleton *s);
 

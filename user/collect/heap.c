@@ -147,8 +147,7 @@ static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum prob
 static int attach_one(struct heap_priv *p, struct bpf_program *prog, enum probe_kind kind,
 		      pid_t pid, const struct alloc_obj *o, size_t f)
 {
-	bool ptr_arg = alloc_funcs[f].role == ALLOC_FREE || alloc_funcs[f].role == ALLOC_OWN_FREE ||
-		       alloc_funcs[f].role == ALLOC_FREE_DEDUP;
+	bool ptr_arg = allocators__is_release(alloc_funcs[f].role);
 	struct bpf_link *l;
 	uint64_t off;
 	int err;

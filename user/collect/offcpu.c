@@ -90,13 +90,16 @@ static int offcpu_drain(struct collector *c, struct pprof_builder *b)
 			(unsigned long long)c->opts.block_rate_ns,
 			(unsigned long long)c->opts.block_rate_ns,
 			(unsigned long long)c->opts.block_rate_ns);
-	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_WAIT_SHORT])
-		pprof_builder__add_comment(b,
-					   "off-CPU intervals under min-block, not counted: %llu",
-					   (unsigned long long)st.bpf[CPROF_STAT_WAIT_SHORT]);
-	if (collector__stats(c, &st) == 0 && st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT])
-		pprof_builder__add_comment(b, "off-CPU intervals left out by block-rate: %llu",
-					   (unsigned long long)st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT]);
+	if (collector__stats(c, &st) == 0) {
+		if (st.bpf[CPROF_STAT_WAIT_SHORT])
+			pprof_builder__add_comment(
+				b, "off-CPU intervals under min-block, not counted: %llu",
+				(unsigned long long)st.bpf[CPROF_STAT_WAIT_SHORT]);
+		if (st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT])
+			pprof_builder__add_comment(
+				b, "off-CPU intervals left out by block-rate: %llu",
+				(unsigned long long)st.bpf[CPROF_STAT_WAIT_SAMPLED_OUT]);
+	}
 	return 0;
 }
 

@@ -261,23 +261,15 @@ static bool window_value(void *ctx, const void *key, void *val)
 	return any;
 }
 
-static uint64_t sub(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : 0;
-}
-
-/* The window's part of the counters: what they grew by since its baseline. */
+/* The window's part of the counters: what they grew by since its baseline (truncated and lost
+ * stack reads are the window's drain's own, set by collector_window__drain), and the notices
+ * its queue lost. */
 static void window_stats(void *ctx, struct collect_stats *st)
 {
 	const struct collector_window *w = ctx;
-	const struct collect_stats *b = &w->base_stats;
 
-	for (int i = 0; i < CPROF_STAT_NR; i++)
-		st->bpf[i] = sub(st->bpf[i], b->bpf[i]);
+	collect_stats__since(st, &w->base_stats, st);
 	st->bpf[CPROF_STAT_EVENTS_LOST] += w->qlost;
-	st->prog_misses = sub(st->prog_misses, b->prog_misses);
-	st->unwind.over_budget = sub(st->unwind.over_budget, b->unwind.over_budget);
-	st->unwind.failed = sub(st->unwind.failed, b->unwind.failed);
 }
 
 void pool_window__set_view(struct collector_window *w)

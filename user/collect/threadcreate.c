@@ -24,30 +24,11 @@ static int threadcreate_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = threadcreate_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the threadcreate BPF object: %s\n", strerror(-err));
-		return err;
-	}
-	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
-	if (o->max_keys)
-		bpf_map__set_max_entries(p->skel->maps.counts, o->max_keys);
-	if (o->max_stacks)
-		bpf_map__set_max_entries(p->skel->maps.stacks, o->max_stacks);
-	bpf_program__set_autoload(p->skel->progs.cprof_fork, o->follow_children);
-
-	err = threadcreate_bpf__load(p->skel);
-	if (err) {
-		pr_err("cannot load the threadcreate BPF programs: %s\n", strerror(-err));
-		return err;
-	}
-	err = collector__bind(c, p->skel->obj);
-	if (err || o->load_only)
-		return err;
-	err = threadcreate_bpf__attach(p->skel);
+	err = collector__opened(c, p->skel);
 	if (err)
-		pr_err("cannot attach the threadcreate BPF programs: %s\n", strerror(-err));
-	return err;
+		return err;
+	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
+	return collector__load_attach(c, p->skel->skeleton);
 }
 
 static void threadcreate_stop(struct collector *c)

@@ -41,11 +41,9 @@ static int threads_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = threads_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		pr_err("cannot open the threads BPF object: %s\n", strerror(-err));
+	err = collector__opened(c, p->skel);
+	if (err)
 		return err;
-	}
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	/* Maps of the shared header this type never fills: the smallest sizes. */
 	bpf_map__set_max_entries(p->skel->maps.stacks, 1);

@@ -19,6 +19,10 @@ const struct cprof_py_layout *python__layout(int minor);
  * addresses and layout. Returns 0, -ENOENT when pid runs no supported CPython (unsupported
  * versions, free-threaded builds: why says which), or -errno. */
 int python__probe(pid_t pid, struct cprof_py_proc *out, char *why, size_t why_len);
+/* python__probe on mappings the caller read (proc_maps__read of pm->pid). */
+struct proc_maps;
+int python__probe_maps(const struct proc_maps *pm, struct cprof_py_proc *out, char *why,
+		       size_t why_len);
 
 /* One Python frame resolved. Strings are owned by the python_syms that returned them. */
 struct python_frame {

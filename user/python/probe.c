@@ -342,9 +342,9 @@ static int probe_file(pid_t pid, const struct proc_maps *pm, size_t i, int minor
 	return 0;
 }
 
-int python__probe(pid_t pid, struct cprof_py_proc *out, char *why, size_t why_len)
+int python__probe_maps(const struct proc_maps *pm, struct cprof_py_proc *out, char *why,
+		       size_t why_len)
 {
-	struct proc_maps *pm = NULL;
 	bool threaded = false;
 	int err, minor, found = -ENOENT;
 	char dummy[8];
@@ -354,9 +354,6 @@ int python__probe(pid_t pid, struct cprof_py_proc *out, char *why, size_t why_le
 		why_len = sizeof(dummy);
 	}
 	why[0] = 0;
-	err = proc_maps__read(pid, &pm);
-	if (err)
-		return err;
 	for (size_t i = 0; i < pm->n && found; i++) {
 		if (!pm->maps[i].path)
 			continue;
@@ -373,10 +370,24 @@ int python__probe(pid_t pid, struct cprof_py_proc *out, char *why, size_t why_le
 				 minor);
 			continue;
 		}
-		err = probe_file(pid, pm, i, minor, out, why, why_len);
+		err = probe_file(pm->pid, pm, i, minor, out, why, why_len);
 		if (!err)
 			found = 0;
 	}
-	proc_maps__free(pm);
 	return found;
+}
+
+int python__probe(pid_t pid, struct cprof_py_proc *out, char *why, size_t why_len)
+{
+	struct proc_maps *pm = NULL;
+	int err;
+
+	if (why && why_len)
+		why[0] = 0;
+	err = proc_maps__read(pid, &pm);
+	if (err)
+		return err;
+	err = python__probe_maps(pm, out, why, why_len);
+	proc_maps__free(pm);
+	return err;
 }

@@ -602,9 +602,10 @@ void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 	}
 }
 
-static int add_pid(struct unwinder *u, pid_t pid, int mode)
+/* maps: pid's mappings as proc_maps__read gave them, NULL when that failed with read_err. */
+static int add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps, int read_err,
+			int mode)
 {
-	struct proc_maps *maps = NULL;
 	struct unw_pid *p = NULL, *old;
 	const void *okey;
 	void *oval;
@@ -619,11 +620,10 @@ static int add_pid(struct unwinder *u, pid_t pid, int mode)
 	if (!hashmap__delete(u->pids, (void *)(uintptr_t)pid, &okey, &oval))
 		oval = NULL;
 	old = oval;
-	err = proc_maps__read(pid, &maps);
-	if (err) {
+	if (!maps) {
 		if (old)
 			unw_pid__retire(u, old, NULL);
-		return err;
+		return read_err ? read_err : -ESRCH;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
@@ -669,6 +669,18 @@ cleanup:
 	u->st.pid_ns += (uint64_t)((now_ms() - t0) * 1e6);
 	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
 		 (now_ms() - t0));
+	return err;
+}
+
+static int add_pid(struct unwinder *u, pid_t pid, int mode)
+{
+	struct proc_maps *maps = NULL;
+	int err;
+
+	if (pid <= 0)
+		return -EINVAL;
+	err = proc_maps__read(pid, &maps);
+	err = add_pid_maps(u, pid, err ? NULL : maps, err, mode);
 	proc_maps__free(maps);
 	return err;
 }
@@ -681,6 +693,17 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
 {
 	return add_pid(u, pid, ADD_KNOWN_ONLY);
+}
+
+int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps,
+			   bool defer_large)
+{
+	return add_pid_maps(u, pid, maps, 0, defer_large);
+}
+
+int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps)
+{
+	return add_pid_maps(u, pid, maps, 0, ADD_KNOWN_ONLY);
 }
 
 bool unwinder__idle(struct unwinder *u)

@@ -64,6 +64,13 @@ int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large);
  * first samples then already walk with the shared tables. Costs a maps read and a few trie
  * updates. */
 int unwinder__add_pid_known(struct unwinder *u, pid_t pid);
+/* unwinder__add_pid and unwinder__add_pid_known on mappings the caller read (proc_maps__read),
+ * for a caller that needs them for more than the unwinder; NULL when they could not be read
+ * (the process is gone): what an earlier reading added goes, and -ESRCH is returned. */
+struct proc_maps;
+int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps,
+			   bool defer_large);
+int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps);
 /* Builds one deferred executable and maps it where it is still mapped. Returns whether more
  * are waiting. */
 bool unwinder__idle(struct unwinder *u);
