@@ -16,6 +16,7 @@
 #include "proc/maps.h"
 #include "unwind/table.h"
 #include "unwind/unwinder.h"
+#include "util/array.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/clock.h"
@@ -180,17 +181,10 @@ cleanup:
 /* A copy of key owned by the unwinder (hashmap keys are borrowed pointers). */
 static const char *intern(struct unwinder *u, const char *key)
 {
-	char **v, *k;
+	char *k;
 
-	if (u->nstrs == u->capstrs) {
-		size_t cap = u->capstrs ? u->capstrs * 2 : 32;
-
-		v = realloc(u->strs, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		u->strs = v;
-		u->capstrs = cap;
-	}
+	if (array__reserve((void **)&u->strs, &u->capstrs, u->nstrs + 1, sizeof(*u->strs)))
+		return NULL;
 	k = strdup(key);
 	if (k)
 		u->strs[u->nstrs++] = k;
@@ -205,17 +199,8 @@ static int remember(struct unwinder *u, struct unw_exe *e, const char *key)
 	if (hashmap__find(u->exes, key, NULL))
 		return 0;
 	if (!e->listed) {
-		struct unw_exe **all = u->all;
-
-		if (u->nall == u->capall) {
-			size_t cap = u->capall ? u->capall * 2 : 16;
-
-			all = realloc(u->all, cap * sizeof(*all));
-			if (!all)
-				return -ENOMEM;
-			u->all = all;
-			u->capall = cap;
-		}
+		if (array__reserve((void **)&u->all, &u->capall, u->nall + 1, sizeof(*u->all)))
+			return -ENOMEM;
 		u->all[u->nall++] = e;
 		e->listed = true;
 	}
@@ -337,34 +322,16 @@ static int open_mapped(pid_t pid, const struct proc_map *m)
 
 static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
 {
-	struct cprof_unwind_lpm_key *v;
-
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 32;
-
-		v = realloc(p->keys, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->keys = v;
-		p->cap = cap;
-	}
+	if (array__reserve((void **)&p->keys, &p->cap, p->n + 1, sizeof(*p->keys)))
+		return -ENOMEM;
 	p->keys[p->n++] = *k;
 	return 0;
 }
 
 static int pid_push_map(struct unw_pid *p, const struct cprof_unwind_mapping *m)
 {
-	struct cprof_unwind_mapping *v;
-
-	if (p->nmaps == p->capmaps) {
-		size_t cap = p->capmaps ? p->capmaps * 2 : 16;
-
-		v = realloc(p->maps, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->maps = v;
-		p->capmaps = cap;
-	}
+	if (array__reserve((void **)&p->maps, &p->capmaps, p->nmaps + 1, sizeof(*p->maps)))
+		return -ENOMEM;
 	p->maps[p->nmaps++] = *m;
 	return 0;
 }
@@ -446,7 +413,7 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
 			 int fd, const char *fkey, uint64_t size)
 {
-	struct unw_deferred *v, *d;
+	struct unw_deferred *d;
 
 	if (u->ndeferred - u->dhead >= DEFER_MAX) {
 		/* Full: the largest waiting file gives way to a smaller one (smallest go first). */
@@ -463,16 +430,10 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 		close(u->deferred[big].fd);
 		u->deferred[big] = u->deferred[--u->ndeferred];
 	}
-	if (u->ndeferred == u->capdeferred) {
-		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
-
-		v = realloc(u->deferred, cap * sizeof(*v));
-		if (!v) {
-			close(fd);
-			return -ENOMEM;
-		}
-		u->deferred = v;
-		u->capdeferred = cap;
+	if (array__reserve((void **)&u->deferred, &u->capdeferred, u->ndeferred + 1,
+			   sizeof(*u->deferred))) {
+		close(fd);
+		return -ENOMEM;
 	}
 	d = &u->deferred[u->ndeferred++];
 	*d = (struct unw_deferred){.pid = pid,
