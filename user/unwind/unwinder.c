@@ -68,8 +68,8 @@ struct unwinder {
 	struct hashmap *pids; /* pid -> struct unw_pid */
 	uint32_t next_id;
 	uint64_t next_gen;
-	struct unw_deferred *deferred; /* a queue: [dhead, ndeferred) is pending */
-	size_t dhead, ndeferred, capdeferred;
+	struct unw_deferred deferred[DEFER_MAX]; /* pending, in no order */
+	size_t ndeferred;
 	struct unwinder_stats st;
 	int64_t started_ns;   /* CLOCK_MONOTONIC, for the CPU budget */
 	uint64_t built_bytes; /* file bytes of the builds in build_ns */
@@ -127,9 +127,8 @@ void unwinder__free(struct unwinder *u)
 {
 	if (!u)
 		return;
-	for (size_t i = u->dhead; i < u->ndeferred; i++)
+	for (size_t i = 0; i < u->ndeferred; i++)
 		close(u->deferred[i].fd);
-	free(u->deferred);
 	for (size_t i = 0; i < u->nall; i++)
 		free(u->all[i]);
 	free(u->all);
@@ -146,7 +145,7 @@ void unwinder__free(struct unwinder *u)
 void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 {
 	*st = u->st;
-	st->pending = u->ndeferred - u->dhead;
+	st->pending = u->ndeferred;
 }
 
 /* Creates the table's ARRAY, fills it and puts it in the HASH_OF_MAPS under id. */
@@ -210,7 +209,8 @@ static int remember(struct unwinder *u, struct unw_exe *e, const char *key)
 	return hashmap__insert(u->exes, k, e);
 }
 
-/* Builds (or finds) the executable behind fd, or in image when fd < 0 (the vDSO). */
+/* Builds (or finds) the executable behind fd, of size bytes, or in image of size bytes when
+ * fd < 0 (the vDSO). */
 static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t size,
 			       const char *fkey)
 {
@@ -221,7 +221,6 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 	uint64_t bytes;
 	/* CPU time of this thread, not wall time: a busy machine does not eat the budget. */
 	int64_t t0 = clock__ns(CLOCK_THREAD_CPUTIME_ID);
-	struct stat fst;
 	int err;
 
 	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
@@ -273,7 +272,7 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 done:
 	/* Failed builds cost time too: they count against the budget. */
 	u->st.build_ns += clock__ns(CLOCK_THREAD_CPUTIME_ID) - t0;
-	u->built_bytes += fd >= 0 && fstat(fd, &fst) == 0 ? (uint64_t)fst.st_size : size;
+	u->built_bytes += size;
 	unwind_table__free(&t);
 	if ((bkey[0] && remember(u, e, bkey)) || remember(u, e, fkey)) {
 		if (!e->listed)
@@ -415,11 +414,11 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 {
 	struct unw_deferred *d;
 
-	if (u->ndeferred - u->dhead >= DEFER_MAX) {
+	if (u->ndeferred >= DEFER_MAX) {
 		/* Full: the largest waiting file gives way to a smaller one (smallest go first). */
-		size_t big = u->dhead;
+		size_t big = 0;
 
-		for (size_t i = u->dhead; i < u->ndeferred; i++)
+		for (size_t i = 0; i < u->ndeferred; i++)
 			if (u->deferred[i].size > u->deferred[big].size)
 				big = i;
 		u->st.queue_full++;
@@ -429,11 +428,6 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 		}
 		close(u->deferred[big].fd);
 		u->deferred[big] = u->deferred[--u->ndeferred];
-	}
-	if (array__reserve((void **)&u->deferred, &u->capdeferred, u->ndeferred + 1,
-			   sizeof(*u->deferred))) {
-		close(fd);
-		return -ENOMEM;
 	}
 	d = &u->deferred[u->ndeferred++];
 	*d = (struct unw_deferred){.pid = pid,
@@ -448,11 +442,15 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 	return 0;
 }
 
-/* add_mapping's modes beyond `defer`: only executables already known, nothing opened. */
-#define ADD_KNOWN_ONLY 2
+/* How add_mapping treats an executable it has no table for yet. */
+enum add_mode {
+	ADD_NOW,   /* build its table now */
+	ADD_DEFER, /* now if small and within the CPU budget, else queue it for unwinder__idle() */
+	ADD_KNOWN_ONLY, /* skip it: only executables already known, nothing opened */
+};
 
 static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
-		       int defer)
+		       enum add_mode mode)
 {
 	struct unw_exe *e;
 	char fkey[64];
@@ -465,7 +463,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 	if (hashmap__find(u->exes, fkey, &found)) {
 		e = found;
 		u->st.exe_hits++;
-	} else if (defer == ADD_KNOWN_ONLY) {
+	} else if (mode == ADD_KNOWN_ONLY) {
 		return 0;
 	} else if (!m->path) {
 		void *image = NULL;
@@ -486,9 +484,9 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 			return fd;
 		if (fstat(fd, &st))
 			st.st_size = 0;
-		if (defer && (over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES))
+		if (mode == ADD_DEFER && (over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES))
 			return defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
-		e = get_exe(u, fd, NULL, 0, fkey);
+		e = get_exe(u, fd, NULL, (size_t)st.st_size, fkey);
 		close(fd);
 		if (!e)
 			return -ENOMEM;
@@ -563,7 +561,7 @@ void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 	}
 }
 
-static int add_pid(struct unwinder *u, pid_t pid, int mode)
+static int add_pid(struct unwinder *u, pid_t pid, enum add_mode mode)
 {
 	struct proc_maps *maps = NULL;
 	struct unw_pid *p = NULL, *old;
@@ -607,7 +605,7 @@ static int add_pid(struct unwinder *u, pid_t pid, int mode)
 			struct proc_map v = *m;
 
 			v.path = NULL; /* add_mapping's mark of the vDSO */
-			err = add_mapping(u, p, pid, &v, mode == ADD_KNOWN_ONLY ? mode : 0);
+			err = add_mapping(u, p, pid, &v, mode == ADD_KNOWN_ONLY ? mode : ADD_NOW);
 		} else if (m->path && m->path[0] == '/') {
 			err = add_mapping(u, p, pid, m, mode);
 		} else {
@@ -636,7 +634,7 @@ cleanup:
 
 int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 {
-	return add_pid(u, pid, defer_large);
+	return add_pid(u, pid, defer_large ? ADD_DEFER : ADD_NOW);
 }
 
 int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
@@ -647,18 +645,18 @@ int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
 bool unwinder__idle(struct unwinder *u)
 {
 	struct unw_deferred d;
-	struct unw_exe *e;
+	struct unw_exe *e = NULL;
 	void *found;
-	size_t pick;
+	size_t pick = 0;
 
-	if (u->dhead == u->ndeferred)
+	if (!u->ndeferred)
 		return false;
 	/* Known by now (queued twice): no build. Else only within the CPU budget, smallest file
 	 * first: the time a table takes grows with the file, so that gives the most processes
 	 * their tables for the budget (the queue is short, DEFER_MAX). */
-	pick = u->dhead;
-	for (size_t i = u->dhead; i < u->ndeferred; i++) {
-		if (hashmap__find(u->exes, u->deferred[i].fkey, NULL)) {
+	for (size_t i = 0; i < u->ndeferred; i++) {
+		if (hashmap__find(u->exes, u->deferred[i].fkey, &found)) {
+			e = found;
 			pick = i;
 			break;
 		}
@@ -666,21 +664,16 @@ bool unwinder__idle(struct unwinder *u)
 			pick = i;
 	}
 	d = u->deferred[pick];
-	if (!hashmap__find(u->exes, d.fkey, NULL) && over_cpu(u, d.size))
+	if (!e && over_cpu(u, d.size))
 		return false;
-	u->deferred[pick] = u->deferred[u->dhead];
-	u->dhead++;
-	if (u->dhead == u->ndeferred)
-		u->dhead = u->ndeferred = 0;
-	if (hashmap__find(u->exes, d.fkey, &found))
-		e = found;
-	else
-		e = get_exe(u, d.fd, NULL, 0, d.fkey);
+	u->deferred[pick] = u->deferred[--u->ndeferred];
+	if (!e)
+		e = get_exe(u, d.fd, NULL, d.size, d.fkey);
 	close(d.fd);
 	/* The process may have exec'd or exited meanwhile: then its mappings are not these. */
 	if (e && hashmap__find(u->pids, (void *)(uintptr_t)d.pid, &found) &&
 	    ((struct unw_pid *)found)->gen == d.gen && e->id &&
 	    map_exe(u, found, d.pid, d.start, d.end, d.offset, e) == 0)
 		publish_pid_maps(u, d.pid, found);
-	return u->dhead < u->ndeferred;
+	return u->ndeferred > 0;
 }
