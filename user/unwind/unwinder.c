@@ -148,33 +148,41 @@ void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 	st->pending = u->ndeferred;
 }
 
-/* Creates the table's ARRAY, fills it and puts it in the HASH_OF_MAPS under id. */
-static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
+/* Creates an inner ARRAY of n values of value_size bytes each, fills it in one batch and puts
+ * it in the map of maps outer_fd under key (replacing what was there). */
+static int put_inner_array(int outer_fd, __u32 key, const char *name, __u32 value_size, __u32 n,
+			   const void *values)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
 	LIBBPF_OPTS(bpf_map_batch_opts, bo);
-	__u32 *keys = NULL, count = t->n;
+	__u32 *keys = NULL, count = n;
 	int fd, err;
 
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_rows", sizeof(__u32),
-			    sizeof(struct cprof_unwind_row), t->n, &mo);
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), value_size, n, &mo);
 	if (fd < 0)
 		return -errno;
-	keys = malloc(t->n * sizeof(*keys));
+	keys = malloc((size_t)n * sizeof(*keys));
 	if (!keys) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
-	for (__u32 i = 0; i < t->n; i++)
+	for (__u32 i = 0; i < n; i++)
 		keys[i] = i;
-	err = bpf_map_update_batch(fd, keys, t->rows, &count, &bo);
+	err = bpf_map_update_batch(fd, keys, values, &count, &bo);
 	if (err)
 		goto cleanup;
-	err = bpf_map_update_elem(u->o.tables_fd, &id, &fd, BPF_ANY) ? -errno : 0;
+	err = bpf_map_update_elem(outer_fd, &key, &fd, BPF_ANY) ? -errno : 0;
 cleanup:
 	free(keys);
-	close(fd); /* the outer map holds the table now */
+	close(fd); /* the outer map holds it now */
 	return err;
+}
+
+/* Puts the table's rows in the HASH_OF_MAPS under id. */
+static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
+{
+	return put_inner_array(u->o.tables_fd, id, "cprof_unw_rows",
+			       sizeof(struct cprof_unwind_row), (__u32)t->n, t->rows);
 }
 
 /* A copy of key owned by the unwinder (hashmap keys are borrowed pointers). */
@@ -346,10 +354,9 @@ static int map_start_cmp(const void *a, const void *b)
  * says how many follow. Replaces the array it had. */
 static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
-	struct cprof_unwind_mapping head = {};
-	__u32 key = (__u32)pid, n;
-	int fd, err = 0;
+	struct cprof_unwind_mapping *all;
+	__u32 n;
+	int err;
 
 	if (u->o.pid_maps_fd < 0)
 		return 0;
@@ -360,21 +367,19 @@ static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 	if (p->nmaps)
 		qsort(p->maps, p->nmaps, sizeof(*p->maps), map_start_cmp);
 	n = (__u32)p->nmaps;
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_pmaps", sizeof(__u32),
-			    sizeof(struct cprof_unwind_mapping), n + 1, &mo);
-	if (fd < 0) {
+	all = calloc((size_t)n + 1, sizeof(*all));
+	if (!all) {
 		u->st.failed++;
-		return -errno;
+		return -ENOMEM;
 	}
-	head.nrows = n;
-	for (__u32 i = 0; i <= n && !err; i++)
-		if (bpf_map_update_elem(fd, &i, i ? &p->maps[i - 1] : &head, BPF_ANY))
-			err = -errno;
-	if (!err && bpf_map_update_elem(u->o.pid_maps_fd, &key, &fd, BPF_ANY))
-		err = -errno;
+	all[0].nrows = n;
+	if (n)
+		memcpy(&all[1], p->maps, n * sizeof(*all));
+	err = put_inner_array(u->o.pid_maps_fd, (__u32)pid, "cprof_unw_pmaps",
+			      sizeof(struct cprof_unwind_mapping), n + 1, all);
+	free(all);
 	if (err)
 		u->st.failed++;
-	close(fd); /* the outer map holds it now */
 	return err;
 }
 
