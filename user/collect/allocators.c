@@ -11,6 +11,7 @@
 #include "collect/allocators.h"
 #include "proc/maps.h"
 #include "sym/funcs.h"
+#include "util/array.h"
 #include "util/log.h"
 
 const struct alloc_func alloc_funcs[] = {
@@ -270,19 +271,12 @@ static bool seen_has(const dev_t *dev, const ino_t *ino, size_t n, const struct 
 
 static int seen_add(dev_t **dev, ino_t **ino, size_t *n, size_t *cap, const struct stat *st)
 {
-	if (*n == *cap) {
-		dev_t *d = realloc(*dev, (*cap + 64) * sizeof(**dev));
-		ino_t *i;
+	/* One capacity for both: each grows from the same *cap to the same size. */
+	size_t dcap = *cap;
 
-		if (!d)
-			return -ENOMEM;
-		*dev = d;
-		i = realloc(*ino, (*cap + 64) * sizeof(**ino));
-		if (!i)
-			return -ENOMEM;
-		*ino = i;
-		*cap += 64;
-	}
+	if (array__reserve((void **)dev, &dcap, *n + 1, sizeof(**dev)) ||
+	    array__reserve((void **)ino, cap, *n + 1, sizeof(**ino)))
+		return -ENOMEM;
 	(*dev)[*n] = st->st_dev;
 	(*ino)[(*n)++] = st->st_ino;
 	return 0;

@@ -18,6 +18,7 @@
 #include "collect/uprobe_multi.h"
 #include "heap.h"
 #include "heap.skel.h"
+#include "util/array.h"
 #include "util/log.h"
 
 #define HEAP_DEFAULT_SAMPLE_BYTES (512 * 1024)
@@ -86,16 +87,9 @@ static struct bpf_program *prog_of(struct heap_bpf *skel, enum alloc_role r)
 
 static int add_link(struct heap_priv *p, struct bpf_link *l)
 {
-	struct bpf_link **links;
-
-	if (p->nlinks == p->cap) {
-		links = realloc(p->links, (p->cap ? p->cap * 2 : 64) * sizeof(*links));
-		if (!links) {
-			bpf_link__destroy(l);
-			return -ENOMEM;
-		}
-		p->links = links;
-		p->cap = p->cap ? p->cap * 2 : 64;
+	if (array__reserve((void **)&p->links, &p->cap, p->nlinks + 1, sizeof(*p->links))) {
+		bpf_link__destroy(l);
+		return -ENOMEM;
 	}
 	p->links[p->nlinks++] = l;
 	return 0;
@@ -123,15 +117,11 @@ static int attach_multi(struct heap_priv *p, struct bpf_program *prog, enum prob
 		.multi_flags = kind == PROBE_RETURN ? CPROF_BPF_F_UPROBE_MULTI_RETURN : 0,
 		.pid = pid > 0 ? (__u32)pid : 0,
 	};
-	int fd, *fds;
+	int fd;
 
-	if (p->nsession == p->session_cap) {
-		fds = realloc(p->session_fds, (p->session_cap + 16) * sizeof(*fds));
-		if (!fds)
-			return -ENOMEM;
-		p->session_fds = fds;
-		p->session_cap += 16;
-	}
+	if (array__reserve((void **)&p->session_fds, &p->session_cap, p->nsession + 1,
+			   sizeof(*p->session_fds)))
+		return -ENOMEM;
 	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
 	if (fd < 0) {
 		fd = -errno;

@@ -11,6 +11,7 @@
 #include <bpf/libbpf.h>
 
 #include "collect/internal.h"
+#include "util/array.h"
 #include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -35,16 +36,10 @@ static bool key_equal(const void *a, const void *b, void *ctx)
 
 void pool_window__enqueue(struct collector_window *w, const struct cprof_proc_event *e)
 {
-	struct cprof_proc_event *q;
-
 	pthread_mutex_lock(&w->qlock);
-	if (w->nq == w->qcap && w->qcap < WINDOW_MAX_QUEUE) {
-		q = realloc(w->q, (w->qcap ? w->qcap * 2 : 64) * sizeof(*q));
-		if (q) {
-			w->q = q;
-			w->qcap = w->qcap ? w->qcap * 2 : 64;
-		}
-	}
+	/* A failed growth leaves the queue as it was: the notice is counted lost. */
+	if (w->nq < WINDOW_MAX_QUEUE)
+		(void)array__reserve((void **)&w->q, &w->qcap, w->nq + 1, sizeof(*w->q));
 	if (w->nq < w->qcap)
 		w->q[w->nq++] = *e;
 	else

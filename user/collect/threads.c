@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -183,8 +184,14 @@ static void announce(struct collector *c, const struct threads_snapshot *s)
 	}
 }
 
+/* Whether t waits in futex(2): then which glibc function waits says what the futex is. */
+static bool futex_waiter(const struct thread_info *t)
+{
+	return (t->rec.flags & CPROF_THREAD_IN_SYSCALL) && t->rec.syscall == __NR_futex;
+}
+
 /* Describes thread t, naming the functions of its first user frames when it waits on a futex
- * (which glibc function waits says what the futex is). */
+ * (their addresses handed to the symbolizer before, by threads__prepare). */
 static int describe(struct collector *c, struct thread_info *t)
 {
 	const char *names[CLASSIFY_FRAMES * 4];
@@ -192,8 +199,7 @@ static int describe(struct collector *c, struct thread_info *t)
 	size_t nf = 0;
 	int err;
 
-	if (c->opts.sym && (t->rec.flags & CPROF_THREAD_IN_SYSCALL) &&
-	    t->rec.syscall == 202 /* futex */) {
+	if (c->opts.sym && futex_waiter(t)) {
 		for (uint32_t i = 0; i < t->rec.nustack && i < CLASSIFY_FRAMES; i++) {
 			err = symbolizer__user(c->opts.sym, (pid_t)t->rec.pid, t->rec.ustack[i],
 					       true, &res);
@@ -299,6 +305,8 @@ static int threads_drain(struct collector *c, struct pprof_builder *b)
 		goto cleanup;
 	threads_snapshot__sort(s);
 	announce(c, s);
+	if (c->opts.sym)
+		err = threads__prepare(s, c->opts.sym, futex_waiter, false, CLASSIFY_FRAMES);
 	for (size_t i = 0; i < s->n && !err; i++)
 		err = describe(c, &s->t[i]);
 	if (!err)

@@ -9,28 +9,6 @@
 
 #include "pprof/internal.h"
 
-int pp__reserve(void **arr, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	if (ncap > SIZE_MAX / elem)
-		return -ENOMEM;
-	p = realloc(*arr, ncap * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
 /* Hash and equality callbacks. Each table is keyed by its own record type: a lookup fills a
  * record on the stack with the key fields only. */
 
@@ -136,8 +114,8 @@ static int builder__intern(struct pprof_builder *b, const char *s, int64_t *idx)
 		*idx = (int64_t)(uintptr_t)val;
 		return 0;
 	}
-	err = pp__reserve((void **)&b->strings, &b->strings_cap, b->nstrings + 1,
-			  sizeof(*b->strings));
+	err = array__reserve((void **)&b->strings, &b->strings_cap, b->nstrings + 1,
+			     sizeof(*b->strings));
 	if (err)
 		return err;
 	copy = strdup(s);
@@ -166,8 +144,8 @@ static int builder__mapping(struct pprof_builder *b, const struct sym_mapping *s
 		*id = ((struct pp_mapping *)val)->id;
 		return 0;
 	}
-	err = pp__reserve((void **)&b->mappings, &b->mappings_cap, b->nmappings + 1,
-			  sizeof(*b->mappings));
+	err = array__reserve((void **)&b->mappings, &b->mappings_cap, b->nmappings + 1,
+			     sizeof(*b->mappings));
 	if (err)
 		return err;
 	m = calloc(1, sizeof(*m));
@@ -213,8 +191,8 @@ static int builder__function(struct pprof_builder *b, const struct sym_frame *fr
 		*id = ((struct pp_function *)val)->id;
 		return 0;
 	}
-	err = pp__reserve((void **)&b->functions, &b->functions_cap, b->nfunctions + 1,
-			  sizeof(*b->functions));
+	err = array__reserve((void **)&b->functions, &b->functions_cap, b->nfunctions + 1,
+			     sizeof(*b->functions));
 	if (err)
 		return err;
 	f = malloc(sizeof(*f));
@@ -295,8 +273,8 @@ static int builder__new_location(struct pprof_builder *b, const struct pp_locati
 	struct pp_location *loc;
 	int err;
 
-	err = pp__reserve((void **)&b->locations, &b->locations_cap, b->nlocations + 1,
-			  sizeof(*b->locations));
+	err = array__reserve((void **)&b->locations, &b->locations_cap, b->nlocations + 1,
+			     sizeof(*b->locations));
 	if (err)
 		return err;
 	loc = calloc(1, sizeof(*loc));
@@ -449,8 +427,8 @@ static int builder__stack(struct pprof_builder *b, const struct pprof_raw_sample
 	uint32_t i, n = 0;
 	int err;
 
-	err = pp__reserve((void **)&b->scratch, &b->scratch_cap, (size_t)s->nkstack + s->nustack,
-			  sizeof(*b->scratch));
+	err = array__reserve((void **)&b->scratch, &b->scratch_cap, (size_t)s->nkstack + s->nustack,
+			     sizeof(*b->scratch));
 	if (err)
 		return err;
 	for (i = 0; s->kstack && i < s->nkstack; i++) {
@@ -491,8 +469,8 @@ int pprof_builder__add_sample(struct pprof_builder *b, const struct pprof_raw_sa
 			smp->values[i] += s->values[i];
 		return 0;
 	}
-	err = pp__reserve((void **)&b->samples, &b->samples_cap, b->nsamples + 1,
-			  sizeof(*b->samples));
+	err = array__reserve((void **)&b->samples, &b->samples_cap, b->nsamples + 1,
+			     sizeof(*b->samples));
 	if (err)
 		return err;
 	smp = malloc(sizeof(*smp));
@@ -541,8 +519,8 @@ int pprof_builder__add_comment(struct pprof_builder *b, const char *fmt, ...)
 	va_end(ap);
 	if (err < 0)
 		return -ENOMEM;
-	err = pp__reserve((void **)&b->comments, &b->comments_cap, b->ncomments + 1,
-			  sizeof(*b->comments));
+	err = array__reserve((void **)&b->comments, &b->comments_cap, b->ncomments + 1,
+			     sizeof(*b->comments));
 	if (err)
 		goto cleanup;
 	err = builder__intern(b, text, &idx);

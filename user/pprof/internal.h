@@ -4,6 +4,7 @@
 #define CPROF_PPROF_INTERNAL_H
 
 #include "pprof/builder.h"
+#include "util/array.h"
 #include "util/hashmap.h"
 
 /* Ids are 1-based positions in the builder's arrays; 0 means none. */
@@ -88,9 +89,6 @@ struct pprof_builder {
 	uint64_t *scratch;
 	size_t scratch_cap;
 };
-
-/* Makes room for at least need elements of size elem in *arr. Returns 0 or -ENOMEM. */
-int pp__reserve(void **arr, size_t *cap, size_t need, size_t elem);
 
 static inline const char *pp__str(const struct pprof_builder *b, int64_t idx)
 {

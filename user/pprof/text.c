@@ -30,7 +30,7 @@ static int pp_buf__append(struct pp_buf *buf, const char *s, bool clean)
 	size_t n = strlen(s), i;
 	int err;
 
-	err = pp__reserve((void **)&buf->s, &buf->cap, buf->len + n + 1, 1);
+	err = array__reserve((void **)&buf->s, &buf->cap, buf->len + n + 1, 1);
 	if (err)
 		return err;
 	for (i = 0; i < n; i++) {
@@ -105,7 +105,7 @@ static int text__fold_add(struct hashmap *idx, struct folded ***arr, size_t *n, 
 		((struct folded *)val)->value += value;
 		return 0;
 	}
-	err = pp__reserve((void **)arr, cap, *n + 1, sizeof(**arr));
+	err = array__reserve((void **)arr, cap, *n + 1, sizeof(**arr));
 	if (err)
 		return err;
 	e = malloc(sizeof(*e));

@@ -12,6 +12,7 @@
 
 #include "pprof/builder.h"
 #include "threads/snapshot.h"
+#include "util/array.h"
 
 /* task->__state bits (include/linux/sched.h); stable since Linux 5.14. */
 #define TASK_INTERRUPTIBLE   0x0001
@@ -49,15 +50,8 @@ int threads_snapshot__add(struct threads_snapshot *s, const struct cprof_thread 
 {
 	struct thread_info *t;
 
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-
-		t = realloc(s->t, cap * sizeof(*t));
-		if (!t)
-			return -ENOMEM;
-		s->t = t;
-		s->cap = cap;
-	}
+	if (array__reserve((void **)&s->t, &s->cap, s->n + 1, sizeof(*s->t)))
+		return -ENOMEM;
 	t = &s->t[s->n++];
 	memset(t, 0, sizeof(*t));
 	t->rec = *rec;

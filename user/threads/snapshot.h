@@ -114,6 +114,13 @@ void threads__cycle_text(const struct threads_snapshot *s, const struct thread_c
 int threads__labels(const struct threads_snapshot *s, size_t i, struct pprof_label *labels, int max,
 		    char *buf, size_t buflen);
 
+/* Hands the symbolizer at once the addresses about to be resolved, so that kernel ones cost one
+ * pass over /proc/kallsyms and user ones one pass per file: of each thread that want accepts
+ * (every thread when want is NULL), its kernel frames when kernel is set and its first max_user
+ * user frames. Returns 0 or -errno. */
+int threads__prepare(const struct threads_snapshot *s, struct symbolizer *sym,
+		     bool (*want)(const struct thread_info *t), bool kernel, uint32_t max_user);
+
 /* Writes the snapshot as text: debug 2 is Go's goroutine dump (a block per thread: the header
  * with state, duration and wait, then what it waits for, then `function(...)` and
  * `\tfile:line` per frame), debug 1 groups identical stacks with their count, as Go's

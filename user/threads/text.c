@@ -324,16 +324,22 @@ cleanup:
 	return err;
 }
 
-/* Hands every address to the symbolizer at once: kernel ones then cost one pass over
- * /proc/kallsyms, user ones one pass per file. */
-static int prepare(const struct threads_snapshot *s, struct symbolizer *sym)
+static uint32_t prepared_user(const struct cprof_thread *r, uint32_t max_user)
+{
+	return r->nustack < max_user ? r->nustack : max_user;
+}
+
+int threads__prepare(const struct threads_snapshot *s, struct symbolizer *sym,
+		     bool (*want)(const struct thread_info *t), bool kernel, uint32_t max_user)
 {
 	struct sym_request *reqs;
 	size_t n = 0;
 	int err;
 
 	for (size_t i = 0; i < s->n; i++)
-		n += s->t[i].rec.nkstack + s->t[i].rec.nustack;
+		if (!want || want(&s->t[i]))
+			n += (kernel ? s->t[i].rec.nkstack : 0) +
+			     prepared_user(&s->t[i].rec, max_user);
 	if (!n)
 		return 0;
 	reqs = calloc(n, sizeof(*reqs));
@@ -343,10 +349,12 @@ static int prepare(const struct threads_snapshot *s, struct symbolizer *sym)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct cprof_thread *r = &s->t[i].rec;
 
-		for (uint32_t k = 0; k < r->nkstack; k++)
+		if (want && !want(&s->t[i]))
+			continue;
+		for (uint32_t k = 0; kernel && k < r->nkstack; k++)
 			reqs[n++] = (struct sym_request){
 				.addr = r->kstack[k], .kernel = true, .is_return = true};
-		for (uint32_t k = 0; k < r->nustack; k++)
+		for (uint32_t k = 0; k < prepared_user(r, max_user); k++)
 			reqs[n++] = (struct sym_request){
 				.addr = r->ustack[k],
 				.pid = (pid_t)r->pid,
@@ -360,7 +368,7 @@ static int prepare(const struct threads_snapshot *s, struct symbolizer *sym)
 int threads__write_text(const struct threads_snapshot *s, struct symbolizer *sym, FILE *f,
 			int debug)
 {
-	int err = prepare(s, sym);
+	int err = threads__prepare(s, sym, NULL, true, CPROF_MAX_STACK);
 
 	if (!err)
 		err = debug == 1 ? write_debug1(s, sym, f) : write_debug2(s, sym, f);

@@ -170,42 +170,38 @@ static int record(const uint8_t *image, size_t size, uint64_t off, struct cur *b
 	return 0;
 }
 
-int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde)
+/* Reads the CIE at cie_off up to its program, left in *cie; *z and *addr_size as in struct
+ * cfi_check_cie. */
+static int read_cie(const uint8_t *image, size_t size, uint64_t cie_off, struct cur *cie, bool *z,
+		    int *addr_size)
 {
-	struct cur f, cie, aug_data;
+	struct cur aug_data;
 	const char *aug;
-	uint64_t cie_off, aug_len;
+	uint64_t aug_len;
 	uint8_t version, ptr_enc = DW_EH_PE_absptr;
-	int addr_size, err;
-	size_t program;
 
-	if (record(image, size, fde, &f))
+	if (record(image, size, cie_off, cie) || u32(cie) != 0)
 		return -EINVAL;
-	/* The CIE pointer counts back from its own position. */
-	cie_off = (uint64_t)(f.p - image);
-	cie_off -= u32(&f);
-	if (f.bad || cie_off >= fde || record(image, size, cie_off, &cie) || u32(&cie) != 0)
+	if (cie->p >= cie->end)
 		return -EINVAL;
-	if (cie.p >= cie.end)
-		return -EINVAL;
-	version = *cie.p++;
+	version = *cie->p++;
 	if (version != 1 && version != 3)
 		return -EINVAL;
-	aug = (const char *)cie.p;
-	if (!memchr(aug, 0, (size_t)(cie.end - cie.p)))
+	aug = (const char *)cie->p;
+	if (!memchr(aug, 0, (size_t)(cie->end - cie->p)))
 		return -EINVAL;
-	cie.p += strlen(aug) + 1;
-	uleb(&cie); /* code alignment */
-	uleb(&cie); /* data alignment (an sleb has the same length) */
+	cie->p += strlen(aug) + 1;
+	uleb(cie); /* code alignment */
+	uleb(cie); /* data alignment (an sleb has the same length) */
 	if (version == 1)
-		skip(&cie, 1);
-	else if (uleb(&cie) > CFI_CHECK_MAX_REG) /* return address column */
+		skip(cie, 1);
+	else if (uleb(cie) > CFI_CHECK_MAX_REG) /* return address column */
 		return -E2BIG;
 	if (aug[0] == 'z') {
-		aug_len = uleb(&cie);
-		aug_data = (struct cur){.p = cie.p, .end = cie.p};
-		skip(&cie, aug_len);
-		aug_data.end = cie.p;
+		aug_len = uleb(cie);
+		aug_data = (struct cur){.p = cie->p, .end = cie->p};
+		skip(cie, aug_len);
+		aug_data.end = cie->p;
 		for (const char *a = aug + 1; *a && !aug_data.bad; a++) {
 			if (*a == 'R' || *a == 'L') {
 				uint8_t e = aug_data.p < aug_data.end ? *aug_data.p : 0;
@@ -227,19 +223,55 @@ int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde)
 	} else if (aug[0]) {
 		return -EINVAL; /* no 'z': the rest cannot be found */
 	}
-	if (cie.bad)
+	if (cie->bad)
 		return -EINVAL;
-	addr_size = enc_size(ptr_enc);
-	if (addr_size <= 0)
+	*z = aug[0] == 'z';
+	*addr_size = enc_size(ptr_enc);
+	return *addr_size <= 0 ? -EINVAL : 0;
+}
+
+int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde, struct cfi_check_cie *last)
+{
+	struct cur f, cie = {};
+	uint64_t cie_off;
+	bool z, known;
+	int addr_size, err;
+	size_t program;
+
+	if (record(image, size, fde, &f))
 		return -EINVAL;
+	/* The CIE pointer counts back from its own position. */
+	cie_off = (uint64_t)(f.p - image);
+	cie_off -= u32(&f);
+	if (f.bad || cie_off >= fde)
+		return -EINVAL;
+	known = last->valid && last->off == cie_off;
+	if (known) {
+		z = last->z;
+		addr_size = last->addr_size;
+		program = last->program;
+	} else {
+		err = read_cie(image, size, cie_off, &cie, &z, &addr_size);
+		if (err)
+			return err;
+		program = (size_t)(cie.end - cie.p);
+	}
 	skip(&f, 2 * (uint64_t)addr_size); /* pc_begin, pc_range */
-	if (aug[0] == 'z')
+	if (z)
 		skip(&f, uleb(&f));
 	if (f.bad)
 		return -EINVAL;
-	program = (size_t)(cie.end - cie.p) + (size_t)(f.end - f.p);
-	if (program > CFI_CHECK_MAX_PROGRAM)
+	if (program + (size_t)(f.end - f.p) > CFI_CHECK_MAX_PROGRAM)
 		return -E2BIG;
-	err = check_program(&cie, addr_size);
-	return err ? err : check_program(&f, addr_size);
+	if (!known) {
+		err = check_program(&cie, addr_size);
+		if (err)
+			return err;
+		*last = (struct cfi_check_cie){.valid = true,
+					       .z = z,
+					       .addr_size = addr_size,
+					       .off = cie_off,
+					       .program = program};
+	}
+	return check_program(&f, addr_size);
 }

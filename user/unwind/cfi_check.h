@@ -6,6 +6,7 @@
 #ifndef CPROF_UNWIND_CFI_CHECK_H
 #define CPROF_UNWIND_CFI_CHECK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,8 +15,19 @@
 /* Longest CIE + FDE program accepted, in bytes (compilers emit tens to hundreds). */
 #define CFI_CHECK_MAX_PROGRAM 16384
 
-/* Checks the FDE at file offset fde (and its CIE) in the file image [image, image + size).
- * Returns 0, or -EINVAL when it is malformed, -E2BIG when it is beyond the limits above. */
-int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde);
+/* The CIE checked last: the FDEs of a file mostly share a few CIEs, each read once while the
+ * FDEs that name it follow one another. Zero it before the first FDE of an image. */
+struct cfi_check_cie {
+	bool valid;
+	bool z;		/* its augmentation starts with 'z' */
+	int addr_size;	/* of the FDEs' addresses */
+	uint64_t off;	/* its file offset */
+	size_t program; /* the length of its program */
+};
+
+/* Checks the FDE at file offset fde (and its CIE, unless it is the one last says was checked
+ * already) in the file image [image, image + size). Returns 0 (last then names the FDE's CIE),
+ * or -EINVAL when it is malformed, -E2BIG when it is beyond the limits above. */
+int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde, struct cfi_check_cie *last);
 
 #endif

@@ -191,7 +191,7 @@ static int64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
 	return -1;
 }
 
-static int check_fde(Elf *elf, uint64_t vaddr)
+static int check_fde(Elf *elf, uint64_t vaddr, struct cfi_check_cie *cie)
 {
 	int64_t off = vaddr_to_offset(elf, vaddr);
 	size_t size;
@@ -199,7 +199,7 @@ static int check_fde(Elf *elf, uint64_t vaddr)
 
 	if (off < 0 || !raw)
 		return -EINVAL;
-	return cfi_check__fde((const uint8_t *)raw, size, (uint64_t)off);
+	return cfi_check__fde((const uint8_t *)raw, size, (uint64_t)off, cie);
 }
 
 /* libdw prefers the .eh_frame_hdr and .eh_frame sections to the segments: they must be where
@@ -237,6 +237,7 @@ static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
 /* The sorted FDE start addresses from .eh_frame_hdr (PT_GNU_EH_FRAME). */
 static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
 {
+	struct cfi_check_cie cie = {};
 	const uint8_t *p, *end;
 	uint64_t count, ign, *v;
 	Elf_Data *d = NULL;
@@ -282,7 +283,7 @@ static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
 		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i]);
 		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &fde);
 		/* libdw reads this FDE for lookups in its range: check it first (cfi_check.h). */
-		err = check_fde(elf, fde);
+		err = check_fde(elf, fde, &cie);
 	}
 	if (!err)
 		err = check_sections(elf, &ph);

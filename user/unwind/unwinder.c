@@ -16,6 +16,7 @@
 #include "proc/maps.h"
 #include "unwind/table.h"
 #include "unwind/unwinder.h"
+#include "util/array.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/clock.h"
@@ -67,8 +68,8 @@ struct unwinder {
 	struct hashmap *pids; /* pid -> struct unw_pid */
 	uint32_t next_id;
 	uint64_t next_gen;
-	struct unw_deferred *deferred; /* a queue: [dhead, ndeferred) is pending */
-	size_t dhead, ndeferred, capdeferred;
+	struct unw_deferred deferred[DEFER_MAX]; /* pending, in no order */
+	size_t ndeferred;
 	struct unwinder_stats st;
 	int64_t started_ns;   /* CLOCK_MONOTONIC, for the CPU budget */
 	uint64_t built_bytes; /* file bytes of the builds in build_ns */
@@ -126,9 +127,8 @@ void unwinder__free(struct unwinder *u)
 {
 	if (!u)
 		return;
-	for (size_t i = u->dhead; i < u->ndeferred; i++)
+	for (size_t i = 0; i < u->ndeferred; i++)
 		close(u->deferred[i].fd);
-	free(u->deferred);
 	for (size_t i = 0; i < u->nall; i++)
 		free(u->all[i]);
 	free(u->all);
@@ -145,52 +145,53 @@ void unwinder__free(struct unwinder *u)
 void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 {
 	*st = u->st;
-	st->pending = u->ndeferred - u->dhead;
+	st->pending = u->ndeferred;
 }
 
-/* Creates the table's ARRAY, fills it and puts it in the HASH_OF_MAPS under id. */
-static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
+/* Creates an inner ARRAY of n values of value_size bytes each, fills it in one batch and puts
+ * it in the map of maps outer_fd under key (replacing what was there). */
+static int put_inner_array(int outer_fd, __u32 key, const char *name, __u32 value_size, __u32 n,
+			   const void *values)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
 	LIBBPF_OPTS(bpf_map_batch_opts, bo);
-	__u32 *keys = NULL, count = t->n;
+	__u32 *keys = NULL, count = n;
 	int fd, err;
 
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_rows", sizeof(__u32),
-			    sizeof(struct cprof_unwind_row), t->n, &mo);
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), value_size, n, &mo);
 	if (fd < 0)
 		return -errno;
-	keys = malloc(t->n * sizeof(*keys));
+	keys = malloc((size_t)n * sizeof(*keys));
 	if (!keys) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
-	for (__u32 i = 0; i < t->n; i++)
+	for (__u32 i = 0; i < n; i++)
 		keys[i] = i;
-	err = bpf_map_update_batch(fd, keys, t->rows, &count, &bo);
+	err = bpf_map_update_batch(fd, keys, values, &count, &bo);
 	if (err)
 		goto cleanup;
-	err = bpf_map_update_elem(u->o.tables_fd, &id, &fd, BPF_ANY) ? -errno : 0;
+	err = bpf_map_update_elem(outer_fd, &key, &fd, BPF_ANY) ? -errno : 0;
 cleanup:
 	free(keys);
-	close(fd); /* the outer map holds the table now */
+	close(fd); /* the outer map holds it now */
 	return err;
+}
+
+/* Puts the table's rows in the HASH_OF_MAPS under id. */
+static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
+{
+	return put_inner_array(u->o.tables_fd, id, "cprof_unw_rows",
+			       sizeof(struct cprof_unwind_row), (__u32)t->n, t->rows);
 }
 
 /* A copy of key owned by the unwinder (hashmap keys are borrowed pointers). */
 static const char *intern(struct unwinder *u, const char *key)
 {
-	char **v, *k;
+	char *k;
 
-	if (u->nstrs == u->capstrs) {
-		size_t cap = u->capstrs ? u->capstrs * 2 : 32;
-
-		v = realloc(u->strs, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		u->strs = v;
-		u->capstrs = cap;
-	}
+	if (array__reserve((void **)&u->strs, &u->capstrs, u->nstrs + 1, sizeof(*u->strs)))
+		return NULL;
 	k = strdup(key);
 	if (k)
 		u->strs[u->nstrs++] = k;
@@ -205,17 +206,8 @@ static int remember(struct unwinder *u, struct unw_exe *e, const char *key)
 	if (hashmap__find(u->exes, key, NULL))
 		return 0;
 	if (!e->listed) {
-		struct unw_exe **all = u->all;
-
-		if (u->nall == u->capall) {
-			size_t cap = u->capall ? u->capall * 2 : 16;
-
-			all = realloc(u->all, cap * sizeof(*all));
-			if (!all)
-				return -ENOMEM;
-			u->all = all;
-			u->capall = cap;
-		}
+		if (array__reserve((void **)&u->all, &u->capall, u->nall + 1, sizeof(*u->all)))
+			return -ENOMEM;
 		u->all[u->nall++] = e;
 		e->listed = true;
 	}
@@ -225,7 +217,8 @@ static int remember(struct unwinder *u, struct unw_exe *e, const char *key)
 	return hashmap__insert(u->exes, k, e);
 }
 
-/* Builds (or finds) the executable behind fd, or in image when fd < 0 (the vDSO). */
+/* Builds (or finds) the executable behind fd, of size bytes, or in image of size bytes when
+ * fd < 0 (the vDSO). */
 static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t size,
 			       const char *fkey)
 {
@@ -236,7 +229,6 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 	uint64_t bytes;
 	/* CPU time of this thread, not wall time: a busy machine does not eat the budget. */
 	int64_t t0 = clock__ns(CLOCK_THREAD_CPUTIME_ID);
-	struct stat fst;
 	int err;
 
 	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
@@ -288,7 +280,7 @@ static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t s
 done:
 	/* Failed builds cost time too: they count against the budget. */
 	u->st.build_ns += clock__ns(CLOCK_THREAD_CPUTIME_ID) - t0;
-	u->built_bytes += fd >= 0 && fstat(fd, &fst) == 0 ? (uint64_t)fst.st_size : size;
+	u->built_bytes += size;
 	unwind_table__free(&t);
 	if ((bkey[0] && remember(u, e, bkey)) || remember(u, e, fkey)) {
 		if (!e->listed)
@@ -337,34 +329,16 @@ static int open_mapped(pid_t pid, const struct proc_map *m)
 
 static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
 {
-	struct cprof_unwind_lpm_key *v;
-
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 32;
-
-		v = realloc(p->keys, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->keys = v;
-		p->cap = cap;
-	}
+	if (array__reserve((void **)&p->keys, &p->cap, p->n + 1, sizeof(*p->keys)))
+		return -ENOMEM;
 	p->keys[p->n++] = *k;
 	return 0;
 }
 
 static int pid_push_map(struct unw_pid *p, const struct cprof_unwind_mapping *m)
 {
-	struct cprof_unwind_mapping *v;
-
-	if (p->nmaps == p->capmaps) {
-		size_t cap = p->capmaps ? p->capmaps * 2 : 16;
-
-		v = realloc(p->maps, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->maps = v;
-		p->capmaps = cap;
-	}
+	if (array__reserve((void **)&p->maps, &p->capmaps, p->nmaps + 1, sizeof(*p->maps)))
+		return -ENOMEM;
 	p->maps[p->nmaps++] = *m;
 	return 0;
 }
@@ -380,10 +354,9 @@ static int map_start_cmp(const void *a, const void *b)
  * says how many follow. Replaces the array it had. */
 static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
-	struct cprof_unwind_mapping head = {};
-	__u32 key = (__u32)pid, n;
-	int fd, err = 0;
+	struct cprof_unwind_mapping *all;
+	__u32 n;
+	int err;
 
 	if (u->o.pid_maps_fd < 0)
 		return 0;
@@ -394,21 +367,19 @@ static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 	if (p->nmaps)
 		qsort(p->maps, p->nmaps, sizeof(*p->maps), map_start_cmp);
 	n = (__u32)p->nmaps;
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cprof_unw_pmaps", sizeof(__u32),
-			    sizeof(struct cprof_unwind_mapping), n + 1, &mo);
-	if (fd < 0) {
+	all = calloc((size_t)n + 1, sizeof(*all));
+	if (!all) {
 		u->st.failed++;
-		return -errno;
+		return -ENOMEM;
 	}
-	head.nrows = n;
-	for (__u32 i = 0; i <= n && !err; i++)
-		if (bpf_map_update_elem(fd, &i, i ? &p->maps[i - 1] : &head, BPF_ANY))
-			err = -errno;
-	if (!err && bpf_map_update_elem(u->o.pid_maps_fd, &key, &fd, BPF_ANY))
-		err = -errno;
+	all[0].nrows = n;
+	if (n)
+		memcpy(&all[1], p->maps, n * sizeof(*all));
+	err = put_inner_array(u->o.pid_maps_fd, (__u32)pid, "cprof_unw_pmaps",
+			      sizeof(struct cprof_unwind_mapping), n + 1, all);
+	free(all);
 	if (err)
 		u->st.failed++;
-	close(fd); /* the outer map holds it now */
 	return err;
 }
 
@@ -446,13 +417,13 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
 			 int fd, const char *fkey, uint64_t size)
 {
-	struct unw_deferred *v, *d;
+	struct unw_deferred *d;
 
-	if (u->ndeferred - u->dhead >= DEFER_MAX) {
+	if (u->ndeferred >= DEFER_MAX) {
 		/* Full: the largest waiting file gives way to a smaller one (smallest go first). */
-		size_t big = u->dhead;
+		size_t big = 0;
 
-		for (size_t i = u->dhead; i < u->ndeferred; i++)
+		for (size_t i = 0; i < u->ndeferred; i++)
 			if (u->deferred[i].size > u->deferred[big].size)
 				big = i;
 		u->st.queue_full++;
@@ -462,17 +433,6 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 		}
 		close(u->deferred[big].fd);
 		u->deferred[big] = u->deferred[--u->ndeferred];
-	}
-	if (u->ndeferred == u->capdeferred) {
-		size_t cap = u->capdeferred ? u->capdeferred * 2 : 16;
-
-		v = realloc(u->deferred, cap * sizeof(*v));
-		if (!v) {
-			close(fd);
-			return -ENOMEM;
-		}
-		u->deferred = v;
-		u->capdeferred = cap;
 	}
 	d = &u->deferred[u->ndeferred++];
 	*d = (struct unw_deferred){.pid = pid,
@@ -487,11 +447,15 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 	return 0;
 }
 
-/* add_mapping's modes beyond `defer`: only executables already known, nothing opened. */
-#define ADD_KNOWN_ONLY 2
+/* How add_mapping treats an executable it has no table for yet. */
+enum add_mode {
+	ADD_NOW,   /* build its table now */
+	ADD_DEFER, /* now if small and within the CPU budget, else queue it for unwinder__idle() */
+	ADD_KNOWN_ONLY, /* skip it: only executables already known, nothing opened */
+};
 
 static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
-		       int defer)
+		       enum add_mode mode)
 {
 	struct unw_exe *e;
 	char fkey[64];
@@ -504,7 +468,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 	if (hashmap__find(u->exes, fkey, &found)) {
 		e = found;
 		u->st.exe_hits++;
-	} else if (defer == ADD_KNOWN_ONLY) {
+	} else if (mode == ADD_KNOWN_ONLY) {
 		return 0;
 	} else if (!m->path) {
 		void *image = NULL;
@@ -525,9 +489,9 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 			return fd;
 		if (fstat(fd, &st))
 			st.st_size = 0;
-		if (defer && (over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES))
+		if (mode == ADD_DEFER && (over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES))
 			return defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
-		e = get_exe(u, fd, NULL, 0, fkey);
+		e = get_exe(u, fd, NULL, (size_t)st.st_size, fkey);
 		close(fd);
 		if (!e)
 			return -ENOMEM;
@@ -604,7 +568,7 @@ void unwinder__remove_pid(struct unwinder *u, pid_t pid)
 
 /* maps: pid's mappings as proc_maps__read gave them, NULL when that failed with read_err. */
 static int add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps, int read_err,
-			int mode)
+			enum add_mode mode)
 {
 	struct unw_pid *p = NULL, *old;
 	const void *okey;
@@ -646,7 +610,7 @@ static int add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *m
 			struct proc_map v = *m;
 
 			v.path = NULL; /* add_mapping's mark of the vDSO */
-			err = add_mapping(u, p, pid, &v, mode == ADD_KNOWN_ONLY ? mode : 0);
+			err = add_mapping(u, p, pid, &v, mode == ADD_KNOWN_ONLY ? mode : ADD_NOW);
 		} else if (m->path && m->path[0] == '/') {
 			err = add_mapping(u, p, pid, m, mode);
 		} else {
@@ -672,7 +636,7 @@ cleanup:
 	return err;
 }
 
-static int add_pid(struct unwinder *u, pid_t pid, int mode)
+static int add_pid(struct unwinder *u, pid_t pid, enum add_mode mode)
 {
 	struct proc_maps *maps = NULL;
 	int err;
@@ -687,7 +651,7 @@ static int add_pid(struct unwinder *u, pid_t pid, int mode)
 
 int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
 {
-	return add_pid(u, pid, defer_large);
+	return add_pid(u, pid, defer_large ? ADD_DEFER : ADD_NOW);
 }
 
 int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
@@ -698,7 +662,7 @@ int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
 int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps,
 			   bool defer_large)
 {
-	return add_pid_maps(u, pid, maps, 0, defer_large);
+	return add_pid_maps(u, pid, maps, 0, defer_large ? ADD_DEFER : ADD_NOW);
 }
 
 int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps)
@@ -709,18 +673,18 @@ int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct pro
 bool unwinder__idle(struct unwinder *u)
 {
 	struct unw_deferred d;
-	struct unw_exe *e;
+	struct unw_exe *e = NULL;
 	void *found;
-	size_t pick;
+	size_t pick = 0;
 
-	if (u->dhead == u->ndeferred)
+	if (!u->ndeferred)
 		return false;
 	/* Known by now (queued twice): no build. Else only within the CPU budget, smallest file
 	 * first: the time a table takes grows with the file, so that gives the most processes
 	 * their tables for the budget (the queue is short, DEFER_MAX). */
-	pick = u->dhead;
-	for (size_t i = u->dhead; i < u->ndeferred; i++) {
-		if (hashmap__find(u->exes, u->deferred[i].fkey, NULL)) {
+	for (size_t i = 0; i < u->ndeferred; i++) {
+		if (hashmap__find(u->exes, u->deferred[i].fkey, &found)) {
+			e = found;
 			pick = i;
 			break;
 		}
@@ -728,21 +692,16 @@ bool unwinder__idle(struct unwinder *u)
 			pick = i;
 	}
 	d = u->deferred[pick];
-	if (!hashmap__find(u->exes, d.fkey, NULL) && over_cpu(u, d.size))
+	if (!e && over_cpu(u, d.size))
 		return false;
-	u->deferred[pick] = u->deferred[u->dhead];
-	u->dhead++;
-	if (u->dhead == u->ndeferred)
-		u->dhead = u->ndeferred = 0;
-	if (hashmap__find(u->exes, d.fkey, &found))
-		e = found;
-	else
-		e = get_exe(u, d.fd, NULL, 0, d.fkey);
+	u->deferred[pick] = u->deferred[--u->ndeferred];
+	if (!e)
+		e = get_exe(u, d.fd, NULL, d.size, d.fkey);
 	close(d.fd);
 	/* The process may have exec'd or exited meanwhile: then its mappings are not these. */
 	if (e && hashmap__find(u->pids, (void *)(uintptr_t)d.pid, &found) &&
 	    ((struct unw_pid *)found)->gen == d.gen && e->id &&
 	    map_exe(u, found, d.pid, d.start, d.end, d.offset, e) == 0)
 		publish_pid_maps(u, d.pid, found);
-	return u->dhead < u->ndeferred;
+	return u->ndeferred > 0;
 }
