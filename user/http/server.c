@@ -266,7 +266,8 @@ static void dispatch(struct http_request *r)
 
 	if (!http_guard__host(r) || !http_guard__query(r))
 		return;
-	if (!(rt && rt->public) && !http_guard__authorized(r)) {
+	r->authorized = http_guard__authorized(r);
+	if (!(rt && rt->public) && !r->authorized) {
 		http_request__add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					 "Basic realm=\"cprof-bpf\", charset=\"UTF-8\"");
 		http_respond_error(r, 401,

@@ -55,7 +55,8 @@ struct http_request {
 	bool body_too_big;
 	bool responded;
 	bool queue_failed;
-	bool peer_done; /* peer below is filled in */
+	bool authorized; /* http_guard__authorized(), worked out once by dispatch() */
+	bool peer_done;	 /* peer below is filled in */
 	struct http_peer peer;
 	int status;
 	struct header *headers;
