@@ -146,6 +146,25 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 	return 0;
 }
 
+int profiles__respond_pprof(struct serve *sv, struct http_request *r, const char *name,
+			    struct pprof_builder *b, struct symbolizer *sym)
+{
+	char disp[128];
+	uint8_t *buf;
+	size_t len;
+	int err = pprof_builder__encode(b, true, &buf, &len);
+
+	pprof_builder__free(b);
+	symbolizer__free(sym);
+	if (err) {
+		metrics__count_internal_error(sv);
+		return http_respond_error(r, 500, "cannot encode the profile: %s", strerror(-err));
+	}
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", name);
+	http_request__add_header(r, "Content-Disposition", disp);
+	return http_respond_take(r, 200, "application/octet-stream", buf, len);
+}
+
 int profiles__route(void *ctx, struct http_request *r)
 {
 	static const char *const known[] = {"pid", "seconds", "hz", "fraction", "rate", NULL};
@@ -154,25 +173,12 @@ int profiles__route(void *ctx, struct http_request *r)
 	struct capture_params p = {.route = rt};
 	struct pprof_builder *b = NULL;
 	struct symbolizer *sym = NULL;
-	char disp[128];
-	uint8_t *buf;
-	size_t len;
-	int err;
 
 	if (!params__check_known(r, known, "pid, seconds, hz, fraction, rate") ||
 	    !params__capture(sv, r, &p, DEFAULT_SECONDS) ||
 	    profiles__capture(sv, r, &p, &b, &sym, NULL))
 		return 0;
-	err = pprof_builder__encode(b, true, &buf, &len);
-	pprof_builder__free(b);
-	symbolizer__free(sym);
-	if (err) {
-		metrics__count_internal_error(sv);
-		return http_respond_error(r, 500, "cannot encode the profile: %s", strerror(-err));
-	}
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", rt->name);
-	http_request__add_header(r, "Content-Disposition", disp);
-	return http_respond_take(r, 200, "application/octet-stream", buf, len);
+	return profiles__respond_pprof(sv, r, rt->name, b, sym);
 }
 
 static void flame_title(const struct capture_params *p, char *buf, size_t len)

@@ -107,6 +107,10 @@ struct threads_snapshot;
 int profiles__capture(struct serve *sv, struct http_request *r, const struct capture_params *p,
 		      struct pprof_builder **out, struct symbolizer **sym_out,
 		      struct threads_snapshot **snap_out);
+/* Answers with b encoded as a gzipped pprof, downloaded as name (500 when it cannot be
+ * encoded). Frees b and then sym. */
+int profiles__respond_pprof(struct serve *sv, struct http_request *r, const char *name,
+			    struct pprof_builder *b, struct symbolizer *sym);
 int profiles__route(void *ctx, struct http_request *r);
 int profiles__flamegraph(void *ctx, struct http_request *r);
 
