@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "collect/collector.h"
-#include "proc/maps.h"
+#include "proc/stat.h"
 #include "serve/serve_int.h"
 
 struct unknown_param {
@@ -38,35 +38,19 @@ bool params__check_known(struct http_request *r, const char *const *known, const
 	return false;
 }
 
-/* A kernel thread has no user memory: nothing for the uprobes of heap and mutex. */
-static bool is_kernel_thread(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long flags = 0;
-	size_t n;
-	FILE *f;
+#define PF_KTHREAD 0x00200000 /* include/linux/sched.h: a kernel thread */
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	/* ") S ppid pgrp session tty_nr tpgid flags" */
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return false;
-	return flags & 0x00200000; /* PF_KTHREAD */
-}
-
-/* The requester may profile pid (answers 404 or 403 when not). */
+/* The requester may profile pid (answers 404, 403, or 400 for a kernel thread asked for heap
+ * or mutex when not). */
 static bool pid_allowed(struct http_request *r, struct capture_params *p, pid_t pid)
 {
+	struct proc_stat st = {};
 	char why[256];
 	int err = access__pid(&p->access, pid, why, sizeof(why));
 
-	if (err == -ESRCH || (!err && proc__exists(pid))) {
+	/* A zombie has exited: nothing of it runs or can be read any more. */
+	if (err == -ESRCH ||
+	    (!err && (proc_stat__read(pid, &st) || st.state == 'Z' || st.state == 'X'))) {
 		http_respond_error(r, 404, "no such process: %d", pid);
 		return false;
 	}
@@ -76,7 +60,8 @@ static bool pid_allowed(struct http_request *r, struct capture_params *p, pid_t 
 	}
 	if (p->route && strcmp(p->route->type, "heap") && strcmp(p->route->type, "mutex"))
 		return true;
-	if (p->route && is_kernel_thread(pid)) {
+	/* A kernel thread has no user memory: nothing for the uprobes of heap and mutex. */
+	if (p->route && (st.flags & PF_KTHREAD)) {
 		http_respond_error(r, 400,
 				   "pid %d is a kernel thread: it has no user-space %s to profile",
 				   pid, p->route->type);
