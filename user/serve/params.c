@@ -136,15 +136,31 @@ static bool parse_seconds(struct serve *sv, struct http_request *r, double def, 
 	return true;
 }
 
+static uint64_t us_to_ns(long us)
+{
+	return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 /* fraction= (mutex) and rate= (block): Go's SetMutexProfileFraction and SetBlockProfileRate
- * for this capture. */
-static bool parse_sampling(struct http_request *r, struct capture_params *p)
+ * for this capture, or the server's --mutex-fraction and --block-rate; and the server's
+ * --min-wait (mutex) or --min-block (block). Other types keep all three 0, so that captures
+ * differing only in them share their programs (collector_pool). */
+static bool parse_sampling(struct serve *sv, struct http_request *r, struct capture_params *p)
 {
 	const char *frac = http_request__query(r, "fraction");
 	const char *rate = http_request__query(r, "rate");
 	bool mutex = collector__find(p->route->type) == collector__find("mutex");
 	bool block = collector__find(p->route->type) == collector__find("offcpu");
 
+	p->fraction = 0;
+	p->rate = p->min_wait_ns = 0;
+	if (mutex) {
+		p->fraction = sv->o->mutex_fraction;
+		p->min_wait_ns = us_to_ns(sv->o->min_wait_us);
+	} else if (block) {
+		p->rate = sv->o->block_rate_ns;
+		p->min_wait_ns = us_to_ns(sv->o->min_block_us);
+	}
 	if ((frac && !mutex) || (rate && !block)) {
 		http_respond_error(
 			r, 400, "%s applies to /debug/pprof/%s only",
@@ -207,5 +223,5 @@ bool params__capture(struct serve *sv, struct http_request *r, struct capture_pa
 		     double def_seconds)
 {
 	return params__pids(r, p) && parse_seconds(sv, r, def_seconds, &p->seconds) &&
-	       parse_freq(sv, r, &p->freq) && parse_sampling(r, p);
+	       parse_freq(sv, r, &p->freq) && parse_sampling(sv, r, p);
 }

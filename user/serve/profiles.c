@@ -42,17 +42,6 @@ static void give_slot(struct serve *sv)
 	pthread_mutex_unlock(&sv->lock);
 }
 
-static uint64_t min_wait_ns(const struct serve_opts *o, const char *type)
-{
-	long us = -1;
-
-	if (collector__find(type) == collector__find("mutex"))
-		us = o->min_wait_us;
-	else if (collector__find(type) == collector__find("offcpu"))
-		us = o->min_block_us;
-	return us > 0 ? (uint64_t)us * 1000 : 0;
-}
-
 /* A capture that failed: the client's mistake (4xx) or ours (500). */
 static void answer_failure(struct http_request *r, const struct pprof_route *rt, int err)
 {
@@ -94,13 +83,9 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 		.heap_max_live = sv->o->heap_max_live,
 		.unwind = sv->o->unwind,
 		.unwind_mem = sv->o->unwind_mem,
-		.min_wait_ns = min_wait_ns(sv->o, rt->type),
-		.mutex_fraction = collector__find(rt->type) != collector__find("mutex") ? 0
-				  : p->fraction ? p->fraction
-						: sv->o->mutex_fraction,
-		.block_rate_ns = collector__find(rt->type) != collector__find("offcpu") ? 0
-				 : p->rate						? p->rate
-					   : sv->o->block_rate_ns,
+		.min_wait_ns = p->min_wait_ns,
+		.mutex_fraction = p->fraction,
+		.block_rate_ns = p->rate,
 		.pool = sv->pool,
 		.should_stop = request_gone,
 		.ctx = r,
