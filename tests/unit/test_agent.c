@@ -121,6 +121,7 @@ static void test_stat_parse(void **state)
 	(void)state;
 	assert_int_equal(proc_stat__parse(text, &st), 0);
 	assert_int_equal(st.state, 'S');
+	assert_int_equal(st.flags, 4194560);
 	assert_int_equal(st.cpu_ticks, 200);
 	assert_int_equal(st.num_threads, 7);
 	assert_int_equal(st.starttime, 123456);

@@ -124,10 +124,13 @@ void access__of_peer(const struct http_peer *peer, struct access *a)
 		.all = peer->token || !peer->local || (peer->known && peer->uid == 0),
 		.known = peer->known,
 		.uid = peer->uid,
-		/* Unreadable: assume the strictest. */
-		.paranoid = read_sysctl("/proc/sys/kernel/perf_event_paranoid", 3),
-		.kptr_restrict = read_sysctl("/proc/sys/kernel/kptr_restrict", 2),
 	};
+	/* The sysctls matter only to a requester who may not do everything. Unreadable: assume
+	 * the strictest. */
+	if (!a->all) {
+		a->paranoid = read_sysctl("/proc/sys/kernel/perf_event_paranoid", 3);
+		a->kptr_restrict = read_sysctl("/proc/sys/kernel/kptr_restrict", 2);
+	}
 }
 
 int access__profile(const struct access *a, char *why, size_t n)

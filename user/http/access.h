@@ -50,7 +50,8 @@ int access__peer_uid(const struct sockaddr_storage *local, const struct sockaddr
 int access__find_socket(FILE *f, bool v6, const struct sockaddr_storage *client,
 			const struct sockaddr_storage *server, uid_t *uid);
 
-/* Decides what a request from peer may do (reads the two sysctls). */
+/* Decides what a request from peer may do (reads the two sysctls unless it may do everything;
+ * paranoid and kptr_restrict stay 0 then). */
 void access__of_peer(const struct http_peer *peer, struct access *a);
 /* May profile at all: 0, or -EPERM with the reason in why. */
 int access__profile(const struct access *a, char *why, size_t n);

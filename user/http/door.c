@@ -173,16 +173,21 @@ static const char *reason(int status)
 	}
 }
 
+/* Reads of what a client sent before answer_and_close() closes: a client that keeps sending
+ * must not hold the door's one thread. */
+#define DRAIN_READS 4
+
 /* Answers status with a one-line text/plain body (as http_respond_error does) and closes. What
- * the client sent is read first, so that closing does not reset the connection under the
- * answer. A TLS connection gets no HTTP answer, only the close. */
+ * the client sent is read first (at most DRAIN_READS buffers), so that closing does not reset
+ * the connection under the answer. A TLS connection gets no HTTP answer, only the close. */
 static void answer_and_close(struct http_door *d, int fd, int status, const char *msg)
 {
 	char out[640];
 	int n;
 
-	while (recv(fd, d->buf, d->o.max_header + 1, MSG_DONTWAIT) > 0)
-		;
+	for (int i = 0; i < DRAIN_READS; i++)
+		if (recv(fd, d->buf, d->o.max_header + 1, MSG_DONTWAIT) <= 0)
+			break;
 	if (!d->o.tls) {
 		n = snprintf(out, sizeof(out),
 			     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -241,21 +246,24 @@ static bool evict_oldest(struct http_door *d, const struct sockaddr_storage *add
 /* A new connection: within the limits (making room if it can) it waits for its head. */
 static void admit(struct http_door *d, int fd, const struct sockaddr_storage *addr, socklen_t len)
 {
+	/* The client's own limit first, then everyone's. */
+	const struct {
+		const struct sockaddr_storage *of; /* NULL: anyone */
+		unsigned max;
+		const char *what, *option;
+	} limits[] = {
+		{addr, d->o.max_per_client, "too many connections from your address",
+		 "max-per-client"},
+		{NULL, d->o.max_connections, "server full", "max-connections"},
+	};
 	char msg[160];
 
-	if (open_count(d, addr) >= d->o.max_per_client && !evict_oldest(d, addr)) {
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (open_count(d, limits[i].of) < limits[i].max || evict_oldest(d, limits[i].of))
+			continue;
 		snprintf(msg, sizeof(msg),
-			 "too many connections from your address (%u running requests, the "
-			 "server's --max-per-client); retry later",
-			 d->o.max_per_client);
-		answer_and_close(d, fd, 503, msg);
-		return;
-	}
-	if (open_count(d, NULL) >= d->o.max_connections && !evict_oldest(d, NULL)) {
-		snprintf(msg, sizeof(msg),
-			 "server full (%u running requests, the server's --max-connections); "
-			 "retry later",
-			 d->o.max_connections);
+			 "%s (%u running requests, the server's --%s); retry later", limits[i].what,
+			 limits[i].max, limits[i].option);
 		answer_and_close(d, fd, 503, msg);
 		return;
 	}
@@ -531,10 +539,9 @@ static void *door_main(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		size_t n = d->npend;
 		int timeout = expire(d, clock__mono_s());
+		size_t n = d->npend;
 
-		n = d->npend;
 		pfd[0] = (struct pollfd){.fd = d->wake[0], .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = d->o.listen_fd, .events = POLLIN};
 		for (size_t i = 0; i < n; i++)

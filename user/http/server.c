@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,15 +19,8 @@
 #include "http/door.h"
 #include "http/server.h"
 #include "http/server_int.h"
+#include "util/clock.h"
 #include "util/log.h"
-
-static double elapsed(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
-}
 
 /* --- requests --- */
 
@@ -106,15 +98,13 @@ const char *http_request__body(const struct http_request *r, size_t *len)
 
 bool http_request__should_stop(struct http_request *r)
 {
-	const union MHD_ConnectionInfo *ci;
 	struct pollfd pfd = {.events = POLLRDHUP};
 
 	if (r->s->stopping)
 		return true;
-	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (!ci)
+	pfd.fd = http_connection__fd(r->conn);
+	if (pfd.fd < 0)
 		return false;
-	pfd.fd = ci->connect_fd;
 	/* The client sends nothing more while it waits for the response: a hang-up or an error on
 	 * its socket means it is gone. */
 	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
@@ -266,7 +256,8 @@ static void dispatch(struct http_request *r)
 
 	if (!http_guard__host(r) || !http_guard__query(r))
 		return;
-	if (!(rt && rt->public) && !http_guard__authorized(r)) {
+	r->authorized = http_guard__authorized(r);
+	if (!(rt && rt->public) && !r->authorized) {
 		http_request__add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					 "Basic realm=\"cprof-bpf\", charset=\"UTF-8\"");
 		http_respond_error(r, 401,
@@ -358,8 +349,7 @@ static int append_body(struct http_request *r, const char *data, size_t len)
 	return 0;
 }
 
-/* The socket of a connection, -1 if unknown. */
-static int connection_fd(struct MHD_Connection *conn)
+int http_connection__fd(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -383,9 +373,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->conn = conn;
 		r->method = method;
 		r->path = url;
-		clock_gettime(CLOCK_MONOTONIC, &r->t0);
+		r->t0 = clock__mono_s();
 		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
-		http_door__idle(s->door, connection_fd(conn), false);
+		http_door__idle(s->door, http_connection__fd(conn), false);
 		*con_cls = r;
 		/* The body too must arrive within the request deadline: silence ends it sooner. */
 		if (s->o.head_timeout < s->o.idle_timeout)
@@ -397,7 +387,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (r->responded)
 		return r->queue_failed ? MHD_NO : MHD_YES;
 	if (*upload_size) {
-		if (elapsed(&r->t0) > s->o.head_timeout) {
+		if (clock__mono_s() - r->t0 > s->o.head_timeout) {
 			pr_debug("http: %s: body not received within %u s, closing\n", r->path,
 				 s->o.head_timeout);
 			return MHD_NO;
@@ -420,9 +410,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (!r)
 		return;
-	http_door__idle(s->door, connection_fd(conn), true);
+	http_door__idle(s->door, http_connection__fd(conn), true);
 	if (s->o.on_request)
-		s->o.on_request(s->o.ctx, r->path, r->responded ? r->status : 0, elapsed(&r->t0));
+		s->o.on_request(s->o.ctx, r->path, r->responded ? r->status : 0,
+				clock__mono_s() - r->t0);
 	free_headers(r);
 	free(r->body);
 	free(r);
@@ -451,7 +442,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 	(void)socket_context;
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-		http_door__closed(s->door, connection_fd(conn));
+		http_door__closed(s->door, http_connection__fd(conn));
 }
 
 static int hand_off(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)

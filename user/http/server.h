@@ -2,8 +2,9 @@
  * token authentication (a Bearer header, or the password of HTTP basic auth, so that
  * `go tool pprof http://x:TOKEN@host:port/...` works), TLS from PEM files, request limits.
  *
- * Connections are accepted by a front door (http/door.h) that keeps the limits and checks each
- * request head before a handler thread sees it; every response closes its connection. Without
+ * Connections are accepted by a front door (http/door.h) that keeps the limits and checks the
+ * first request head of each before a handler thread sees it; a connection is kept alive for
+ * more requests (they go to libmicrohttpd directly) until it idles out or is evicted. Without
  * a token, the Host header must name this server (against DNS rebinding: 421 otherwise), and
  * query parameters may not hold NUL bytes, be empty or repeat (400).
  *

@@ -4,7 +4,6 @@
 #define CPROF_HTTP_SERVER_INT_H
 
 #include <stdbool.h>
-#include <time.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -55,17 +54,18 @@ struct http_request {
 	bool body_too_big;
 	bool responded;
 	bool queue_failed;
-	bool peer_done; /* peer below is filled in */
+	bool authorized; /* http_guard__authorized(), worked out once by dispatch() */
+	bool peer_done;	 /* peer below is filled in */
 	struct http_peer peer;
 	int status;
 	struct header *headers;
-	struct timespec t0;
+	double t0; /* clock__mono_s() at the request's first call */
 };
 
+/* server.c: the socket of a connection, -1 if unknown. */
+int http_connection__fd(struct MHD_Connection *conn);
+
 /* setup.c */
-int http_setup__token(struct http_server *s, const char *path);
-int http_setup__tls(struct http_server *s, const char *cert, const char *key);
-int http_setup__listen(struct http_server *s, const char *listen);
 int http_setup__open_listener(struct http_server *s);
 bool http_setup__is_loopback(const struct sockaddr_storage *a);
 

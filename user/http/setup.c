@@ -51,7 +51,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *len)
 	return 0;
 }
 
-int http_setup__token(struct http_server *s, const char *path)
+static int http_setup__token(struct http_server *s, const char *path)
 {
 	struct stat st;
 	size_t n;
@@ -103,7 +103,7 @@ static int check_key_pair(struct http_server *s, const char *cert, const char *k
 	return 0;
 }
 
-int http_setup__tls(struct http_server *s, const char *cert, const char *key)
+static int http_setup__tls(struct http_server *s, const char *cert, const char *key)
 {
 	int err;
 
@@ -149,7 +149,7 @@ bool http_setup__is_loopback(const struct sockaddr_storage *a)
 }
 
 /* "HOST:PORT", "[V6]:PORT" or ":PORT" into an address. */
-int http_setup__listen(struct http_server *s, const char *listen)
+static int http_setup__listen(struct http_server *s, const char *listen)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};

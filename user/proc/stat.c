@@ -11,18 +11,20 @@
 int proc_stat__parse(const char *text, struct proc_stat *st)
 {
 	unsigned long long utime, stime, start;
+	unsigned long flags;
 	long threads, rss;
 	const char *p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
 	char state;
 
-	/* Fields after comm: 3 state ... 14 utime 15 stime ... 20 num_threads ... 22 starttime
-	 * 23 vsize 24 rss (pages). */
+	/* Fields after comm: 3 state ... 9 flags ... 14 utime 15 stime ... 20 num_threads ... 22
+	 * starttime 23 vsize 24 rss (pages). */
 	if (!p || sscanf(p + 1,
-			 " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %ld"
+			 " %c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %ld"
 			 " %*d %llu %*u %ld",
-			 &state, &utime, &stime, &threads, &start, &rss) != 6)
+			 &state, &flags, &utime, &stime, &threads, &start, &rss) != 7)
 		return -EINVAL;
 	st->state = state;
+	st->flags = flags;
 	st->cpu_ticks = utime + stime;
 	st->num_threads = threads > 0 ? (uint32_t)threads : 0;
 	st->starttime = start;

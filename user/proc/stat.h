@@ -12,6 +12,7 @@ struct proc_stat {
 	uint64_t cpu_ticks;   /* utime + stime of all threads, clock ticks */
 	uint64_t rss_bytes;   /* resident set size */
 	uint32_t num_threads; /* threads */
+	unsigned long flags;  /* the kernel's PF_* flags of the task */
 	char state;	      /* R, S, Z ... */
 };
 

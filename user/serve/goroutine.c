@@ -62,10 +62,7 @@ int goroutine__route(void *ctx, struct http_request *r)
 	struct threads_snapshot *snap = NULL;
 	struct pprof_builder *b = NULL;
 	struct symbolizer *sym = NULL;
-	char disp[128];
-	uint8_t *buf;
-	size_t len;
-	int debug, err, ret;
+	int debug, ret;
 
 	if (!params__check_known(r, known, "pid, debug, seconds (ignored)") ||
 	    !parse_debug(r, &debug) || !params__pids(r, &p) ||
@@ -79,14 +76,5 @@ int goroutine__route(void *ctx, struct http_request *r)
 		symbolizer__free(sym);
 		return ret;
 	}
-	err = pprof_builder__encode(b, true, &buf, &len);
-	pprof_builder__free(b);
-	symbolizer__free(sym);
-	if (err) {
-		metrics__count_internal_error(sv);
-		return http_respond_error(r, 500, "cannot encode the profile: %s", strerror(-err));
-	}
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", rt->name);
-	http_request__add_header(r, "Content-Disposition", disp);
-	return http_respond_take(r, 200, "application/octet-stream", buf, len);
+	return profiles__respond_pprof(sv, r, rt->name, b, sym);
 }

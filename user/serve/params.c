@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "collect/collector.h"
-#include "proc/maps.h"
+#include "proc/stat.h"
 #include "serve/serve_int.h"
 
 struct unknown_param {
@@ -38,35 +38,19 @@ bool params__check_known(struct http_request *r, const char *const *known, const
 	return false;
 }
 
-/* A kernel thread has no user memory: nothing for the uprobes of heap and mutex. */
-static bool is_kernel_thread(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long flags = 0;
-	size_t n;
-	FILE *f;
+#define PF_KTHREAD 0x00200000 /* include/linux/sched.h: a kernel thread */
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	/* ") S ppid pgrp session tty_nr tpgid flags" */
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return false;
-	return flags & 0x00200000; /* PF_KTHREAD */
-}
-
-/* The requester may profile pid (answers 404 or 403 when not). */
+/* The requester may profile pid (answers 404, 403, or 400 for a kernel thread asked for heap
+ * or mutex when not). */
 static bool pid_allowed(struct http_request *r, struct capture_params *p, pid_t pid)
 {
+	struct proc_stat st = {};
 	char why[256];
 	int err = access__pid(&p->access, pid, why, sizeof(why));
 
-	if (err == -ESRCH || (!err && proc__exists(pid))) {
+	/* A zombie has exited: nothing of it runs or can be read any more. */
+	if (err == -ESRCH ||
+	    (!err && (proc_stat__read(pid, &st) || st.state == 'Z' || st.state == 'X'))) {
 		http_respond_error(r, 404, "no such process: %d", pid);
 		return false;
 	}
@@ -76,7 +60,8 @@ static bool pid_allowed(struct http_request *r, struct capture_params *p, pid_t 
 	}
 	if (p->route && strcmp(p->route->type, "heap") && strcmp(p->route->type, "mutex"))
 		return true;
-	if (p->route && is_kernel_thread(pid)) {
+	/* A kernel thread has no user memory: nothing for the uprobes of heap and mutex. */
+	if (p->route && (st.flags & PF_KTHREAD)) {
 		http_respond_error(r, 400,
 				   "pid %d is a kernel thread: it has no user-space %s to profile",
 				   pid, p->route->type);
@@ -151,15 +136,31 @@ static bool parse_seconds(struct serve *sv, struct http_request *r, double def, 
 	return true;
 }
 
+static uint64_t us_to_ns(long us)
+{
+	return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 /* fraction= (mutex) and rate= (block): Go's SetMutexProfileFraction and SetBlockProfileRate
- * for this capture. */
-static bool parse_sampling(struct http_request *r, struct capture_params *p)
+ * for this capture, or the server's --mutex-fraction and --block-rate; and the server's
+ * --min-wait (mutex) or --min-block (block). Other types keep all three 0, so that captures
+ * differing only in them share their programs (collector_pool). */
+static bool parse_sampling(struct serve *sv, struct http_request *r, struct capture_params *p)
 {
 	const char *frac = http_request__query(r, "fraction");
 	const char *rate = http_request__query(r, "rate");
 	bool mutex = collector__find(p->route->type) == collector__find("mutex");
 	bool block = collector__find(p->route->type) == collector__find("offcpu");
 
+	p->fraction = 0;
+	p->rate = p->min_wait_ns = 0;
+	if (mutex) {
+		p->fraction = sv->o->mutex_fraction;
+		p->min_wait_ns = us_to_ns(sv->o->min_wait_us);
+	} else if (block) {
+		p->rate = sv->o->block_rate_ns;
+		p->min_wait_ns = us_to_ns(sv->o->min_block_us);
+	}
 	if ((frac && !mutex) || (rate && !block)) {
 		http_respond_error(
 			r, 400, "%s applies to /debug/pprof/%s only",
@@ -222,5 +223,5 @@ bool params__capture(struct serve *sv, struct http_request *r, struct capture_pa
 		     double def_seconds)
 {
 	return params__pids(r, p) && parse_seconds(sv, r, def_seconds, &p->seconds) &&
-	       parse_freq(sv, r, &p->freq) && parse_sampling(r, p);
+	       parse_freq(sv, r, &p->freq) && parse_sampling(sv, r, p);
 }

@@ -42,17 +42,6 @@ static void give_slot(struct serve *sv)
 	pthread_mutex_unlock(&sv->lock);
 }
 
-static uint64_t min_wait_ns(const struct serve_opts *o, const char *type)
-{
-	long us = -1;
-
-	if (collector__find(type) == collector__find("mutex"))
-		us = o->min_wait_us;
-	else if (collector__find(type) == collector__find("offcpu"))
-		us = o->min_block_us;
-	return us > 0 ? (uint64_t)us * 1000 : 0;
-}
-
 /* A capture that failed: the client's mistake (4xx) or ours (500). */
 static void answer_failure(struct http_request *r, const struct pprof_route *rt, int err)
 {
@@ -94,13 +83,9 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 		.heap_max_live = sv->o->heap_max_live,
 		.unwind = sv->o->unwind,
 		.unwind_mem = sv->o->unwind_mem,
-		.min_wait_ns = min_wait_ns(sv->o, rt->type),
-		.mutex_fraction = collector__find(rt->type) != collector__find("mutex") ? 0
-				  : p->fraction ? p->fraction
-						: sv->o->mutex_fraction,
-		.block_rate_ns = collector__find(rt->type) != collector__find("offcpu") ? 0
-				 : p->rate						? p->rate
-					   : sv->o->block_rate_ns,
+		.min_wait_ns = p->min_wait_ns,
+		.mutex_fraction = p->fraction,
+		.block_rate_ns = p->rate,
 		.pool = sv->pool,
 		.should_stop = request_gone,
 		.ctx = r,
@@ -146,6 +131,25 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 	return 0;
 }
 
+int profiles__respond_pprof(struct serve *sv, struct http_request *r, const char *name,
+			    struct pprof_builder *b, struct symbolizer *sym)
+{
+	char disp[128];
+	uint8_t *buf;
+	size_t len;
+	int err = pprof_builder__encode(b, true, &buf, &len);
+
+	pprof_builder__free(b);
+	symbolizer__free(sym);
+	if (err) {
+		metrics__count_internal_error(sv);
+		return http_respond_error(r, 500, "cannot encode the profile: %s", strerror(-err));
+	}
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", name);
+	http_request__add_header(r, "Content-Disposition", disp);
+	return http_respond_take(r, 200, "application/octet-stream", buf, len);
+}
+
 int profiles__route(void *ctx, struct http_request *r)
 {
 	static const char *const known[] = {"pid", "seconds", "hz", "fraction", "rate", NULL};
@@ -154,25 +158,12 @@ int profiles__route(void *ctx, struct http_request *r)
 	struct capture_params p = {.route = rt};
 	struct pprof_builder *b = NULL;
 	struct symbolizer *sym = NULL;
-	char disp[128];
-	uint8_t *buf;
-	size_t len;
-	int err;
 
 	if (!params__check_known(r, known, "pid, seconds, hz, fraction, rate") ||
 	    !params__capture(sv, r, &p, DEFAULT_SECONDS) ||
 	    profiles__capture(sv, r, &p, &b, &sym, NULL))
 		return 0;
-	err = pprof_builder__encode(b, true, &buf, &len);
-	pprof_builder__free(b);
-	symbolizer__free(sym);
-	if (err) {
-		metrics__count_internal_error(sv);
-		return http_respond_error(r, 500, "cannot encode the profile: %s", strerror(-err));
-	}
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", rt->name);
-	http_request__add_header(r, "Content-Disposition", disp);
-	return http_respond_take(r, 200, "application/octet-stream", buf, len);
+	return profiles__respond_pprof(sv, r, rt->name, b, sym);
 }
 
 static void flame_title(const struct capture_params *p, char *buf, size_t len)

@@ -87,8 +87,10 @@ struct capture_params {
 	int freq;
 	const struct pprof_route *route; /* flamegraph: type= */
 	struct access access;		 /* what the requester may do */
-	uint32_t fraction;		 /* mutex: fraction=; 0 = the server's --mutex-fraction */
-	uint64_t rate;			 /* block: rate=; 0 = the server's --block-rate */
+	/* The sampling of this capture (params__capture); 0 for the types they do not apply to. */
+	uint32_t fraction;    /* mutex: fraction= or the server's --mutex-fraction; 0 = all */
+	uint64_t rate;	      /* block: rate= or the server's --block-rate; 0 = all */
+	uint64_t min_wait_ns; /* mutex: --min-wait; block: --min-block */
 };
 
 /* Each answers the request itself (400, 403, 404) and returns false when it cannot go on. */
@@ -107,6 +109,10 @@ struct threads_snapshot;
 int profiles__capture(struct serve *sv, struct http_request *r, const struct capture_params *p,
 		      struct pprof_builder **out, struct symbolizer **sym_out,
 		      struct threads_snapshot **snap_out);
+/* Answers with b encoded as a gzipped pprof, downloaded as name (500 when it cannot be
+ * encoded). Frees b and then sym. */
+int profiles__respond_pprof(struct serve *sv, struct http_request *r, const char *name,
+			    struct pprof_builder *b, struct symbolizer *sym);
 int profiles__route(void *ctx, struct http_request *r);
 int profiles__flamegraph(void *ctx, struct http_request *r);
 

@@ -1,6 +1,7 @@
-/* libmicrohttpd and libcurl, loaded when first used rather than at start.
+/* libmicrohttpd, libcurl and GnuTLS, loaded when first used rather than at start.
  *
- * Only serve, the agent's HTTP endpoint and its push need them, but linked normally they and
+ * Only serve, the agent's HTTP endpoint and its push need them (GnuTLS only for serve's check
+ * of a TLS key against its certificate), but linked normally they and
  * what they pull in (GnuTLS, OpenSSL, Kerberos, LDAP, SSH, p11-kit: some thirty libraries)
  * are mapped and relocated, and their constructors run, in every process: about 5 MB of a
  * `record`'s resident memory, more than it uses for sampling. So the binary does not link them;
@@ -31,26 +32,19 @@ static struct lazy_lib mhd = {"libmicrohttpd.so.12", PTHREAD_ONCE_INIT, NULL};
 static struct lazy_lib curl = {"libcurl.so.4", PTHREAD_ONCE_INIT, NULL};
 static struct lazy_lib gnutls = {"libgnutls.so.30", PTHREAD_ONCE_INIT, NULL};
 
-static void lazy_open_mhd(void)
-{
-	mhd.handle = dlopen(mhd.soname, RTLD_NOW | RTLD_LOCAL);
-	if (!mhd.handle)
-		pr_err("cannot load %s: %s\n", mhd.soname, dlerror());
-}
+/* Defines lazy_open_LIB(), which opens lib (run once, by pthread_once, which takes no
+ * argument). */
+#define LAZY_OPEN(lib)                                                                             \
+	static void lazy_open_##lib(void)                                                          \
+	{                                                                                          \
+		lib.handle = dlopen(lib.soname, RTLD_NOW | RTLD_LOCAL);                            \
+		if (!lib.handle)                                                                   \
+			pr_err("cannot load %s: %s\n", lib.soname, dlerror());                     \
+	}
 
-static void lazy_open_gnutls(void)
-{
-	gnutls.handle = dlopen(gnutls.soname, RTLD_NOW | RTLD_LOCAL);
-	if (!gnutls.handle)
-		pr_err("cannot load %s: %s\n", gnutls.soname, dlerror());
-}
-
-static void lazy_open_curl(void)
-{
-	curl.handle = dlopen(curl.soname, RTLD_NOW | RTLD_LOCAL);
-	if (!curl.handle)
-		pr_err("cannot load %s: %s\n", curl.soname, dlerror());
-}
+LAZY_OPEN(mhd)
+LAZY_OPEN(gnutls)
+LAZY_OPEN(curl)
 
 /* The address of name in lib, opening lib on first use; NULL when it cannot be had. */
 static void *lazy_sym(struct lazy_lib *lib, void (*open_fn)(void), const char *name)
@@ -95,8 +89,6 @@ LAZY(mhd, struct MHD_Daemon *, MHD_start_daemon_va, NULL,
       MHD_AccessHandlerCallback dh, void *dh_cls, va_list ap),
      (flags, port, apc, apc_cls, dh, dh_cls, ap))
 LAZY_VOID(mhd, MHD_stop_daemon, (struct MHD_Daemon * daemon), (daemon))
-LAZY(mhd, MHD_socket, MHD_quiesce_daemon, MHD_INVALID_SOCKET, (struct MHD_Daemon * daemon),
-     (daemon))
 LAZY(mhd, enum MHD_Result, MHD_is_feature_supported, MHD_NO, (enum MHD_FEATURE feature), (feature))
 LAZY(mhd, enum MHD_Result, MHD_add_response_header, MHD_NO,
      (struct MHD_Response * response, const char *header, const char *content),
