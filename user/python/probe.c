@@ -137,14 +137,6 @@ const struct cprof_py_layout *python__layout(int minor)
 #define DBG_UNICODE_LENGTH 552
 #define DBG_UNICODE_ASCII  560
 
-static uint64_t dbg_u64(const uint8_t *d, size_t off)
-{
-	uint64_t v;
-
-	memcpy(&v, d + off, sizeof(v));
-	return v;
-}
-
 /* Fills the layout from the process's _Py_DebugOffsets (3.13). */
 static int probe_debug_offsets(pid_t pid, struct cprof_py_proc *p, char *why, size_t why_len)
 {
@@ -181,17 +173,17 @@ static int probe_debug_offsets(pid_t pid, struct cprof_py_proc *p, char *why, si
 	err = proc_mem__read(pid, p->runtime, d, sizeof(d));
 	if (err)
 		return err;
-	version = dbg_u64(d, DBG_VERSION);
+	version = python__u64(d, DBG_VERSION);
 	if (memcmp(d, "xdebugpy", 8) || (version >> 16) != 0x030d) {
 		snprintf(why, why_len, "no 3.13 _Py_DebugOffsets (version 0x%" PRIx64 ")", version);
 		return -ENOENT;
 	}
-	if (dbg_u64(d, DBG_FREE_THREADED)) {
+	if (python__u64(d, DBG_FREE_THREADED)) {
 		snprintf(why, why_len, "free-threaded CPython 3.13 is not supported");
 		return -ENOENT;
 	}
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		v = dbg_u64(d, fields[i].dbg);
+		v = python__u64(d, fields[i].dbg);
 		if (v >= CPROF_PY_NONE_OFF) {
 			snprintf(why, why_len, "implausible _Py_DebugOffsets");
 			return -ENOENT;

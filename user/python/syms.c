@@ -29,6 +29,7 @@ struct py_code {
 	uint8_t head[PY_CODE_HEAD]; /* the object's first bytes when it was read */
 	char *name, *file;
 	int64_t first;
+	bool lnotab; /* the line table is 3.10's (co_lnotab), else 3.11+'s location table */
 	uint8_t *linetable;
 	size_t linetable_len;
 };
@@ -153,14 +154,6 @@ void python_syms__forget(struct python_syms *ps, pid_t pid)
 	free(f.victims);
 }
 
-static uint64_t get_u64(const uint8_t *b, size_t off)
-{
-	uint64_t v;
-
-	memcpy(&v, b + off, sizeof(v));
-	return v;
-}
-
 /* Appends code point c as UTF-8. */
 static size_t put_utf8(char *out, uint32_t c)
 {
@@ -204,7 +197,7 @@ static int read_str(int fd, const struct cprof_py_layout *l, uint64_t obj, char 
 	if (err)
 		return err;
 	memcpy(&state, head + l->unicode_state, sizeof(state));
-	len = get_u64(head, l->unicode_length);
+	len = python__u64(head, l->unicode_length);
 	kind = (state >> 2) & 7;
 	if (!((state >> 5) & 1) || (kind != 1 && kind != 2 && kind != 4))
 		return -EINVAL; /* not compact: no code object's strings are */
@@ -286,11 +279,11 @@ static int read_code(int fd, const struct cprof_py_proc *p, uint64_t addr, struc
 		return -EINVAL;
 	memcpy(&first, c->head + l->code_firstlineno, sizeof(first));
 	c->first = first;
-	err = read_str(fd, l, get_u64(c->head, name_off), &c->name);
+	err = read_str(fd, l, python__u64(c->head, name_off), &c->name);
 	if (!err)
-		err = read_str(fd, l, get_u64(c->head, l->code_filename), &c->file);
+		err = read_str(fd, l, python__u64(c->head, l->code_filename), &c->file);
 	if (!err)
-		err = read_bytes(fd, l, get_u64(c->head, l->code_linetable), &c->linetable,
+		err = read_bytes(fd, l, python__u64(c->head, l->code_linetable), &c->linetable,
 				 &c->linetable_len);
 	return err;
 }
@@ -371,17 +364,15 @@ int python_syms__resolve(struct python_syms *ps, pid_t pid, uint64_t ip, struct 
 			py_code__free(c);
 			goto out;
 		}
-		if (pp->p.minor == 10)
-			c->first = -c->first - 1; /* marks the 3.10 table format */
+		c->lnotab = pp->p.minor == 10;
 	}
 	f->function = c->name;
 	f->file = c->file;
-	f->start_line = c->first < 0 ? -c->first - 1 : c->first;
+	f->start_line = c->first;
 	if (idx != CPROF_PY_IDX_UNKNOWN)
-		f->line = c->first < 0 ? python__line_310(c->linetable, c->linetable_len,
-							  f->start_line, idx)
-				       : python__line_311(c->linetable, c->linetable_len,
-							  f->start_line, idx);
+		f->line = c->lnotab
+				  ? python__line_310(c->linetable, c->linetable_len, c->first, idx)
+				  : python__line_311(c->linetable, c->linetable_len, c->first, idx);
 out:
 	if (fd >= 0)
 		close(fd);
