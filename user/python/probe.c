@@ -349,21 +349,6 @@ static int read_syms_cached(int fd, const struct proc_map *map, struct py_syms *
 	return err;
 }
 
-/* Opens the file of map as pid sees it (its root), else through map_files. */
-static int open_mapped(pid_t pid, const struct proc_map *map)
-{
-	char path[PATH_MAX + 64];
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, map->path);
-	fd = map->deleted ? -1 : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
-		 map->start, map->end);
-	return open(path, O_RDONLY | O_CLOEXEC);
-}
-
 /* Tries the file of maps->maps[i]: fills p when it is the interpreter. */
 static int probe_file(pid_t pid, const struct proc_maps *pm, size_t i, int minor,
 		      struct cprof_py_proc *p, char *why, size_t why_len)
@@ -375,9 +360,9 @@ static int probe_file(pid_t pid, const struct proc_maps *pm, size_t i, int minor
 
 	if (map->offset != 0)
 		return -ENOENT;
-	fd = open_mapped(pid, map);
+	fd = proc_map__open(pid, map);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	err = read_syms_cached(fd, map, &ps);
 	close(fd);
 	if (err)
