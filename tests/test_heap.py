@@ -8,7 +8,8 @@ import time
 import pytest
 
 from conftest import (assert_no_sanitizer, build, go_pprof, go_pprof_run, pprof_top,
-                      pprof_traces, profile_gated, read_until, run_cprof, start_cprof)
+                      pprof_traces, profile_gated, read_until, run_cprof, san_env,
+                      start_cprof, CPROF)
 
 FLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-pthread")
 
@@ -241,6 +242,21 @@ def test_command(workdir):
     exe = build_cxx(workdir, "heapload-cxx-glibc")
     out = os.path.join(workdir, "heap-cmd.pb.gz")
     run_cprof("-t", "heap", "--heap-sample-bytes", 1, "-o", out, "--", exe, "now")
+    objs, _ = values(out, "alloc_objects")
+    assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs
+
+
+def test_command_found_in_path(workdir):
+    # `-- CMD` by a bare name: the executable execvp runs, found in PATH, is probed before it
+    # runs too (its own allocations are in the profile, every one).
+    exe = build_cxx(workdir, "heapload-cxx-glibc")
+    out = os.path.join(workdir, "heap-cmd-path.pb.gz")
+    env = san_env(PATH=os.path.dirname(exe) + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+    r = subprocess.run([CPROF, "-t", "heap", "--heap-sample-bytes", "1", "-o", out, "--",
+                        os.path.basename(exe), "now"], capture_output=True, timeout=120, env=env)
+    err = r.stderr.decode(errors="replace")
+    assert_no_sanitizer(err)
+    assert r.returncode == 0, err
     objs, _ = values(out, "alloc_objects")
     assert objs.get("new_site") == 700 and objs.get("array_site") == 400, objs
 

@@ -129,6 +129,12 @@ def test_block_rate_keeps_long_waits_and_scales_short_ones(lockwork, workdir):
     (["-t", "block", "--block-rate", "-1"], "invalid --block-rate"),
     (["-t", "cpu", "--mutex-fraction", "10"], "--mutex-fraction applies to -t mutex"),
     (["-t", "mutex", "--block-rate", "1000"], "--block-rate applies to -t offcpu"),
+    # Which of the two is wrong, as for every integer flag.
+    (["-t", "mutex", "--mutex-fraction", "0"], "out of range, expected 1 to 1000000000"),
+    (["-t", "mutex", "--mutex-fraction", "1e3"], "not an integer, expected 1 to"),
+    (["-t", "block", "--block-rate", "99999999999999999999"],
+     "out of range, expected 1 to 3600000000000 nanoseconds"),
+    (["-t", "block", "--block-rate", "garbage"], "not an integer, expected 1 to"),
 ])
 def test_bad_sampling_values(args, text):
     r = run_cprof("-p", "1", *args, check=False)

@@ -620,7 +620,12 @@ def test_bad_per_type_options():
                         (["--min-wait", "x"], b"invalid --min-wait"),
                         (["--debug-dir", "rel/dir"], b"expected an absolute path"),
                         (["--unwind", "magic"], b"invalid --unwind"),
-                        (["--unwind-mem", "1K"], b"invalid --unwind-mem")):
+                        (["--unwind-mem", "1K"], b"invalid --unwind-mem"),
+                        (["--mutex-fraction", "0"], b"out of range, expected 1 to"),
+                        (["--block-rate", "x"], b"not an integer, expected 1 to"),
+                        (["--request-timeout", "3601"], b"out of range, expected 1 to 3600"),
+                        (["--max-connections", "many"], b"not an integer, expected 1 to 4096"),
+                        (["--max-per-client", "0"], b"out of range, expected 1 to 4096")):
         r = run_cprof("serve", *args, check=False)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
         assert r.stderr.count(b"\n") == 1, r.stderr

@@ -297,21 +297,21 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
 int cli__parse_mutex_fraction(const char *s, uint32_t *out)
 {
 	long v;
+	int err = cli__parse_long(s, 1, CLI_MAX_MUTEX_FRACTION, &v);
 
-	if (cli__parse_long(s, 1, CLI_MAX_MUTEX_FRACTION, &v))
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
+	if (!err)
+		*out = (uint32_t)v;
+	return err;
 }
 
 int cli__parse_block_rate(const char *s, uint64_t *out)
 {
 	long v;
+	int err = cli__parse_long(s, 1, CLI_MAX_BLOCK_RATE, &v);
 
-	if (cli__parse_long(s, 1, CLI_MAX_BLOCK_RATE, &v))
-		return -EINVAL;
-	*out = (uint64_t)v;
-	return 0;
+	if (!err)
+		*out = (uint64_t)v;
+	return err;
 }
 
 static int parse_one(int opt, const char *arg, void *ctx)
@@ -435,18 +435,20 @@ static int parse_one(int opt, const char *arg, void *ctx)
 		*(opt == OPT_MIN_WAIT ? &o->min_wait_us : &o->min_block_us) = v;
 		return 0;
 	case OPT_MUTEX_FRACTION:
-		if (cli__parse_mutex_fraction(arg, &o->mutex_fraction)) {
-			pr_err("invalid --mutex-fraction '%s': expected 1 to %ld (1 in N lock "
-			       "waits)\n",
-			       arg, CLI_MAX_MUTEX_FRACTION);
-			return -EINVAL;
+		if ((err = cli__parse_mutex_fraction(arg, &o->mutex_fraction))) {
+			char range[64];
+
+			snprintf(range, sizeof(range), "1 to %ld (1 in N lock waits)",
+				 CLI_MAX_MUTEX_FRACTION);
+			return bad_integer("--mutex-fraction", arg, err, range);
 		}
 		return 0;
 	case OPT_BLOCK_RATE:
-		if (cli__parse_block_rate(arg, &o->block_rate_ns)) {
-			pr_err("invalid --block-rate '%s': expected nanoseconds, 1 to %ld\n", arg,
-			       CLI_MAX_BLOCK_RATE);
-			return -EINVAL;
+		if ((err = cli__parse_block_rate(arg, &o->block_rate_ns))) {
+			char range[64];
+
+			snprintf(range, sizeof(range), "1 to %ld nanoseconds", CLI_MAX_BLOCK_RATE);
+			return bad_integer("--block-rate", arg, err, range);
 		}
 		return 0;
 	case 'v':
@@ -663,38 +665,6 @@ static int parse_serve_as_record(int opt, const char *arg, struct serve_opts *o)
 	return err;
 }
 
-/* The server's connection limits. */
-static int parse_serve_limit(int opt, const char *arg, struct serve_opts *o)
-{
-	static const struct {
-		int opt;
-		const char *name;
-		long max;
-		size_t off;
-	} lim[] = {
-		{OPT_REQUEST_TIMEOUT, "--request-timeout", 3600,
-		 offsetof(struct serve_opts, request_timeout)},
-		{OPT_MAX_CONNECTIONS, "--max-connections", 4096,
-		 offsetof(struct serve_opts, max_connections)},
-		{OPT_MAX_PER_CLIENT, "--max-per-client", 4096,
-		 offsetof(struct serve_opts, max_per_client)},
-	};
-	long v;
-
-	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
-		if (lim[i].opt != opt)
-			continue;
-		if (cli__parse_long(arg, 1, lim[i].max, &v)) {
-			pr_err("invalid %s '%s': expected 1 to %ld\n", lim[i].name, arg,
-			       lim[i].max);
-			return -EINVAL;
-		}
-		*(unsigned *)((char *)o + lim[i].off) = (unsigned)v;
-		return 0;
-	}
-	return -EINVAL;
-}
-
 static int parse_serve_one(int opt, const char *arg, void *ctx)
 {
 	struct serve_opts *o = ctx;
@@ -730,9 +700,20 @@ static int parse_serve_one(int opt, const char *arg, void *ctx)
 		o->idle_timeout = (unsigned)v;
 		return 0;
 	case OPT_REQUEST_TIMEOUT:
+		if ((err = cli__parse_long(arg, 1, 3600, &v)))
+			return bad_integer("--request-timeout", arg, err, "1 to 3600 seconds");
+		o->request_timeout = (unsigned)v;
+		return 0;
 	case OPT_MAX_CONNECTIONS:
+		if ((err = cli__parse_long(arg, 1, 4096, &v)))
+			return bad_integer("--max-connections", arg, err, "1 to 4096");
+		o->max_connections = (unsigned)v;
+		return 0;
 	case OPT_MAX_PER_CLIENT:
-		return parse_serve_limit(opt, arg, o);
+		if ((err = cli__parse_long(arg, 1, 4096, &v)))
+			return bad_integer("--max-per-client", arg, err, "1 to 4096");
+		o->max_per_client = (unsigned)v;
+		return 0;
 	case OPT_NO_KERNEL:
 		o->no_kernel = true;
 		return 0;

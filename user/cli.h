@@ -91,7 +91,8 @@ int cli__getopt(int argc, char **argv, const char *shortopts, const struct optio
 int cli__parse_pids(const char *arg, size_t max, pid_t **out, size_t *n);
 int cli__parse_long(const char *s, long min, long max, long *out);
 /* --mutex-fraction / ?fraction=: 1 to CLI_MAX_MUTEX_FRACTION; --block-rate / ?rate=: ns, 1 to
- * CLI_MAX_BLOCK_RATE. Strict; return 0 or -EINVAL (nothing printed). */
+ * CLI_MAX_BLOCK_RATE. Strict; return 0, -EINVAL (not an integer) or -ERANGE (out of range),
+ * as cli__parse_long; nothing printed. */
 #define CLI_MAX_MUTEX_FRACTION 1000000000l
 #define CLI_MAX_BLOCK_RATE     3600000000000l /* an hour */
 int cli__parse_mutex_fraction(const char *s, uint32_t *out);

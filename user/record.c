@@ -35,6 +35,7 @@ struct session {
 	int exec_errno; /* what that exec failed with (0: it ran) */
 	bool child_exited;
 	struct out_file *out;
+	char cmd_path[PATH_MAX]; /* -- CMD: the file CMD runs, as check_command found it */
 };
 
 /* Opens the output before sampling starts, so a path that cannot be written fails now and not
@@ -72,8 +73,9 @@ static int cannot_run_status(int err)
 }
 
 /* Whether CMD can be run, as execvp would find it; checked before anything is attached, so a
- * typo fails at once. Returns 0 or the shell's exit status (with a message). */
-static int check_command(const char *cmd)
+ * typo fails at once. Returns 0 with the file found in found (the heap profiler reads its
+ * allocators before it runs), or the shell's exit status (with a message). */
+static int check_command(const char *cmd, char *found, size_t found_len)
 {
 	const char *path = getenv("PATH"), *p, *colon;
 	char buf[PATH_MAX];
@@ -92,6 +94,7 @@ static int check_command(const char *cmd)
 			       S_ISDIR(st.st_mode) ? strerror(EISDIR) : strerror(errno));
 			return 126;
 		}
+		snprintf(found, found_len, "%s", cmd);
 		return 0;
 	}
 	if (!path || !*path)
@@ -101,11 +104,14 @@ static int check_command(const char *cmd)
 
 		colon = strchr(p, ':');
 		len = colon ? (int)(colon - p) : (int)strlen(p);
-		snprintf(buf, sizeof(buf), "%.*s%s%s", len, p, len ? "/" : "", cmd);
+		/* An empty entry is the current directory. */
+		snprintf(buf, sizeof(buf), "%.*s/%s", len ? len : 1, len ? p : ".", cmd);
 		if (stat(buf, &st) || S_ISDIR(st.st_mode))
 			continue;
-		if (access(buf, X_OK) == 0)
+		if (access(buf, X_OK) == 0) {
+			snprintf(found, found_len, "%s", buf);
 			return 0;
+		}
 		seen = 1;
 	}
 	pr_err("cannot run %s: %s\n", cmd, seen ? strerror(EACCES) : "command not found");
@@ -274,7 +280,7 @@ static int run(struct session *s)
 		co.follow_children = true;
 		co.attached = release_child;
 		co.target_desc = desc;
-		co.exe_hint = o->cmd[0];
+		co.exe_hint = s->cmd_path;
 	}
 	if (o->format == FORMAT_TEXT || o->format == FORMAT_GROUPED)
 		co.threads_out = &snap;
@@ -311,7 +317,7 @@ int record__run(const struct record_opts *o)
 			return 1;
 		}
 	}
-	if (o->cmd && (status = check_command(o->cmd[0])))
+	if (o->cmd && (status = check_command(o->cmd[0], s.cmd_path, sizeof(s.cmd_path))))
 		return status;
 	if (open_output(&s))
 		return 1;

@@ -312,7 +312,8 @@ int agent__emit(struct agent *a, const char *name, const uint8_t *raw, size_t ra
 	return split__by_label(raw, rawlen, "exe", true, "unknown", push_part, &e);
 }
 
-static void window_name(int64_t t0, char *buf, size_t len)
+void agent__profile_name(char *buf, size_t len, const char *kind, int64_t t0, pid_t pid,
+			 const char *rule)
 {
 	time_t secs = t0 / 1000000000ll;
 	char stamp[32];
@@ -320,7 +321,11 @@ static void window_name(int64_t t0, char *buf, size_t len)
 
 	gmtime_r(&secs, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-	snprintf(buf, len, "cpu-%s.%03dZ.pb.gz", stamp, (int)(t0 / 1000000 % 1000));
+	if (rule)
+		snprintf(buf, len, "%s-%s.%03dZ-pid%d-%s.pb.gz", kind, stamp,
+			 (int)(t0 / 1000000 % 1000), (int)pid, rule);
+	else
+		snprintf(buf, len, "%s-%s.%03dZ.pb.gz", kind, stamp, (int)(t0 / 1000000 % 1000));
 }
 
 /* Drains one window [t0, now) into a profile and stores / pushes it. */
@@ -379,7 +384,7 @@ static int window_flush(struct session *s, int64_t t0, int64_t m0)
 	if (err)
 		goto out;
 	session_poll(s);
-	window_name(t0, name, sizeof(name));
+	agent__profile_name(name, sizeof(name), "cpu", t0, 0, NULL);
 	agent__emit(a, name, raw, rawlen, gz, gzlen, t0 / 1000000000ll, t1 / 1000000000ll,
 		    a->o->freq, NULL);
 	pthread_mutex_lock(&a->lock);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <linux/types.h>
 
 #include "agent/options.h"
@@ -49,6 +50,12 @@ struct agent {
 };
 
 extern volatile sig_atomic_t agent_exiting;
+
+/* The store's file name of a profile started at t0 (CLOCK_REALTIME ns):
+ * KIND-YYYYmmddTHHMMSS.mmmZ.pb.gz for a window (rule NULL), else
+ * KIND-YYYYmmddTHHMMSS.mmmZ-pidPID-RULE.pb.gz for a trigger's capture of pid. */
+void agent__profile_name(char *buf, size_t len, const char *kind, int64_t t0, pid_t pid,
+			 const char *rule);
 
 /* Directories the agent makes are 0750: profiles show code and command names of every process. */
 #define AGENT_DIR_MODE 0750

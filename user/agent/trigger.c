@@ -163,11 +163,28 @@ static void fmt_value(enum trigger_metric m, double v, char *buf, size_t len)
  * the CPU capture as goroutine-STAMP-pidN-RULE.pb.gz (Go's name of the profile; holmes stores
  * the goroutine profile on a goroutine spike). Stored only: a push receiver takes CPU
  * profiles. */
+/* Runs capture co with sym and encodes its profile, raw and gzipped (both the caller's to free). */
+static int capture_gz(const struct capture_opts *co, struct symbolizer *sym, uint8_t **raw,
+		      size_t *rawlen, uint8_t **gz, size_t *gzlen)
+{
+	struct pprof_builder *b = NULL;
+	int err;
+
+	*raw = *gz = NULL;
+	err = sym ? capture__run(co, sym, &b) : -ENOMEM;
+	if (!err)
+		err = pprof_builder__encode(b, false, raw, rawlen);
+	if (!err)
+		err = pprof__gzip(*raw, *rawlen, gz, gzlen);
+	pprof_builder__free(b);
+	return err;
+}
+
+/* (sym: the capture's symbolizer, NULL when it could not be made.) */
 static void snapshot_threads(struct triggers *t, pid_t pid, const struct trigger_rule *r,
-			     const char *desc)
+			     const char *desc, struct symbolizer *sym)
 {
 	const struct agent_opts *o = t->a->o;
-	struct symbolizer_opts so = {.no_kernel = o->no_kernel};
 	struct capture_opts co = {
 		.type = "threads",
 		.pids = &pid,
@@ -177,37 +194,23 @@ static void snapshot_threads(struct triggers *t, pid_t pid, const struct trigger
 		.unwind_mem = o->unwind_mem,
 		.target_desc = desc,
 	};
-	struct symbolizer *sym;
-	struct pprof_builder *b = NULL;
-	uint8_t *raw = NULL, *gz = NULL;
+	uint8_t *raw, *gz;
 	size_t rawlen, gzlen;
 	int64_t t0 = clock__ns(CLOCK_REALTIME);
-	time_t secs = t0 / 1000000000ll;
-	char stamp[32], name[192];
-	struct tm tm;
+	char name[192];
 	int err;
 
 	if (!t->a->store)
 		return;
-	sym = symbolizer__new(&so);
-	err = sym ? capture__run(&co, sym, &b) : -ENOMEM;
-	if (!err)
-		err = pprof_builder__encode(b, false, &raw, &rawlen);
-	if (!err)
-		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
+	err = capture_gz(&co, sym, &raw, &rawlen, &gz, &gzlen);
 	if (!err) {
-		gmtime_r(&secs, &tm);
-		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-		snprintf(name, sizeof(name), "goroutine-%s.%03dZ-pid%d-%s.pb.gz", stamp,
-			 (int)(t0 / 1000000 % 1000), pid, r->name);
+		agent__profile_name(name, sizeof(name), "goroutine", t0, pid, r->name);
 		err = store__write(t->a->store, name, gz, gzlen);
 	}
 	if (err)
 		pr_warn("threads snapshot of pid %d failed: %s\n", pid, strerror(-err));
 	free(raw);
 	free(gz);
-	pprof_builder__free(b);
-	symbolizer__free(sym);
 }
 
 static void *capture_main(void *arg)
@@ -229,14 +232,12 @@ static void *capture_main(void *arg)
 		.should_stop = cap_should_stop,
 		.ctx = t,
 	};
-	char desc[256], comm[64], val[32], avg[32], name[192], stamp[32], labels[96];
-	struct pprof_builder *b = NULL;
+	char desc[256], comm[64], val[32], avg[32], name[192], labels[96];
 	struct symbolizer *sym = symbolizer__new(&so);
-	uint8_t *raw = NULL, *gz = NULL;
+	uint8_t *raw, *gz;
 	size_t rawlen, gzlen;
 	int64_t t0 = clock__ns(CLOCK_REALTIME);
 	time_t secs = t0 / 1000000000ll;
-	struct tm tm;
 	int err;
 
 	if (proc__comm(j->pid, comm, sizeof(comm)))
@@ -251,19 +252,12 @@ static void *capture_main(void *arg)
 			 val);
 	co.target_desc = desc;
 	if (r->metric == TRIGGER_THREADS)
-		snapshot_threads(t, j->pid, r, desc);
+		snapshot_threads(t, j->pid, r, desc, sym);
 	pr_warn("trigger %s fired for %s; capturing %g s at %d Hz\n", r->text, desc,
 		o->trigger_duration, o->trigger_freq);
-	err = sym ? capture__run(&co, sym, &b) : -ENOMEM;
-	if (!err)
-		err = pprof_builder__encode(b, false, &raw, &rawlen);
-	if (!err)
-		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
+	err = capture_gz(&co, sym, &raw, &rawlen, &gz, &gzlen);
 	if (!err) {
-		gmtime_r(&secs, &tm);
-		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-		snprintf(name, sizeof(name), "trigger-%s.%03dZ-pid%d-%s.pb.gz", stamp,
-			 (int)(t0 / 1000000 % 1000), j->pid, r->name);
+		agent__profile_name(name, sizeof(name), "trigger", t0, j->pid, r->name);
 		snprintf(labels, sizeof(labels), "trigger=%s", r->name);
 		agent__emit(t->a, name, raw, rawlen, gz, gzlen, secs,
 			    clock__ns(CLOCK_REALTIME) / 1000000000ll, o->trigger_freq, labels);
@@ -275,7 +269,6 @@ static void *capture_main(void *arg)
 	}
 	free(raw);
 	free(gz);
-	pprof_builder__free(b);
 	symbolizer__free(sym);
 	pthread_mutex_lock(&t->lock);
 	t->cap_running = false;

@@ -227,18 +227,6 @@ int allocators__of_system(const char *exe_hint, struct alloc_obj *objs, int *n)
 	if (exe_hint && strchr(exe_hint, '/')) {
 		if (!realpath(exe_hint, exe))
 			exe[0] = '\0';
-	} else if (exe_hint) {
-		const char *pathenv = getenv("PATH");
-		char *copy = strdup(pathenv ? pathenv : "/usr/bin:/bin"), *tok, *save = NULL;
-
-		for (tok = copy ? strtok_r(copy, ":", &save) : NULL; tok;
-		     tok = strtok_r(NULL, ":", &save)) {
-			snprintf(path, sizeof(path), "%s/%s", tok, exe_hint);
-			if (access(path, X_OK) == 0 && realpath(path, exe))
-				break;
-			exe[0] = '\0';
-		}
-		free(copy);
 	}
 	if (exe[0])
 		add_obj(objs, n, 0, exe, exe);

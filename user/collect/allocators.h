@@ -51,8 +51,8 @@ struct alloc_obj {
 /* The objects pid has mapped executable, appended to objs[*n] (ALLOC_MAX_OBJS at most).
  * Returns 0 or -errno. */
 int allocators__of_pid(pid_t pid, struct alloc_obj *objs, int *n);
-/* A command not started yet (exe_hint, its executable as given to exec, or NULL) or the whole
- * system: the command's executable and the libraries it needs, and this system's libc and
+/* A command not started yet (exe_hint, the path of its executable, as record's check found it
+ * in PATH, or NULL) or the whole system: the command's executable and the libraries it needs, and this system's libc and
  * libstdc++. Returns 0 or -errno. */
 int allocators__of_system(const char *exe_hint, struct alloc_obj *objs, int *n);
 /* Whether one of objs defines malloc. */

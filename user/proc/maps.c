@@ -1,7 +1,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -228,4 +230,21 @@ int proc__exists(pid_t pid)
 	if (state == 'Z' || state == 'X')
 		return -ESRCH;
 	return 0;
+}
+
+int proc_map__open(pid_t pid, const struct proc_map *map)
+{
+	char path[PATH_MAX + 64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
+		 map->start, map->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 || map->deleted || !map->path)
+		return fd >= 0 ? fd : -errno;
+	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, map->path) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }

@@ -5,11 +5,22 @@
 #define CPROF_PYTHON_CPYTHON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <linux/types.h>
 
 #include "python.h"
+
+/* The unaligned 64-bit value at b + off (of memory read from a process). */
+static inline uint64_t python__u64(const uint8_t *b, size_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, b + off, sizeof(v));
+	return v;
+}
 
 /* The layout table of a minor version 10..12 (3.13 publishes its own), NULL for others. */
 const struct cprof_py_layout *python__layout(int minor);

@@ -5,9 +5,11 @@
 #include <inttypes.h>
 #include <libelf.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proc/mem.h"
@@ -135,14 +137,6 @@ const struct cprof_py_layout *python__layout(int minor)
 #define DBG_UNICODE_LENGTH 552
 #define DBG_UNICODE_ASCII  560
 
-static uint64_t dbg_u64(const uint8_t *d, size_t off)
-{
-	uint64_t v;
-
-	memcpy(&v, d + off, sizeof(v));
-	return v;
-}
-
 /* Fills the layout from the process's _Py_DebugOffsets (3.13). */
 static int probe_debug_offsets(pid_t pid, struct cprof_py_proc *p, char *why, size_t why_len)
 {
@@ -179,17 +173,17 @@ static int probe_debug_offsets(pid_t pid, struct cprof_py_proc *p, char *why, si
 	err = proc_mem__read(pid, p->runtime, d, sizeof(d));
 	if (err)
 		return err;
-	version = dbg_u64(d, DBG_VERSION);
+	version = python__u64(d, DBG_VERSION);
 	if (memcmp(d, "xdebugpy", 8) || (version >> 16) != 0x030d) {
 		snprintf(why, why_len, "no 3.13 _Py_DebugOffsets (version 0x%" PRIx64 ")", version);
 		return -ENOENT;
 	}
-	if (dbg_u64(d, DBG_FREE_THREADED)) {
+	if (python__u64(d, DBG_FREE_THREADED)) {
 		snprintf(why, why_len, "free-threaded CPython 3.13 is not supported");
 		return -ENOENT;
 	}
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		v = dbg_u64(d, fields[i].dbg);
+		v = python__u64(d, fields[i].dbg);
 		if (v >= CPROF_PY_NONE_OFF) {
 			snprintf(why, why_len, "implausible _Py_DebugOffsets");
 			return -ENOENT;
@@ -291,19 +285,68 @@ static int read_syms(int fd, struct py_syms *ps)
 	return err;
 }
 
-/* Opens the file of map as pid sees it (its root), else through map_files. */
-static int open_mapped(pid_t pid, const struct proc_map *map)
-{
-	char path[PATH_MAX + 64];
-	int fd;
+/* What read_syms found in a file depends only on the file: a probe (several per process, and
+ * again after each symbolizer reset) takes it from this table instead of rescanning the ELF. An
+ * entry is the file's identity (device, inode, and its size and mtime so that a reused inode is
+ * not mistaken for the old file) with read_syms's result; deleted files are not kept. Probes run
+ * on the main thread and on trigger captures: the table takes a lock. Bounded, oldest replaced. */
+#define SYMS_CACHE_N 16
 
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, map->path);
-	fd = map->deleted ? -1 : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
-		 map->start, map->end);
-	return open(path, O_RDONLY | O_CLOEXEC);
+static struct syms_cache_entry {
+	bool used;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	int err;
+	struct py_syms ps;
+} syms_cache[SYMS_CACHE_N];
+static size_t syms_cache_next;
+static pthread_mutex_t syms_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool syms_cache_match(const struct syms_cache_entry *e, const struct stat *st)
+{
+	return e->used && e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+	       e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* read_syms through the cache; deleted files (map->deleted) are always read. */
+static int read_syms_cached(int fd, const struct proc_map *map, struct py_syms *ps)
+{
+	struct syms_cache_entry *e;
+	struct stat st;
+	int err;
+
+	if (map->deleted || fstat(fd, &st))
+		return read_syms(fd, ps);
+	pthread_mutex_lock(&syms_cache_lock);
+	for (size_t i = 0; i < SYMS_CACHE_N; i++) {
+		if (syms_cache_match(&syms_cache[i], &st)) {
+			*ps = syms_cache[i].ps;
+			err = syms_cache[i].err;
+			pthread_mutex_unlock(&syms_cache_lock);
+			return err;
+		}
+	}
+	pthread_mutex_unlock(&syms_cache_lock);
+	err = read_syms(fd, ps);
+	/* Only what the file says is kept: found, or no such symbols; not a failure to read it. */
+	if (err && err != -ENOENT)
+		return err;
+	pthread_mutex_lock(&syms_cache_lock);
+	e = &syms_cache[syms_cache_next];
+	syms_cache_next = (syms_cache_next + 1) % SYMS_CACHE_N;
+	*e = (struct syms_cache_entry){
+		.used = true,
+		.dev = st.st_dev,
+		.ino = st.st_ino,
+		.size = st.st_size,
+		.mtime = st.st_mtim,
+		.err = err,
+		.ps = *ps,
+	};
+	pthread_mutex_unlock(&syms_cache_lock);
+	return err;
 }
 
 /* Tries the file of maps->maps[i]: fills p when it is the interpreter. */
@@ -317,10 +360,10 @@ static int probe_file(pid_t pid, const struct proc_maps *pm, size_t i, int minor
 
 	if (map->offset != 0)
 		return -ENOENT;
-	fd = open_mapped(pid, map);
+	fd = proc_map__open(pid, map);
 	if (fd < 0)
-		return -errno;
-	err = read_syms(fd, &ps);
+		return fd;
+	err = read_syms_cached(fd, map, &ps);
 	close(fd);
 	if (err)
 		return err;

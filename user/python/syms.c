@@ -19,16 +19,12 @@
  * long, later ones' bytecode starts at 184 or beyond), so the read never runs past the object. */
 #define PY_CODE_HEAD 168
 
-struct py_code_key {
-	pid_t pid;
-	uint64_t addr;
-};
-
 struct py_code {
-	struct py_code_key key;
+	uint64_t addr;
 	uint8_t head[PY_CODE_HEAD]; /* the object's first bytes when it was read */
 	char *name, *file;
 	int64_t first;
+	bool lnotab; /* the line table is 3.10's (co_lnotab), else 3.11+'s location table */
 	uint8_t *linetable;
 	size_t linetable_len;
 };
@@ -36,29 +32,17 @@ struct py_code {
 struct py_pid {
 	pid_t pid;
 	int err; /* 0: p is valid; else why the process could not be probed */
+	/* /proc/PID/mem, opened once when the process is first seen: it stays the memory of that
+	 * process even if the pid is reused. -1 when it could not be opened or the process is gone
+	 * (closed on the first read that finds so). */
+	int fd;
 	struct cprof_py_proc p;
+	struct hashmap *codes; /* code object address -> struct py_code * */
 };
 
 struct python_syms {
-	struct hashmap *codes; /* struct py_code_key * -> struct py_code * */
-	struct hashmap *pids;  /* pid -> struct py_pid * */
+	struct hashmap *pids; /* pid -> struct py_pid * */
 };
-
-static uint64_t code_key__hash(const void *key, void *ctx)
-{
-	const struct py_code_key *k = key;
-
-	(void)ctx;
-	return hashmap__hash_u64(hashmap__hash_u64(HASHMAP_HASH_INIT, (uint64_t)k->pid), k->addr);
-}
-
-static bool code_key__equal(const void *a, const void *b, void *ctx)
-{
-	const struct py_code_key *x = a, *y = b;
-
-	(void)ctx;
-	return x->pid == y->pid && x->addr == y->addr;
-}
 
 struct python_syms *python_syms__new(void)
 {
@@ -66,9 +50,8 @@ struct python_syms *python_syms__new(void)
 
 	if (!ps)
 		return NULL;
-	ps->codes = hashmap__new(code_key__hash, code_key__equal, NULL);
 	ps->pids = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
-	if (!ps->codes || !ps->pids) {
+	if (!ps->pids) {
 		python_syms__free(ps);
 		return NULL;
 	}
@@ -92,73 +75,48 @@ static void free_code(const void *key, void *value, void *ctx)
 	py_code__free(value);
 }
 
+static void py_pid__close(struct py_pid *pp)
+{
+	if (pp->fd >= 0)
+		close(pp->fd);
+	pp->fd = -1;
+}
+
+static void py_pid__free(struct py_pid *pp)
+{
+	if (!pp)
+		return;
+	py_pid__close(pp);
+	if (pp->codes) {
+		hashmap__for_each(pp->codes, free_code, NULL);
+		hashmap__free(pp->codes);
+	}
+	free(pp);
+}
+
 static void free_pid(const void *key, void *value, void *ctx)
 {
 	(void)key;
 	(void)ctx;
-	free(value);
+	py_pid__free(value);
 }
 
 void python_syms__free(struct python_syms *ps)
 {
 	if (!ps)
 		return;
-	if (ps->codes)
-		hashmap__for_each(ps->codes, free_code, NULL);
 	if (ps->pids)
 		hashmap__for_each(ps->pids, free_pid, NULL);
-	hashmap__free(ps->codes);
 	hashmap__free(ps->pids);
 	free(ps);
 }
 
-struct forget_ctx {
-	pid_t pid;
-	struct py_code **victims;
-	size_t n, cap;
-};
-
-static void collect_pid(const void *key, void *value, void *ctx)
-{
-	struct forget_ctx *f = ctx;
-	struct py_code **tmp;
-
-	(void)key;
-	if (((struct py_code *)value)->key.pid != f->pid)
-		return;
-	if (f->n == f->cap) {
-		tmp = realloc(f->victims, (f->cap ? f->cap * 2 : 16) * sizeof(*tmp));
-		if (!tmp)
-			return;
-		f->victims = tmp;
-		f->cap = f->cap ? f->cap * 2 : 16;
-	}
-	f->victims[f->n++] = value;
-}
-
 void python_syms__forget(struct python_syms *ps, pid_t pid)
 {
-	struct forget_ctx f = {.pid = pid};
 	void *old;
 
-	if (!ps)
-		return;
-	if (hashmap__delete(ps->pids, (void *)(uintptr_t)pid, NULL, &old))
-		free(old);
-	hashmap__for_each(ps->codes, collect_pid, &f);
-	for (size_t i = 0; i < f.n; i++) {
-		hashmap__delete(ps->codes, &f.victims[i]->key, NULL, NULL);
-		py_code__free(f.victims[i]);
-	}
-	free(f.victims);
-}
-
-static uint64_t get_u64(const uint8_t *b, size_t off)
-{
-	uint64_t v;
-
-	memcpy(&v, b + off, sizeof(v));
-	return v;
+	if (ps && hashmap__delete(ps->pids, (void *)(uintptr_t)pid, NULL, &old))
+		py_pid__free(old);
 }
 
 /* Appends code point c as UTF-8. */
@@ -204,7 +162,7 @@ static int read_str(int fd, const struct cprof_py_layout *l, uint64_t obj, char 
 	if (err)
 		return err;
 	memcpy(&state, head + l->unicode_state, sizeof(state));
-	len = get_u64(head, l->unicode_length);
+	len = python__u64(head, l->unicode_length);
 	kind = (state >> 2) & 7;
 	if (!((state >> 5) & 1) || (kind != 1 && kind != 2 && kind != 4))
 		return -EINVAL; /* not compact: no code object's strings are */
@@ -286,18 +244,20 @@ static int read_code(int fd, const struct cprof_py_proc *p, uint64_t addr, struc
 		return -EINVAL;
 	memcpy(&first, c->head + l->code_firstlineno, sizeof(first));
 	c->first = first;
-	err = read_str(fd, l, get_u64(c->head, name_off), &c->name);
+	err = read_str(fd, l, python__u64(c->head, name_off), &c->name);
 	if (!err)
-		err = read_str(fd, l, get_u64(c->head, l->code_filename), &c->file);
+		err = read_str(fd, l, python__u64(c->head, l->code_filename), &c->file);
 	if (!err)
-		err = read_bytes(fd, l, get_u64(c->head, l->code_linetable), &c->linetable,
+		err = read_bytes(fd, l, python__u64(c->head, l->code_linetable), &c->linetable,
 				 &c->linetable_len);
 	return err;
 }
 
-static const struct py_pid *get_pid(struct python_syms *ps, pid_t pid)
+/* The process pid, probed and its memory opened when first seen. NULL when out of memory. */
+static struct py_pid *get_pid(struct python_syms *ps, pid_t pid)
 {
 	struct py_pid *pp;
+	char path[64];
 	void *found;
 
 	if (hashmap__find(ps->pids, (void *)(uintptr_t)pid, &found))
@@ -306,12 +266,33 @@ static const struct py_pid *get_pid(struct python_syms *ps, pid_t pid)
 	if (!pp)
 		return NULL;
 	pp->pid = pid;
-	pp->err = python__probe(pid, &pp->p, NULL, 0);
-	if (hashmap__insert(ps->pids, (void *)(uintptr_t)pid, pp)) {
+	pp->codes = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!pp->codes) {
 		free(pp);
 		return NULL;
 	}
+	/* Opened before the probe, so that the memory read is that of the process probed. */
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	pp->fd = open(path, O_RDONLY | O_CLOEXEC);
+	pp->err = python__probe(pid, &pp->p, NULL, 0);
+	if (pp->err)
+		py_pid__close(pp); /* nothing will be read */
+	if (hashmap__insert(ps->pids, (void *)(uintptr_t)pid, pp)) {
+		py_pid__free(pp);
+		return NULL;
+	}
 	return pp;
+}
+
+/* After a failed read: closes the process's memory when the process is gone (its _PyRuntime,
+ * mapped for as long as the interpreter lives, cannot be read), so that a dead process holds
+ * no descriptor; a read of a bad address in a live process keeps it. */
+static void py_pid__check(struct py_pid *pp)
+{
+	uint8_t b;
+
+	if (pp->fd >= 0 && proc_mem__pread(pp->fd, pp->p.runtime, &b, sizeof(b)))
+		py_pid__close(pp);
 }
 
 /* Whether the cached object at addr is still the one read: same first bytes (its type, its
@@ -320,7 +301,7 @@ static bool still_valid(int fd, const struct py_code *c)
 {
 	uint8_t head[PY_CODE_HEAD];
 
-	if (fd < 0 || proc_mem__pread(fd, c->key.addr, head, sizeof(head)))
+	if (fd < 0 || proc_mem__pread(fd, c->addr, head, sizeof(head)))
 		return true; /* gone: what was read stands */
 	/* From the type to the line table and names, before the bytecode (which the interpreter
 	 * rewrites as it specializes): not the reference count, which changes all the time. */
@@ -329,63 +310,52 @@ static bool still_valid(int fd, const struct py_code *c)
 
 int python_syms__resolve(struct python_syms *ps, pid_t pid, uint64_t ip, struct python_frame *f)
 {
-	struct py_code_key key = {pid, CPROF_PY_CODE(ip)};
+	uint64_t addr = CPROF_PY_CODE(ip), idx = CPROF_PY_IDX(ip);
 	struct py_code *c = NULL;
-	const struct py_pid *pp;
-	uint64_t idx = CPROF_PY_IDX(ip);
-	char path[64];
+	struct py_pid *pp;
 	void *found;
-	int fd, err = 0;
+	int err;
 
 	memset(f, 0, sizeof(*f));
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (hashmap__find(ps->codes, &key, &found)) {
+	pp = get_pid(ps, pid);
+	if (!pp)
+		return -ENOMEM;
+	if (pp->err)
+		return pp->err;
+	if (hashmap__find(pp->codes, (void *)(uintptr_t)addr, &found)) {
 		c = found;
-		if (!still_valid(fd, c)) {
-			hashmap__delete(ps->codes, &key, NULL, NULL);
+		if (!still_valid(pp->fd, c)) {
+			hashmap__delete(pp->codes, (void *)(uintptr_t)addr, NULL, NULL);
 			py_code__free(c);
 			c = NULL;
 		}
 	}
 	if (!c) {
-		pp = get_pid(ps, pid);
-		if (!pp)
-			err = -ENOMEM;
-		else if (pp->err)
-			err = pp->err;
-		else if (fd < 0)
-			err = -ESRCH;
-		if (err)
-			goto out;
+		if (pp->fd < 0)
+			return -ESRCH;
 		c = calloc(1, sizeof(*c));
-		if (!c) {
-			err = -ENOMEM;
-			goto out;
-		}
-		c->key = key;
-		err = read_code(fd, &pp->p, key.addr, c);
-		if (!err)
-			err = hashmap__insert(ps->codes, &c->key, c);
+		if (!c)
+			return -ENOMEM;
+		c->addr = addr;
+		err = read_code(pp->fd, &pp->p, addr, c);
+		if (err)
+			py_pid__check(pp);
+		else
+			err = hashmap__insert(pp->codes, (void *)(uintptr_t)c->addr, c);
 		if (err) {
 			py_code__free(c);
-			goto out;
+			return err;
 		}
-		if (pp->p.minor == 10)
-			c->first = -c->first - 1; /* marks the 3.10 table format */
+		c->lnotab = pp->p.minor == 10;
 	}
 	f->function = c->name;
 	f->file = c->file;
-	f->start_line = c->first < 0 ? -c->first - 1 : c->first;
+	f->start_line = c->first;
 	if (idx != CPROF_PY_IDX_UNKNOWN)
-		f->line = c->first < 0 ? python__line_310(c->linetable, c->linetable_len,
-							  f->start_line, idx)
-				       : python__line_311(c->linetable, c->linetable_len,
-							  f->start_line, idx);
-out:
-	if (fd >= 0)
-		close(fd);
-	return err;
+		f->line = c->lnotab
+				  ? python__line_310(c->linetable, c->linetable_len, c->first, idx)
+				  : python__line_311(c->linetable, c->linetable_len, c->first, idx);
+	return 0;
 }
 
 /* 3.10 (Objects/lnotab_notes.txt): pairs of (bytecode bytes, signed line delta); a delta of

@@ -440,7 +440,6 @@ static int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct
 				   struct sym_module **out)
 {
 	size_t size = map->end - map->start;
-	unsigned long long h = 0xcbf29ce484222325ull;
 	struct sym_module *m;
 	const char *ikey;
 	char key[64];
@@ -461,9 +460,8 @@ static int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct
 	}
 	/* Every process of this kernel maps the same vDSO image: parse it once, keyed by its
 	 * contents, instead of once per process (the agent sees hundreds of processes a minute). */
-	for (size_t i = 0; i < size; i++)
-		h = (h ^ ((const unsigned char *)img)[i]) * 0x100000001b3ull;
-	snprintf(key, sizeof(key), "v:%zu:%016llx", size, (unsigned long long)h);
+	snprintf(key, sizeof(key), "v:%zu:%016llx", size,
+		 (unsigned long long)hashmap__hash_bytes(HASHMAP_HASH_INIT, img, size));
 	ikey = symbolizer__intern(s, key);
 	if (!ikey) {
 		free(img);

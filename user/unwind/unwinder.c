@@ -312,21 +312,6 @@ static int read_vdso(pid_t pid, const struct proc_map *m, void **image, size_t *
 	return 0;
 }
 
-static int open_mapped(pid_t pid, const struct proc_map *m)
-{
-	char path[4200];
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
-		 m->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, m->path);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
 static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
 {
 	if (array__reserve((void **)&p->keys, &p->cap, p->n + 1, sizeof(*p->keys)))
@@ -484,7 +469,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 	} else {
 		struct stat st;
 
-		fd = open_mapped(pid, m);
+		fd = proc_map__open(pid, m);
 		if (fd < 0)
 			return fd;
 		if (fstat(fd, &st))
