@@ -616,8 +616,8 @@ cleanup:
 	else
 		u->st.pids++;
 	u->st.pid_ns += (uint64_t)((now_ms() - t0) * 1e6);
-	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms\n", (int)pid, p ? p->n : 0,
-		 (now_ms() - t0));
+	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms%s\n", (int)pid, p ? p->n : 0,
+		 (now_ms() - t0), mode == ADD_KNOWN_ONLY ? " (known executables only)" : "");
 	return err;
 }
 
