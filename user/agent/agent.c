@@ -221,7 +221,7 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 static int pid_labels(void *ctx, pid_t pid, struct pprof_label *l, int max)
 {
 	struct session *s = ctx;
-	const struct agent_opts *o = s->a->o;
+	const struct cli_opts *o = s->a->o;
 	struct aproc *p;
 	int n = 0;
 
@@ -618,7 +618,7 @@ static int run_watch(struct agent *a)
 	return 0;
 }
 
-int agent__run(const struct agent_opts *o)
+int agent__run(const struct cli_opts *o)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct agent a = {.o = o};
