@@ -241,7 +241,7 @@ int cli__parse(enum cli_cmd cmd, int argc, char **argv, struct cli_opts *o)
 
 	cli__defaults(cmd, o);
 	getopt_table(cmd, longs, shorts);
-	optind = 1;
+	optind = 0; /* glibc: start afresh, even after an earlier parse stopped midway */
 	opterr = 0;
 	while ((val = getopt_long(argc, argv, shorts, longs, NULL)) != -1)
 		if ((err = one(cmd, val, argv, o)))

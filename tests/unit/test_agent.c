@@ -16,7 +16,6 @@
 
 #include "agent/internal.h"
 #include "cli.h"
-#include "cli.h"
 #include "agent/trigger.h"
 #include "pprof/builder.h"
 #include "proc/stat.h"
