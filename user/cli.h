@@ -210,6 +210,10 @@ void cli__help(enum cli_cmd cmd, FILE *f);
 /* The row of name ("freq") that cmd takes, or NULL. */
 const struct cli_option *cli__find(enum cli_cmd cmd, const char *name);
 
+/* --min-wait (type mutex) or --min-block (offcpu) in nanoseconds; 0 for other types or when
+ * not given. */
+uint64_t cli__min_wait_ns(const struct cli_opts *o, const char *type);
+
 /* serve: the row whose query parameter is param (pid, seconds, hz, fraction, rate), or NULL. */
 const struct cli_option *cli__query_option(const char *param);
 /* Parses arg as opt does (its parser, its range) into o. On error msg is one line naming what

@@ -223,14 +223,6 @@ static int write_output(struct session *s, struct pprof_builder *b,
 	return err;
 }
 
-/* --min-wait (mutex) or --min-block (offcpu), whichever was given (cli.c checks the type). */
-static uint64_t min_wait_ns(const struct cli_opts *o)
-{
-	long us = o->min_wait_us >= 0 ? o->min_wait_us : o->min_block_us;
-
-	return us > 0 ? (uint64_t)us * 1000 : 0;
-}
-
 static int run(struct session *s)
 {
 	const struct cli_opts *o = s->o;
@@ -253,7 +245,7 @@ static int run(struct session *s)
 		.heap_alloc_only = o->heap_alloc_only,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
-		.min_wait_ns = min_wait_ns(o),
+		.min_wait_ns = cli__min_wait_ns(o, o->type),
 		.mutex_fraction = o->mutex_fraction,
 		.block_rate_ns = o->block_rate_ns,
 		.should_stop = should_stop,

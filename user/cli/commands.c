@@ -68,6 +68,18 @@ static void watch_defaults(struct cli_opts *o)
 	o->out_dir = ".";
 }
 
+uint64_t cli__min_wait_ns(const struct cli_opts *o, const char *type)
+{
+	const struct collector_ops *ops = collector__find(type);
+	long us = -1;
+
+	if (ops && ops == collector__find("mutex"))
+		us = o->min_wait_us;
+	else if (ops && ops == collector__find("offcpu"))
+		us = o->min_block_us;
+	return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 /* A per-type option (the table's type) given with another -t. */
 static int check_types(const struct cli_opts *o)
 {

@@ -118,11 +118,6 @@ bool params__pids(struct http_request *r, struct capture_params *p)
 	return ok;
 }
 
-static uint64_t us_to_ns(long us)
-{
-	return us > 0 ? (uint64_t)us * 1000 : 0;
-}
-
 /* seconds= (as -d), hz= (-F), and for their types fraction= (--mutex-fraction) and rate=
  * (--block-rate): Go's SetMutexProfileFraction and SetBlockProfileRate for this capture.
  * Absent, the server's own options hold; and the server's --min-wait (mutex) or --min-block
@@ -157,7 +152,7 @@ static bool parse_query(struct serve *sv, struct http_request *r, struct capture
 	p->freq = req.freq;
 	p->fraction = mutex ? req.mutex_fraction : 0;
 	p->rate = block ? req.block_rate_ns : 0;
-	p->min_wait_ns = mutex ? us_to_ns(req.min_wait_us) : block ? us_to_ns(req.min_block_us) : 0;
+	p->min_wait_ns = cli__min_wait_ns(&req, p->route->type);
 	return true;
 }
 
