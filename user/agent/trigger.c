@@ -165,7 +165,10 @@ static void *capture_main(void *arg)
 	const struct cli_opts *o = t->a->o;
 	const struct capture_job *j = &t->job;
 	const struct trigger_rule *r = &o->rules[j->rule];
-	struct symbolizer_opts so = {.no_kernel = o->no_kernel};
+	struct symbolizer_opts so = {.no_kernel = o->no_kernel,
+				     .demangle =
+					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
+				     .debug_dir = o->debug_dir};
 	struct capture_opts co = {
 		.type = "cpu",
 		.pids = &j->pid,

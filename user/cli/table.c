@@ -400,9 +400,9 @@ const struct cli_option cli__options[] = {
 	 .help = "offcpu (block): keep an interval of d ns with probability\n"
 	 "min(1, d/NS), values scaled (Go's block profile rate)", .query = "rate",
 	 .sec = CLI_SEC_CAPTURE},
-	{"demangle", 0, CUSTOM(parse_demangle), .cmds = CLI_R | CLI_S, .arg = "MODE",
+	{"demangle", 0, CUSTOM(parse_demangle), .cmds = ALL, .arg = "MODE",
 	 .range = "full or none", .help = "full (default) or none", .sec = CLI_SEC_CAPTURE},
-	{"debug-dir", 0, CUSTOM(parse_debug_dir), .cmds = CLI_R | CLI_S, .arg = "DIR",
+	{"debug-dir", 0, CUSTOM(parse_debug_dir), .cmds = ALL, .arg = "DIR",
 	 .range = "an absolute path",
 	 .help = "root of separate debug files (default /usr/lib/debug)", .sec = CLI_SEC_CAPTURE},
 	{"unwind", 0, CUSTOM(parse_unwind), .cmds = CLI_R | CLI_S | CLI_A, .arg = "MODE",
