@@ -20,7 +20,7 @@
 #include "util/log.h"
 
 static const char *const cmd_names[CLI_NCMDS] = {"record", "serve", "agent", "watch"};
-static char secret_basic[64], secret_bearer[64];
+static char secret_basic[4096], secret_bearer[4096];
 
 static bool takes(const struct cli_option *opt, enum cli_cmd cmd)
 {
