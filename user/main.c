@@ -1,5 +1,4 @@
 /* cprof-bpf: subcommand dispatch. `record` is the default: `cprof-bpf -p PID` records. */
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,44 +10,16 @@
 #include "serve.h"
 #include "symbolize.h"
 
-static int cmd_record(int argc, char **argv)
+/* Parses argv as cmd's options and runs it: exit 2 for a usage error, 0 after --help. */
+static int run(enum cli_cmd cmd, int argc, char **argv, int (*fn)(const struct cli_opts *))
 {
-	struct record_opts o;
+	struct cli_opts o;
 	int err, ret;
 
-	err = cli__parse_record(argc, argv, &o);
-	if (err) {
-		cli__free_record(&o);
-		return err > 0 ? 0 : 2;
-	}
-	ret = record__run(&o);
-	cli__free_record(&o);
+	err = cli__parse(cmd, argc, argv, &o);
+	ret = err ? (err > 0 ? 0 : 2) : fn(&o);
+	cli__free(&o);
 	return ret;
-}
-
-static int cmd_agent(int argc, char **argv, bool watch)
-{
-	struct agent_opts o;
-	int err, ret;
-
-	err = agent_opts__parse(argc, argv, watch, &o);
-	if (err) {
-		agent_opts__free(&o);
-		return err > 0 ? 0 : 2;
-	}
-	ret = agent__run(&o);
-	agent_opts__free(&o);
-	return ret;
-}
-
-static int cmd_serve(int argc, char **argv)
-{
-	struct serve_opts o;
-	int err = cli__parse_serve(argc, argv, &o);
-
-	if (err)
-		return err > 0 ? 0 : 2;
-	return serve__run(&o);
 }
 
 int main(int argc, char **argv)
@@ -57,16 +28,16 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check__run(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "agent") == 0)
-		return cmd_agent(argc - 1, argv + 1, false);
+		return run(CLI_AGENT, argc - 1, argv + 1, agent__run);
 	if (argc > 1 && strcmp(argv[1], "watch") == 0)
-		return cmd_agent(argc - 1, argv + 1, true);
+		return run(CLI_WATCH, argc - 1, argv + 1, agent__run);
 	if (argc > 1 && strcmp(argv[1], "symbolize") == 0)
 		return symbolize__run(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "unwind-table") == 0)
 		return unwind_table__main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "serve") == 0)
-		return cmd_serve(argc - 1, argv + 1);
+		return run(CLI_SERVE, argc - 1, argv + 1, serve__run);
 	if (argc > 1 && strcmp(argv[1], "record") == 0)
-		return cmd_record(argc - 1, argv + 1);
-	return cmd_record(argc, argv);
+		return run(CLI_RECORD, argc - 1, argv + 1, record__run);
+	return run(CLI_RECORD, argc, argv, record__run);
 }

@@ -28,7 +28,7 @@ static void on_signal(int sig)
 }
 
 struct session {
-	const struct record_opts *o;
+	const struct cli_opts *o;
 	pid_t child;	/* -- CMD */
 	int child_gate; /* write end of the pipe the child waits on before exec */
 	int exec_err;	/* read end of the pipe the child reports a failed exec on */
@@ -42,7 +42,7 @@ struct session {
  * after the whole duration (util/out_file.h: what is written or replaced, and how). */
 static int open_output(struct session *s)
 {
-	const struct record_opts *o = s->o;
+	const struct cli_opts *o = s->o;
 	char default_path[64];
 	const char *path = o->output;
 
@@ -223,17 +223,9 @@ static int write_output(struct session *s, struct pprof_builder *b,
 	return err;
 }
 
-/* --min-wait (mutex) or --min-block (offcpu), whichever was given (cli.c checks the type). */
-static uint64_t min_wait_ns(const struct record_opts *o)
-{
-	long us = o->min_wait_us >= 0 ? o->min_wait_us : o->min_block_us;
-
-	return us > 0 ? (uint64_t)us * 1000 : 0;
-}
-
 static int run(struct session *s)
 {
-	const struct record_opts *o = s->o;
+	const struct cli_opts *o = s->o;
 	struct symbolizer_opts so = {.demangle =
 					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
 				     .no_kernel = o->no_kernel,
@@ -253,7 +245,7 @@ static int run(struct session *s)
 		.heap_alloc_only = o->heap_alloc_only,
 		.unwind = o->unwind,
 		.unwind_mem = o->unwind_mem,
-		.min_wait_ns = min_wait_ns(o),
+		.min_wait_ns = cli__min_wait_ns(o, o->type),
 		.mutex_fraction = o->mutex_fraction,
 		.block_rate_ns = o->block_rate_ns,
 		.should_stop = should_stop,
@@ -299,7 +291,7 @@ cleanup:
 	return err;
 }
 
-int record__run(const struct record_opts *o)
+int record__run(const struct cli_opts *o)
 {
 	struct session s = {.o = o, .child = -1, .child_gate = -1, .exec_err = -1};
 	struct sigaction sa = {.sa_handler = on_signal};

@@ -115,7 +115,7 @@ static int serve_loop(struct serve *sv)
 	return 0;
 }
 
-int serve__run(const struct serve_opts *o)
+int serve__run(const struct cli_opts *o)
 {
 	struct serve sv = {.o = o, .started = time(NULL)};
 	struct http_route routes[MAX_ROUTES];

@@ -7,6 +7,6 @@
 #include "cli.h"
 
 /* Returns the exit status: 0, or 1 after a one-line error. */
-int serve__run(const struct serve_opts *o);
+int serve__run(const struct cli_opts *o);
 
 #endif

@@ -15,7 +15,6 @@
 #include <zlib.h>
 
 #include "agent/internal.h"
-#include "agent/options.h"
 #include "cli.h"
 #include "agent/trigger.h"
 #include "pprof/builder.h"
@@ -180,14 +179,14 @@ static void test_sizes_and_durations(void **state)
 	assert_int_equal(v, 64ull << 20);
 	assert_int_equal(cli__parse_size("64K", 1 << 20, &v), 0);
 	assert_int_equal(v, 64ull << 10);
-	assert_int_equal(agent_opts__parse_duration("90m", &d), 0);
+	assert_int_equal(cli__parse_age("90m", &d), 0);
 	assert_true(d == 5400);
-	assert_int_equal(agent_opts__parse_duration("7d", &d), 0);
+	assert_int_equal(cli__parse_age("7d", &d), 0);
 	assert_true(d == 7 * 86400);
-	assert_int_equal(agent_opts__parse_duration("1.5", &d), 0);
+	assert_int_equal(cli__parse_age("1.5", &d), 0);
 	assert_true(d == 1.5);
-	assert_int_equal(agent_opts__parse_duration("5w", &d), -EINVAL);
-	assert_int_equal(agent_opts__parse_duration("10mm", &d), -EINVAL);
+	assert_int_equal(cli__parse_age("5w", &d), -EINVAL);
+	assert_int_equal(cli__parse_age("10mm", &d), -EINVAL);
 }
 
 static void test_sanitize(void **state)

@@ -221,7 +221,7 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 static int pid_labels(void *ctx, pid_t pid, struct pprof_label *l, int max)
 {
 	struct session *s = ctx;
-	const struct agent_opts *o = s->a->o;
+	const struct cli_opts *o = s->a->o;
 	struct aproc *p;
 	int n = 0;
 
@@ -521,10 +521,13 @@ static int run_windows(struct agent *a)
 {
 	/* Smaller caches than a one-shot record: a window at 19 Hz resolves a few thousand
 	 * addresses, and every open DWARF reader holds that file's line tables. */
-	struct session s = {.a = a,
-			    .so = {.no_kernel = a->o->no_kernel,
-				   .max_cached_addrs = AGENT_SYM_CACHE_ADDRS,
-				   .max_dwarf_open = AGENT_SYM_DWARF_OPEN}};
+	struct session s = {
+		.a = a,
+		.so = {.no_kernel = a->o->no_kernel,
+		       .demangle = a->o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
+		       .debug_dir = a->o->debug_dir,
+		       .max_cached_addrs = AGENT_SYM_CACHE_ADDRS,
+		       .max_dwarf_open = AGENT_SYM_DWARF_OPEN}};
 	struct collect_opts co = {
 		.all = true,
 		.no_kernel_stacks = a->o->no_kernel,
@@ -618,7 +621,7 @@ static int run_watch(struct agent *a)
 	return 0;
 }
 
-int agent__run(const struct agent_opts *o)
+int agent__run(const struct cli_opts *o)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct agent a = {.o = o};

@@ -3,9 +3,9 @@
 #ifndef CPROF_AGENT_AGENT_H
 #define CPROF_AGENT_AGENT_H
 
-#include "agent/options.h"
+#include "cli.h"
 
 /* Runs until SIGTERM/SIGINT (or --duration). Returns the exit status: 0, or 1 on failure. */
-int agent__run(const struct agent_opts *o);
+int agent__run(const struct cli_opts *o);
 
 #endif

@@ -10,7 +10,8 @@
 #include <sys/types.h>
 #include <linux/types.h>
 
-#include "agent/options.h"
+#include "agent/trigger.h"
+#include "cli.h"
 #include "cprof.h"
 #include "unwind/unwinder.h"
 
@@ -39,7 +40,7 @@ struct triggers;
 struct agent_http;
 
 struct agent {
-	const struct agent_opts *o;
+	const struct cli_opts *o;
 	char host[256];
 	pthread_mutex_t lock; /* metrics */
 	struct agent_metrics m;

@@ -178,7 +178,7 @@ static int read_file(int dirfd, const char *name, char **buf, size_t *len)
 /* Sends one queued push. Returns 0 (sent, or rejected for good: dropped), or -EAGAIN. */
 static int send_one(struct pusher *p, const char *fname)
 {
-	const struct agent_opts *o = p->a->o;
+	const struct cli_opts *o = p->a->o;
 	struct curl_slist *hdrs = NULL;
 	char *buf = NULL, *nl, *url = NULL, *hdr = NULL;
 	long status = 0;

@@ -47,7 +47,7 @@ static uint64_t free_bytes(struct store *s)
  * number of files left. Called with s->lock held. */
 static size_t store__retain_locked(struct store *s, uint64_t reserve)
 {
-	const struct agent_opts *o = s->a->o;
+	const struct cli_opts *o = s->a->o;
 	int64_t now = clock__ns(CLOCK_REALTIME);
 	uint64_t total = 0, deleted = 0;
 	struct dir_file *v = NULL;

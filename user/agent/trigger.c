@@ -22,60 +22,6 @@
 #include "util/hashmap.h"
 #include "util/log.h"
 
-/* Noise floors: a spike must also exceed the moving average by this much. */
-static const double spike_floor[3] = {
-	[TRIGGER_CPU] = 5.0,		    /* percentage points of one core */
-	[TRIGGER_RSS] = 32.0 * 1024 * 1024, /* bytes */
-	[TRIGGER_THREADS] = 4,
-};
-
-int trigger_rule__parse(const char *s, struct trigger_rule *r)
-{
-	static const char *const names[] = {"cpu", "rss", "threads"};
-	const char *gt = strchr(s, '>'), *val;
-	size_t mlen = gt ? (size_t)(gt - s) : 0, n;
-	uint64_t size;
-	char *end;
-	int m;
-
-	memset(r, 0, sizeof(*r));
-	if (!gt || strlen(s) >= sizeof(r->text))
-		return -EINVAL;
-	for (m = 0; m < 3; m++)
-		if (strlen(names[m]) == mlen && strncmp(s, names[m], mlen) == 0)
-			break;
-	if (m == 3)
-		return -EINVAL;
-	r->metric = (enum trigger_metric)m;
-	val = gt + 1;
-	n = strlen(val);
-	if (n > 1 && (val[n - 1] == 'x' || val[n - 1] == 'X')) {
-		errno = 0;
-		r->factor = strtod(val, &end);
-		if (errno || end != val + n - 1 || !(r->factor > 1.0) || r->factor > 1000)
-			return -EINVAL;
-		r->spike = true;
-		r->min_delta = spike_floor[m];
-		snprintf(r->name, sizeof(r->name), "%s_spike_%gx", names[m], r->factor);
-	} else if (r->metric == TRIGGER_RSS) {
-		if (cli__parse_size(val, 1, &size) || !size)
-			return -EINVAL;
-		r->limit = (double)size;
-		snprintf(r->name, sizeof(r->name), "rss_gt_%s", val);
-	} else {
-		errno = 0;
-		r->limit = strtod(val, &end);
-		if (errno || end == val || *end || !(r->limit > 0) || r->limit > 1e7)
-			return -EINVAL;
-		snprintf(r->name, sizeof(r->name), "%s_gt_%g", names[m], r->limit);
-	}
-	for (char *p = r->name; *p; p++)
-		if (*p == '.')
-			*p = '_';
-	snprintf(r->text, sizeof(r->text), "%s", s);
-	return 0;
-}
-
 int trigger__check(const struct trigger_rule *rules, int nrules, int warmup, double cooldown,
 		   struct trigger_state *st, const double value[3], double now, double *avg_out)
 {
@@ -184,7 +130,7 @@ static int capture_gz(const struct capture_opts *co, struct symbolizer *sym, uin
 static void snapshot_threads(struct triggers *t, pid_t pid, const struct trigger_rule *r,
 			     const char *desc, struct symbolizer *sym)
 {
-	const struct agent_opts *o = t->a->o;
+	const struct cli_opts *o = t->a->o;
 	struct capture_opts co = {
 		.type = "threads",
 		.pids = &pid,
@@ -216,10 +162,13 @@ static void snapshot_threads(struct triggers *t, pid_t pid, const struct trigger
 static void *capture_main(void *arg)
 {
 	struct triggers *t = arg;
-	const struct agent_opts *o = t->a->o;
+	const struct cli_opts *o = t->a->o;
 	const struct capture_job *j = &t->job;
 	const struct trigger_rule *r = &o->rules[j->rule];
-	struct symbolizer_opts so = {.no_kernel = o->no_kernel};
+	struct symbolizer_opts so = {.no_kernel = o->no_kernel,
+				     .demangle =
+					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
+				     .debug_dir = o->debug_dir};
 	struct capture_opts co = {
 		.type = "cpu",
 		.pids = &j->pid,
@@ -303,7 +252,7 @@ static void fire(struct triggers *t, pid_t pid, int rule, double value, double a
 /* One observation of pid; fires at most one rule. */
 static void observe(struct triggers *t, pid_t pid)
 {
-	const struct agent_opts *o = t->a->o;
+	const struct cli_opts *o = t->a->o;
 	struct proc_stat ps;
 	struct watched *w;
 	double now = mono_s(), value[3], avg = 0, dt;
@@ -378,7 +327,7 @@ static void sweep(struct triggers *t)
 
 static void scan(struct triggers *t)
 {
-	const struct agent_opts *o = t->a->o;
+	const struct cli_opts *o = t->a->o;
 	struct dirent *de;
 	char *end;
 	long pid;

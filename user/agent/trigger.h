@@ -8,27 +8,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define TRIGGER_MAX_RULES 16
+#include "cli.h"
 
-enum trigger_metric {
-	TRIGGER_CPU,	 /* percent of one core, all threads */
-	TRIGGER_RSS,	 /* bytes */
-	TRIGGER_THREADS, /* count */
-};
-
-struct trigger_rule {
-	enum trigger_metric metric;
-	bool spike;	  /* value > factor x moving average (after warm-up), else value > limit */
-	double limit;	  /* absolute threshold */
-	double factor;	  /* spike factor */
-	double min_delta; /* a spike must also exceed the average by this much (noise floor) */
-	char text[48];	  /* as given: "cpu>80", "rss>2x" */
-	char name[48];	  /* label-safe: "cpu_gt_80", "rss_spike_2x" */
-};
-
-/* Parses "cpu>80", "rss>512M", "threads>100" (absolute) or "cpu>2x", "rss>1.5x" (spike).
- * Returns 0 or -EINVAL. */
-int trigger_rule__parse(const char *s, struct trigger_rule *r);
+/* The rules themselves (struct trigger_rule) are option values: cli.h parses them. */
 
 struct agent;
 struct triggers;

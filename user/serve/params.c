@@ -70,13 +70,30 @@ static bool pid_allowed(struct http_request *r, struct capture_params *p, pid_t 
 	return true;
 }
 
+/* Sets req as the table's option with the query parameter param does (same parser, same
+ * range as the command-line flag), when the request has it. Answers 400 and returns false when
+ * the value is refused. */
+static bool apply_query(struct http_request *r, const char *param, struct cli_opts *req)
+{
+	const char *arg = http_request__query(r, param);
+	char msg[512];
+
+	if (!arg)
+		return true;
+	if (cli__apply(cli__query_option(param), param, arg, req, msg, sizeof(msg)) == 0)
+		return true;
+	http_respond_error(r, 400, "%s", msg);
+	return false;
+}
+
 /* pid=N or pid=N,M,...; absent means the whole system (when the requester may). Answers
  * 400/403/404 itself. */
 bool params__pids(struct http_request *r, struct capture_params *p)
 {
 	const char *arg = http_request__query(r, "pid");
-	char buf[1024], *tok, *save = NULL, why[256];
-	long v;
+	struct cli_opts req = {0};
+	char why[256];
+	bool ok;
 
 	p->npids = 0;
 	access__of_peer(http_request__peer(r), &p->access);
@@ -84,115 +101,58 @@ bool params__pids(struct http_request *r, struct capture_params *p)
 		http_respond_error(r, 403, "%s", why);
 		return false;
 	}
-	if (!arg)
-		return true;
-	if (strlen(arg) >= sizeof(buf)) {
+	if (arg && strlen(arg) >= 1024) {
 		http_respond_error(r, 400, "pid list too long (at most %d pids)", MAX_PIDS);
 		return false;
 	}
-	strcpy(buf, arg);
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (cli__parse_long(tok, 1, 4194304, &v)) {
-			http_respond_error(r, 400,
-					   "invalid pid '%.32s': expected a number from 1 to "
-					   "4194304",
-					   tok);
-			return false;
-		}
+	ok = apply_query(r, "pid", &req);
+	for (size_t i = 0; ok && i < req.npids; i++) {
 		if (p->npids == MAX_PIDS) {
 			http_respond_error(r, 400, "too many pids (at most %d)", MAX_PIDS);
-			return false;
+			ok = false;
+		} else if ((ok = pid_allowed(r, p, req.pids[i]))) {
+			p->pids[p->npids++] = req.pids[i];
 		}
-		if (!pid_allowed(r, p, (pid_t)v))
-			return false;
-		p->pids[p->npids++] = (pid_t)v;
 	}
-	if (!p->npids) {
-		http_respond_error(r, 400, "invalid pid '': expected a number from 1 to 4194304");
-		return false;
-	}
-	return true;
+	free(req.pids);
+	return ok;
 }
 
-static bool parse_seconds(struct serve *sv, struct http_request *r, double def, double *out)
+/* seconds= (as -d), hz= (-F), and for their types fraction= (--mutex-fraction) and rate=
+ * (--block-rate): Go's SetMutexProfileFraction and SetBlockProfileRate for this capture.
+ * Absent, the server's own options hold; and the server's --min-wait (mutex) or --min-block
+ * (block). Other types keep the last three 0, so that captures differing only in them share
+ * their programs (collector_pool). */
+static bool parse_query(struct serve *sv, struct http_request *r, struct capture_params *p,
+			double def_seconds)
 {
-	const char *arg = http_request__query(r, "seconds");
-
-	*out = def < sv->o->max_seconds ? def : sv->o->max_seconds;
-	if (!arg)
-		return true;
-	if (cli__parse_seconds(arg, 0.001, 1e300, out)) {
-		http_respond_error(r, 400, "invalid seconds '%.32s': expected a number more than 0",
-				   arg);
-		return false;
-	}
-	if (*out > sv->o->max_seconds) {
-		http_respond_error(r, 400,
-				   "seconds=%.32s is more than the cap of %g s (the server's "
-				   "--max-seconds)",
-				   arg, sv->o->max_seconds);
-		return false;
-	}
-	return true;
-}
-
-static uint64_t us_to_ns(long us)
-{
-	return us > 0 ? (uint64_t)us * 1000 : 0;
-}
-
-/* fraction= (mutex) and rate= (block): Go's SetMutexProfileFraction and SetBlockProfileRate
- * for this capture, or the server's --mutex-fraction and --block-rate; and the server's
- * --min-wait (mutex) or --min-block (block). Other types keep all three 0, so that captures
- * differing only in them share their programs (collector_pool). */
-static bool parse_sampling(struct serve *sv, struct http_request *r, struct capture_params *p)
-{
-	const char *frac = http_request__query(r, "fraction");
-	const char *rate = http_request__query(r, "rate");
+	struct cli_opts req = *sv->o; /* a shallow copy: the server's options, then the query's */
 	bool mutex = collector__find(p->route->type) == collector__find("mutex");
 	bool block = collector__find(p->route->type) == collector__find("offcpu");
+	bool frac = http_request__query(r, "fraction"), rate = http_request__query(r, "rate");
 
-	p->fraction = 0;
-	p->rate = p->min_wait_ns = 0;
-	if (mutex) {
-		p->fraction = sv->o->mutex_fraction;
-		p->min_wait_ns = us_to_ns(sv->o->min_wait_us);
-	} else if (block) {
-		p->rate = sv->o->block_rate_ns;
-		p->min_wait_ns = us_to_ns(sv->o->min_block_us);
-	}
 	if ((frac && !mutex) || (rate && !block)) {
 		http_respond_error(
 			r, 400, "%s applies to /debug/pprof/%s only",
 			frac && !mutex ? "fraction=" : "rate=", frac && !mutex ? "mutex" : "block");
 		return false;
 	}
-	if (frac && cli__parse_mutex_fraction(frac, &p->fraction)) {
-		http_respond_error(r, 400, "invalid fraction '%.32s': expected 1 to %ld", frac,
-				   CLI_MAX_MUTEX_FRACTION);
+	req.duration = def_seconds < sv->o->max_seconds ? def_seconds : sv->o->max_seconds;
+	if (!apply_query(r, "seconds", &req) || !apply_query(r, "hz", &req) ||
+	    !apply_query(r, "fraction", &req) || !apply_query(r, "rate", &req))
+		return false;
+	if (req.duration > sv->o->max_seconds) {
+		http_respond_error(r, 400,
+				   "seconds=%.32s is more than the cap of %g s (the server's "
+				   "--max-seconds)",
+				   http_request__query(r, "seconds"), sv->o->max_seconds);
 		return false;
 	}
-	if (rate && cli__parse_block_rate(rate, &p->rate)) {
-		http_respond_error(r, 400, "invalid rate '%.32s': expected nanoseconds, 1 to %ld",
-				   rate, CLI_MAX_BLOCK_RATE);
-		return false;
-	}
-	return true;
-}
-
-static bool parse_freq(struct serve *sv, struct http_request *r, int *out)
-{
-	const char *arg = http_request__query(r, "hz");
-	long v;
-
-	*out = sv->o->freq;
-	if (!arg)
-		return true;
-	if (cli__parse_long(arg, 1, 10000, &v)) {
-		http_respond_error(r, 400, "invalid hz '%.32s': expected 1 to 10000", arg);
-		return false;
-	}
-	*out = (int)v;
+	p->seconds = req.duration;
+	p->freq = req.freq;
+	p->fraction = mutex ? req.mutex_fraction : 0;
+	p->rate = block ? req.block_rate_ns : 0;
+	p->min_wait_ns = cli__min_wait_ns(&req, p->route->type);
 	return true;
 }
 
@@ -222,6 +182,5 @@ const struct pprof_route *params__route_by_name(const char *name)
 bool params__capture(struct serve *sv, struct http_request *r, struct capture_params *p,
 		     double def_seconds)
 {
-	return params__pids(r, p) && parse_seconds(sv, r, def_seconds, &p->seconds) &&
-	       parse_freq(sv, r, &p->freq) && parse_sampling(sv, r, p);
+	return params__pids(r, p) && parse_query(sv, r, p, def_seconds);
 }

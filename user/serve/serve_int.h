@@ -57,7 +57,7 @@ struct type_metrics {
 };
 
 struct serve {
-	const struct serve_opts *o;
+	const struct cli_opts *o;
 	struct http_server *srv;
 	struct procs_table *procs;
 	struct collector_pool *pool; /* captures of one type and options share BPF programs */

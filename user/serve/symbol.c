@@ -123,7 +123,7 @@ static bool parse_addrs(struct http_request *r, const struct access *acc, struct
 
 int symbol__route(void *ctx, struct http_request *r)
 {
-	const struct serve_opts *o = ((struct serve_route_ctx *)ctx)->sv->o;
+	const struct cli_opts *o = ((struct serve_route_ctx *)ctx)->sv->o;
 	struct symbolizer_opts so = {.demangle =
 					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
 				     .debug_dir = o->debug_dir};
