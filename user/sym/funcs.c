@@ -68,6 +68,32 @@ static int scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, const char 
 	return found;
 }
 
+/* Opens the ELF file at path for reading its sections. Returns the fd (*elf set; elf_close
+ * ends both) or -errno (-ENOEXEC: not ELF). */
+static int elf_open(const char *path, Elf **elf)
+{
+	int fd;
+
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -ENOEXEC;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!*elf || elf_kind(*elf) != ELF_K_ELF) {
+		elf_end(*elf);
+		close(fd);
+		return -ENOEXEC;
+	}
+	return fd;
+}
+
+static void elf_close(int fd, Elf *elf)
+{
+	elf_end(elf);
+	close(fd);
+}
+
 int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64_t *offsets)
 {
 	Elf_Scn *scn = NULL;
@@ -76,25 +102,16 @@ int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64
 	int fd, found = 0;
 
 	memset(offsets, 0, n * sizeof(*offsets));
-	if (elf_version(EV_CURRENT) == EV_NONE)
-		return -ENOEXEC;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = elf_open(path, &elf);
 	if (fd < 0)
-		return -errno;
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		elf_end(elf);
-		close(fd);
-		return -ENOEXEC;
-	}
+		return fd;
 	while ((scn = elf_nextscn(elf, scn))) {
 		if (!gelf_getshdr(scn, &sh) ||
 		    (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
 			continue;
 		found += scan_symbols(elf, scn, &sh, names, n, offsets);
 	}
-	elf_end(elf);
-	close(fd);
+	elf_close(fd, elf);
 	return found;
 }
 
@@ -125,21 +142,12 @@ int elf_funcs__needed(const char *path, char *names, size_t len, int max)
 	Elf *elf;
 	int fd, n = 0;
 
-	if (elf_version(EV_CURRENT) == EV_NONE)
-		return -ENOEXEC;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = elf_open(path, &elf);
 	if (fd < 0)
-		return -errno;
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		elf_end(elf);
-		close(fd);
-		return -ENOEXEC;
-	}
+		return fd;
 	while ((scn = elf_nextscn(elf, scn)) && !n)
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNAMIC)
 			n = read_needed(elf, scn, &sh, names, len, max);
-	elf_end(elf);
-	close(fd);
+	elf_close(fd, elf);
 	return n;
 }
