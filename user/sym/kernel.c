@@ -11,6 +11,12 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+static void warn_restricted(void)
+{
+	pr_warn("%s shows no addresses (kernel.kptr_restrict); kernel frames stay unsymbolized\n",
+		KALLSYMS_PATH);
+}
+
 static void symbolizer__load_kallsyms(struct symbolizer *s)
 {
 	int err;
@@ -25,9 +31,7 @@ static void symbolizer__load_kallsyms(struct symbolizer *s)
 		return;
 	}
 	if (kallsyms__restricted(s->ksyms))
-		pr_warn("%s shows no addresses (kernel.kptr_restrict); kernel frames stay "
-			"unsymbolized\n",
-			KALLSYMS_PATH);
+		warn_restricted();
 	s->kernel_mapping.start = kallsyms__min_addr(s->ksyms);
 	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
 }
@@ -64,9 +68,7 @@ static void symbolizer__kernel_info(struct symbolizer *s, const struct kallsyms_
 		return;
 	s->kernel_streamed = true;
 	if (info->restricted)
-		pr_warn("%s shows no addresses (kernel.kptr_restrict); kernel frames stay "
-			"unsymbolized\n",
-			KALLSYMS_PATH);
+		warn_restricted();
 	s->kernel_mapping.start = info->restricted ? 0 : info->min_addr;
 	s->kernel_mapping.has_functions = !info->restricted && info->count > 0;
 }

@@ -63,6 +63,22 @@ static int symbolizer__open_mapped(pid_t pid, const struct proc_map *map, bool s
 	return symbolizer__open_checked(path, map, false, st);
 }
 
+/* The module already known under key, if any. Returns 1 with *out set (NULL: the file was found
+ * unreadable), 0 with *ikey the interned key to register a new module under, or -ENOMEM. */
+static int symbolizer__known_module(struct symbolizer *s, const char *key, const char **ikey,
+				    struct sym_module **out)
+{
+	void *found;
+
+	*ikey = symbolizer__intern(s, key);
+	if (!*ikey)
+		return -ENOMEM;
+	if (!hashmap__find(s->modules, *ikey, &found))
+		return 0;
+	*out = found;
+	return 1;
+}
+
 /* Registers a new module under key (and its build-id), or returns the one already known by
  * build-id, freeing m. */
 static int symbolizer__adopt(struct symbolizer *s, const char *key, struct sym_module *m,
@@ -117,8 +133,7 @@ int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	struct sym_module *m = NULL;
 	const char *ikey;
 	struct stat st;
-	void *found;
-	int fd, err;
+	int fd, err, known;
 
 	*out = NULL;
 	fd = symbolizer__open_mapped(pid, map, same_root, &st, seen);
@@ -130,15 +145,10 @@ int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	snprintf(key, sizeof(key), "f:%u:%u:%llu:%lld.%09ld:%lld:%s", major(st.st_dev),
 		 minor(st.st_dev), (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec,
 		 (long)st.st_mtim.tv_nsec, (long long)st.st_size, map->path);
-	ikey = symbolizer__intern(s, key);
-	if (!ikey) {
+	known = symbolizer__known_module(s, key, &ikey, out);
+	if (known) {
 		close(fd);
-		return -ENOMEM;
-	}
-	if (hashmap__find(s->modules, ikey, &found)) {
-		close(fd);
-		*out = found;
-		return 0;
+		return known < 0 ? known : 0;
 	}
 	err = sym_module__open_fd(fd, seen, s->opts.debug_dir, &m);
 	if (err == -ENOMEM)
@@ -146,8 +156,7 @@ int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	/* Once per file (the module table remembers it): its frames will be stubs. */
 	if (err)
 		pr_warn("warning: %s (mapped by pid %d) is not a readable ELF file: its frames "
-			"stay "
-			"unsymbolized\n",
+			"stay unsymbolized\n",
 			map->path, (int)pid);
 	return symbolizer__adopt(s, ikey, m, out);
 }
@@ -157,18 +166,13 @@ int symbolizer__path_module(struct symbolizer *s, const char *path, struct sym_m
 	char key[PATH_MAX + 8];
 	struct sym_module *m = NULL;
 	const char *ikey;
-	void *found;
-	int fd, err;
+	int fd, err, known;
 
 	*out = NULL;
 	snprintf(key, sizeof(key), "p:%s", path);
-	ikey = symbolizer__intern(s, key);
-	if (!ikey)
-		return -ENOMEM;
-	if (hashmap__find(s->modules, ikey, &found)) {
-		*out = found;
-		return 0;
-	}
+	known = symbolizer__known_module(s, key, &ikey, out);
+	if (known)
+		return known < 0 ? known : 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -210,9 +214,8 @@ int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	struct sym_module *m;
 	const char *ikey;
 	char key[64];
-	void *found;
 	void *img;
-	int err;
+	int err, known;
 
 	*out = NULL;
 	if (!size || size > VDSO_MAX_SIZE)
@@ -229,15 +232,10 @@ int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	 * contents, instead of once per process (the agent sees hundreds of processes a minute). */
 	snprintf(key, sizeof(key), "v:%zu:%016llx", size,
 		 (unsigned long long)hashmap__hash_bytes(HASHMAP_HASH_INIT, img, size));
-	ikey = symbolizer__intern(s, key);
-	if (!ikey) {
+	known = symbolizer__known_module(s, key, &ikey, out);
+	if (known) {
 		free(img);
-		return -ENOMEM;
-	}
-	if (hashmap__find(s->modules, ikey, &found)) {
-		free(img);
-		*out = found;
-		return 0;
+		return known < 0 ? known : 0;
 	}
 	err = sym_module__open_mem(img, size, &m);
 	if (err == -ENOMEM)
