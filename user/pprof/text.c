@@ -7,8 +7,15 @@
 
 #include "pprof/internal.h"
 
-static int text__value_index(const struct pprof_builder *b, int sample_index, int *idx)
+/* What a text view starts with: the profile symbolized, and the index of the value it shows
+ * (sample_index, -1 for the default). Returns 0, -EINVAL (no such value) or the resolver's
+ * error. */
+static int text__begin(struct pprof_builder *b, int sample_index, int *idx)
 {
+	int err = pprof_builder__resolve(b);
+
+	if (err)
+		return err;
 	if (sample_index == -1)
 		sample_index = b->default_index;
 	if (sample_index < 0 || sample_index >= b->cfg.nvalues)
@@ -135,9 +142,7 @@ int pprof_builder__write_folded(struct pprof_builder *b, FILE *f, int sample_ind
 	struct hashmap *idx;
 	int err, vi;
 
-	err = pprof_builder__resolve(b);
-	if (!err)
-		err = text__value_index(b, sample_index, &vi);
+	err = text__begin(b, sample_index, &vi);
 	if (err)
 		return err;
 	idx = hashmap__new(folded_hash, folded_equal, NULL);
@@ -314,9 +319,7 @@ int pprof_builder__write_top(struct pprof_builder *b, FILE *f, int sample_index,
 	size_t i, nrows = 0, shown;
 	int err, vi;
 
-	err = pprof_builder__resolve(b);
-	if (!err)
-		err = text__value_index(b, sample_index, &vi);
+	err = text__begin(b, sample_index, &vi);
 	if (err)
 		return err;
 	acc.flat = calloc(b->nstrings, sizeof(*acc.flat));
