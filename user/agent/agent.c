@@ -446,8 +446,7 @@ static void evict(struct session *s)
 
 		if (fresh) {
 			pr_info("dropping the symbol caches (%llu processes since the last time, "
-				"rss "
-				"%.1f MB)\n",
+				"rss %.1f MB)\n",
 				(unsigned long long)s->sym_adds, rss / 1048576.0);
 			symbolizer__free(s->sym);
 			malloc_trim(
