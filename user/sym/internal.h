@@ -1,4 +1,4 @@
-/* The symbolizer's own parts, shared by its files and by nothing else:
+/* Private to sym/: the symbolizer's parts, shared by its files and by nothing else:
  *   symbolizer.c   the symbolizer's life (new, free), interned strings and display names, and
  *                  the per-address front: symbolizer__user, symbolizer__file, JIT and Python
  *   snapshot.c     process snapshots: a process's executable mappings (add_pid, remove_pid)
