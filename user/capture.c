@@ -245,6 +245,39 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	return 0;
 }
 
+/* Snapshots the mappings of the -p targets before sampling starts. With `-- CMD`
+ * (follow_children) the target is still our own fork waiting to exec: its mappings are read at
+ * its exec notice instead. */
+static void snapshot_targets(const struct capture_opts *o, struct symbolizer *sym)
+{
+	int err;
+
+	for (size_t i = 0; !o->follow_children && i < o->npids; i++) {
+		err = symbolizer__add_pid(sym, o->pids[i]);
+		if (err)
+			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
+				 strerror(-err));
+	}
+	mem__checkpoint("pids snapshotted");
+}
+
+/* Symbolizes the drained profile *out; on failure frees it (*out NULL). */
+static int symbolize(struct symbolizer *sym, struct pprof_builder **out)
+{
+	uint64_t unreadable = symbolizer__python_unreadable(sym);
+	int err = pprof_builder__resolve(*out);
+
+	mem__checkpoint("symbolized");
+	if (err) {
+		pr_err("cannot symbolize the profile: %s\n", strerror(-err));
+		pprof_builder__free(*out);
+		*out = NULL;
+		return err;
+	}
+	report_python(*out, symbolizer__python_unreadable(sym) - unreadable);
+	return 0;
+}
+
 int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pprof_builder **out)
 {
 	struct capture c = {.o = o, .sym = sym};
@@ -282,15 +315,7 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		if (!c.exes)
 			return -ENOMEM;
 	}
-	/* `-- CMD` (follow_children): the target is still our own fork waiting to exec; its
-	 * mappings are read at its exec notice instead. */
-	for (size_t i = 0; !o->follow_children && i < o->npids; i++) {
-		err = symbolizer__add_pid(sym, o->pids[i]);
-		if (err)
-			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
-				 strerror(-err));
-	}
-	mem__checkpoint("pids snapshotted");
+	snapshot_targets(o, sym);
 	/* Without a pool (record, a triggered capture), a pool of one. */
 	/* A snapshot is taken by its drain, at once: it shares no collector and waits for
 	 * nothing. */
@@ -315,19 +340,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	capture_release(&c);
 	malloc_trim(0);
 	mem__checkpoint("BPF freed");
-	if (!err) {
-		uint64_t unreadable = symbolizer__python_unreadable(sym);
-
-		err = pprof_builder__resolve(*out);
-		mem__checkpoint("symbolized");
-		if (err) {
-			pr_err("cannot symbolize the profile: %s\n", strerror(-err));
-			pprof_builder__free(*out);
-			*out = NULL;
-		} else {
-			report_python(*out, symbolizer__python_unreadable(sym) - unreadable);
-		}
-	}
+	if (!err)
+		err = symbolize(sym, out);
 cleanup:
 	capture_release(&c);
 	if (c.exes) {

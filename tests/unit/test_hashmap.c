@@ -12,18 +12,6 @@
 
 #include "util/hashmap.h"
 
-static uint64_t str_hash(const void *key, void *ctx)
-{
-	(void)ctx;
-	return hashmap__hash_str(HASHMAP_HASH_INIT, key);
-}
-
-static bool str_equal(const void *a, const void *b, void *ctx)
-{
-	(void)ctx;
-	return strcmp(a, b) == 0;
-}
-
 /* A deliberately bad hash: every key collides, so probing alone must keep them apart. */
 static uint64_t const_hash(const void *key, void *ctx)
 {
@@ -69,7 +57,7 @@ static void fill_and_check(struct hashmap *m, int n)
 
 static void test_insert_find_grow(void **state)
 {
-	struct hashmap *m = hashmap__new(str_hash, str_equal, NULL);
+	struct hashmap *m = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
 
 	(void)state;
 	assert_non_null(m);
@@ -79,7 +67,7 @@ static void test_insert_find_grow(void **state)
 
 static void test_collisions(void **state)
 {
-	struct hashmap *m = hashmap__new(const_hash, str_equal, NULL);
+	struct hashmap *m = hashmap__new(const_hash, hashmap__str_equal, NULL);
 
 	(void)state;
 	assert_non_null(m);

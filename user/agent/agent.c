@@ -244,171 +244,138 @@ static int pid_labels(void *ctx, pid_t pid, struct pprof_label *l, int max)
 	return n;
 }
 
-struct emit_ctx {
-	struct agent *a;
-	const char *labels;
-	int64_t from, until;
-	int freq;
-};
-
-static int push_part(void *ctx, const char *service, const uint8_t *gz, size_t len)
+/* A window's profile builder, its header comments written. */
+static struct pprof_builder *window_builder(struct session *s, int64_t t0, int64_t duration)
 {
-	struct emit_ctx *e = ctx;
-	struct push_item it = {.app = service,
-			       .labels = e->labels,
-			       .from = e->from,
-			       .until = e->until,
-			       .freq = e->freq,
-			       .body = gz,
-			       .len = len};
+	/* No prepare hook: resolved one by one, polling notices in between (a short-lived process
+	 * must be snapshotted while it lives), and kallsyms read once for good rather than
+	 * streamed again in every window. */
+	struct pprof_resolver res = {resolve_user, resolve_kernel, s, NULL};
+	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = duration};
+	struct agent *a = s->a;
+	struct pprof_builder *b;
 
-	pusher__enqueue(e->a->push, &it); /* a failure is counted as a drop */
+	s->col->ops->pprof_config(s->col, &cfg);
+	b = pprof_builder__new(&cfg, &res);
+	if (!b)
+		return NULL;
+	pprof_builder__add_comment(b, "cprof-bpf %s", CPROF_VERSION);
+	pprof_builder__add_comment(b, "target: whole system (agent on %s, window %llu)", a->host,
+				   (unsigned long long)s->nwindow);
+	pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", a->o->freq);
+	return b;
+}
+
+/* Drains the window's samples into b and symbolizes them; *st gets the collector's counters
+ * and *d what changed since the last window, which b's comments report as drops. */
+static int window_collect(struct session *s, struct pprof_builder *b, struct collect_stats *st,
+			  struct collect_stats *d)
+{
+	int err = collector__drain(s->col, b);
+
+	/* Symbolized now, before a process's snapshot can be dropped. */
+	if (!err)
+		err = pprof_builder__resolve(b);
+	if (err) {
+		pr_err("cannot read the collected samples: %s\n", strerror(-err));
+		return err;
+	}
+	if (collector__stats(s->col, st) == 0) {
+		collect_stats__since(st, &s->prev, d);
+		s->prev = *st;
+	}
+	d->procs_missed = s->procs_missed - s->procs_missed_prev;
+	drops__report(b, d);
 	return 0;
 }
 
-/* "host=H,k=v,...,extra" for Pyroscope's name{...}. */
-static void push_labels(struct agent *a, const char *extra, char *out, size_t len)
+/* The window's profile as protobuf (raw, for splitting by service) and gzipped (stored and
+ * pushed). Notices are polled around the slow steps. */
+static int window_encode(struct session *s, struct pprof_builder *b, uint8_t **raw, size_t *rawlen,
+			 uint8_t **gz, size_t *gzlen)
 {
-	char v[256];
-	size_t n;
+	int err;
 
-	push__sanitize(a->host, v, sizeof(v));
-	snprintf(out, len, "host=%s", v);
-	for (int i = 0; i < a->o->nlabels; i++) {
-		if (strcmp(a->o->labels[i].key, "service_name") == 0)
-			continue;
-		push__sanitize(a->o->labels[i].value, v, sizeof(v));
-		n = strlen(out);
-		snprintf(out + n, len - n, ",%s=%s", a->o->labels[i].key, v);
-	}
-	if (extra && *extra) {
-		n = strlen(out);
-		snprintf(out + n, len - n, ",%s", extra);
-	}
+	session_poll(s);
+	err = pprof_builder__encode(b, false, raw, rawlen);
+	if (!err)
+		err = pprof__gzip(*raw, *rawlen, gz, gzlen);
+	if (!err)
+		session_poll(s);
+	return err;
 }
 
-int agent__emit(struct agent *a, const char *name, const uint8_t *raw, size_t rawlen,
-		const uint8_t *gz, size_t gzlen, int64_t from, int64_t until, int freq,
-		const char *extra_labels)
+/* The agent's own cost at the end of a window: its CPU time so far (seconds), its share of one
+ * core over the window (percent) and its RSS (bytes). */
+struct window_cost {
+	double cpu, cpu_pct;
+	uint64_t rss;
+};
+
+/* Counts the written window in the agent's metrics, logs it, and moves the session on to the
+ * next window. */
+static void window_account(struct session *s, struct pprof_builder *b,
+			   const struct collect_stats *st, const struct collect_stats *d,
+			   const struct window_cost *cost, int64_t m1, size_t gzlen)
 {
-	char labels[2048], app[256];
-	struct emit_ctx e = {a, labels, from, until, freq};
-	const char *svc = a->o->app_name;
-	int err = 0;
+	struct agent *a = s->a;
 
-	if (a->store)
-		err = store__write(a->store, name, gz, gzlen);
-	if (!a->push)
-		return err;
-	push_labels(a, extra_labels, labels, sizeof(labels));
-	for (int i = 0; !svc && i < a->o->nlabels; i++)
-		if (strcmp(a->o->labels[i].key, "service_name") == 0)
-			svc = a->o->labels[i].value;
-	if (svc) {
-		push__sanitize(svc, app, sizeof(app));
-		return push_part(&e, app, gz, gzlen);
-	}
-	/* One push per service: each process's executable name. */
-	return split__by_label(raw, rawlen, "exe", true, "unknown", push_part, &e);
-}
-
-void agent__profile_name(char *buf, size_t len, const char *kind, int64_t t0, pid_t pid,
-			 const char *rule)
-{
-	time_t secs = t0 / 1000000000ll;
-	char stamp[32];
-	struct tm tm;
-
-	gmtime_r(&secs, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-	if (rule)
-		snprintf(buf, len, "%s-%s.%03dZ-pid%d-%s.pb.gz", kind, stamp,
-			 (int)(t0 / 1000000 % 1000), (int)pid, rule);
-	else
-		snprintf(buf, len, "%s-%s.%03dZ.pb.gz", kind, stamp, (int)(t0 / 1000000 % 1000));
+	pthread_mutex_lock(&a->lock);
+	a->m.windows++;
+	a->m.samples += d->bpf[CPROF_STAT_SAMPLES];
+	a->m.stacks += pprof_builder__nsamples(b);
+	drops__add(a->m.dropped, d);
+	a->m.trimmed_stacks += d->trimmed_stacks;
+	a->m.own_cpu_pct = cost->cpu_pct;
+	a->m.own_cpu_seconds = cost->cpu;
+	a->m.own_rss = cost->rss;
+	a->m.last_window_mono = m1;
+	a->m.procs_tracked = hashmap__size(s->procs);
+	a->m.unwind = st->unwind;
+	pthread_mutex_unlock(&a->lock);
+	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes, %llu processes read; agent cpu "
+		"%.2f%%, rss %.1f MB\n",
+		(unsigned long long)s->nwindow, (unsigned long long)d->bpf[CPROF_STAT_SAMPLES],
+		pprof_builder__nsamples(b), gzlen, (unsigned long long)s->procs_read, cost->cpu_pct,
+		cost->rss / 1048576.0);
+	s->procs_read = 0;
+	s->cpu_prev = cost->cpu;
+	s->procs_missed_prev = s->procs_missed;
+	s->nwindow++;
 }
 
 /* Drains one window [t0, now) into a profile and stores / pushes it. */
 static int window_flush(struct session *s, int64_t t0, int64_t m0)
 {
 	struct agent *a = s->a;
-	/* No prepare hook: resolved one by one, polling notices in between (a short-lived process
-	 * must be snapshotted while it lives), and kallsyms read once for good rather than
-	 * streamed again in every window. */
-	struct pprof_resolver res = {resolve_user, resolve_kernel, s, NULL};
-	struct pprof_config cfg = {.time_nanos = t0};
 	struct collect_stats st = {}, d = {};
+	struct window_cost cost;
 	struct pprof_builder *b;
 	uint8_t *raw = NULL, *gz = NULL;
 	size_t rawlen = 0, gzlen = 0;
 	int64_t t1 = clock__ns(CLOCK_REALTIME), m1 = clock__ns(CLOCK_MONOTONIC);
-	double cpu;
-
-	s->next_t0 = t1;
-	s->next_m0 = m1;
-	uint64_t rss;
 	char name[96];
 	int err;
 
-	cfg.duration_nanos = m1 - m0;
-	s->col->ops->pprof_config(s->col, &cfg);
-	b = pprof_builder__new(&cfg, &res);
+	s->next_t0 = t1;
+	s->next_m0 = m1;
+	b = window_builder(s, t0, m1 - m0);
 	if (!b)
 		return -ENOMEM;
-	pprof_builder__add_comment(b, "cprof-bpf %s", CPROF_VERSION);
-	pprof_builder__add_comment(b, "target: whole system (agent on %s, window %llu)", a->host,
-				   (unsigned long long)s->nwindow);
-	pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", a->o->freq);
-	err = collector__drain(s->col, b);
-	/* Symbolized now, before a process's snapshot can be dropped. */
-	if (!err)
-		err = pprof_builder__resolve(b);
-	if (err) {
-		pr_err("cannot read the collected samples: %s\n", strerror(-err));
-		goto out;
-	}
-	if (collector__stats(s->col, &st) == 0) {
-		collect_stats__since(&st, &s->prev, &d);
-		s->prev = st;
-	}
-	d.procs_missed = s->procs_missed - s->procs_missed_prev;
-	drops__report(b, &d);
-	metrics__self(&cpu, &rss);
-	pprof_builder__add_comment(b, "agent: own cpu %.2f%% of one core, rss %.1f MB",
-				   (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100,
-				   rss / 1048576.0);
-	session_poll(s);
-	err = pprof_builder__encode(b, false, &raw, &rawlen);
-	if (!err)
-		err = pprof__gzip(raw, rawlen, &gz, &gzlen);
+	err = window_collect(s, b, &st, &d);
 	if (err)
 		goto out;
-	session_poll(s);
+	metrics__self(&cost.cpu, &cost.rss);
+	cost.cpu_pct = (cost.cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100;
+	pprof_builder__add_comment(b, "agent: own cpu %.2f%% of one core, rss %.1f MB",
+				   cost.cpu_pct, cost.rss / 1048576.0);
+	err = window_encode(s, b, &raw, &rawlen, &gz, &gzlen);
+	if (err)
+		goto out;
 	agent__profile_name(name, sizeof(name), "cpu", t0, 0, NULL);
 	agent__emit(a, name, raw, rawlen, gz, gzlen, t0 / 1000000000ll, t1 / 1000000000ll,
 		    a->o->freq, NULL);
-	pthread_mutex_lock(&a->lock);
-	a->m.windows++;
-	a->m.samples += d.bpf[CPROF_STAT_SAMPLES];
-	a->m.stacks += pprof_builder__nsamples(b);
-	drops__add(a->m.dropped, &d);
-	a->m.trimmed_stacks += d.trimmed_stacks;
-	a->m.own_cpu_pct = (cpu - s->cpu_prev) * 1e9 / (double)(m1 - m0) * 100;
-	a->m.own_cpu_seconds = cpu;
-	a->m.own_rss = rss;
-	a->m.last_window_mono = m1;
-	a->m.procs_tracked = hashmap__size(s->procs);
-	a->m.unwind = st.unwind;
-	pthread_mutex_unlock(&a->lock);
-	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes, %llu processes read; agent cpu "
-		"%.2f%%, rss %.1f MB\n",
-		(unsigned long long)s->nwindow, (unsigned long long)d.bpf[CPROF_STAT_SAMPLES],
-		pprof_builder__nsamples(b), gzlen, (unsigned long long)s->procs_read,
-		a->m.own_cpu_pct, rss / 1048576.0);
-	s->procs_read = 0;
-	s->cpu_prev = cpu;
-	s->procs_missed_prev = s->procs_missed;
-	s->nwindow++;
+	window_account(s, b, &st, &d, &cost, m1, gzlen);
 out:
 	free(raw);
 	free(gz);
@@ -479,8 +446,7 @@ static void evict(struct session *s)
 
 		if (fresh) {
 			pr_info("dropping the symbol caches (%llu processes since the last time, "
-				"rss "
-				"%.1f MB)\n",
+				"rss %.1f MB)\n",
 				(unsigned long long)s->sym_adds, rss / 1048576.0);
 			symbolizer__free(s->sym);
 			malloc_trim(
@@ -517,17 +483,13 @@ static bool duration_over(const struct agent *a, int64_t start)
 	       clock__ns(CLOCK_MONOTONIC) - start >= (int64_t)(a->o->duration * 1e9);
 }
 
-static int run_windows(struct agent *a)
+/* Sets up what the session's windows share: the symbolizer (kallsyms read already), the
+ * process table and the cpu collector, whose opening starts sampling; *t0 and *m0 get the
+ * start of the first window (wall clock and monotonic). On failure, session_stop frees what
+ * was set up. */
+static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 {
-	/* Smaller caches than a one-shot record: a window at 19 Hz resolves a few thousand
-	 * addresses, and every open DWARF reader holds that file's line tables. */
-	struct session s = {
-		.a = a,
-		.so = {.no_kernel = a->o->no_kernel,
-		       .demangle = a->o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
-		       .debug_dir = a->o->debug_dir,
-		       .max_cached_addrs = AGENT_SYM_CACHE_ADDRS,
-		       .max_dwarf_open = AGENT_SYM_DWARF_OPEN}};
+	struct agent *a = s->a;
 	struct collect_opts co = {
 		.all = true,
 		.no_kernel_stacks = a->o->no_kernel,
@@ -541,48 +503,94 @@ static int run_windows(struct agent *a)
 		.lifecycle = true,
 		.on_proc = on_proc,
 		.pid_labels = pid_labels,
-		.ctx = &s,
+		.ctx = s,
 	};
-	int64_t start = clock__ns(CLOCK_MONOTONIC), t0, m0, end, left;
 	int err;
 
-	s.sym = symbolizer__new(&s.so);
-	s.procs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
-	if (!s.sym || !s.procs) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
+	s->sym = symbolizer__new(&s->so);
+	s->procs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!s->sym || !s->procs)
+		return -ENOMEM;
 	/* Reading kallsyms takes a while: do it before sampling starts, not in the first drain. */
 	if (!a->o->no_kernel) {
 		struct sym_result r;
 
-		symbolizer__kernel(s.sym, 0, false, &r);
+		symbolizer__kernel(s->sym, 0, false, &r);
 	}
 	/* The first window starts as sampling does, before the programs are attached. */
-	t0 = clock__ns(CLOCK_REALTIME);
-	m0 = clock__ns(CLOCK_MONOTONIC);
-	err = collector__open(collector__find("cpu"), &co, &s.col);
+	*t0 = clock__ns(CLOCK_REALTIME);
+	*m0 = clock__ns(CLOCK_MONOTONIC);
+	err = collector__open(collector__find("cpu"), &co, &s->col);
+	if (err)
+		return err;
+	s->seen = bpf_object__find_map_by_name(s->col->obj, "seen");
+	metrics__self(&s->cpu_prev, &(uint64_t){0});
+	return 0;
+}
+
+static void session_stop(struct session *s)
+{
+	collector__free(s->col);
+	if (s->procs) {
+		hashmap__for_each(s->procs, free_aproc, NULL);
+		hashmap__free(s->procs);
+	}
+	symbolizer__free(s->sym);
+}
+
+/* When the window that started at m0 ends: --interval later, or earlier where --duration
+ * (counted from start) ends first. */
+static int64_t window_end(const struct agent *a, int64_t start, int64_t m0)
+{
+	int64_t end = m0 + (int64_t)(a->o->interval * 1e9);
+
+	if (a->o->duration > 0 && start + (int64_t)(a->o->duration * 1e9) < end)
+		end = start + (int64_t)(a->o->duration * 1e9);
+	return end;
+}
+
+/* Handles process notices as they come until end (CLOCK_MONOTONIC ns) or a stop. */
+static int window_wait(struct session *s, int64_t end)
+{
+	int64_t left;
+	int err;
+
+	while (!agent_exiting && (left = end - clock__ns(CLOCK_MONOTONIC)) > 0) {
+		err = collector__poll(s->col, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+		if (err) {
+			pr_err("polling process notices: %s\n", strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int run_windows(struct agent *a)
+{
+	/* Smaller caches than a one-shot record: a window at 19 Hz resolves a few thousand
+	 * addresses, and every open DWARF reader holds that file's line tables. */
+	struct session s = {
+		.a = a,
+		.so = {.no_kernel = a->o->no_kernel,
+		       .demangle = a->o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
+		       .debug_dir = a->o->debug_dir,
+		       .max_cached_addrs = AGENT_SYM_CACHE_ADDRS,
+		       .max_dwarf_open = AGENT_SYM_DWARF_OPEN}};
+	int64_t start, t0, m0;
+	int err;
+
+	err = session_start(&s, &t0, &m0);
 	if (err)
 		goto cleanup;
-	s.seen = bpf_object__find_map_by_name(s.col->obj, "seen");
-	metrics__self(&s.cpu_prev, &(uint64_t){0});
 	pr_info("agent: profiling the whole system at %d Hz, %g s windows\n", a->o->freq,
 		a->o->interval);
 	/* --duration counts from when sampling starts; a stop during the set-up still writes the
 	 * (short) first window. */
 	start = clock__ns(CLOCK_MONOTONIC);
 	do {
-		end = m0 + (int64_t)(a->o->interval * 1e9);
-		if (a->o->duration > 0 && start + (int64_t)(a->o->duration * 1e9) < end)
-			end = start + (int64_t)(a->o->duration * 1e9);
-		while (!agent_exiting && (left = end - clock__ns(CLOCK_MONOTONIC)) > 0) {
-			err = collector__poll(s.col,
-					      left < 100000000 ? (int)(left / 1000000) + 1 : 100);
-			if (err) {
-				pr_err("polling process notices: %s\n", strerror(-err));
-				goto cleanup;
-			}
-		}
+		err = window_wait(&s, window_end(a, start, m0));
+		if (err)
+			goto cleanup;
 		/* Notices still queued name processes that may yet be alive: read them now. This
 		 * is also the SIGTERM path: the window so far is written before exiting. */
 		collector__poll(s.col, 0);
@@ -596,12 +604,7 @@ static int run_windows(struct agent *a)
 		evict(&s);
 	} while (!agent_exiting && !duration_over(a, start));
 cleanup:
-	collector__free(s.col);
-	if (s.procs) {
-		hashmap__for_each(s.procs, free_aproc, NULL);
-		hashmap__free(s.procs);
-	}
-	symbolizer__free(s.sym);
+	session_stop(&s);
 	return err;
 }
 

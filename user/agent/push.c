@@ -175,12 +175,94 @@ static int read_file(int dirfd, const char *name, char **buf, size_t *len)
 	return err;
 }
 
+/* The request headers of a push: the body's type, the tenant and the bearer token. */
+static struct curl_slist *push_headers(const struct cli_opts *o)
+{
+	struct curl_slist *hdrs = NULL;
+	char *hdr = NULL;
+
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+	if (o->tenant && asprintf(&hdr, "X-Scope-OrgID: %s", o->tenant) >= 0) {
+		hdrs = curl_slist_append(hdrs, hdr);
+		free(hdr);
+		hdr = NULL;
+	}
+	if (o->bearer_token && asprintf(&hdr, "Authorization: Bearer %s", o->bearer_token) >= 0) {
+		hdrs = curl_slist_append(hdrs, hdr);
+		free(hdr);
+	}
+	return hdrs;
+}
+
+/* POSTs body to url with hdrs, within --push-timeout. *status gets the HTTP status when the
+ * request went through (CURLE_OK). */
+static CURLcode push_post(struct pusher *p, const char *url, const char *body, size_t len,
+			  struct curl_slist *hdrs, long *status)
+{
+	const struct cli_opts *o = p->a->o;
+	CURLcode rc;
+
+	curl_easy_reset(p->curl);
+	curl_easy_setopt(p->curl, CURLOPT_URL, url);
+	curl_easy_setopt(p->curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)(o->push_timeout * 1000));
+	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->push_timeout * 1000));
+	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(p->curl, CURLOPT_USERAGENT, "cprof-bpf/" CPROF_VERSION);
+	if (o->basic_auth) {
+		curl_easy_setopt(p->curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(p->curl, CURLOPT_USERPWD, o->basic_auth);
+	}
+	rc = curl_easy_perform(p->curl);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, status);
+	return rc;
+}
+
+/* Adds one to a push counter of the agent's metrics. */
+static void push_count(struct pusher *p, uint64_t *counter)
+{
+	pthread_mutex_lock(&p->a->lock);
+	(*counter)++;
+	pthread_mutex_unlock(&p->a->lock);
+}
+
+/* What the answer to a push means for its queued file fname: sent (removed), rejected for good
+ * (removed, counted), or to retry. Returns 0 or -EAGAIN (retry). */
+static int push_outcome(struct pusher *p, const char *fname, CURLcode rc, long status)
+{
+	const struct cli_opts *o = p->a->o;
+
+	if (rc == CURLE_OK && status >= 200 && status < 300) {
+		unlinkat(p->dirfd, fname, 0);
+		push_count(p, &p->a->m.push_ok);
+		return 0;
+	}
+	push_count(p, &p->a->m.push_failed);
+	if (rc == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429) {
+		/* The server will never take this one (bad request, auth): retrying blocks the
+		 * queue forever, so it is dropped and counted. */
+		pr_warn("push: %s rejected it (HTTP %ld): dropped\n", o->push_url, status);
+		unlinkat(p->dirfd, fname, 0);
+		push_count(p, &p->a->m.push_rejected);
+		return 0;
+	}
+	if (rc != CURLE_OK)
+		pr_info("push: %s: %s; will retry\n", o->push_url, curl_easy_strerror(rc));
+	else
+		pr_info("push: %s answered HTTP %ld; will retry\n", o->push_url, status);
+	return -EAGAIN;
+}
+
 /* Sends one queued push. Returns 0 (sent, or rejected for good: dropped), or -EAGAIN. */
 static int send_one(struct pusher *p, const char *fname)
 {
 	const struct cli_opts *o = p->a->o;
-	struct curl_slist *hdrs = NULL;
-	char *buf = NULL, *nl, *url = NULL, *hdr = NULL;
+	struct curl_slist *hdrs;
+	char *buf = NULL, *nl, *url = NULL;
 	long status = 0;
 	size_t len = 0, ulen;
 	CURLcode rc;
@@ -203,62 +285,12 @@ static int send_one(struct pusher *p, const char *fname)
 		free(buf);
 		return -EAGAIN;
 	}
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
-	if (o->tenant && asprintf(&hdr, "X-Scope-OrgID: %s", o->tenant) >= 0) {
-		hdrs = curl_slist_append(hdrs, hdr);
-		free(hdr);
-		hdr = NULL;
-	}
-	if (o->bearer_token && asprintf(&hdr, "Authorization: Bearer %s", o->bearer_token) >= 0) {
-		hdrs = curl_slist_append(hdrs, hdr);
-		free(hdr);
-		hdr = NULL;
-	}
-	curl_easy_reset(p->curl);
-	curl_easy_setopt(p->curl, CURLOPT_URL, url);
-	curl_easy_setopt(p->curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, nl + 1);
-	curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(len - (nl + 1 - buf)));
-	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)(o->push_timeout * 1000));
-	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->push_timeout * 1000));
-	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(p->curl, CURLOPT_USERAGENT, "cprof-bpf/" CPROF_VERSION);
-	if (o->basic_auth) {
-		curl_easy_setopt(p->curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(p->curl, CURLOPT_USERPWD, o->basic_auth);
-	}
-	rc = curl_easy_perform(p->curl);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+	hdrs = push_headers(o);
+	rc = push_post(p, url, nl + 1, len - (nl + 1 - buf), hdrs, &status);
 	curl_slist_free_all(hdrs);
 	free(url);
 	free(buf);
-	if (rc == CURLE_OK && status >= 200 && status < 300) {
-		unlinkat(p->dirfd, fname, 0);
-		pthread_mutex_lock(&p->a->lock);
-		p->a->m.push_ok++;
-		pthread_mutex_unlock(&p->a->lock);
-		return 0;
-	}
-	pthread_mutex_lock(&p->a->lock);
-	p->a->m.push_failed++;
-	pthread_mutex_unlock(&p->a->lock);
-	if (rc == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429) {
-		/* The server will never take this one (bad request, auth): retrying blocks the
-		 * queue forever, so it is dropped and counted. */
-		pr_warn("push: %s rejected it (HTTP %ld): dropped\n", o->push_url, status);
-		unlinkat(p->dirfd, fname, 0);
-		pthread_mutex_lock(&p->a->lock);
-		p->a->m.push_rejected++;
-		pthread_mutex_unlock(&p->a->lock);
-		return 0;
-	}
-	if (rc != CURLE_OK)
-		pr_info("push: %s: %s; will retry\n", o->push_url, curl_easy_strerror(rc));
-	else
-		pr_info("push: %s answered HTTP %ld; will retry\n", o->push_url, status);
-	return -EAGAIN;
+	return push_outcome(p, fname, rc, status);
 }
 
 /* Sends the queue oldest first until it is empty or a push fails; *listed says how many pushes

@@ -11,7 +11,7 @@
 
 #include "http/access.h"
 #include "http/server.h"
-#include "http/server_int.h"
+#include "http/internal.h"
 
 /* Compares in time that depends on the length of the guess only. */
 static bool token_equal(const char *token, const char *guess)

@@ -18,7 +18,7 @@
 #include "http/access.h"
 #include "http/door.h"
 #include "http/server.h"
-#include "http/server_int.h"
+#include "http/internal.h"
 #include "util/clock.h"
 #include "util/log.h"
 

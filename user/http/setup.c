@@ -13,7 +13,7 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
-#include "http/server_int.h"
+#include "http/internal.h"
 #include "util/log.h"
 
 #define MAX_TOKEN 4096

@@ -12,18 +12,6 @@
 /* Hash and equality callbacks. Each table is keyed by its own record type: a lookup fills a
  * record on the stack with the key fields only. */
 
-static uint64_t str_hash(const void *key, void *ctx)
-{
-	(void)ctx;
-	return hashmap__hash_str(HASHMAP_HASH_INIT, key);
-}
-
-static bool str_equal(const void *a, const void *b, void *ctx)
-{
-	(void)ctx;
-	return strcmp(a, b) == 0;
-}
-
 static uint64_t ptr_hash(const void *key, void *ctx)
 {
 	(void)ctx;
@@ -585,7 +573,7 @@ struct pprof_builder *pprof_builder__new(const struct pprof_config *cfg,
 	b->has_default_type = cfg->default_sample_type != NULL;
 	if (resolver)
 		b->resolver = *resolver;
-	b->string_idx = hashmap__new(str_hash, str_equal, NULL);
+	b->string_idx = hashmap__new(hashmap__str_hash, hashmap__str_equal, NULL);
 	b->mapping_idx = hashmap__new(ptr_hash, ptr_equal, NULL);
 	b->function_idx = hashmap__new(function_hash, function_equal, NULL);
 	b->location_idx = hashmap__new(location_hash, location_equal, NULL);

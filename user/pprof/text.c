@@ -7,8 +7,9 @@
 
 #include "pprof/internal.h"
 
-/* Resolves b's locations and picks the value a text output shows: sample_index, or the
- * builder's default for -1. */
+/* What a text view starts with: the profile symbolized, and the index of the value it shows
+ * (sample_index, -1 for the default). Returns 0, -EINVAL (no such value) or the resolver's
+ * error. */
 static int text__begin(struct pprof_builder *b, int sample_index, int *idx)
 {
 	int err = pprof_builder__resolve(b);

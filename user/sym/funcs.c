@@ -68,9 +68,9 @@ static int scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, const char 
 	return found;
 }
 
-/* Opens path as ELF: returns the descriptor, for elf_end(*elf) and close() after; -errno or
- * -ENOEXEC. */
-static int open_elf(const char *path, Elf **elf)
+/* Opens the ELF file at path for reading its sections. Returns the fd (*elf set; elf_close
+ * ends both) or -errno (-ENOEXEC: not ELF). */
+static int elf_open(const char *path, Elf **elf)
 {
 	int fd;
 
@@ -88,6 +88,12 @@ static int open_elf(const char *path, Elf **elf)
 	return fd;
 }
 
+static void elf_close(int fd, Elf *elf)
+{
+	elf_end(elf);
+	close(fd);
+}
+
 int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64_t *offsets)
 {
 	Elf_Scn *scn = NULL;
@@ -96,7 +102,7 @@ int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64
 	int fd, found = 0;
 
 	memset(offsets, 0, n * sizeof(*offsets));
-	fd = open_elf(path, &elf);
+	fd = elf_open(path, &elf);
 	if (fd < 0)
 		return fd;
 	while ((scn = elf_nextscn(elf, scn))) {
@@ -105,8 +111,7 @@ int elf_funcs__find(const char *path, const char *const *names, size_t n, uint64
 			continue;
 		found += scan_symbols(elf, scn, &sh, names, n, offsets);
 	}
-	elf_end(elf);
-	close(fd);
+	elf_close(fd, elf);
 	return found;
 }
 
@@ -137,13 +142,12 @@ int elf_funcs__needed(const char *path, char *names, size_t len, int max)
 	Elf *elf;
 	int fd, n = 0;
 
-	fd = open_elf(path, &elf);
+	fd = elf_open(path, &elf);
 	if (fd < 0)
 		return fd;
 	while ((scn = elf_nextscn(elf, scn)) && !n)
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNAMIC)
 			n = read_needed(elf, scn, &sh, names, len, max);
-	elf_end(elf);
-	close(fd);
+	elf_close(fd, elf);
 	return n;
 }

@@ -1,7 +1,12 @@
-/* The HTTP server's own structures, shared by its files (server.c: requests and dispatch;
- * setup.c: options, token, TLS files, the listening socket). Not for other modules. */
-#ifndef CPROF_HTTP_SERVER_INT_H
-#define CPROF_HTTP_SERVER_INT_H
+/* Private to http/: the HTTP server's own structures, shared by the files that make up the
+ * server (http/server.h is their public face):
+ *   server.c  requests and dispatch
+ *   setup.c   options, token, TLS files, the listening socket
+ *   guard.c   authorization, the Host check, query checks
+ * The other modules of http/ (door, access, procs, flamegraph) stand alone and do not include
+ * it; nothing outside http/ does. */
+#ifndef CPROF_HTTP_INTERNAL_H
+#define CPROF_HTTP_INTERNAL_H
 
 #include <stdbool.h>
 #include <netinet/in.h>
