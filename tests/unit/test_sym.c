@@ -20,6 +20,7 @@
 #include "sym/kallsyms.h"
 #include "sym/perfmap.h"
 #include "sym/symbolizer.h"
+#include "run_cmd.h"
 
 #define MAX_REPORTED 8
 
@@ -32,22 +33,6 @@ struct fixture_proc {
 
 static char tmpdir[64];
 static char srcdir[PATH_MAX];
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[4 * PATH_MAX];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	if (rc)
-		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
-	return rc;
-}
 
 /* The fixtures' sources: $CPROF_SRCDIR/tests/fixtures/unit, else next to this file. */
 static int find_srcdir(void)

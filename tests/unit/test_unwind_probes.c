@@ -25,25 +25,10 @@
 #include "unwind/table.h"
 #include "unwind/unwinder.h"
 #include "unwind_probe.skel.h"
+#include "run_cmd.h"
 
 static char tmpdir[64];
 static char target[PATH_MAX];
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[4 * PATH_MAX];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	if (rc)
-		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
-	return rc;
-}
 
 static int build_fixture(void **state)
 {
