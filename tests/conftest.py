@@ -57,6 +57,13 @@ def build(workdir, src, out, flags=("-O2", "-g", "-fno-omit-frame-pointer"), ext
     return path
 
 
+def build_fp_variant(workdir, src, name, variant, extra=()):
+    """Builds tests/fixtures/SRC as NAME-fp (with frame pointers) or NAME-nofp (without), for the
+    fixtures parametrized over both ("fp", "nofp")."""
+    fp = "-fno-omit-frame-pointer" if variant == "fp" else "-fomit-frame-pointer"
+    return build(workdir, src, f"{name}-{variant}", flags=("-O2", "-g", fp), extra=extra)
+
+
 @pytest.fixture(scope="session")
 def workload(workdir):
     return build(workdir, "workload.c", "workload")

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import build, go_pprof, pprof_traces, profile_gated, wait_for
+from conftest import build_fp_variant, go_pprof, pprof_traces, profile_gated, wait_for
 from test_serve import server  # noqa: F401 (the fixture)
 
 CHAIN = ["clone3", "create_thread", "pthread_create", "spawn_one", "spawn_workers", "main"]
@@ -18,10 +18,7 @@ CHAIN = ["clone3", "create_thread", "pthread_create", "spawn_one", "spawn_worker
 
 @pytest.fixture(scope="session", params=["fp", "nofp"])
 def threadspawn(workdir, request):
-    flags = ("-O2", "-g", "-fno-omit-frame-pointer" if request.param == "fp"
-             else "-fomit-frame-pointer")
-    return build(workdir, "threadspawn.c", f"threadspawn-{request.param}", flags=flags,
-                 extra=("-pthread",))
+    return build_fp_variant(workdir, "threadspawn.c", "threadspawn", request.param, extra=("-pthread",))
 
 
 def _check(path, n):

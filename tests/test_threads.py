@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import assert_no_sanitizer, build, go_pprof, pprof_traces, run_cprof
+from conftest import assert_no_sanitizer, build_fp_variant, go_pprof, pprof_traces, run_cprof
 from test_serve import get, server  # noqa: F401 (the fixture)
 
 SNAP_TIMEOUT = 60  # seconds: a snapshot returns at once; this only turns a hang into a failure
@@ -44,10 +44,7 @@ FIXTURE_FNS = {f for fns, _, _ in PARKED.values() for f in fns} | {"spin_forever
 
 @pytest.fixture(scope="session", params=["fp", "nofp"])
 def threadpark(workdir, request):
-    flags = ("-O2", "-g", "-fno-omit-frame-pointer" if request.param == "fp"
-             else "-fomit-frame-pointer")
-    return build(workdir, "threadpark.c", f"threadpark-{request.param}", flags=flags,
-                 extra=("-pthread",))
+    return build_fp_variant(workdir, "threadpark.c", "threadpark", request.param, extra=("-pthread",))
 
 
 class Park:
