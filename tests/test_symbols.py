@@ -36,6 +36,17 @@ def marks(src):
 FRAME = re.compile(r"^(?P<fn>.+?) (?P<file>\S+):(?P<line>\d+)(?P<inl> \(inline\))?$")
 
 
+def frame_names(path):
+    """Every function name in the profile at path, as line_traces gives them."""
+    return {fr[0] for _, frames in line_traces(path) for fr in frames}
+
+
+def profile_names(pid, out):
+    """Profiles pid for 1 s at 499 Hz into out: (the run, frame_names of the profile)."""
+    r = run_cprof("-p", pid, "-d", 1, "-F", 499, "-o", out)
+    return r, frame_names(out)
+
+
 def line_traces(path):
     """`go tool pprof -traces -lines`: [(value, [(function, file, line, inlined)..leaf first])]."""
     out = []
@@ -187,7 +198,7 @@ def test_stripped_binary_without_debug_file_gets_stubs(c_inline, spawn, tmp_path
     # libdwfl would find it next to the binary by its default name, stripped.debug.
     os.unlink(debug)
     out = profile(spawn, str(tmp_path), binary, "nodebug", "--debug-dir", str(tmp_path / "dbg"))
-    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    names = frame_names(out)
     assert not names & {"step", "mix", "run"}, names
     assert any(n.startswith("stripped+0x") for n in names), names
     assert mapping_flags(out, "stripped") == set()
@@ -472,9 +483,7 @@ def test_corrupt_dwarf_is_survived(spawn, tmp_path):
                 f.seek(off)
                 f.write(bytes(rnd.getrandbits(8) for _ in range(size)))
     p = spawn(exe)
-    out = str(tmp_path / "corrupt-dwarf.pb.gz")
-    run_cprof("-p", p.pid, "-d", 1, "-F", 499, "-o", out)
-    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    _, names = profile_names(p.pid, str(tmp_path / "corrupt-dwarf.pb.gz"))
     assert "cprof_hot" in names, names
 
 
@@ -488,9 +497,7 @@ def test_bad_section_headers_fall_back_to_dynamic_symbols(spawn, tmp_path):
         f.seek(0x28)  # e_shoff of an ELF64 header
         f.write(struct.pack("<Q", 1 << 40))
     p = spawn(exe)
-    out = str(tmp_path / "bad-shdr.pb.gz")
-    run_cprof("-p", p.pid, "-d", 1, "-F", 499, "-o", out)
-    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    _, names = profile_names(p.pid, str(tmp_path / "bad-shdr.pb.gz"))
     assert "cprof_hot" in names, names
 
 
@@ -500,9 +507,7 @@ def test_code_in_a_non_elf_file_gives_stub_and_warning(spawn, tmp_path):
     subprocess.run(["cc", "-O2", "-o", exe, os.path.join(SYM, "blob.c")], check=True)
     blob = str(tmp_path / "code.bin")
     p = spawn(exe, blob)
-    out = str(tmp_path / "blob.pb.gz")
-    r = run_cprof("-p", p.pid, "-d", 1, "-F", 499, "-o", out)
-    names = {fr[0] for _, frames in line_traces(out) for fr in frames}
+    r, names = profile_names(p.pid, str(tmp_path / "blob.pb.gz"))
     assert "code.bin+0x0" in names, names
     err = r.stderr.decode()
     assert err.count("code.bin") == 1 and "not a readable ELF file" in err, err
