@@ -193,6 +193,7 @@ static void test_program_types(void **state)
 	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
 	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
 	wo.pid_maps_fd = -1;
+	wo.used_fd = bpf_map__fd(skel->maps.unwind_used);
 	u = unwinder__new(&wo);
 	assert_non_null(u);
 	assert_int_equal(unwinder__add_pid(u, pid, false), 0);

@@ -88,6 +88,27 @@ static void metrics__unwind(struct strbuf *b, const struct agent_metrics *m)
 	    "Executables without usable .eh_frame (frame pointers).", u->no_cfi);
 	put(b, "unwind_failed_total", "counter", "Tables that could not be built or loaded.",
 	    u->failed);
+	put(b, "unwind_budget_bytes", "gauge", "Memory budget of the unwind tables (--unwind-mem).",
+	    u->budget_bytes);
+	put(b, "unwind_evictions_total", "counter",
+	    "Unwind tables evicted to fit --unwind-mem (least recently sampled first).",
+	    u->evicted);
+	put(b, "unwind_rebuilds_total", "counter",
+	    "Tables built again after an eviction, or once room was made (also in built_total).",
+	    u->rebuilds);
+	put(b, "unwind_misses_total", "counter",
+	    "Notices of walks that met a table not loaded (frame pointers meanwhile).", u->misses);
+	put(b, "unwind_no_room_total", "counter",
+	    "Rebuilds put off: the tables used in the last second fill --unwind-mem.", u->no_room);
+	put(b, "unwind_executables", "gauge",
+	    "Executables the unwinder knows now (with a table, mapped, or remembered).",
+	    u->records);
+	put(b, "unwind_executables_forgotten_total", "counter",
+	    "Executables forgotten: no process mapped them and they had no table.", u->forgotten);
+	put(b, "unwind_processes", "gauge", "Processes whose mappings the unwinder holds now.",
+	    u->procs);
+	put(b, "unwind_processes_swept_total", "counter",
+	    "Processes forgotten without an exit notice (gone when checked).", u->swept);
 }
 
 char *metrics__render(struct agent *a)
