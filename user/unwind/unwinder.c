@@ -50,8 +50,8 @@ struct unw_exe {
 /* Records with no process and no table kept at most (executables known to have no table,
  * whose next process then costs nothing); past it the oldest half goes. */
 #define IDLE_MAX 1024
-/* A table used this recently is not evicted. */
-#define KEEP_NS (1000ll * 1000 * 1000)
+/* A table used this recently is not evicted (a busy process is sampled every 50 ms at 19 Hz). */
+#define KEEP_NS (250ll * 1000 * 1000)
 /* Seconds between sweeps for processes whose exit notice was lost. */
 #define SWEEP_NS (10ll * 1000 * 1000 * 1000)
 
@@ -305,16 +305,15 @@ static void exe_evict(struct unwinder *u, struct unw_exe *e)
 	u->st.text_bytes -= e->text_bytes;
 	u->st.evicted++;
 	e->resident = false;
+	exe_changed(u, e, false);
 	pr_debug("unwind: evicted table %u (%u rows)\n", id, e->nrows);
 	if (!e->refs)
 		exe_forget(u, e);
-	else
-		exe_changed(u, e, false);
 }
 
 /* The table least recently used, not keep's; only tables no process maps when unmapped. Never
- * one used in the last KEEP_NS: when the tables in use do not fit the budget, a new one is
- * left to frame pointers (counted) rather than evicting them by turns. */
+ * one used in the last KEEP_NS: when the tables in use do not fit the budget, a new one waits
+ * (frame pointers, counted) rather than evicting them by turns. */
 static struct unw_exe *exe_lru(const struct unwinder *u, const struct unw_exe *keep, bool unmapped)
 {
 	int64_t recent = clock__ns(CLOCK_MONOTONIC) - KEEP_NS;
