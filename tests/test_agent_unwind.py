@@ -147,8 +147,10 @@ def build_evict(workdir, tag, nfuncs, mod):
         asm = os.path.join(workdir, f"pad_{tag}.s")
         with open(asm, "w") as f:
             f.write(pad_asm(tag, nfuncs, mod))
-        subprocess.run(["cc", "-O2", "-fomit-frame-pointer", "-o", path,
-                        os.path.join(FIXTURES, "unwind_evict.c"), asm], check=True)
+        # The generated functions first: the program's own sit after them, at an address
+        # that depends on how many there are.
+        subprocess.run(["cc", "-O2", "-fomit-frame-pointer", "-o", path, asm,
+                        os.path.join(FIXTURES, "unwind_evict.c")], check=True)
     return path
 
 
@@ -263,3 +265,43 @@ def test_eviction_under_tiny_unwind_mem(workdir, tmp_path):
     assert share3 >= 0.8, (share3, n3, after)
     comments = "".join(go_pprof("-comments", f) for f in files)
     assert "unwind tables evicted" in comments, comments
+
+
+def test_replaced_executable_gets_a_new_table(workdir, tmp_path):
+    """An executable rewritten in place (same path and inode, new contents and mtime) after its
+    table was built gets a table of its own: the old one, still cached, would unwind it wrong."""
+    import shutil
+    v1 = build_evict(workdir, "r1", 2000, 5)
+    v2 = build_evict(workdir, "r2", 9000, 3)  # its functions sit elsewhere
+    svc = str(tmp_path / "svc")
+    shutil.copyfile(v1, svc)
+    os.chmod(svc, 0o755)
+    out = tmp_path / "store"
+    ag = start_agent("-o", out, "-i", 1, "-d", 150, "-F", 99, "--listen", "127.0.0.1:0", "-v",
+                     "--unwind-cpu", "50", "--max-rss", "4G")
+    listen_url(ag)
+    try:
+        assert wait_for(lambda: len(windows(out)) >= 3, timeout=90, step=0.2)
+        p1 = subprocess.Popen([svc, "h:4"])
+        p1.wait()
+        ino = os.stat(svc).st_ino
+        time.sleep(1.5)
+        shutil.copyfile(v2, svc)  # truncates and rewrites the same inode
+        assert os.stat(svc).st_ino == ino
+        t2 = time.time()
+        p2 = subprocess.Popen([svc, "h:6"])
+        p2.wait()
+        time.sleep(2.5)
+    finally:
+        ag.send_signal(signal.SIGTERM)
+    finish(ag)
+    files = windows(out)
+    share1 = max(complete_share([f], p1.pid) for f in files)
+    assert share1[0] >= 0.9, share1
+    # (its first samples, before its own table is built, walk with frame pointers; with the
+    # old table they would all be wrong)
+    later = [f for f in files if os.path.getmtime(f) > t2 + 3]
+    share2, n2 = complete_share(later, p2.pid)
+    assert n2 > 0 and share2 >= 0.7, (share2, n2, [
+        (round(os.path.getmtime(f) - t2, 1), complete_share([f], p2.pid)) for f in later])
+    assert max(complete_share([f], p2.pid) for f in later)[0] >= 0.9

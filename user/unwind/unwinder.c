@@ -55,6 +55,9 @@ struct unw_exe {
 /* Seconds between sweeps for processes whose exit notice was lost. */
 #define SWEEP_NS (10ll * 1000 * 1000 * 1000)
 
+/* Room for a file's key: "f:MAJ:MIN:INODE:MTIME.NS:SIZE". */
+#define FKEY_LEN 96
+
 /* The trie entries of one process, to remove them on exec or exit, and its mappings with a
  * table (the array of sleepable programs). */
 struct unw_pid {
@@ -75,7 +78,7 @@ struct unw_deferred {
 	uint64_t start, end, offset;
 	int fd;	       /* the file, kept open: the process may exit before its turn */
 	uint64_t size; /* of the file: the smallest are built first */
-	char fkey[64];
+	char fkey[FKEY_LEN];
 };
 
 /* Executables at least this large (file size) are deferred. */
@@ -745,16 +748,35 @@ enum add_mode {
 	ADD_KNOWN_ONLY, /* skip it: only executables already known, nothing opened */
 };
 
+/* The identity of the file m maps: its device and inode, and its mtime and size when they can
+ * be read (a stat through /proc/PID/map_files, nothing opened), so that a file rewritten in
+ * place is another file with another table. */
+static void file_key(pid_t pid, const struct proc_map *m, char *key, size_t len)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
+		 m->end);
+	if (stat(path, &st) == 0 && (uint64_t)st.st_ino == m->inode)
+		snprintf(key, len, "f:%u:%u:%" PRIu64 ":%lld.%09ld:%lld", m->dev_major,
+			 m->dev_minor, m->inode, (long long)st.st_mtim.tv_sec,
+			 (long)st.st_mtim.tv_nsec, (long long)st.st_size);
+	else
+		snprintf(key, len, "f:%u:%u:%" PRIu64, m->dev_major, m->dev_minor, m->inode);
+}
+
 static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const struct proc_map *m,
 		       enum add_mode mode)
 {
 	struct unw_exe *e = NULL;
-	char fkey[64];
+	char fkey[FKEY_LEN];
 	void *found;
 	int fd, err;
 
-	snprintf(fkey, sizeof(fkey), "f:%u:%u:%" PRIu64, m->dev_major, m->dev_minor, m->inode);
-	if (!m->path)
+	if (m->path)
+		file_key(pid, m, fkey, sizeof(fkey));
+	else
 		snprintf(fkey, sizeof(fkey), "[vdso]");
 	if (hashmap__find(u->exes, fkey, &found)) {
 		e = found;
