@@ -305,3 +305,82 @@ def test_replaced_executable_gets_a_new_table(workdir, tmp_path):
     assert n2 > 0 and share2 >= 0.7, (share2, n2, [
         (round(os.path.getmtime(f) - t2, 1), complete_share([f], p2.pid)) for f in later])
     assert max(complete_share([f], p2.pid) for f in later)[0] >= 0.9
+
+
+def test_200_executables_stay_within_budgets(workdir, tmp_path):
+    """200 distinct no-fp executables (copies of one program, each with its own build-id and
+    inode), run briefly while the agent runs under --unwind-mem 64K: the tables never pass the
+    budget (the least recently sampled go), the symbol caches stay under their caps, the
+    processes are symbolized, and the unwinder drops their state once they are gone."""
+    import re
+    build_evict(workdir, "many", 200, 5)  # writes pad_many.s
+    prog = os.path.join(workdir, "unwind_evict_many_g")  # the same with DWARF
+    subprocess.run(["cc", "-O2", "-g", "-fomit-frame-pointer", "-o", prog,
+                    os.path.join(workdir, "pad_many.s"),
+                    os.path.join(os.path.dirname(__file__), "fixtures", "unwind_evict.c")],
+                   check=True)
+    note = subprocess.run(["readelf", "-n", prog], capture_output=True, text=True).stdout
+    bid = bytes.fromhex(re.search(r"Build ID: ([0-9a-f]+)", note).group(1))
+    data = open(prog, "rb").read()
+    assert data.count(bid) == 1
+    d = tmp_path / "many"
+    d.mkdir()
+    copies = []
+    for i in range(200):
+        p = str(d / f"m{i:03d}")
+        with open(p, "wb") as f:
+            f.write(data.replace(bid, i.to_bytes(4, "big") + bid[4:]))
+        os.chmod(p, 0o755)
+        copies.append(p)
+    out = tmp_path / "store"
+    ag = start_agent("-o", out, "-i", 1, "-d", 200, "-F", 99, "--listen", "127.0.0.1:0", "-v",
+                     "--unwind-mem", "64K", "--unwind-cpu", "50", "--max-rss", "4G")
+    url = listen_url(ag)
+    poll = MetricsPoller(url)
+    pids = []
+    try:
+        assert wait_for(lambda: len(windows(out)) >= 3, timeout=90, step=0.2)
+        time.sleep(1.5)
+        before = poll.last()
+        for i in range(0, 200, 8):  # 8 at a time, 0.25 s of work each
+            batch = [subprocess.Popen([p, "h:0.25"]) for p in copies[i:i + 8]]
+            for p in batch:
+                p.wait()
+            pids += [p.pid for p in batch]
+        time.sleep(3.5)  # past the window after the last exit, and a sweep
+        after = poll.last()
+    finally:
+        poll.close()
+        ag.send_signal(signal.SIGTERM)
+    finish(ag)
+    budget = 64 << 10
+    used = [m.get("cprof_agent_unwind_table_bytes", 0) for _, m in poll.seen]
+    assert max(used) <= budget, max(used)
+    built = after["cprof_agent_unwind_tables_built_total"] - \
+        before["cprof_agent_unwind_tables_built_total"]
+    assert built >= 50, (built, after)
+    assert after["cprof_agent_unwind_evictions_total"] - \
+        before["cprof_agent_unwind_evictions_total"] >= 40, after
+    # The unwinder holds nothing of the processes once they are gone.
+    assert after["cprof_agent_unwind_processes"] <= before["cprof_agent_unwind_processes"] + 20, \
+        (before["cprof_agent_unwind_processes"], after["cprof_agent_unwind_processes"])
+    for _, m in poll.seen:  # the symbol caches, at every reading
+        assert m["cprof_agent_symbol_dwarf_open"] <= m["cprof_agent_symbol_dwarf_open_max"], m
+        assert m["cprof_agent_symbol_addrs"] <= m["cprof_agent_symbol_addrs_max"], m
+    # One read per file: more than 64 files, so DWARF readers were closed and reopened.
+    assert after["cprof_agent_symbol_file_misses_total"] - \
+        before["cprof_agent_symbol_file_misses_total"] >= 150, after
+    assert after["cprof_agent_symbol_files"] >= 150 or \
+        after["cprof_agent_symbol_cache_resets_total"], after
+    # The copies are symbolized from their own files after they exited.
+    seen = set()
+    for f in windows(out):
+        tags = go_pprof("-tags", f"-tagfocus=exe={d}/", f, check=False)
+        seen |= {int(x) for x in re.findall(r"\b(\d+)\s*$", tags.split("pid:")[-1], re.M)
+                 if int(x) in pids} if "pid:" in tags else set()
+    assert len(seen) >= 100, len(seen)
+    named = 0
+    for f in windows(out):
+        top, _ = pprof_top(f, extra=[f"-tagfocus=exe={d}/"])
+        named += "hot_leaf" in top
+    assert named >= 2, named

@@ -90,6 +90,7 @@ struct symbolizer {
 	struct python_syms *py;	       /* code objects of CPython processes (bpf/python.h) */
 	struct sym_mapping py_mapping; /* every Python frame's */
 	uint64_t py_unreadable;	       /* Python frames whose code object could not be read */
+	struct symbolizer_stats st;    /* the counters of symbolizer__stats */
 };
 
 static const char *symbolizer__intern(struct symbolizer *s, const char *str);
@@ -397,8 +398,10 @@ static int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct
 	if (hashmap__find(s->modules, ikey, &found)) {
 		close(fd);
 		*out = found;
+		s->st.file_hits++;
 		return 0;
 	}
+	s->st.file_misses++;
 	err = sym_module__open_fd(fd, seen, s->opts.debug_dir, &m);
 	if (err == -ENOMEM)
 		return err;
@@ -921,7 +924,9 @@ int symbolizer__user(struct symbolizer *s, pid_t pid, uint64_t addr, bool is_ret
 		c = found;
 		res->nframes = c->nframes;
 		memcpy(res->frames, c->frames, c->nframes * sizeof(c->frames[0]));
+		s->st.addr_hits++;
 	} else {
+		s->st.addr_misses++;
 		err = symbolizer__resolve(s, e->module, vaddr, res);
 		if (err)
 			return err;
@@ -978,6 +983,17 @@ int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr, str
 	if (res->nframes)
 		return 0;
 	return symbolizer__set_frame(s, res, NULL, symbolizer__intern(s, "??"));
+}
+
+void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *st)
+{
+	*st = s->st;
+	st->procs = hashmap__size(s->procs);
+	st->files = s->mods.n;
+	st->addrs = s->addrs ? hashmap__size(s->addrs) : 0;
+	st->max_addrs = s->opts.max_cached_addrs;
+	st->dwarf_open = (uint64_t)s->nopen_dwarf;
+	st->max_dwarf_open = (uint64_t)s->opts.max_dwarf_open;
 }
 
 static void symbolizer__load_kallsyms(struct symbolizer *s)
@@ -1210,6 +1226,7 @@ static int symbolizer__prepare_user(struct symbolizer *s, const struct sym_reque
 	err = symbolizer__user_misses(s, reqs, n, &p, &np);
 	if (err)
 		return err;
+	s->st.addr_misses += np;
 	for (i = 0; i < np && !err; i++) {
 		err = symbolizer__resolve(s, p[i].module, p[i].vaddr, &res);
 		if (!err)
