@@ -82,6 +82,11 @@ struct cprof_key {
 	  "executables without unwind table: --unwind-mem or table slots full (frame pointers)")   \
 	X(UNWIND_FAILED, USER_DROP, "unwind_table_failed",                                         \
 	  "executables or mappings whose unwind table could not be loaded")                        \
+	X(UNWIND_EVICTED_FP, BPF_DROP, "unwind_table_evicted",                                     \
+	  "user stacks walked in part with frame pointers: their unwind table is not loaded "      \
+	  "(evicted, or no room in --unwind-mem yet); built at a later sample")                    \
+	X(UNWIND_EVICTIONS, USER_DROP, "unwind_table_evictions",                                   \
+	  "unwind tables evicted to stay within --unwind-mem (least recently sampled first)")      \
 	X(UNWIND_TABLE_FRAMES, BPF_COUNT, "unwind_table_frames", "frames unwound with a table")    \
 	X(UNWIND_FP_FRAMES, BPF_COUNT, "unwind_fp_frames", "frames unwound with frame pointers")   \
 	X(WAIT_START_FULL, BPF_DROP, "wait_start_map_full",                                        \
@@ -140,6 +145,9 @@ enum {
 	/* A process of interest mapped executable memory (a library loaded by ld.so or dlopen):
 	 * user space re-reads its mappings. At most one pending per process (mmap_pending). */
 	CPROF_PROC_MMAP = 6,
+	/* A walk of pid met a mapping whose unwind table was evicted (--unwind-mem): user space
+	 * rebuilds it (code: the table id). At most once a second per table. */
+	CPROF_PROC_UNWIND_MISS = 7,
 };
 
 #ifndef __bpf__

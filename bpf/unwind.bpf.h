@@ -77,6 +77,20 @@ struct {
 } unwind_pid_maps SEC(".maps");
 #endif
 
+/* When each table was last used by a walk (bpf_ktime_get_ns), by table id: user space evicts
+ * the least recently sampled tables when --unwind-mem is full (user/unwind/unwinder.c) and
+ * reads this array through mmap. A walk that meets the id of an evicted table (its processes
+ * still map it) walks that frame with frame pointers, counts it, and sends a
+ * CPROF_PROC_UNWIND_MISS notice so the table is rebuilt, at most once per
+ * CPROF_UNWIND_MISS_NS per table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, CPROF_UNWIND_MAX_EXES + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwind_used SEC(".maps");
+
 /* Unwound user stacks by id (hash of the frames | CPROF_USTACK_ID_TABLE). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -90,8 +104,10 @@ struct cprof_walk {
 	__u64 pc, sp, bp;
 	__u64 hash;
 	__u32 pid;
-	__u32 exact; /* pc is where the frame is, not a return address (leaf, signal frame) */
-	__u32 stop;  /* CPROF_STAT_* that ended the walk early, or 0 */
+	__u32 exact;   /* pc is where the frame is, not a return address (leaf, signal frame) */
+	__u32 stop;    /* CPROF_STAT_* that ended the walk early, or 0 */
+	__u32 evicted; /* frames walked with frame pointers: their table was evicted */
+	__u64 now;     /* bpf_ktime_get_ns() at the start of the walk */
 	/* The last trie entry found: consecutive frames are mostly in one mapping, and a trie
 	 * lookup costs more than the rest of a frame. */
 	struct cprof_unwind_mapping last;
@@ -296,6 +312,35 @@ static __always_inline __u64 lookup_pc(const struct cprof_walk *s)
 	return s->exact ? s->pc : s->pc - 1;
 }
 
+/* The table of exe_id was used now (unwind_used): written at most every CPROF_UNWIND_TOUCH_NS
+ * so that a busy table's cache line is not written by every sample. */
+static __always_inline void table_used(struct cprof_walk *s, __u32 exe_id)
+{
+	__u64 *v = bpf_map_lookup_elem(&unwind_used, &exe_id);
+
+	if (v && *v + CPROF_UNWIND_TOUCH_NS < s->now)
+		*v = s->now;
+}
+
+/* A mapping names exe_id, whose table is not in unwind_tables: it was evicted. Asks user space
+ * to rebuild it (rate-limited per table through its unwind_used slot; a lost notice is only
+ * sent again later). */
+static __always_inline void table_missing(struct cprof_walk *s, __u32 exe_id)
+{
+	struct cprof_proc_event *e;
+	__u64 *v = bpf_map_lookup_elem(&unwind_used, &exe_id);
+
+	s->evicted++;
+	if (!v || *v + CPROF_UNWIND_MISS_NS > s->now)
+		return;
+	*v = s->now;
+	e = proc_event_reserve(s->pid, CPROF_PROC_UNWIND_MISS);
+	if (!e)
+		return;
+	e->code = exe_id;
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* Moves from the current native frame (at lookup_pc, in mapping m) to its caller. 1 ends the
  * walk. */
 static __always_inline int native_step_in(struct cprof_walk *s,
@@ -307,8 +352,12 @@ static __always_inline int native_step_in(struct cprof_walk *s,
 
 	if (m && m->exe_id) {
 		table = bpf_map_lookup_elem(&unwind_tables, &m->exe_id);
-		if (table)
-			row = find_row(table, m->nrows, at - m->bias);
+		if (!table) {
+			table_missing(s, m->exe_id); /* and frame pointers, below */
+			goto no_table;
+		}
+		table_used(s, m->exe_id);
+		row = find_row(table, m->nrows, at - m->bias);
 		if ((!row || row->kind == CPROF_UNW_INVALID) && s->exact && s->st.n <= 1)
 			return row_step(s, &leaf_row, uc);
 		if (!row) {
@@ -317,6 +366,7 @@ static __always_inline int native_step_in(struct cprof_walk *s,
 		}
 		return row_step(s, row, uc);
 	}
+no_table:
 	if (unwind_mode == CPROF_UNWIND_DWARF) {
 		s->stop = CPROF_STAT_USTACK_NO_TABLE;
 		return 1;
@@ -469,6 +519,8 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	 * `syscall`, in the same function: exact either way. */
 	s->exact = 1;
 	s->stop = 0;
+	s->evicted = 0;
+	s->now = bpf_ktime_get_ns();
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
@@ -487,6 +539,8 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, NULL, 0);
 	if (s->stop)
 		stat_inc(s->stop);
+	if (s->evicted)
+		stat_inc(CPROF_STAT_UNWIND_EVICTED_FP);
 	return s;
 }
 

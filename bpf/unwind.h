@@ -15,6 +15,10 @@
 #ifndef CPROF_UNWIND_MAX_EXES
 #define CPROF_UNWIND_MAX_EXES 4096
 #endif
+/* unwind_used (unwind.bpf.h): a walk writes the time it used a table at most this often, and
+ * asks for an evicted table to be rebuilt at most this often. */
+#define CPROF_UNWIND_TOUCH_NS (10ull * 1000 * 1000)
+#define CPROF_UNWIND_MISS_NS  (1000ull * 1000 * 1000)
 /* (pid, address prefix) entries of the mapping trie; a mapping takes about 2 * log2(size). */
 #ifndef CPROF_UNWIND_LPM_ENTRIES
 #define CPROF_UNWIND_LPM_ENTRIES (1u << 18)

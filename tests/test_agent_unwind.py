@@ -3,14 +3,15 @@ pointers beside a stream of short-lived processes keeps its callers, the short-l
 are symbolized, and /metrics reports what the unwind tables cost."""
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import build, pprof_top, pprof_traces, trace_share
-from conftest import CPROF, assert_no_sanitizer, start_cprof
+from conftest import build, go_pprof, pprof_top, pprof_traces, trace_share
+from conftest import CPROF, assert_no_sanitizer, start_cprof, wait_for
 from test_agent import fetch, finish, listen_url, metrics, windows
 
 
@@ -128,3 +129,268 @@ def test_unwind_cpu_option(tmp_path):
     from conftest import run_cprof
     r = run_cprof("agent", "--unwind-cpu", "200", "-o", tmp_path, check=False)
     assert r.returncode == 2 and b"--unwind-cpu" in r.stderr
+
+
+def pad_asm(tag, n, mod):
+    """Assembly of n small functions with call-frame information: 4 table rows each (two CFA
+    rules and the gap after each aligned function), so that a test program's unwind table
+    has the size the test needs without compiling C for it."""
+    out = ["\t.text"]
+    for i in range(n):
+        f = f"pad_{tag}_{i}"
+        off = 8 * (i % mod + 1)
+        out += ["\t.p2align 4", f"\t.globl {f}", f"\t.type {f}, @function", f"{f}:",
+                "\t.cfi_startproc", f"\tsubq ${off}, %rsp", f"\t.cfi_def_cfa_offset {off + 8}",
+                f"\taddq ${off}, %rsp", "\t.cfi_def_cfa_offset 8", "\tret", "\t.cfi_endproc",
+                f"\t.size {f}, .-{f}"]
+    out.append('\t.section .note.GNU-stack,"",@progbits')
+    return "\n".join(out) + "\n"
+
+
+def build_evict(workdir, tag, nfuncs, mod):
+    """tests/fixtures/unwind_evict.c (no frame pointers) with nfuncs generated functions: a
+    table of about 48 * nfuncs bytes. mod varies the code, so each tag has its own build-id
+    (copies with the same code would share one table)."""
+    from conftest import FIXTURES
+    path = os.path.join(workdir, f"unwind_evict_{tag}")
+    if not os.path.exists(path):
+        asm = os.path.join(workdir, f"pad_{tag}.s")
+        with open(asm, "w") as f:
+            f.write(pad_asm(tag, nfuncs, mod))
+        # The generated functions first: the program's own sit after them, at an address
+        # that depends on how many there are.
+        subprocess.run(["cc", "-O2", "-fomit-frame-pointer", "-o", path, asm,
+                        os.path.join(FIXTURES, "unwind_evict.c")], check=True)
+    return path
+
+
+def table_bytes(path):
+    r = subprocess.run([CPROF, "unwind-table", path], capture_output=True, check=True)
+    for line in r.stderr.decode().splitlines():
+        if line.startswith("rows "):
+            return int(line.split()[3])
+    raise AssertionError(r.stderr)
+
+
+class MetricsPoller:
+    """Reads /metrics every 0.3 s in a thread, keeping every reading."""
+
+    def __init__(self, url):
+        import threading
+        self.url, self.seen, self.stop = url, [], threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.seen.append((time.time(), metrics(fetch(self.url + "/metrics"))))
+            except OSError:
+                pass
+            self.stop.wait(0.3)
+
+    def last(self):
+        return self.seen[-1][1] if self.seen else {}
+
+    def close(self):
+        self.stop.set()
+        self.t.join()
+
+
+def complete_share(files, pid):
+    """Share of pid's samples in hot_leaf whose stack reaches main through level2, level1."""
+    traces = []
+    for f in files:
+        traces += [(v, fns) for v, fns in pprof_traces(f, extra=(f"-tagfocus=pid={pid}",))
+                   if fns and fns[0] == "hot_leaf"]
+    return trace_share(traces, lambda fns: fns[1:4] == ["level2", "level1", "main"])
+
+
+def test_eviction_under_tiny_unwind_mem(workdir, tmp_path):
+    """--unwind-mem 7M and three no-fp programs whose tables are 3, 3 and 4.6 MB, busy by turns:
+    the table of A (idle, still running) is evicted to make room, the memory never passes the
+    budget, and when A is busy again its table is rebuilt and its stacks are complete again."""
+    a = build_evict(workdir, "a", 64000, 13)
+    b = build_evict(workdir, "b", 64000, 11)
+    c = build_evict(workdir, "c", 96000, 7)
+    sizes = [table_bytes(p) for p in (a, b, c)]
+    budget = 7 << 20
+    # A and B fit together, C needs both gone, and what else the machine runs has room
+    # beside C (2.5 MB: tables used in the last 250 ms are not evicted).
+    assert sizes[0] + sizes[1] < budget < sizes[0] + sizes[2] and sizes[2] < budget - 2.5e6, sizes
+    out = tmp_path / "store"
+    ag = start_agent("-o", out, "-i", 1, "-d", 150, "-F", 99, "--listen", "127.0.0.1:0", "-v",
+                     "--unwind-mem", "7M", "--unwind-cpu", "50", "--max-rss", "4G")
+    url = listen_url(ag)
+    poll = MetricsPoller(url)
+    try:
+        # The first windows symbolize everything the machine runs (slow under the sanitizers):
+        # the phases start once windows come on time.
+        assert wait_for(lambda: len(windows(out)) >= 3, timeout=90, step=0.2)
+        time.sleep(1)
+        t0 = time.time()
+        pa = subprocess.Popen([a, "h:7", "s:10", "h:6"])  # busy, idle (evicted), busy again
+        time.sleep(7)
+        pb = subprocess.Popen([b, "h:3", "s:14"])  # B's table joins A's
+        time.sleep(5)
+        pc = subprocess.Popen([c, "h:3"])  # C needs the room of both
+        pc.wait()
+        time.sleep(max(0, 17 - (time.time() - t0)))
+        before = poll.last()
+        t3 = time.time()  # A is busy again
+        pa.wait()
+        pb.wait()
+        time.sleep(2.5)
+        after = poll.last()
+    finally:
+        poll.close()
+        ag.send_signal(signal.SIGTERM)  # writes the open window and exits 0
+    err = finish(ag)
+    assert poll.seen, "no /metrics reading"
+    used = [m.get("cprof_agent_unwind_table_bytes", 0) for _, m in poll.seen]
+    assert max(used) <= budget, max(used)
+    assert after["cprof_agent_unwind_budget_bytes"] == budget, after
+    assert after["cprof_agent_unwind_evictions_total"] >= 2, after
+    ev = 'cprof_agent_dropped_total{reason="unwind_table_evictions"}'
+    assert after[ev] == after["cprof_agent_unwind_evictions_total"], after
+    # A's busy phase met its table gone: it asked for it and got it back.
+    assert after["cprof_agent_unwind_misses_total"] > before["cprof_agent_unwind_misses_total"], \
+        (before, after)
+    assert after["cprof_agent_unwind_rebuilds_total"] > \
+        before["cprof_agent_unwind_rebuilds_total"], (before, after)
+    assert "unwind tables evicted to stay within --unwind-mem" in err, err
+    files = windows(out)
+    # (A's first samples, before its table is built, are walked with frame pointers)
+    first = [f for f in files if t0 + 3 < os.path.getmtime(f) <= t0 + 8]
+    last = [f for f in files if os.path.getmtime(f) > t3 + 2]
+    assert first and last, (str([round(os.path.getmtime(f) - t0, 1) for f in files]), t3 - t0)
+    # Before the eviction A had its table: a window of complete stacks at least (its table
+    # waits while the tables of what the machine just ran fill the budget, up to a second
+    # after their last use).
+    share1 = max(complete_share([f], pa.pid) for f in first)
+    share3, n3 = complete_share(last, pa.pid)
+    assert share1[1] > 0 and n3 > 0, (share1, n3)
+    assert share1[0] >= 0.9, share1
+    # After it, rebuilt at its first samples: nearly all complete again.
+    assert share3 >= 0.8, (share3, n3, after)
+    comments = "".join(go_pprof("-comments", f) for f in files)
+    assert "unwind tables evicted" in comments, comments
+
+
+def test_replaced_executable_gets_a_new_table(workdir, tmp_path):
+    """An executable rewritten in place (same path and inode, new contents and mtime) after its
+    table was built gets a table of its own: the old one, still cached, would unwind it wrong."""
+    import shutil
+    v1 = build_evict(workdir, "r1", 2000, 5)
+    v2 = build_evict(workdir, "r2", 9000, 3)  # its functions sit elsewhere
+    svc = str(tmp_path / "svc")
+    shutil.copyfile(v1, svc)
+    os.chmod(svc, 0o755)
+    out = tmp_path / "store"
+    ag = start_agent("-o", out, "-i", 1, "-d", 150, "-F", 99, "--listen", "127.0.0.1:0", "-v",
+                     "--unwind-cpu", "50", "--max-rss", "4G")
+    listen_url(ag)
+    try:
+        assert wait_for(lambda: len(windows(out)) >= 3, timeout=90, step=0.2)
+        p1 = subprocess.Popen([svc, "h:4"])
+        p1.wait()
+        ino = os.stat(svc).st_ino
+        time.sleep(1.5)
+        shutil.copyfile(v2, svc)  # truncates and rewrites the same inode
+        assert os.stat(svc).st_ino == ino
+        t2 = time.time()
+        p2 = subprocess.Popen([svc, "h:6"])
+        p2.wait()
+        time.sleep(2.5)
+    finally:
+        ag.send_signal(signal.SIGTERM)
+    finish(ag)
+    files = windows(out)
+    share1 = max(complete_share([f], p1.pid) for f in files)
+    assert share1[0] >= 0.9, share1
+    # (its first samples, before its own table is built, walk with frame pointers; with the
+    # old table they would all be wrong)
+    later = [f for f in files if os.path.getmtime(f) > t2 + 3]
+    share2, n2 = complete_share(later, p2.pid)
+    assert n2 > 0 and share2 >= 0.7, (share2, n2, [
+        (round(os.path.getmtime(f) - t2, 1), complete_share([f], p2.pid)) for f in later])
+    assert max(complete_share([f], p2.pid) for f in later)[0] >= 0.9
+
+
+def test_200_executables_stay_within_budgets(workdir, tmp_path):
+    """200 distinct no-fp executables (copies of one program, each with its own build-id and
+    inode), run briefly while the agent runs under --unwind-mem 64K: the tables never pass the
+    budget (the least recently sampled go), the symbol caches stay under their caps, the
+    processes are symbolized, and the unwinder drops their state once they are gone."""
+    import re
+    build_evict(workdir, "many", 200, 5)  # writes pad_many.s
+    prog = os.path.join(workdir, "unwind_evict_many_g")  # the same with DWARF
+    subprocess.run(["cc", "-O2", "-g", "-fomit-frame-pointer", "-o", prog,
+                    os.path.join(workdir, "pad_many.s"),
+                    os.path.join(os.path.dirname(__file__), "fixtures", "unwind_evict.c")],
+                   check=True)
+    note = subprocess.run(["readelf", "-n", prog], capture_output=True, text=True).stdout
+    bid = bytes.fromhex(re.search(r"Build ID: ([0-9a-f]+)", note).group(1))
+    data = open(prog, "rb").read()
+    assert data.count(bid) == 1
+    d = tmp_path / "many"
+    d.mkdir()
+    copies = []
+    for i in range(200):
+        p = str(d / f"m{i:03d}")
+        with open(p, "wb") as f:
+            f.write(data.replace(bid, i.to_bytes(4, "big") + bid[4:]))
+        os.chmod(p, 0o755)
+        copies.append(p)
+    out = tmp_path / "store"
+    ag = start_agent("-o", out, "-i", 1, "-d", 200, "-F", 99, "--listen", "127.0.0.1:0", "-v",
+                     "--unwind-mem", "64K", "--unwind-cpu", "50", "--max-rss", "4G")
+    url = listen_url(ag)
+    poll = MetricsPoller(url)
+    pids = []
+    try:
+        assert wait_for(lambda: len(windows(out)) >= 3, timeout=90, step=0.2)
+        time.sleep(1.5)
+        before = poll.last()
+        for i in range(0, 200, 8):  # 8 at a time, 0.25 s of work each
+            batch = [subprocess.Popen([p, "h:0.25"]) for p in copies[i:i + 8]]
+            for p in batch:
+                p.wait()
+            pids += [p.pid for p in batch]
+        time.sleep(3.5)  # past the window after the last exit, and a sweep
+        after = poll.last()
+    finally:
+        poll.close()
+        ag.send_signal(signal.SIGTERM)
+    finish(ag)
+    budget = 64 << 10
+    used = [m.get("cprof_agent_unwind_table_bytes", 0) for _, m in poll.seen]
+    assert max(used) <= budget, max(used)
+    built = after["cprof_agent_unwind_tables_built_total"] - \
+        before["cprof_agent_unwind_tables_built_total"]
+    assert built >= 50, (built, after)
+    assert after["cprof_agent_unwind_evictions_total"] - \
+        before["cprof_agent_unwind_evictions_total"] >= 40, after
+    # The unwinder holds nothing of the processes once they are gone.
+    assert after["cprof_agent_unwind_processes"] <= before["cprof_agent_unwind_processes"] + 20, \
+        (before["cprof_agent_unwind_processes"], after["cprof_agent_unwind_processes"])
+    for _, m in poll.seen:  # the symbol caches, at every reading
+        assert m["cprof_agent_symbol_dwarf_open"] <= m["cprof_agent_symbol_dwarf_open_max"], m
+        assert m["cprof_agent_symbol_addrs"] <= m["cprof_agent_symbol_addrs_max"], m
+    # One read per file: more than 64 files, so DWARF readers were closed and reopened.
+    assert after["cprof_agent_symbol_file_misses_total"] - \
+        before["cprof_agent_symbol_file_misses_total"] >= 150, after
+    assert after["cprof_agent_symbol_files"] >= 150 or \
+        after["cprof_agent_symbol_cache_resets_total"], after
+    # The copies are symbolized from their own files after they exited.
+    seen = set()
+    for f in windows(out):
+        tags = go_pprof("-tags", f"-tagfocus=exe={d}/", f, check=False)
+        seen |= {int(x) for x in re.findall(r"\b(\d+)\s*$", tags.split("pid:")[-1], re.M)
+                 if int(x) in pids} if "pid:" in tags else set()
+    assert len(seen) >= 100, len(seen)
+    named = 0
+    for f in windows(out):
+        top, _ = pprof_top(f, extra=[f"-tagfocus=exe={d}/"])
+        named += "hot_leaf" in top
+    assert named >= 2, named

@@ -34,6 +34,7 @@ static void fill_stats(struct collect_stats *st)
 	st->unwind.over_budget = 2004;
 	st->unwind.failed = 2005;
 	st->prog_misses = 2006;
+	st->unwind.evicted = 2007;
 }
 
 static void test_every_reason_has_a_name_and_text(void **state)

@@ -178,6 +178,7 @@ static void test_program_types(void **state)
 	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
 	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
 	wo.pid_maps_fd = -1;
+	wo.used_fd = bpf_map__fd(skel->maps.unwind_used);
 	u = unwinder__new(&wo);
 	assert_non_null(u);
 	assert_int_equal(unwinder__add_pid(u, pid, false), 0);
@@ -221,6 +222,69 @@ static void test_program_types(void **state)
 	waitpid(pid, NULL, 0);
 }
 
+/* The per-file table cache: a second process of the same files builds nothing; under a budget
+ * one table short, the last table waits (tables just built are not evicted), and once they
+ * have aged a walk's miss notice rebuilds it by evicting the least recently used, never
+ * passing the budget. */
+static void test_table_cache(void **state)
+{
+	struct unwinder_opts wo = {.pid_maps_fd = -1};
+	struct unwinder_stats st, st2;
+	struct unwind_probe_bpf *skel;
+	struct unwinder *u;
+	pid_t p1, p2;
+
+	(void)state;
+	p1 = spawn_target();
+	p2 = spawn_target();
+	skel = unwind_probe_bpf__open_and_load();
+	assert_non_null(skel);
+	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
+	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
+	wo.used_fd = bpf_map__fd(skel->maps.unwind_used);
+	u = unwinder__new(&wo);
+	assert_non_null(u);
+	assert_int_equal(unwinder__add_pid(u, p1, false), 0);
+	unwinder__stats(u, &st);
+	assert_true(st.builds >= 3); /* the target, libc, ld.so (and the vDSO) */
+	assert_int_equal(st.tables, st.builds);
+	assert_int_equal(unwinder__add_pid(u, p2, false), 0);
+	unwinder__stats(u, &st2);
+	assert_int_equal(st2.builds, st.builds); /* shared: nothing built for the second */
+	assert_true(st2.exe_hits >= st.builds);
+	assert_int_equal(st2.procs, 2);
+	unwinder__remove_pid(u, p2);
+	unwinder__stats(u, &st2);
+	assert_int_equal(st2.procs, 1);
+	assert_int_equal(st2.tables, st.tables); /* kept for the next process of those files */
+	unwinder__free(u);
+
+	/* Every table but one fits. */
+	wo.budget_bytes = st.bytes - 1;
+	u = unwinder__new(&wo);
+	assert_non_null(u);
+	assert_int_equal(unwinder__add_pid(u, p1, false), 0);
+	unwinder__stats(u, &st2);
+	assert_true(st2.bytes <= wo.budget_bytes);
+	assert_int_equal(st2.evicted, 0);
+	assert_int_equal(st2.over_budget, 1);
+	assert_int_equal(st2.tables, st.tables - 1);
+	usleep(300 * 1000); /* the tables are no longer recent */
+	for (uint32_t id = 1; id <= 8; id++)
+		assert_int_equal(unwinder__table_missed(u, p1, id), 0);
+	unwinder__stats(u, &st2);
+	assert_int_equal(st2.rebuilds, 1);
+	assert_true(st2.evicted >= 1);
+	assert_true(st2.bytes <= wo.budget_bytes);
+	assert_true(st2.misses == 8);
+	unwinder__free(u);
+	unwind_probe_bpf__destroy(skel);
+	kill(p1, SIGKILL);
+	kill(p2, SIGKILL);
+	waitpid(p1, NULL, 0);
+	waitpid(p2, NULL, 0);
+}
+
 /* The compiled table of the target: sorted, and at main's first instruction CFA = rsp + 8. */
 static void test_table_of_target(void **state)
 {
@@ -258,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_table_of_target),
 		cmocka_unit_test(test_table_errors),
 		cmocka_unit_test(test_program_types),
+		cmocka_unit_test(test_table_cache),
 	};
 
 	return cmocka_run_group_tests(tests, build_fixture, remove_fixture);

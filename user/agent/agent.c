@@ -332,6 +332,7 @@ static void window_account(struct session *s, struct pprof_builder *b,
 	a->m.last_window_mono = m1;
 	a->m.procs_tracked = hashmap__size(s->procs);
 	a->m.unwind = st->unwind;
+	symbolizer__stats(s->sym, &a->m.sym);
 	pthread_mutex_unlock(&a->lock);
 	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes, %llu processes read; agent cpu "
 		"%.2f%%, rss %.1f MB\n",
@@ -448,6 +449,7 @@ static void evict(struct session *s)
 			pr_info("dropping the symbol caches (%llu processes since the last time, "
 				"rss %.1f MB)\n",
 				(unsigned long long)s->sym_adds, rss / 1048576.0);
+			metrics__sym_retired(s->a, s->sym);
 			symbolizer__free(s->sym);
 			malloc_trim(
 				0); /* give the freed caches back to the system, not just to malloc */

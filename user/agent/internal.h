@@ -13,6 +13,7 @@
 #include "agent/trigger.h"
 #include "cli.h"
 #include "cprof.h"
+#include "sym/symbolizer.h"
 #include "unwind/unwinder.h"
 
 /* Counters and gauges shown by /metrics and the logs. Guarded by agent.lock. */
@@ -32,6 +33,9 @@ struct agent_metrics {
 	int64_t last_window_mono; /* CLOCK_MONOTONIC ns when the last window was drained */
 	int64_t started_mono;
 	struct unwinder_stats unwind; /* as of the last window */
+	/* The symbol caches as of the last window; the counters summed over the symbolizers
+	 * replaced since start (sym_base). */
+	struct symbolizer_stats sym, sym_base;
 };
 
 struct store;
@@ -98,6 +102,8 @@ int split__by_label(const uint8_t *raw, size_t len, const char *key, bool basena
 
 /* The text of /metrics (Prometheus exposition format). malloc'd. */
 char *metrics__render(struct agent *a);
+/* Adds the counters of a symbolizer about to be replaced to the metrics' totals. */
+void metrics__sym_retired(struct agent *a, const struct symbolizer *sym);
 /* /healthz: true while windows are drained on time. */
 /* Whether the agent is healthy; if not, why (one line, no newline) in why. */
 bool metrics__healthy(struct agent *a, const char **why);

@@ -88,6 +88,69 @@ static void metrics__unwind(struct strbuf *b, const struct agent_metrics *m)
 	    "Executables without usable .eh_frame (frame pointers).", u->no_cfi);
 	put(b, "unwind_failed_total", "counter", "Tables that could not be built or loaded.",
 	    u->failed);
+	put(b, "unwind_budget_bytes", "gauge", "Memory budget of the unwind tables (--unwind-mem).",
+	    u->budget_bytes);
+	put(b, "unwind_evictions_total", "counter",
+	    "Unwind tables evicted to fit --unwind-mem (least recently sampled first).",
+	    u->evicted);
+	put(b, "unwind_rebuilds_total", "counter",
+	    "Tables built again after an eviction, or once room was made (also in built_total).",
+	    u->rebuilds);
+	put(b, "unwind_misses_total", "counter",
+	    "Notices of walks that met a table not loaded (frame pointers meanwhile).", u->misses);
+	put(b, "unwind_no_room_total", "counter",
+	    "Rebuilds put off: the tables used in the last second fill --unwind-mem.", u->no_room);
+	put(b, "unwind_executables", "gauge",
+	    "Executables the unwinder knows now (with a table, mapped, or remembered).",
+	    u->records);
+	put(b, "unwind_executables_forgotten_total", "counter",
+	    "Executables forgotten: no process mapped them and they had no table.", u->forgotten);
+	put(b, "unwind_processes", "gauge", "Processes whose mappings the unwinder holds now.",
+	    u->procs);
+	put(b, "unwind_processes_swept_total", "counter",
+	    "Processes forgotten without an exit notice (gone when checked).", u->swept);
+}
+
+void metrics__sym_retired(struct agent *a, const struct symbolizer *sym)
+{
+	struct symbolizer_stats st;
+
+	symbolizer__stats(sym, &st);
+	pthread_mutex_lock(&a->lock);
+	a->m.sym_base.file_hits += st.file_hits;
+	a->m.sym_base.file_misses += st.file_misses;
+	a->m.sym_base.addr_hits += st.addr_hits;
+	a->m.sym_base.addr_misses += st.addr_misses;
+	a->m.sym = (struct symbolizer_stats){}; /* the next window reads the new one */
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* The symbol caches (as of the last window): what they hold against their caps, and how often
+ * they answer. */
+static void metrics__sym(struct strbuf *b, const struct agent_metrics *m)
+{
+	const struct symbolizer_stats *s = &m->sym, *base = &m->sym_base;
+
+	put(b, "symbol_files", "gauge", "ELF files whose symbols are cached (shared by processes).",
+	    s->files);
+	put(b, "symbol_processes", "gauge", "Processes with a mappings snapshot in the symbolizer.",
+	    s->procs);
+	put(b, "symbol_file_hits_total", "counter",
+	    "Mapped files of new processes found in the symbol cache (nothing read).",
+	    base->file_hits + s->file_hits);
+	put(b, "symbol_file_misses_total", "counter",
+	    "Mapped files of new processes read for their symbols.",
+	    base->file_misses + s->file_misses);
+	put(b, "symbol_addrs", "gauge", "Resolved addresses cached.", s->addrs);
+	put(b, "symbol_addrs_max", "gauge", "Cap of the address cache (emptied when full).",
+	    s->max_addrs);
+	put(b, "symbol_addr_hits_total", "counter", "Address lookups answered by the cache.",
+	    base->addr_hits + s->addr_hits);
+	put(b, "symbol_addr_misses_total", "counter", "Addresses resolved from ELF or DWARF data.",
+	    base->addr_misses + s->addr_misses);
+	put(b, "symbol_dwarf_open", "gauge", "DWARF readers open.", s->dwarf_open);
+	put(b, "symbol_dwarf_open_max", "gauge",
+	    "Cap of the DWARF readers open (least recently used closed).", s->max_dwarf_open);
 }
 
 char *metrics__render(struct agent *a)
@@ -161,6 +224,7 @@ char *metrics__render(struct agent *a)
 	    m.own_cpu_pct);
 	put(&b, "rss_bytes", "gauge", "The agent's own resident memory.", (double)rss);
 	metrics__unwind(&b, &m);
+	metrics__sym(&b, &m);
 	if (strbuf__err(&b)) {
 		strbuf__free(&b);
 		return NULL;

@@ -111,6 +111,12 @@ static int handle_proc_event(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(struct cprof_proc_event))
 		return 0;
+	/* The unwinder's alone: an evicted table met by a walk. */
+	if (e->kind == CPROF_PROC_UNWIND_MISS) {
+		if (c->unw && !collector__late(c))
+			unwinder__table_missed(c->unw, e->pid, (uint32_t)e->code);
+		return 0;
+	}
 	/* Cleared before the mappings are read: a library mapped after this read is announced
 	 * again (bpf/common.bpf.h, mmap_exec_seen). */
 	if (e->kind == CPROF_PROC_MMAP && c->mmap_pending)
@@ -243,6 +249,7 @@ static int collector__start_unwinder(struct collector *c)
 	struct bpf_map *mappings = bpf_object__find_map_by_name(c->obj, "unwind_mappings");
 	/* Sleepable programs' objects have the per-process arrays instead of the trie. */
 	struct bpf_map *pid_maps = bpf_object__find_map_by_name(c->obj, "unwind_pid_maps");
+	struct bpf_map *used = bpf_object__find_map_by_name(c->obj, "unwind_used");
 	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem,
 				   .cpu_pct = c->opts.unwind_cpu};
 
@@ -252,6 +259,7 @@ static int collector__start_unwinder(struct collector *c)
 	uo.tables_fd = bpf_map__fd(tables);
 	uo.mappings_fd = mappings ? bpf_map__fd(mappings) : -1;
 	uo.pid_maps_fd = pid_maps ? bpf_map__fd(pid_maps) : -1;
+	uo.used_fd = used ? bpf_map__fd(used) : -1;
 	c->unw = unwinder__new(&uo);
 	if (!c->unw)
 		return -ENOMEM;
@@ -405,6 +413,7 @@ void collect_stats__since(const struct collect_stats *now, const struct collect_
 	out->prog_misses = since(now->prog_misses, base->prog_misses);
 	out->unwind.over_budget = since(now->unwind.over_budget, base->unwind.over_budget);
 	out->unwind.failed = since(now->unwind.failed, base->unwind.failed);
+	out->unwind.evicted = since(now->unwind.evicted, base->unwind.evicted);
 }
 
 void collector__stop(struct collector *c)

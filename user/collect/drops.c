@@ -36,6 +36,8 @@ uint64_t drops__count(const struct collect_stats *st, enum cprof_drop d)
 		return st->unwind.over_budget;
 	case CPROF_DROP_UNWIND_FAILED:
 		return st->unwind.failed;
+	case CPROF_DROP_UNWIND_EVICTIONS:
+		return st->unwind.evicted;
 	case CPROF_DROP_PROG_MISSES:
 		return st->prog_misses;
 	case CPROF_DROP_NR:

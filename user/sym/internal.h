@@ -90,6 +90,7 @@ struct symbolizer {
 	struct python_syms *py;	       /* code objects of CPython processes (bpf/python.h) */
 	struct sym_mapping py_mapping; /* every Python frame's */
 	uint64_t py_unreadable;	       /* Python frames whose code object could not be read */
+	struct symbolizer_stats st;    /* the counters of symbolizer__stats */
 };
 
 /* The address to look up for a frame: a return address (every frame but the leaf) points

@@ -148,8 +148,11 @@ int symbolizer__file_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	known = symbolizer__known_module(s, key, &ikey, out);
 	if (known) {
 		close(fd);
+		if (known > 0)
+			s->st.file_hits++;
 		return known < 0 ? known : 0;
 	}
+	s->st.file_misses++;
 	err = sym_module__open_fd(fd, seen, s->opts.debug_dir, &m);
 	if (err == -ENOMEM)
 		return err;

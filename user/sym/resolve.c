@@ -206,8 +206,10 @@ int symbolizer__frames(struct symbolizer *s, struct sym_module *m, uint64_t vadd
 		c = found;
 		res->nframes = c->nframes;
 		memcpy(res->frames, c->frames, c->nframes * sizeof(c->frames[0]));
+		s->st.addr_hits++;
 		return 0;
 	}
+	s->st.addr_misses++;
 	err = symbolizer__resolve(s, m, vaddr, res);
 	if (err)
 		return err;
@@ -299,6 +301,7 @@ static int symbolizer__prepare_user(struct symbolizer *s, const struct sym_reque
 	err = symbolizer__user_misses(s, reqs, n, &p, &np);
 	if (err)
 		return err;
+	s->st.addr_misses += np;
 	for (i = 0; i < np && !err; i++) {
 		err = symbolizer__resolve(s, p[i].module, p[i].vaddr, &res);
 		if (!err)

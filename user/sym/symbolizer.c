@@ -284,3 +284,14 @@ int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr, str
 		return 0;
 	return symbolizer__set_frame(s, res, NULL, symbolizer__intern(s, "??"));
 }
+
+void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *st)
+{
+	*st = s->st;
+	st->procs = hashmap__size(s->procs);
+	st->files = s->mods.n;
+	st->addrs = s->addrs ? hashmap__size(s->addrs) : 0;
+	st->max_addrs = s->opts.max_cached_addrs;
+	st->dwarf_open = (uint64_t)s->nopen_dwarf;
+	st->max_dwarf_open = (uint64_t)s->opts.max_dwarf_open;
+}

@@ -65,6 +65,16 @@ struct symbolizer_opts {
 
 struct symbolizer;
 
+/* What the caches hold and how often they answer (the agent's /metrics). */
+struct symbolizer_stats {
+	uint64_t procs;			     /* processes with a snapshot */
+	uint64_t files;			     /* ELF files read and kept (by build-id or identity) */
+	uint64_t file_hits, file_misses;     /* mapped files found cached / read */
+	uint64_t addrs, max_addrs;	     /* resolved addresses cached, and the cap */
+	uint64_t addr_hits, addr_misses;     /* user addresses answered from / added to the cache */
+	uint64_t dwarf_open, max_dwarf_open; /* DWARF readers open, and the cap */
+};
+
 struct symbolizer *symbolizer__new(const struct symbolizer_opts *opts);
 void symbolizer__free(struct symbolizer *s);
 
@@ -77,6 +87,7 @@ int symbolizer__add_pid(struct symbolizer *s, pid_t pid);
 bool symbolizer__has_pid(struct symbolizer *s, pid_t pid);
 /* Forgets pid's snapshot (pid reuse). */
 void symbolizer__remove_pid(struct symbolizer *s, pid_t pid);
+void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *st);
 
 /* One address a caller is about to ask about (symbolizer__user or symbolizer__kernel). */
 struct sym_request {

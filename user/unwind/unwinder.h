@@ -26,6 +26,9 @@ struct unwinder_opts {
 	 * unwinder__idle() once the budget allows (its samples meanwhile walk frame pointers).
 	 * 0 = no limit. */
 	double cpu_pct;
+	/* The ARRAY `unwind_used` (mmapped): when each table was last used by a walk, for
+	 * evicting the least recently sampled first; or -1 (then by build time). */
+	int used_fd;
 };
 
 /* The agent's default --unwind-cpu: 1% of one core, plus a first allowance of
@@ -48,6 +51,18 @@ struct unwinder_stats {
 	uint64_t deferred;	   /* mappings queued (large file, or over the CPU budget) */
 	uint64_t queue_full;	   /* mappings not queued: the queue was full (frame pointers) */
 	uint64_t pending;	   /* mappings waiting in the queue now */
+	/* The memory budget: past --unwind-mem the least recently sampled tables are evicted;
+	 * a process still mapping one walks it with frame pointers, and its next sample asks for
+	 * it again (a miss), which rebuilds it within --unwind-cpu. */
+	uint64_t budget_bytes; /* --unwind-mem */
+	uint64_t evicted;      /* tables evicted */
+	uint64_t rebuilds;     /* tables built again after an eviction (also in builds) */
+	uint64_t misses;       /* walks that met an evicted table (notices, at most 1/s each) */
+	uint64_t no_room;      /* rebuilds not done: the tables in use fill --unwind-mem */
+	uint64_t records;      /* executables known now (with a table, mapped, or idle) */
+	uint64_t procs;	       /* processes whose mappings the unwinder holds now */
+	uint64_t forgotten;    /* idle records dropped (no process, no table) */
+	uint64_t swept;	       /* processes forgotten without an exit notice */
 };
 
 struct unwinder;
@@ -74,6 +89,9 @@ int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct pro
 /* Builds one deferred executable and maps it where it is still mapped. Returns whether more
  * are waiting. */
 bool unwinder__idle(struct unwinder *u);
+/* A walk of pid met table id evicted (CPROF_PROC_UNWIND_MISS): rebuilds it (or queues it
+ * within the CPU budget) from pid's mappings. Returns 0 or -errno. */
+int unwinder__table_missed(struct unwinder *u, pid_t pid, uint32_t id);
 /* Forgets pid's trie entries (the process exited). */
 void unwinder__remove_pid(struct unwinder *u, pid_t pid);
 void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st);
