@@ -16,114 +16,11 @@
 
 #include "proc/mem.h"
 #include "proc/maps.h"
-#include "unwind/table.h"
-#include "unwind/unwinder.h"
+#include "unwind/internal.h"
 #include "util/array.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/clock.h"
-
-/* One executable file, shared by every process that maps it. A record lives while a process
- * maps it or while its table is in BPF (the cache of exited processes' executables, bounded by
- * --unwind-mem through eviction); records with neither are kept up to IDLE_MAX, oldest
- * dropped first. */
-struct unw_exe {
-	size_t idx;    /* in unwinder.all */
-	uint32_t id;   /* table id (slot of unwind_used), 0: none (frame pointers) */
-	bool resident; /* its table is in BPF; false with an id: evicted, rebuilt when sampled */
-	bool stale;    /* its table could not be loaded, or changed: not tried again */
-	uint32_t nrows;
-	uint64_t text_bytes;
-	uint32_t refs;	 /* readings of processes (struct unw_pid) that map it */
-	int64_t idle_ns; /* CLOCK_MONOTONIC when it became idle (no refs, no table) */
-	int64_t used_ns; /* when its table was built (unwind_used says when it was last used) */
-	char **keys;	 /* the keys of unwinder.exes that lead here, owned */
-	size_t nkeys, capkeys;
-	struct {
-		uint64_t offset, vaddr, filesz;
-	} loads[UNWIND_TABLE_MAX_LOADS];
-	int nloads;
-};
-
-/* Keys (paths to one file, merged by build-id) remembered per executable at most. */
-#define EXE_MAX_KEYS 64
-/* Records with no process and no table kept at most (executables known to have no table,
- * whose next process then costs nothing); past it the oldest half goes. */
-#define IDLE_MAX 1024
-/* A table used this recently is not evicted (a busy process is sampled every 50 ms at 19 Hz). */
-#define KEEP_NS (250ll * 1000 * 1000)
-/* Seconds between sweeps for processes whose exit notice was lost. */
-#define SWEEP_NS (10ll * 1000 * 1000 * 1000)
-
-/* Room for a file's key: "f:MAJ:MIN:INODE:MTIME.NS:SIZE". */
-#define FKEY_LEN 96
-
-/* The trie entries of one process, to remove them on exec or exit, and its mappings with a
- * table (the array of sleepable programs). */
-struct unw_pid {
-	struct cprof_unwind_lpm_key *keys;
-	size_t n, cap;
-	struct cprof_unwind_mapping *maps;
-	size_t nmaps, capmaps;
-	struct unw_exe **held; /* the executables it maps (one reference each) */
-	size_t nheld, capheld;
-	uint64_t gen; /* which reading of the process's mappings this is */
-};
-
-/* A mapping whose (large) executable is compiled later, by unwinder__idle(), so that a big
- * binary does not hold up the tables of the processes noticed after it. */
-struct unw_deferred {
-	pid_t pid;
-	uint64_t gen;
-	uint64_t start, end, offset;
-	int fd;	       /* the file, kept open: the process may exit before its turn */
-	uint64_t size; /* of the file: the smallest are built first */
-	char fkey[FKEY_LEN];
-};
-
-/* Executables at least this large (file size) are deferred. */
-#define DEFER_BYTES (8u << 20)
-/* Mappings queued at most (each holds its file open). */
-#define DEFER_MAX 256
-
-struct unwinder {
-	struct unwinder_opts o;
-	/* "f:dev:ino", "b:build-id", "[vdso]" -> struct unw_exe (keys owned by the exe) */
-	struct hashmap *exes;
-	struct unw_exe **all; /* every record */
-	size_t nall, capall;
-	size_t nidle;					  /* records with no refs and no table */
-	struct unw_exe *slots[CPROF_UNWIND_MAX_EXES + 1]; /* table id -> record */
-	uint32_t next_slot;	 /* where the search for a free one starts */
-	volatile uint64_t *used; /* unwind_used, mmapped: last use of each table id, or NULL */
-	size_t used_len;
-	struct hashmap *pids; /* pid -> struct unw_pid */
-	uint64_t next_gen;
-	struct unw_deferred deferred[DEFER_MAX]; /* pending, in no order */
-	size_t ndeferred;
-	struct unwinder_stats st;
-	int64_t started_ns;	 /* CLOCK_MONOTONIC, for the CPU budget */
-	int64_t swept_ns;	 /* last sweep for processes gone without an exit notice */
-	uint64_t built_bytes;	 /* file bytes of the builds in build_ns */
-	struct unw_exe *rebuild; /* the evicted table unwinder__table_missed asks for */
-};
-
-/* Whether building the table of a file of `size` bytes now would exceed the CPU budget: the
- * CPU time spent building so far plus this build's estimate (the mean time per byte of the
- * builds so far) against cpu_pct of the time since the unwinder started, plus a first
- * allowance. */
-static bool over_cpu(const struct unwinder *u, uint64_t size)
-{
-	double allowed, estimate = 0;
-
-	if (u->o.cpu_pct <= 0)
-		return false;
-	if (u->built_bytes)
-		estimate = (double)size * (double)u->st.build_ns / (double)u->built_bytes;
-	allowed = (double)(clock__ns(CLOCK_MONOTONIC) - u->started_ns) * u->o.cpu_pct / 100 +
-		  UNWINDER_CPU_BURST_MS * 1e6;
-	return (double)u->st.build_ns + estimate > allowed;
-}
 
 struct unwinder *unwinder__new(const struct unwinder_opts *o)
 {
@@ -161,14 +58,6 @@ struct unwinder *unwinder__new(const struct unwinder_opts *o)
 	return u;
 }
 
-static void exe_free(struct unw_exe *e)
-{
-	for (size_t i = 0; i < e->nkeys; i++)
-		free(e->keys[i]);
-	free(e->keys);
-	free(e);
-}
-
 static void free_pid(const void *key, void *value, void *ctx)
 {
 	struct unw_pid *p = value;
@@ -188,7 +77,7 @@ void unwinder__free(struct unwinder *u)
 	for (size_t i = 0; i < u->ndeferred; i++)
 		close(u->deferred[i].fd);
 	for (size_t i = 0; i < u->nall; i++)
-		exe_free(u->all[i]);
+		unw_exe__free(u->all[i]);
 	free(u->all);
 	hashmap__free(u->exes);
 	if (u->pids)
@@ -206,375 +95,6 @@ void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 	st->records = u->nall;
 	st->procs = hashmap__size(u->pids);
 	st->budget_bytes = u->o.budget_bytes;
-}
-
-/* --- records of executables --- */
-
-static bool exe_idle(const struct unw_exe *e)
-{
-	return !e->refs && !e->resident;
-}
-
-/* Keeps u->nidle right after e changed (refs or table); was: exe_idle(e) before. */
-static void exe_changed(struct unwinder *u, struct unw_exe *e, bool was)
-{
-	bool now = exe_idle(e);
-
-	if (now == was)
-		return;
-	if (now) {
-		u->nidle++;
-		e->idle_ns = clock__ns(CLOCK_MONOTONIC);
-	} else {
-		u->nidle--;
-	}
-}
-
-/* A new record (idle until it has a process or a table), or NULL. */
-static struct unw_exe *exe_new(struct unwinder *u)
-{
-	struct unw_exe *e;
-
-	if (array__reserve((void **)&u->all, &u->capall, u->nall + 1, sizeof(*u->all)))
-		return NULL;
-	e = calloc(1, sizeof(*e));
-	if (!e)
-		return NULL;
-	e->idx = u->nall;
-	u->all[u->nall++] = e;
-	u->nidle++;
-	e->idle_ns = clock__ns(CLOCK_MONOTONIC);
-	return e;
-}
-
-/* Files e under key too, unless key leads somewhere already (or e has enough keys: then the
- * next mapping through key only costs reading its build-id again). */
-static int exe_key(struct unwinder *u, struct unw_exe *e, const char *key)
-{
-	char *k;
-	int err;
-
-	if (hashmap__find(u->exes, key, NULL) || e->nkeys >= EXE_MAX_KEYS)
-		return 0;
-	if (array__reserve((void **)&e->keys, &e->capkeys, e->nkeys + 1, sizeof(*e->keys)))
-		return -ENOMEM;
-	k = strdup(key);
-	if (!k)
-		return -ENOMEM;
-	err = hashmap__insert(u->exes, k, e);
-	if (err) {
-		free(k);
-		return err;
-	}
-	e->keys[e->nkeys++] = k;
-	return 0;
-}
-
-/* Forgets e: its keys, its table id, the record. Its table must be out of BPF already and no
- * process may hold it (their trie entries would name a reused id). */
-static void exe_forget(struct unwinder *u, struct unw_exe *e)
-{
-	for (size_t i = 0; i < e->nkeys; i++)
-		hashmap__delete(u->exes, e->keys[i], NULL, NULL);
-	if (e->id)
-		u->slots[e->id] = NULL;
-	if (exe_idle(e))
-		u->nidle--;
-	u->all[e->idx] = u->all[--u->nall];
-	u->all[e->idx]->idx = e->idx;
-	exe_free(e);
-}
-
-/* When e's table was last used by a walk (or built). */
-static int64_t exe_used_ns(const struct unwinder *u, const struct unw_exe *e)
-{
-	int64_t used = u->used && e->id ? (int64_t)u->used[e->id] : 0;
-
-	return used > e->used_ns ? used : e->used_ns;
-}
-
-/* Takes e's table out of BPF: the walks of processes still mapping it use frame pointers
- * there, and ask for it again (CPROF_PROC_UNWIND_MISS). A record no process holds goes too. */
-static void exe_evict(struct unwinder *u, struct unw_exe *e)
-{
-	__u32 id = e->id;
-
-	if (u->used)
-		u->used[id] = 0; /* the next walk that misses it asks at once */
-	bpf_map_delete_elem(u->o.tables_fd, &id);
-	u->st.tables--;
-	u->st.rows -= e->nrows;
-	u->st.bytes -= (uint64_t)e->nrows * sizeof(struct cprof_unwind_row);
-	u->st.text_bytes -= e->text_bytes;
-	u->st.evicted++;
-	e->resident = false;
-	exe_changed(u, e, false);
-	pr_debug("unwind: evicted table %u (%u rows)\n", id, e->nrows);
-	if (!e->refs)
-		exe_forget(u, e);
-}
-
-/* The table least recently used, not keep's; only tables no process maps when unmapped. Never
- * one used in the last KEEP_NS: when the tables in use do not fit the budget, a new one waits
- * (frame pointers, counted) rather than evicting them by turns. */
-static struct unw_exe *exe_lru(const struct unwinder *u, const struct unw_exe *keep, bool unmapped)
-{
-	int64_t recent = clock__ns(CLOCK_MONOTONIC) - KEEP_NS;
-	struct unw_exe *best = NULL;
-	int64_t best_ns = 0;
-
-	for (size_t i = 0; i < u->nall; i++) {
-		struct unw_exe *e = u->all[i];
-		int64_t t;
-
-		if (e == keep || !e->resident || (unmapped && e->refs))
-			continue;
-		t = exe_used_ns(u, e);
-		if (t > recent)
-			continue;
-		if (!best || t < best_ns) {
-			best = e;
-			best_ns = t;
-		}
-	}
-	return best;
-}
-
-/* A free table id for e (evicting the least recently used table no process maps if none is
- * free), or 0. */
-static uint32_t exe_slot(struct unwinder *u, struct unw_exe *e)
-{
-	struct unw_exe *victim;
-
-	for (uint32_t n = 0; n < CPROF_UNWIND_MAX_EXES; n++) {
-		uint32_t id = (u->next_slot + n - 1) % CPROF_UNWIND_MAX_EXES + 1;
-
-		if (!u->slots[id]) {
-			u->slots[id] = e;
-			u->next_slot = id % CPROF_UNWIND_MAX_EXES + 1;
-			return id;
-		}
-	}
-	victim = exe_lru(u, e, true);
-	if (!victim)
-		return 0;
-	exe_evict(u, victim); /* forgotten with it: its id is free */
-	return exe_slot(u, e);
-}
-
-/* Evicts the least recently used tables until bytes more fit --unwind-mem. */
-static bool exe_room(struct unwinder *u, const struct unw_exe *keep, uint64_t bytes)
-{
-	if (bytes > u->o.budget_bytes)
-		return false;
-	while (u->st.bytes + bytes > u->o.budget_bytes) {
-		struct unw_exe *victim = exe_lru(u, keep, false);
-
-		if (!victim)
-			return false;
-		exe_evict(u, victim);
-	}
-	return true;
-}
-
-static int ns_cmp(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Drops the oldest half of the idle records once there are more than IDLE_MAX. */
-static void exe_trim(struct unwinder *u)
-{
-	int64_t *ages, cut;
-	size_t n = 0;
-
-	if (u->nidle <= IDLE_MAX)
-		return;
-	ages = malloc(u->nidle * sizeof(*ages));
-	if (!ages)
-		return;
-	for (size_t i = 0; i < u->nall && n < u->nidle; i++)
-		if (exe_idle(u->all[i]))
-			ages[n++] = u->all[i]->idle_ns;
-	/* The median idle time: the records idle since before it go. */
-	qsort(ages, n, sizeof(*ages), ns_cmp);
-	cut = ages[n / 2];
-	free(ages);
-	for (size_t i = u->nall; i-- > 0;) {
-		struct unw_exe *e = u->all[i];
-
-		if (exe_idle(e) && e->idle_ns <= cut) {
-			exe_forget(u, e);
-			u->st.forgotten++;
-		}
-	}
-}
-
-/* Creates an inner ARRAY of n values of value_size bytes each, fills it in one batch and puts
- * it in the map of maps outer_fd under key (replacing what was there). */
-static int put_inner_array(int outer_fd, __u32 key, const char *name, __u32 value_size, __u32 n,
-			   const void *values)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
-	LIBBPF_OPTS(bpf_map_batch_opts, bo);
-	__u32 *keys = NULL, count = n;
-	int fd, err;
-
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), value_size, n, &mo);
-	if (fd < 0)
-		return -errno;
-	keys = malloc((size_t)n * sizeof(*keys));
-	if (!keys) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	for (__u32 i = 0; i < n; i++)
-		keys[i] = i;
-	err = bpf_map_update_batch(fd, keys, values, &count, &bo);
-	if (err)
-		goto cleanup;
-	err = bpf_map_update_elem(outer_fd, &key, &fd, BPF_ANY) ? -errno : 0;
-cleanup:
-	free(keys);
-	close(fd); /* the outer map holds it now */
-	return err;
-}
-
-/* Puts the table's rows in the HASH_OF_MAPS under id. */
-static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
-{
-	return put_inner_array(u->o.tables_fd, id, "cprof_unw_rows",
-			       sizeof(struct cprof_unwind_row), (__u32)t->n, t->rows);
-}
-
-/* Compiles e's table from fd, of size bytes, or from image of size bytes when fd < 0 (the
- * vDSO), and loads it, evicting the least recently used tables to make room. e keeps no table
- * (frame pointers) when that fails, which is counted. */
-static void exe_build(struct unwinder *u, struct unw_exe *e, int fd, void *image, size_t size,
-		      const char *fkey)
-{
-	struct unwind_table t = {};
-	bool was = exe_idle(e), rebuild = e->id != 0;
-	uint32_t id = e->id;
-	uint64_t bytes;
-	/* CPU time of this thread, not wall time: a busy machine does not eat the budget. */
-	int64_t t0 = clock__ns(CLOCK_THREAD_CPUTIME_ID);
-	int err;
-
-	/* A rebuild knows its size: no build when the tables in use leave no room for it. */
-	if (rebuild && !exe_room(u, e, (uint64_t)e->nrows * sizeof(struct cprof_unwind_row))) {
-		u->st.no_room++;
-		return;
-	}
-	err = fd >= 0 ? unwind_table__build(fd, &t) : unwind_table__build_mem(image, size, &t);
-	if (err == -ENOENT || err == -ENOTSUP || err == -ENOEXEC) {
-		u->st.no_cfi++;
-		goto done;
-	}
-	if (err) {
-		u->st.failed++;
-		pr_debug("unwind: cannot build the table of %s: %s\n", fkey, strerror(-err));
-		goto done;
-	}
-	/* The processes holding e have trie entries that say how many rows its table has: a
-	 * rebuild must give the same (it does, for the same file). */
-	if (rebuild && (t.n != e->nrows || t.nloads != e->nloads)) {
-		u->st.failed++;
-		e->stale = true;
-		pr_debug("unwind: %s changed since its table was built\n", fkey);
-		goto done;
-	}
-	bytes = t.n * sizeof(struct cprof_unwind_row);
-	if (!id)
-		id = exe_slot(u, e);
-	if (!id) {
-		u->st.over_budget++;
-		goto done;
-	}
-	/* Known from here on: rows and segments, so that its processes' entries can name the
-	 * table before it is loaded. */
-	e->id = id;
-	e->nrows = t.n;
-	e->text_bytes = t.text_bytes;
-	memcpy(e->loads, t.loads, sizeof(e->loads));
-	e->nloads = t.nloads;
-	if (!exe_room(u, e, bytes)) {
-		/* The tables in use fill --unwind-mem: this one waits, as if evicted, and its
-		 * processes' samples ask for it (CPROF_PROC_UNWIND_MISS) until there is room. */
-		u->st.over_budget++;
-		goto done;
-	}
-	err = load_table(u, id, &t);
-	if (err) {
-		u->st.failed++;
-		e->stale = true; /* not tried again */
-		pr_warn("unwind: cannot load the table of %s: %s\n", fkey, strerror(-err));
-		goto done;
-	}
-	e->resident = true;
-	e->used_ns = clock__ns(CLOCK_MONOTONIC);
-	if (u->used)
-		u->used[id] = (uint64_t)e->used_ns;
-	u->st.tables++;
-	u->st.rows += t.n;
-	u->st.bytes += bytes;
-	u->st.text_bytes += t.text_bytes;
-	u->st.builds++;
-	if (rebuild)
-		u->st.rebuilds++;
-	pr_debug("unwind: %s: %zu rows for %" PRIu64 " bytes of text%s\n", fkey, t.n, t.text_bytes,
-		 rebuild ? " (rebuilt)" : "");
-done:
-	/* Failed builds cost time too: they count against the budget. */
-	u->st.build_ns += clock__ns(CLOCK_THREAD_CPUTIME_ID) - t0;
-	u->built_bytes += size;
-	unwind_table__free(&t);
-	exe_changed(u, e, was);
-}
-
-/* Whether e is a table that was evicted: rebuilt when a process mapping it is sampled. */
-static bool exe_evicted(const struct unw_exe *e)
-{
-	return e->id && !e->resident && !e->stale;
-}
-
-/* The executable behind fd (known by its build-id, else new, its table built), filed under
- * fkey; fd < 0: the vDSO image of size bytes. NULL when out of memory. */
-static struct unw_exe *get_exe(struct unwinder *u, int fd, void *image, size_t size,
-			       const char *fkey)
-{
-	struct unw_exe *e = NULL;
-	char bkey[64];
-	void *found;
-
-	if (fd >= 0 && unwind_table__build_id(fd, bkey + 2, sizeof(bkey) - 2) == 0) {
-		bkey[0] = 'b';
-		bkey[1] = ':';
-		if (hashmap__find(u->exes, bkey, &found))
-			e = found;
-	} else {
-		bkey[0] = '\0';
-	}
-	if (!e) {
-		e = exe_new(u);
-		if (!e)
-			return NULL;
-		if (bkey[0] && exe_key(u, e, bkey)) {
-			exe_forget(u, e);
-			return NULL;
-		}
-		exe_build(u, e, fd, image, size, fkey);
-	} else if (exe_evicted(e)) {
-		exe_build(u, e, fd, image, size, fkey);
-	}
-	if (exe_key(u, e, fkey)) {
-		if (exe_idle(e))
-			exe_forget(u, e);
-		return NULL;
-	}
-	return e;
 }
 
 /* A copy of the vDSO as pid maps it (the same image for every process of this kernel). */
@@ -618,7 +138,7 @@ static int pid_push_map(struct unw_pid *p, const struct cprof_unwind_mapping *m)
 /* p (a reading of a process's mappings) maps e: e stays known while p lives. */
 static int pid_hold(struct unwinder *u, struct unw_pid *p, struct unw_exe *e)
 {
-	bool was = exe_idle(e);
+	bool was = unw_exe__idle(e);
 
 	for (size_t i = 0; i < p->nheld; i++)
 		if (p->held[i] == e)
@@ -627,7 +147,7 @@ static int pid_hold(struct unwinder *u, struct unw_pid *p, struct unw_exe *e)
 		return -ENOMEM;
 	p->held[p->nheld++] = e;
 	e->refs++;
-	exe_changed(u, e, was);
+	unw_exe__changed(u, e, was);
 	return 0;
 }
 
@@ -663,8 +183,8 @@ static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 	all[0].nrows = n;
 	if (n)
 		memcpy(&all[1], p->maps, n * sizeof(*all));
-	err = put_inner_array(u->o.pid_maps_fd, (__u32)pid, "cprof_unw_pmaps",
-			      sizeof(struct cprof_unwind_mapping), n + 1, all);
+	err = unwinder__put_inner_array(u->o.pid_maps_fd, (__u32)pid, "cprof_unw_pmaps",
+					sizeof(struct cprof_unwind_mapping), n + 1, all);
 	free(all);
 	if (err)
 		u->st.failed++;
@@ -784,7 +304,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		/* Known. An evicted table is rebuilt when a walk met it (unwinder__table_missed),
 		 * not for every process that maps it: those walk it with frame pointers meanwhile,
 		 * and their samples ask for it. */
-		if (mode == ADD_KNOWN_ONLY || !exe_evicted(e) || e != u->rebuild)
+		if (mode == ADD_KNOWN_ONLY || !unw_exe__evicted(e) || e != u->rebuild)
 			return map_exe(u, p, pid, m->start, m->end, m->offset, e);
 	} else if (mode == ADD_KNOWN_ONLY) {
 		return 0;
@@ -797,9 +317,9 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		if (err)
 			return err;
 		if (e)
-			exe_build(u, e, -1, image, size, fkey);
+			unw_exe__build(u, e, -1, image, size, fkey);
 		else
-			e = get_exe(u, -1, image, size, fkey);
+			e = unwinder__get_exe(u, -1, image, size, fkey);
 		free(image);
 		if (!e)
 			return -ENOMEM;
@@ -811,7 +331,8 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 			return e ? map_exe(u, p, pid, m->start, m->end, m->offset, e) : fd;
 		if (fstat(fd, &st))
 			st.st_size = 0;
-		if (mode == ADD_DEFER && (over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES)) {
+		if (mode == ADD_DEFER &&
+		    (unwinder__over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES)) {
 			err = defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
 			/* An evicted table's entries stay meanwhile (frame pointers until then). */
 			if (!err && e)
@@ -819,9 +340,9 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 			return err;
 		}
 		if (e)
-			exe_build(u, e, fd, NULL, (size_t)st.st_size, fkey);
+			unw_exe__build(u, e, fd, NULL, (size_t)st.st_size, fkey);
 		else
-			e = get_exe(u, fd, NULL, (size_t)st.st_size, fkey);
+			e = unwinder__get_exe(u, fd, NULL, (size_t)st.st_size, fkey);
 		close(fd);
 		if (!e)
 			return -ENOMEM;
@@ -882,10 +403,10 @@ static void unw_pid__retire(struct unwinder *u, struct unw_pid *old, const struc
 	/* now holds what it maps already: what only old mapped may become idle. */
 	for (size_t i = 0; i < old->nheld; i++) {
 		struct unw_exe *e = old->held[i];
-		bool was = exe_idle(e);
+		bool was = unw_exe__idle(e);
 
 		e->refs--;
-		exe_changed(u, e, was);
+		unw_exe__changed(u, e, was);
 	}
 	free(old->keys);
 	free(old->maps);
@@ -972,7 +493,7 @@ cleanup:
 	else
 		u->st.pids++;
 	u->st.pid_ns += (uint64_t)((now_ms() - t0) * 1e6);
-	exe_trim(u);
+	unwinder__trim_exes(u);
 	pr_debug("unwind: pid %d: %zu trie entries, %.1f ms%s\n", (int)pid, p ? p->n : 0,
 		 (now_ms() - t0), mode == ADD_KNOWN_ONLY ? " (known executables only)" : "");
 	return err;
@@ -1061,9 +582,9 @@ int unwinder__table_missed(struct unwinder *u, pid_t pid, uint32_t id)
 
 	u->st.misses++;
 	pr_debug("unwind: pid %d met table %u evicted%s\n", (int)pid, id,
-		 e && exe_evicted(e) ? "" : " (no longer)");
+		 e && unw_exe__evicted(e) ? "" : " (no longer)");
 	/* Rebuilt since (or forgotten: its processes are gone). */
-	if (!e || !exe_evicted(e))
+	if (!e || !unw_exe__evicted(e))
 		return 0;
 	/* Read again as a sampled process: that table is rebuilt (or queued, within
 	 * --unwind-cpu), the others it maps stay as they are. */
@@ -1082,14 +603,15 @@ bool unwinder__idle(struct unwinder *u)
 	bool known = false;
 
 	sweep(u);
-	exe_trim(u);
+	unwinder__trim_exes(u);
 	if (!u->ndeferred)
 		return false;
 	/* Known by now (queued twice): no build. Else only within the CPU budget, smallest file
 	 * first: the time a table takes grows with the file, so that gives the most processes
 	 * their tables for the budget (the queue is short, DEFER_MAX). */
 	for (size_t i = 0; i < u->ndeferred; i++) {
-		if (hashmap__find(u->exes, u->deferred[i].fkey, &found) && !exe_evicted(found)) {
+		if (hashmap__find(u->exes, u->deferred[i].fkey, &found) &&
+		    !unw_exe__evicted(found)) {
 			known = true;
 			pick = i;
 			break;
@@ -1098,15 +620,15 @@ bool unwinder__idle(struct unwinder *u)
 			pick = i;
 	}
 	d = u->deferred[pick];
-	if (!known && over_cpu(u, d.size))
+	if (!known && unwinder__over_cpu(u, d.size))
 		return false;
 	u->deferred[pick] = u->deferred[--u->ndeferred];
 	if (hashmap__find(u->exes, d.fkey, &found))
 		e = found;
 	if (!e)
-		e = get_exe(u, d.fd, NULL, d.size, d.fkey);
-	else if (exe_evicted(e))
-		exe_build(u, e, d.fd, NULL, d.size, d.fkey);
+		e = unwinder__get_exe(u, d.fd, NULL, d.size, d.fkey);
+	else if (unw_exe__evicted(e))
+		unw_exe__build(u, e, d.fd, NULL, d.size, d.fkey);
 	close(d.fd);
 	/* The process may have exec'd or exited meanwhile: then its mappings are not these. An
 	 * evicted table's entries were kept: they name the rebuilt one. */
