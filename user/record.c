@@ -305,6 +305,7 @@ int record__run(const struct record_opts *o)
 	struct sigaction sa = {.sa_handler = on_signal};
 	int err, status;
 
+	mem__checkpoint("start");
 	if (preflight__check())
 		return 1;
 	for (size_t i = 0; i < o->npids; i++) {
@@ -331,6 +332,7 @@ int record__run(const struct record_opts *o)
 	err = run(&s);
 	if (finish_output(&s, !err) && !err)
 		err = -EIO;
+	mem__checkpoint("committed");
 	if (s.child > 0) {
 		if (s.child_gate >= 0) {
 			/* Still at the gate (nothing was attached): it exits without running CMD. */
