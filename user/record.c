@@ -312,10 +312,12 @@ int record__run(const struct record_opts *o)
 		/* A snapshot shows a zombie as one; a profile over time has nothing of it. */
 		bool snapshot = collector__find(o->type) && collector__find(o->type)->snapshot;
 
+		/* A pid that names no process is a wrong argument, as a malformed one is: a usage
+		 * error, before anything is loaded (one that exits later is a runtime failure). */
 		if (snapshot ? kill(o->pids[i], 0) && errno != EPERM
 			     : proc__exists(o->pids[i]) != 0) {
 			pr_err("no such process: %d\n", o->pids[i]);
-			return 1;
+			return 2;
 		}
 	}
 	if (o->cmd && (status = check_command(o->cmd[0], s.cmd_path, sizeof(s.cmd_path))))
