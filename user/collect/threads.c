@@ -323,8 +323,12 @@ static int threads_drain(struct collector *c, struct pprof_builder *b)
 	mem__checkpoint("threads: read");
 	threads_snapshot__sort(s);
 	announce(c, s);
+	/* Every frame of every thread at once, not only those that tell a futex wait's kind: the
+	 * profile's and the text's frames then come from the symbolizer's cache, and each file's
+	 * DWARF is read once, not for the waits and again for the profile (the maps of this type
+	 * are small: resolving before they are freed costs little memory). */
 	if (c->opts.sym)
-		err = threads__prepare(s, c->opts.sym, futex_waiter, false, CLASSIFY_FRAMES);
+		err = threads__prepare(s, c->opts.sym, NULL, true, CPROF_MAX_STACK);
 	mem__checkpoint("threads: prepared");
 	for (size_t i = 0; i < s->n && !err; i++)
 		err = describe(c, &s->t[i]);
