@@ -30,11 +30,11 @@ _Static_assert((1ull << CPROF_UNWIND_PID_MAPS_STEPS) >= CPROF_UNWIND_MAX_PID_MAP
 _Static_assert(CPROF_USTACK_ID_TABLE > CPROF_DEFAULT_MAX_STACKS * 32,
 	       "table stack ids never look like STACK_TRACE ids");
 
-/* Open-coded loops (kernel 6.4+): the verifier checks the body until its state converges, not
- * once per iteration as a bounded loop's. */
-extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
-extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
-extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
+/* Open-coded loops (kernel 6.4+; libbpf says so at load on an older one): the verifier checks
+ * the body until its state converges, not once per iteration as a bounded loop's. */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
 
 /* --unwind: CPROF_UNWIND_FP, _AUTO or _DWARF. */
 const volatile __u32 unwind_mode = CPROF_UNWIND_AUTO;
@@ -151,7 +151,6 @@ static __always_inline const struct cprof_unwind_row *find_row(void *table, __u3
 {
 	const struct cprof_unwind_row *row;
 	__u32 lo = 0, hi = nrows, mid;
-
 	struct bpf_iter_num it;
 	bool lost = false;
 
