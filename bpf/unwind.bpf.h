@@ -30,6 +30,12 @@ _Static_assert((1ull << CPROF_UNWIND_PID_MAPS_STEPS) >= CPROF_UNWIND_MAX_PID_MAP
 _Static_assert(CPROF_USTACK_ID_TABLE > CPROF_DEFAULT_MAX_STACKS * 32,
 	       "table stack ids never look like STACK_TRACE ids");
 
+/* Open-coded loops (kernel 6.4+; libbpf says so at load on an older one): the verifier checks
+ * the body until its state converges, not once per iteration as a bounded loop's. */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+
 /* --unwind: CPROF_UNWIND_FP, _AUTO or _DWARF. */
 const volatile __u32 unwind_mode = CPROF_UNWIND_AUTO;
 
@@ -130,6 +136,14 @@ struct {
 #define SIGCTX_RIP    128
 #define USER_ADDR_MAX 0x00007fffffffffffull
 
+/* Python frames are read from the current task's memory only: a remote walk is native, and
+ * its program carries no Python code (less to verify, no Python map to fill). */
+#ifdef CPROF_UNWIND_REMOTE
+#define UNWIND_PYTHON 0
+#else
+#define UNWIND_PYTHON 1
+#endif
+
 /* What a walk reads memory through: the task whose stack it is (remote walks only). */
 struct unwind_ctx {
 	struct task_struct *task;
@@ -153,21 +167,29 @@ static __always_inline const struct cprof_unwind_row *find_row(void *table, __u3
 {
 	const struct cprof_unwind_row *row;
 	__u32 lo = 0, hi = nrows, mid;
+	struct bpf_iter_num it;
+	bool lost = false;
 
 	if (nrows == 0 || vaddr > 0xffffffffull)
 		return NULL;
-	for (int i = 0; i < CPROF_UNWIND_SEARCH_STEPS; i++) {
+	bpf_iter_num_new(&it, 0, CPROF_UNWIND_SEARCH_STEPS);
+	while (bpf_iter_num_next(&it)) {
 		if (lo + 1 >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
 		row = bpf_map_lookup_elem(table, &mid);
-		if (!row)
-			return NULL;
+		if (!row) {
+			lost = true;
+			break;
+		}
 		if (row->pc <= vaddr)
 			lo = mid;
 		else
 			hi = mid;
 	}
+	bpf_iter_num_destroy(&it);
+	if (lost)
+		return NULL;
 	row = bpf_map_lookup_elem(table, &lo);
 	if (!row || row->pc > vaddr)
 		return NULL;
@@ -181,6 +203,8 @@ static __always_inline const struct cprof_unwind_mapping *find_pid_mapping(__u32
 {
 	const struct cprof_unwind_mapping *m;
 	__u32 zero = 0, lo = 1, hi, mid;
+	struct bpf_iter_num it;
+	bool lost = false;
 	void *maps;
 
 	maps = bpf_map_lookup_elem(&unwind_pid_maps, &pid);
@@ -190,18 +214,24 @@ static __always_inline const struct cprof_unwind_mapping *find_pid_mapping(__u32
 	if (!m || m->nrows == 0)
 		return NULL;
 	hi = m->nrows + 1;
-	for (int i = 0; i < CPROF_UNWIND_PID_MAPS_STEPS; i++) {
+	bpf_iter_num_new(&it, 0, CPROF_UNWIND_PID_MAPS_STEPS);
+	while (bpf_iter_num_next(&it)) {
 		if (lo + 1 >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
 		m = bpf_map_lookup_elem(maps, &mid);
-		if (!m)
-			return NULL;
+		if (!m) {
+			lost = true;
+			break;
+		}
 		if (m->start <= at)
 			lo = mid;
 		else
 			hi = mid;
 	}
+	bpf_iter_num_destroy(&it);
+	if (lost)
+		return NULL;
 	m = bpf_map_lookup_elem(maps, &lo);
 	if (!m || at < m->start || at >= m->end)
 		return NULL;
@@ -436,23 +466,24 @@ static int unwind_step(__u32 i, void *ctx)
 		s->st.truncated = 1;
 		return 1;
 	}
-	if (s->py.emitting)
+	if (UNWIND_PYTHON && s->py.emitting)
 		return py_step(s, n, uc);
 	if (s->pc == 0)
 		return 1;
 	at = lookup_pc(s);
-	if (s->py.frame && py_in_eval(&s->py, at)) {
+	if (UNWIND_PYTHON && s->py.frame && py_in_eval(&s->py, at)) {
 		s->py.emitting = 1;
 		return py_step(s, n, uc);
 	}
 	m = find_mapping(s, at);
 	/* In a process whose Python frames are walked, code in anonymous memory is the
 	 * trampolines of `-X perf` (3.12+): the Python frames say it already. */
-	if (m || !s->py.walked)
+	if (m || !UNWIND_PYTHON || !s->py.walked)
 		record(s, n, s->pc);
 	return native_step_in(s, m, at, uc);
 }
 
+#if UNWIND_PYTHON
 /* bpf_loop step after the native walk ended: the Python frames not placed yet (the native
  * walk stopped early, e.g. at a `-X perf` trampoline it cannot unwind) follow in order, so no
  * Python caller is lost. 1 ends the walk. */
@@ -483,6 +514,7 @@ static int py_rest_step(__u32 i, void *ctx)
 		return 0;
 	}
 }
+#endif
 
 /* Whether a stored stack is the one just walked (else two stacks share a hash). */
 static __always_inline bool same_stack(const struct cprof_ustack *a, const struct cprof_ustack *b)
@@ -535,8 +567,10 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	/* Python frames of an evaluation frame take a step each and the move to its caller one
 	 * more: at most twice as many steps as frames recorded. */
 	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, uc, 0);
+#if UNWIND_PYTHON
 	if (s->py.frame && s->st.n < CPROF_MAX_STACK)
 		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, NULL, 0);
+#endif
 	if (s->stop)
 		stat_inc(s->stop);
 	if (s->evicted)

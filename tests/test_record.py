@@ -169,8 +169,20 @@ def _err(args, code, text, **kw):
     return r
 
 
+def _free_pid():
+    """A pid no process has (within pid_max)."""
+    pid = 4194000
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    return pid
+
+
 def test_errors(workdir):
-    _err(["-p", "999999"], 1, "no such process: 999999")
+    # A pid that names no process is a usage error (2) for every type, before anything loads.
+    pid = _free_pid()
+    for t in ("cpu", "heap", "mutex", "offcpu", "block", "wall", "threadcreate", "threads"):
+        _err(["-t", t, "-p", pid], 2, f"no such process: {pid}")
+    _err(["-p", f"1,{pid}"], 2, f"no such process: {pid}")
     _err(["-p", "abc"], 2, "invalid pid")
     _err(["-p", "1", "-F", "0"], 2, "invalid frequency")
     _err(["-p", "1", "-d", "-1"], 2, "invalid duration")

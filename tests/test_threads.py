@@ -335,9 +335,19 @@ def free_pid():
 
 
 def test_missing_pid():
-    r = run_cprof("-t", "threads", "-p", free_pid(), check=False, timeout=SNAP_TIMEOUT)
-    assert r.returncode != 0
-    assert "no such process" in r.stderr.decode(), r.stderr
+    # A usage error (exit 2) in one line, before anything is loaded; serve's is a 404
+    # (test_serve_goroutine).
+    pid = free_pid()
+    t0 = time.monotonic()
+    r = run_cprof("-t", "threads", "-p", pid, check=False, timeout=SNAP_TIMEOUT)
+    err = r.stderr.decode().strip()
+    assert r.returncode == 2, (r.returncode, err)
+    assert err.splitlines() == [f"cprof-bpf: no such process: {pid}"], err
+    assert time.monotonic() - t0 < 10
+    r = run_cprof("-t", "goroutine", "-p", f"1,{pid}", "-f", "text", check=False,
+                  timeout=SNAP_TIMEOUT)
+    assert r.returncode == 2 and r.stdout == b"", (r.returncode, r.stderr)
+    assert f"no such process: {pid}" in r.stderr.decode(), r.stderr
     r = run_cprof("-t", "threads", "-p", "1", "-d", "1", check=False, timeout=SNAP_TIMEOUT)
     assert r.returncode != 0 and "snapshot" in r.stderr.decode(), r.stderr
 

@@ -297,16 +297,19 @@ int record__run(const struct cli_opts *o)
 	struct sigaction sa = {.sa_handler = on_signal};
 	int err, status;
 
+	mem__checkpoint("start");
 	if (preflight__check())
 		return 1;
 	for (size_t i = 0; i < o->npids; i++) {
 		/* A snapshot shows a zombie as one; a profile over time has nothing of it. */
 		bool snapshot = collector__find(o->type) && collector__find(o->type)->snapshot;
 
+		/* A pid that names no process is a wrong argument, as a malformed one is: a usage
+		 * error, before anything is loaded (one that exits later is a runtime failure). */
 		if (snapshot ? kill(o->pids[i], 0) && errno != EPERM
 			     : proc__exists(o->pids[i]) != 0) {
 			pr_err("no such process: %d\n", o->pids[i]);
-			return 1;
+			return 2;
 		}
 	}
 	if (o->cmd && (status = check_command(o->cmd[0], s.cmd_path, sizeof(s.cmd_path))))
@@ -323,6 +326,7 @@ int record__run(const struct cli_opts *o)
 	err = run(&s);
 	if (finish_output(&s, !err) && !err)
 		err = -EIO;
+	mem__checkpoint("committed");
 	if (s.child > 0) {
 		if (s.child_gate >= 0) {
 			/* Still at the gate (nothing was attached): it exits without running CMD. */

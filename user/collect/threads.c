@@ -19,6 +19,7 @@
 #include "threads/snapshot.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/mem.h"
 
 /* User frames resolved to tell what a futex wait is for: the glibc function that waits is
  * within the first few (the syscall wrapper, the lock's slow path, the lock function). */
@@ -42,20 +43,36 @@ static int threads_open(struct collector *c)
 		return -ENOMEM;
 	c->priv = p;
 	p->skel = threads_bpf__open();
+	mem__checkpoint("threads: BPF opened");
 	err = collector__opened(c, p->skel);
 	if (err)
 		return err;
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
-	/* Maps of the shared header this type never fills: the smallest sizes. */
+	/* Maps of the shared headers this type never fills (stacks go into the records, nothing
+	 * is announced from BPF, no Python frames are walked): the smallest sizes, since creating
+	 * the preallocated ones (LRU hashes) costs more than the snapshot's read itself. */
 	bpf_map__set_max_entries(p->skel->maps.stacks, 1);
 	bpf_map__set_max_entries(p->skel->maps.ustacks, 1);
+	bpf_map__set_max_entries(p->skel->maps.seen, 1);
+	bpf_map__set_max_entries(p->skel->maps.mmap_pending, 1);
+	bpf_map__set_max_entries(p->skel->maps.py_procs, 1);
+	bpf_map__set_max_entries(p->skel->maps.py_threads, 1);
+	bpf_map__set_max_entries(p->skel->maps.py_codes_seen, 1);
+	bpf_map__set_max_entries(p->skel->maps.proc_events, getpagesize());
+	/* One table of mappings per target process. */
+	if (!o->all && o->npids)
+		bpf_map__set_max_entries(p->skel->maps.unwind_pid_maps, (uint32_t)o->npids);
 	err = threads_bpf__load(p->skel);
+	mem__checkpoint("threads: BPF loaded");
 	if (err) {
 		pr_err("cannot load the threads BPF program: %s\n", strerror(-err));
 		return err;
 	}
 	/* Nothing to attach now: the iterator runs when the snapshot is taken (drain). */
-	return collector__bind(c, p->skel->obj);
+	err = collector__bind(c, p->skel->obj);
+	/* A snapshot walks no Python frames (bpf/unwind.bpf.h): no process is probed for them. */
+	c->py_procs = NULL;
+	return err;
 }
 
 static void threads_close(struct collector *c)
@@ -303,12 +320,19 @@ static int threads_drain(struct collector *c, struct pprof_builder *b)
 	err = take(c, s);
 	if (err)
 		goto cleanup;
+	mem__checkpoint("threads: read");
 	threads_snapshot__sort(s);
 	announce(c, s);
+	/* Every frame of every thread at once, not only those that tell a futex wait's kind: the
+	 * profile's and the text's frames then come from the symbolizer's cache, and each file's
+	 * DWARF is read once, not for the waits and again for the profile (the maps of this type
+	 * are small: resolving before they are freed costs little memory). */
 	if (c->opts.sym)
-		err = threads__prepare(s, c->opts.sym, futex_waiter, false, CLASSIFY_FRAMES);
+		err = threads__prepare(s, c->opts.sym, NULL, true, CPROF_MAX_STACK);
+	mem__checkpoint("threads: prepared");
 	for (size_t i = 0; i < s->n && !err; i++)
 		err = describe(c, &s->t[i]);
+	mem__checkpoint("threads: described");
 	if (!err)
 		err = threads__link(s);
 	if (!err)

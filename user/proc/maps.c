@@ -111,6 +111,9 @@ int proc_maps__read(pid_t pid, struct proc_maps **out)
 	f = fopen(path, "re");
 	if (!f)
 		return proc__errno(errno);
+	/* Not the 1 KiB the file says: a process of many threads has thousands of mappings
+	 * (a stack and its guard page each), and each read takes the process's mmap lock. */
+	setvbuf(f, NULL, _IOFBF, 64 * 1024);
 	errno = 0;
 	err = proc_maps__parse(f, pid, out);
 	fclose(f);
