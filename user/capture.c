@@ -95,10 +95,10 @@ static int prepare(void *ctx, struct sym_request *reqs, size_t n)
 
 static bool targets_alive(const struct capture *c)
 {
-	if (c->o->all)
+	if (c->o->opts->all)
 		return true;
-	for (size_t i = 0; i < c->o->npids; i++)
-		if (proc__exists(c->o->pids[i]) == 0)
+	for (size_t i = 0; i < c->o->opts->npids; i++)
+		if (proc__exists(c->o->opts->pids[i]) == 0)
 			return true;
 	return false;
 }
@@ -120,12 +120,13 @@ static void collect_loop(struct capture *c)
 	const struct capture_opts *o = c->o;
 	/* The duration counts from when sampling began, not from when this loop starts: building
 	 * the targets' unwind tables in between is not profiled time. */
-	int64_t deadline =
-		o->duration > 0 ? c->started_ns + (int64_t)(o->duration * 1e9) : INT64_MAX;
+	int64_t deadline = o->opts->duration > 0
+				   ? c->started_ns + (int64_t)(o->opts->duration * 1e9)
+				   : INT64_MAX;
 	int64_t left;
 	int err;
 
-	if (o->duration > 0)
+	if (o->opts->duration > 0)
 		collector_window__set_deadline(c->win, deadline);
 
 	while (!stop_requested(c)) {
@@ -153,13 +154,14 @@ static void add_target_comment(const struct capture_opts *o, struct pprof_builde
 
 	if (o->target_desc) {
 		pprof_builder__add_comment(b, "target: %s", o->target_desc);
-	} else if (o->all) {
+	} else if (o->opts->all) {
 		pprof_builder__add_comment(b, "target: whole system");
 	} else {
-		for (size_t i = 0; i < o->npids; i++) {
-			if (proc__comm(o->pids[i], comm, sizeof(comm)))
+		for (size_t i = 0; i < o->opts->npids; i++) {
+			if (proc__comm(o->opts->pids[i], comm, sizeof(comm)))
 				snprintf(comm, sizeof(comm), "exited");
-			pprof_builder__add_comment(b, "target: pid %d (%s)", o->pids[i], comm);
+			pprof_builder__add_comment(b, "target: pid %d (%s)", o->opts->pids[i],
+						   comm);
 		}
 	}
 }
@@ -195,10 +197,10 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 		return -ENOMEM;
 	pprof_builder__add_comment(b, "cprof-bpf %s", CPROF_VERSION);
 	add_target_comment(o, b);
-	if (strcmp(o->type, "cpu") == 0)
-		pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", o->freq);
+	if (strcmp(o->opts->type, "cpu") == 0)
+		pprof_builder__add_comment(b, "type: cpu, %d Hz per CPU", o->opts->freq);
 	else
-		pprof_builder__add_comment(b, "type: %s", o->type);
+		pprof_builder__add_comment(b, "type: %s", o->opts->type);
 	mem__checkpoint("drain start");
 	err = collector_window__drain(c->win, b, &st);
 	mem__checkpoint("drained");
@@ -212,7 +214,7 @@ static int drain(struct capture *c, int64_t t0, int64_t dur, struct pprof_builde
 	if (o->stats) {
 		o->stats->counters = st;
 		o->stats->stacks = pprof_builder__nsamples(b);
-		o->stats->max_keys = o->max_keys ? o->max_keys : CPROF_DEFAULT_MAX_KEYS;
+		o->stats->max_keys = o->opts->max_keys ? o->opts->max_keys : CPROF_DEFAULT_MAX_KEYS;
 	}
 	pr_info("%zu distinct stacks, %llu samples\n", pprof_builder__nsamples(b),
 		(unsigned long long)st.bpf[CPROF_STAT_SAMPLES]);
@@ -252,10 +254,10 @@ static void snapshot_targets(const struct capture_opts *o, struct symbolizer *sy
 {
 	int err;
 
-	for (size_t i = 0; !o->follow_children && i < o->npids; i++) {
-		err = symbolizer__add_pid(sym, o->pids[i]);
+	for (size_t i = 0; !o->follow_children && i < o->opts->npids; i++) {
+		err = symbolizer__add_pid(sym, o->opts->pids[i]);
 		if (err)
-			pr_debug("cannot read the mappings of pid %d: %s\n", o->pids[i],
+			pr_debug("cannot read the mappings of pid %d: %s\n", o->opts->pids[i],
 				 strerror(-err));
 	}
 	mem__checkpoint("pids snapshotted");
@@ -278,39 +280,45 @@ static int symbolize(struct symbolizer *sym, struct pprof_builder **out)
 	return 0;
 }
 
+/* Whether the capture's type is (an alias of) type. */
+static bool is_type(const struct capture_opts *o, const char *type)
+{
+	return collector__find(o->opts->type) == collector__find(type);
+}
+
 int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pprof_builder **out)
 {
 	struct capture c = {.o = o, .sym = sym};
 	struct collect_opts co = {
-		.all = o->all,
-		.pids = o->pids,
-		.npids = o->npids,
+		.all = o->opts->all,
+		.pids = o->opts->pids,
+		.npids = o->opts->npids,
 		.follow_children = o->follow_children,
-		.no_kernel_stacks = o->no_kernel,
-		.freq = o->freq,
-		.max_keys = o->max_keys,
-		.heap_sample_bytes = o->heap_sample_bytes,
-		.heap_max_live = o->heap_max_live,
-		.heap_alloc_only = o->heap_alloc_only,
+		.no_kernel_stacks = o->opts->no_kernel,
+		.freq = o->opts->freq,
+		.max_keys = o->opts->max_keys,
+		.heap_sample_bytes = o->opts->heap_sample_bytes,
+		.heap_max_live = o->opts->heap_max_live,
+		.heap_alloc_only = o->opts->heap_alloc_only,
 		.exe_hint = o->exe_hint,
-		.unwind_mode = o->unwind,
-		.unwind_mem = o->unwind_mem,
-		.min_wait_ns = o->min_wait_ns,
-		.mutex_fraction = o->mutex_fraction,
-		.block_rate_ns = o->block_rate_ns,
+		.unwind_mode = o->opts->unwind,
+		.unwind_mem = o->opts->unwind_mem,
+		.min_wait_ns = cli__min_wait_ns(o->opts, o->opts->type),
+		.mutex_fraction = is_type(o, "mutex") ? o->opts->mutex_fraction : 0,
+		.block_rate_ns = is_type(o, "offcpu") ? o->opts->block_rate_ns : 0,
 		.on_proc = on_proc,
 		.sym = sym,
 		.threads_out = o->threads_out,
-		.pid_labels = o->all ? exe_label : NULL,
+		.pid_labels = o->opts->all ? exe_label : NULL,
 		.ctx = &c,
 	};
-	const struct collector_ops *ops = collector__find(o->type);
+	const struct collector_ops *ops = collector__find(o->opts->type);
 	int64_t t0, m0;
 	int err;
 
 	if (!ops)
 		return -EINVAL;
-	if (o->all) {
+	if (o->opts->all) {
 		c.exes = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
 		if (!c.exes)
 			return -ENOMEM;
@@ -328,8 +336,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	if (o->attached)
 		o->attached(o->ctx);
 	if (!ops->snapshot) {
-		pr_info("profiling (%s)%s\n", o->type,
-			o->duration > 0 ? "" : "; Ctrl-C to stop and write");
+		pr_info("profiling (%s)%s\n", o->opts->type,
+			o->opts->duration > 0 ? "" : "; Ctrl-C to stop and write");
 		collect_loop(&c);
 	}
 	mem__checkpoint("sampling ended");

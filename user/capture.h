@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cli.h"
 #include "collect/collector.h"
 #include "collect/pool.h"
 #include "pprof/builder.h"
@@ -21,24 +22,14 @@ struct capture_stats {
 };
 
 struct capture_opts {
-	const char *type;  /* "cpu" */
-	const pid_t *pids; /* targets unless all */
-	size_t npids;
-	bool all;
-	bool follow_children; /* processes forked by targets become targets */
-	double duration;      /* seconds; 0 = until should_stop or the targets exit */
-	int freq;	      /* cpu: Hz */
-	uint32_t max_keys;    /* 0 = default */
-	bool no_kernel;
-	uint64_t heap_sample_bytes; /* heap: 0 = default */
-	uint32_t heap_max_live;	    /* heap: 0 = default */
-	bool heap_alloc_only;	    /* heap: free family not probed, alloc_* only */
-	const char *exe_hint;	    /* heap, `-- CMD`: the command not exec'd yet; may be NULL */
-	int unwind;		    /* enum cprof_unwind_mode (bpf/unwind.h); 0 = auto */
-	uint64_t unwind_mem;	    /* bytes of unwind tables at most; 0 = default */
-	uint64_t min_wait_ns;	    /* mutex, offcpu: --min-wait / --min-block */
-	uint32_t mutex_fraction;    /* mutex: --mutex-fraction; 0 = every wait */
-	uint64_t block_rate_ns;	    /* offcpu: --block-rate; 0 = every interval */
+	/* The settings, as the command line (or serve's request, on a copy of the server's) gave
+	 * them: type, targets (pids, npids, all), duration, freq, max_keys, no_kernel, heap_*,
+	 * unwind, unwind_mem, --min-wait/--min-block (cli__min_wait_ns), mutex_fraction (for mutex
+	 * only) and block_rate_ns (for offcpu only). A caller that captures otherwise than its
+	 * command line says (a trigger: one pid, its own duration) passes its own copy. */
+	const struct cli_opts *opts;
+	bool follow_children; /* -- CMD: processes forked by targets become targets */
+	const char *exe_hint; /* heap, `-- CMD`: the command not exec'd yet; may be NULL */
 	/* Called about every 100 ms and once at the start (after attaching, before collecting);
 	 * returning true ends the capture early (Ctrl-C, client gone, CMD exited). May be NULL. */
 	bool (*should_stop)(void *ctx);

@@ -231,26 +231,8 @@ static int run(struct session *s)
 				     .no_kernel = o->no_kernel,
 				     .debug_dir = o->debug_dir,
 				     .release_dwarf = true};
-	struct capture_opts co = {
-		.type = o->type,
-		.pids = o->pids,
-		.npids = o->npids,
-		.all = o->all,
-		.duration = o->duration,
-		.freq = o->freq,
-		.max_keys = o->max_keys,
-		.no_kernel = o->no_kernel,
-		.heap_sample_bytes = o->heap_sample_bytes,
-		.heap_max_live = o->heap_max_live,
-		.heap_alloc_only = o->heap_alloc_only,
-		.unwind = o->unwind,
-		.unwind_mem = o->unwind_mem,
-		.min_wait_ns = cli__min_wait_ns(o, o->type),
-		.mutex_fraction = o->mutex_fraction,
-		.block_rate_ns = o->block_rate_ns,
-		.should_stop = should_stop,
-		.ctx = s,
-	};
+	struct capture_opts co = {.opts = o, .should_stop = should_stop, .ctx = s};
+	struct cli_opts cmd_opts; /* -- CMD: the options, with the child as the one target */
 	struct threads_snapshot *snap = NULL;
 	struct pprof_builder *b = NULL;
 	struct symbolizer *sym;
@@ -267,8 +249,10 @@ static int run(struct session *s)
 			goto cleanup;
 		}
 		snprintf(desc, sizeof(desc), "command %s (pid %d)", o->cmd[0], s->child);
-		co.pids = &s->child;
-		co.npids = 1;
+		cmd_opts = *o;
+		cmd_opts.pids = &s->child;
+		cmd_opts.npids = 1;
+		co.opts = &cmd_opts;
 		co.follow_children = true;
 		co.attached = release_child;
 		co.target_desc = desc;

@@ -126,20 +126,38 @@ static int capture_gz(const struct capture_opts *co, struct symbolizer *sym, uin
 	return err;
 }
 
+/* The agent's options for a capture of one process: type, pid, duration and frequency as
+ * given, the tables of that process built (--unwind auto: one process, its tables are worth
+ * it), the aggregation map and heap and lock settings at their defaults. */
+static struct cli_opts trigger_opts(const struct cli_opts *o, const char *type, pid_t *pid,
+				    double duration, int freq)
+{
+	struct cli_opts one = *o;
+
+	one.type = type;
+	one.pids = pid;
+	one.npids = 1;
+	one.all = false;
+	one.duration = duration;
+	one.freq = freq;
+	one.unwind = CPROF_UNWIND_AUTO;
+	one.max_keys = 0;
+	one.heap_sample_bytes = 0;
+	one.heap_max_live = 0;
+	one.heap_alloc_only = false;
+	one.min_wait_us = -1;
+	one.min_block_us = -1;
+	one.mutex_fraction = 0;
+	one.block_rate_ns = 0;
+	return one;
+}
+
 /* (sym: the capture's symbolizer, NULL when it could not be made.) */
 static void snapshot_threads(struct triggers *t, pid_t pid, const struct trigger_rule *r,
 			     const char *desc, struct symbolizer *sym)
 {
-	const struct cli_opts *o = t->a->o;
-	struct capture_opts co = {
-		.type = "threads",
-		.pids = &pid,
-		.npids = 1,
-		.no_kernel = o->no_kernel,
-		.unwind = CPROF_UNWIND_AUTO,
-		.unwind_mem = o->unwind_mem,
-		.target_desc = desc,
-	};
+	struct cli_opts one = trigger_opts(t->a->o, "threads", &pid, 0, 0);
+	struct capture_opts co = {.opts = &one, .target_desc = desc};
 	uint8_t *raw, *gz;
 	size_t rawlen, gzlen;
 	int64_t t0 = clock__ns(CLOCK_REALTIME);
@@ -169,18 +187,9 @@ static void *capture_main(void *arg)
 				     .demangle =
 					     o->demangle ? SYM_DEMANGLE_FULL : SYM_DEMANGLE_NONE,
 				     .debug_dir = o->debug_dir};
-	struct capture_opts co = {
-		.type = "cpu",
-		.pids = &j->pid,
-		.npids = 1,
-		.duration = o->trigger_duration,
-		.freq = o->trigger_freq,
-		.no_kernel = o->no_kernel,
-		.unwind = CPROF_UNWIND_AUTO, /* one process: its tables are worth building */
-		.unwind_mem = o->unwind_mem,
-		.should_stop = cap_should_stop,
-		.ctx = t,
-	};
+	struct cli_opts one =
+		trigger_opts(o, "cpu", (pid_t *)&j->pid, o->trigger_duration, o->trigger_freq);
+	struct capture_opts co = {.opts = &one, .should_stop = cap_should_stop, .ctx = t};
 	char desc[256], comm[64], val[32], avg[32], name[192], labels[96];
 	struct symbolizer *sym = symbolizer__new(&so);
 	uint8_t *raw, *gz;

@@ -152,7 +152,6 @@ static bool parse_query(struct serve *sv, struct http_request *r, struct capture
 	p->freq = req.freq;
 	p->fraction = mutex ? req.mutex_fraction : 0;
 	p->rate = block ? req.block_rate_ns : 0;
-	p->min_wait_ns = cli__min_wait_ns(&req, p->route->type);
 	return true;
 }
 

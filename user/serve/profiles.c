@@ -70,22 +70,10 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 				     .no_kernel = sv->o->no_kernel,
 				     .debug_dir = sv->o->debug_dir};
 	struct capture_stats st = {};
+	/* The server's options, with what this request asked for (params.c) in their place. */
+	struct cli_opts req = *sv->o;
 	struct capture_opts co = {
-		.type = rt->type,
-		.pids = p->pids,
-		.npids = p->npids,
-		.all = p->npids == 0,
-		.duration = p->seconds,
-		.freq = p->freq,
-		.max_keys = sv->o->max_keys,
-		.no_kernel = no_kernel,
-		.heap_sample_bytes = sv->o->heap_sample_bytes,
-		.heap_max_live = sv->o->heap_max_live,
-		.unwind = sv->o->unwind,
-		.unwind_mem = sv->o->unwind_mem,
-		.min_wait_ns = p->min_wait_ns,
-		.mutex_fraction = p->fraction,
-		.block_rate_ns = p->rate,
+		.opts = &req,
 		.pool = sv->pool,
 		.should_stop = request_gone,
 		.ctx = r,
@@ -97,6 +85,17 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 	double t0 = clock__mono_s();
 	bool gone;
 	int err;
+
+	req.type = rt->type;
+	req.pids = (pid_t *)p->pids;
+	req.npids = p->npids;
+	req.all = p->npids == 0;
+	req.duration = p->seconds;
+	req.freq = p->freq;
+	req.no_kernel = no_kernel;
+	req.heap_alloc_only = false;
+	req.mutex_fraction = p->fraction;
+	req.block_rate_ns = p->rate;
 
 	if (!collector__find(rt->type)) {
 		http_respond_error(r, 501,

@@ -88,9 +88,8 @@ struct capture_params {
 	const struct pprof_route *route; /* flamegraph: type= */
 	struct access access;		 /* what the requester may do */
 	/* The sampling of this capture (params__capture); 0 for the types they do not apply to. */
-	uint32_t fraction;    /* mutex: fraction= or the server's --mutex-fraction; 0 = all */
-	uint64_t rate;	      /* block: rate= or the server's --block-rate; 0 = all */
-	uint64_t min_wait_ns; /* mutex: --min-wait; block: --min-block */
+	uint32_t fraction; /* mutex: fraction= or the server's --mutex-fraction; 0 = all */
+	uint64_t rate;	   /* block: rate= or the server's --block-rate; 0 = all */
 };
 
 /* Each answers the request itself (400, 403, 404) and returns false when it cannot go on. */
