@@ -156,6 +156,17 @@ static void kallsyms__finish(struct kallsyms *k)
 	k->n = n;
 }
 
+/* Opens path (/proc/kallsyms or a copy) for reading in large pieces: the file announces 1 KiB
+ * blocks, and it is tens of thousands of lines. Returns 0 or -errno. */
+static int open_kallsyms(const char *path, FILE **f)
+{
+	*f = fopen(path, "re");
+	if (!*f)
+		return -errno;
+	setvbuf(*f, NULL, _IOFBF, KALLSYMS_READ_BUF);
+	return 0;
+}
+
 int kallsyms__load(const char *path, struct kallsyms **out)
 {
 	struct kallsyms_loader l = {};
@@ -169,12 +180,9 @@ int kallsyms__load(const char *path, struct kallsyms **out)
 	l.k = calloc(1, sizeof(*l.k));
 	if (!l.k)
 		return -ENOMEM;
-	f = fopen(path, "re");
-	if (!f) {
-		err = -errno;
+	err = open_kallsyms(path, &f);
+	if (err)
 		goto cleanup;
-	}
-	setvbuf(f, NULL, _IOFBF, KALLSYMS_READ_BUF);
 	while (getline(&line, &linecap, f) >= 0) {
 		err = kallsyms__add_line(&l, line, &nonzero);
 		if (err)
@@ -343,12 +351,9 @@ int kallsyms__resolve(const char *path, const uint64_t *addrs, size_t n, char **
 	best = calloc(n ? n : 1, sizeof(*best));
 	if (!best)
 		return -ENOMEM;
-	f = fopen(path, "re");
-	if (!f) {
-		err = -errno;
+	err = open_kallsyms(path, &f);
+	if (err)
 		goto cleanup;
-	}
-	setvbuf(f, NULL, _IOFBF, KALLSYMS_READ_BUF);
 	err = kallsyms__stream(f, addrs, n, best, info);
 	fclose(f);
 	if (err || info->restricted)
