@@ -128,7 +128,7 @@ static int capture_gz(const struct capture_opts *co, struct symbolizer *sym, uin
 
 /* The agent's options for a capture of one process: type, pid, duration and frequency as
  * given, the tables of that process built (--unwind auto: one process, its tables are worth
- * it), the aggregation map and heap and lock settings at their defaults. */
+ * it), the aggregation map at its default. (The agent takes no heap or lock options.) */
 static struct cli_opts trigger_opts(const struct cli_opts *o, const char *type, pid_t *pid,
 				    double duration, int freq)
 {
@@ -141,14 +141,7 @@ static struct cli_opts trigger_opts(const struct cli_opts *o, const char *type, 
 	one.duration = duration;
 	one.freq = freq;
 	one.unwind = CPROF_UNWIND_AUTO;
-	one.max_keys = 0;
-	one.heap_sample_bytes = 0;
-	one.heap_max_live = 0;
-	one.heap_alloc_only = false;
-	one.min_wait_us = -1;
-	one.min_block_us = -1;
-	one.mutex_fraction = 0;
-	one.block_rate_ns = 0;
+	one.max_keys = 0; /* the default map: --max-stacks sizes the windows' */
 	return one;
 }
 

@@ -120,9 +120,8 @@ bool params__pids(struct http_request *r, struct capture_params *p)
 
 /* seconds= (as -d), hz= (-F), and for their types fraction= (--mutex-fraction) and rate=
  * (--block-rate): Go's SetMutexProfileFraction and SetBlockProfileRate for this capture.
- * Absent, the server's own options hold; and the server's --min-wait (mutex) or --min-block
- * (block). Other types keep the last three 0, so that captures differing only in them share
- * their programs (collector_pool). */
+ * Absent, the server's own options hold. (capture__run applies each to its type alone, so
+ * that captures of other types share their programs: collector_pool.) */
 static bool parse_query(struct serve *sv, struct http_request *r, struct capture_params *p,
 			double def_seconds)
 {
@@ -150,8 +149,8 @@ static bool parse_query(struct serve *sv, struct http_request *r, struct capture
 	}
 	p->seconds = req.duration;
 	p->freq = req.freq;
-	p->fraction = mutex ? req.mutex_fraction : 0;
-	p->rate = block ? req.block_rate_ns : 0;
+	p->fraction = req.mutex_fraction;
+	p->rate = req.block_rate_ns;
 	return true;
 }
 

@@ -93,7 +93,6 @@ int profiles__capture(struct serve *sv, struct http_request *r, const struct cap
 	req.duration = p->seconds;
 	req.freq = p->freq;
 	req.no_kernel = no_kernel;
-	req.heap_alloc_only = false;
 	req.mutex_fraction = p->fraction;
 	req.block_rate_ns = p->rate;
 

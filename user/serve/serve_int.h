@@ -87,7 +87,7 @@ struct capture_params {
 	int freq;
 	const struct pprof_route *route; /* flamegraph: type= */
 	struct access access;		 /* what the requester may do */
-	/* The sampling of this capture (params__capture); 0 for the types they do not apply to. */
+	/* The sampling of this capture (params__capture); capture__run uses each for its type. */
 	uint32_t fraction; /* mutex: fraction= or the server's --mutex-fraction; 0 = all */
 	uint64_t rate;	   /* block: rate= or the server's --block-rate; 0 = all */
 };
