@@ -1,8 +1,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -23,23 +23,9 @@ static long mem__field(const char *status, const char *name)
 	return p ? strtol(p + strlen(name), NULL, 10) : -1;
 }
 
-/* ms since the first checkpoint (CLOCK_MONOTONIC, clk 0) or since the process started
- * (CLOCK_PROCESS_CPUTIME_ID: the CPU time it used). */
-static double mem__ms(clockid_t clk)
-{
-	static struct timespec t0;
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	if (clk == CLOCK_MONOTONIC && !t0.tv_sec)
-		t0 = ts;
-	if (clk != CLOCK_MONOTONIC)
-		return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-	return (ts.tv_sec - t0.tv_sec) * 1e3 + (ts.tv_nsec - t0.tv_nsec) / 1e6;
-}
-
 void mem__checkpoint(const char *where)
 {
+	static int64_t t0; /* the first checkpoint's CLOCK_MONOTONIC */
 	double wall, cpu;
 	char buf[4096];
 	size_t n;
@@ -47,8 +33,10 @@ void mem__checkpoint(const char *where)
 
 	if (!mem__enabled())
 		return;
-	wall = mem__ms(CLOCK_MONOTONIC);
-	cpu = mem__ms(CLOCK_PROCESS_CPUTIME_ID);
+	if (!t0)
+		t0 = clock__ns(CLOCK_MONOTONIC);
+	wall = (double)(clock__ns(CLOCK_MONOTONIC) - t0) / 1e6;
+	cpu = (double)clock__ns(CLOCK_PROCESS_CPUTIME_ID) / 1e6;
 	f = fopen("/proc/self/status", "re");
 	if (!f)
 		return;
