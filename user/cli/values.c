@@ -44,17 +44,23 @@ int cli__parse_seconds(const char *s, double min, double max, double *out)
 	return 0;
 }
 
-int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
+/* The number that starts a value with a unit (sizes, ages): finite, not negative; *end is
+ * where the unit starts. Returns 0 or -EINVAL. */
+static int unit_number(const char *s, double *v, char **end)
 {
-	char *end;
-	double v;
-	double mul = (double)plain_unit;
-
 	if (!s || !*s)
 		return -EINVAL;
 	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
+	*v = strtod(s, end);
+	return errno || *end == s || !isfinite(*v) || *v < 0 ? -EINVAL : 0;
+}
+
+int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
+{
+	double v, mul = (double)plain_unit;
+	char *end;
+
+	if (unit_number(s, &v, &end))
 		return -EINVAL;
 	switch (*end) {
 	case 0:
@@ -88,14 +94,10 @@ int cli__parse_size(const char *s, uint64_t plain_unit, uint64_t *out)
 
 int cli__parse_age(const char *s, double *out)
 {
-	char *end;
 	double v, mul = 1;
+	char *end;
 
-	if (!s || !*s)
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
+	if (unit_number(s, &v, &end))
 		return -EINVAL;
 	if (*end && end[1])
 		return -EINVAL;
