@@ -113,19 +113,27 @@ $(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_OBJS)
 
 unit: $(UNIT_BINS)
 
+# The test files run PYTEST_JOBS at a time (pytest-xdist, each file whole in one worker: most of
+# an end-to-end test waits for a capture or a window rather than using a CPU); PYTEST_JOBS=1 runs
+# them one after another, as does a machine without pytest-xdist.
+PYTEST_JOBS ?= 2
+PYTEST = /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	$$([ "$(PYTEST_JOBS)" != 1 ] && /usr/bin/python3 -c 'import xdist' 2>/dev/null && \
+	   echo "-n $(PYTEST_JOBS) --dist loadfile")
+
 # The suite runs against both the release build and the ASan+UBSan build.
 test: all $(DEPS_STAMP)
 	$(Q)$(MAKE) --no-print-directory SAN=1 all unit
 	$(Q)$(MAKE) --no-print-directory unit fuzz-build
 	$(Q)$(MAKE) --no-print-directory format-check
-	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+	$(Q)$(PYTEST) tests $(PYTEST_ARGS)
 
 # The end-to-end tests only (tests/test_*.py but the unit-test runner), on the ASan+UBSan build
 # they use by default and the release build test_release.py checks.
 E2E_TESTS  := $(filter-out tests/test_unit.py,$(wildcard tests/test_*.py))
 e2e: all $(DEPS_STAMP)
 	$(Q)$(MAKE) --no-print-directory SAN=1 all
-	$(Q)/usr/bin/python3 -m pytest -q -p no:cacheprovider $(E2E_TESTS) $(PYTEST_ARGS)
+	$(Q)$(PYTEST) $(E2E_TESTS) $(PYTEST_ARGS)
 
 # libFuzzer targets (tests/fuzz/): fuzz_elf on the symbolizer's ELF/DWARF entry points,
 # fuzz_unwind on the unwind table compiler (.eh_frame_hdr/.eh_frame). `make fuzz` runs each for

@@ -7,12 +7,13 @@ set -euo pipefail
 BUILD_PKGS="clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
 	libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcurl4-openssl-dev pkg-config make gcc
 	libiberty-dev libdebuginfod-dev"
-# Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end),
+# Tests: go tool pprof (reference consumer), cmocka (unit tests), pytest (end to end) and
+# pytest-xdist (test files run side by side),
 # binutils/elfutils for fixtures, gdb (tests/test_threads.py checks the threads snapshot
 # against its backtraces), clang's sanitizer runtime, curl for HTTP tests; openssl (test
 # certificates), chromium and python3-websocket (the flame graph page in a headless browser);
 # python3.11, the CPython whose frames tests/test_python.py walks on every machine.
-TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest binutils elfutils gdb
+TEST_PKGS="golang-go libcmocka-dev python3 python3-pytest python3-pytest-xdist binutils elfutils gdb
 	libclang-rt-14-dev curl openssl chromium python3-websocket
 	g++ debuginfod nodejs libjemalloc-dev python3.11"
 
