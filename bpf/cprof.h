@@ -76,6 +76,8 @@ struct cprof_key {
 	  "user stacks cut short: a pc with no unwind table (--unwind=dwarf)")                     \
 	X(USTACK_BAD_READ, BPF_DROP, "user_stack_bad_read",                                        \
 	  "user stacks cut short: a saved register could not be read")                             \
+	X(USTACK_BAD_PC, BPF_DROP, "user_stack_bad_return_address",                                \
+	  "user stacks cut short: a return address outside user space")                            \
 	X(USTACK_TABLE_FULL, BPF_DROP, "user_stack_map_full",                                      \
 	  "user stacks lost: unwound-stack map full")                                              \
 	X(UNWIND_OVER_BUDGET, USER_DROP, "unwind_table_over_budget",                               \

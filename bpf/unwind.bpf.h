@@ -130,6 +130,10 @@ struct {
 
 /* x86-64 rt_sigframe: at __restore_rt rsp points at the ucontext; its uc_mcontext starts 40
  * bytes in (uc_flags, uc_link, uc_stack); rbp, rsp, rip are at these offsets in it. */
+/* The end of x86-64 user addresses with 5-level page tables (0x00ff_ffff_ffff_f000; 4-level
+ * ones end lower still): no user return address is at or above it. */
+#define CPROF_USER_ADDR_END (1ull << 56)
+
 #define UC_MCONTEXT   40
 #define SIGCTX_RBP    80
 #define SIGCTX_RSP    120
@@ -470,6 +474,12 @@ static int unwind_step(__u32 i, void *ctx)
 		return py_step(s, n, uc);
 	if (s->pc == 0)
 		return 1;
+	/* A return address no user code can have (a wrong rule or a torn stack read a value
+	 * that is none): recorded, it would be taken for a tagged Python frame. */
+	if (s->pc >= CPROF_USER_ADDR_END) {
+		s->stop = CPROF_STAT_USTACK_BAD_PC;
+		return 1;
+	}
 	at = lookup_pc(s);
 	if (UNWIND_PYTHON && s->py.frame && py_in_eval(&s->py, at)) {
 		s->py.emitting = 1;
