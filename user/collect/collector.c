@@ -341,10 +341,15 @@ int collector__poll(struct collector *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
-	/* Notices first, then queued tables (a few: within their CPU budget, see unwinder.h). */
-	for (int i = 0; n >= 0 && c->unw && !collector__late(c) && i < 8; i++)
+	/* Notices first, then queued tables (a few: within their CPU budget, see unwinder.h), each
+	 * followed by the notices that came while it was built: a loader maps a process's
+	 * libraries one after the other, and a short-lived process must have its mappings read
+	 * again before it exits, not after the tables of its first libraries are built. */
+	for (int i = 0; n >= 0 && c->unw && !collector__late(c) && i < 8; i++) {
 		if (!unwinder__idle(c->unw))
 			break;
+		n = ring_buffer__consume(c->rb);
+	}
 	if (n == -EINTR)
 		return 0;
 	return n < 0 ? n : 0;

@@ -60,8 +60,8 @@ struct unw_pid {
 	uint64_t gen; /* which reading of the process's mappings this is */
 };
 
-/* A mapping whose (large) executable is compiled later, by unwinder__idle(), so that a big
- * binary does not hold up the tables of the processes noticed after it. */
+/* A mapping whose executable is compiled later, by unwinder__idle(), one between two readings
+ * of the notices, so that no build holds up the notices behind it. */
 struct unw_deferred {
 	pid_t pid;
 	uint64_t gen;
@@ -71,8 +71,6 @@ struct unw_deferred {
 	char fkey[FKEY_LEN];
 };
 
-/* Executables at least this large (file size) are deferred. */
-#define DEFER_BYTES (8u << 20)
 /* Mappings queued at most (each holds its file open). */
 #define DEFER_MAX 256
 

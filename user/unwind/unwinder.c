@@ -227,9 +227,15 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 {
 	struct unw_deferred *d;
 
-	/* A rebuild asked for again while it waits (a second notice): one is enough. */
+	/* Queued already (a second notice, a rebuild asked for again): one is enough, but for
+	 * this reading of the mappings, the one the built table is mapped into. */
 	for (size_t i = 0; i < u->ndeferred; i++)
 		if (u->deferred[i].pid == pid && strcmp(u->deferred[i].fkey, fkey) == 0) {
+			d = &u->deferred[i];
+			d->gen = p->gen;
+			d->start = m->start;
+			d->end = m->end;
+			d->offset = m->offset;
 			close(fd);
 			return 0;
 		}
@@ -263,8 +269,8 @@ static int defer_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const
 
 /* How add_mapping treats an executable it has no table for yet. */
 enum add_mode {
-	ADD_NOW,   /* build its table now */
-	ADD_DEFER, /* now if small and within the CPU budget, else queue it for unwinder__idle() */
+	ADD_NOW,	/* build its table now */
+	ADD_DEFER,	/* queue it for unwinder__idle() (built within the CPU budget) */
 	ADD_KNOWN_ONLY, /* skip it: only executables already known, nothing opened */
 };
 
@@ -331,8 +337,7 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 			return e ? map_exe(u, p, pid, m->start, m->end, m->offset, e) : fd;
 		if (fstat(fd, &st))
 			st.st_size = 0;
-		if (mode == ADD_DEFER &&
-		    (unwinder__over_cpu(u, st.st_size) || st.st_size >= DEFER_BYTES)) {
+		if (mode == ADD_DEFER) {
 			err = defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
 			/* An evicted table's entries stay meanwhile (frame pointers until then). */
 			if (!err && e)
@@ -512,9 +517,9 @@ static int add_pid(struct unwinder *u, pid_t pid, enum add_mode mode)
 	return err;
 }
 
-int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large)
+int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer)
 {
-	return add_pid(u, pid, defer_large ? ADD_DEFER : ADD_NOW);
+	return add_pid(u, pid, defer ? ADD_DEFER : ADD_NOW);
 }
 
 int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
@@ -522,10 +527,9 @@ int unwinder__add_pid_known(struct unwinder *u, pid_t pid)
 	return add_pid(u, pid, ADD_KNOWN_ONLY);
 }
 
-int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps,
-			   bool defer_large)
+int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps, bool defer)
 {
-	return add_pid_maps(u, pid, maps, 0, defer_large ? ADD_DEFER : ADD_NOW);
+	return add_pid_maps(u, pid, maps, 0, defer ? ADD_DEFER : ADD_NOW);
 }
 
 int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps)

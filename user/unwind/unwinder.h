@@ -69,11 +69,12 @@ struct unwinder;
 
 struct unwinder *unwinder__new(const struct unwinder_opts *o);
 void unwinder__free(struct unwinder *u);
-/* (Re)reads pid's mappings, builds the tables missing, replaces its trie entries. With
- * defer_large, executables of 8 MiB or more not built yet are left to unwinder__idle(), so that
- * one big binary does not hold up the processes noticed after it. Returns 0 or -errno
+/* (Re)reads pid's mappings, builds the tables missing, replaces its trie entries. With defer,
+ * the executables not built yet are queued for unwinder__idle(), which builds them one at a
+ * time between readings of the notices: no table holds up the notices behind it. Returns 0 or
+ * -errno
  * (-ESRCH / -ENOENT when the process is gone). */
-int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer_large);
+int unwinder__add_pid(struct unwinder *u, pid_t pid, bool defer);
 /* Like unwinder__add_pid, but maps only the executables that already have a table (or are
  * known to have none) and builds nothing: for a process just exec'd and not sampled yet, whose
  * first samples then already walk with the shared tables. Costs a maps read and a few trie
@@ -83,8 +84,7 @@ int unwinder__add_pid_known(struct unwinder *u, pid_t pid);
  * for a caller that needs them for more than the unwinder; NULL when they could not be read
  * (the process is gone): what an earlier reading added goes, and -ESRCH is returned. */
 struct proc_maps;
-int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps,
-			   bool defer_large);
+int unwinder__add_pid_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps, bool defer);
 int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct proc_maps *maps);
 /* Builds one deferred executable and maps it where it is still mapped. Returns whether more
  * are waiting. */
