@@ -444,7 +444,7 @@ def test_bad_options_are_usage_errors(tmp_path):
     r = run_cprof("watch", "--trigger", "cpu>50", check=False)
     assert r.returncode == 2
     r = run_cprof("watch", "-p", 4194303, "--trigger", "cpu>50", check=False)
-    assert r.returncode == 1 and b"no such process" in r.stderr
+    assert r.returncode == 2 and r.stderr.decode().strip() == "cprof-bpf: no such process: 4194303"
 
 
 def test_push_basic_auth_and_service_name(load, tmp_path):

@@ -634,10 +634,11 @@ int agent__run(const struct cli_opts *o)
 
 	if (preflight__check())
 		return 1;
+	/* A pid that names no process is a wrong argument, as for record: a usage error. */
 	for (size_t i = 0; o->watch && i < o->npids; i++) {
 		if (proc__exists(o->pids[i])) {
 			pr_err("no such process: %d\n", o->pids[i]);
-			return 1;
+			return 2;
 		}
 	}
 	pthread_mutex_init(&a.lock, NULL);
