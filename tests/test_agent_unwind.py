@@ -16,6 +16,10 @@ from test_agent import fetch, finish, listen_url, metrics, windows
 
 
 def start_agent(*args):
+    # The on-disk table cache (--unwind-cache, default under /var/cache) would make the tables
+    # built depend on earlier runs: off, but where a test is about it.
+    if "--unwind-cache" not in args:
+        args = (*args, "--unwind-cache", "off")
     return start_cprof("agent", *args, stdout=subprocess.PIPE)
 
 NOFP = ("-O2", "-g", "-fomit-frame-pointer")
@@ -394,3 +398,84 @@ def test_200_executables_stay_within_budgets(workdir, tmp_path):
         top, _ = pprof_top(f, extra=[f"-tagfocus=exe={d}/"])
         named += "hot_leaf" in top
     assert named >= 2, named
+
+
+def fnv64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def cache_file(cache, exe):
+    """The file of --unwind-cache that holds exe's table (named by its build-id's key)."""
+    r = subprocess.run(["readelf", "-n", exe], capture_output=True, text=True, check=True)
+    bid = re.search(r"Build ID: ([0-9a-f]+)", r.stdout).group(1)
+    return cache / f"{fnv64(b'b:' + bid.encode()):016x}.unw"
+
+
+def test_restart_reuses_the_persisted_cache(nofp_work, spawn, tmp_path):
+    """--unwind-cache: a first agent builds the no-fp service's table and keeps it; a restart
+    loads it instead of building it, with complete stacks; a file that fails its checks is
+    removed and rebuilt; the size bound holds, and a file that is not the cache's stays."""
+    cache = tmp_path / "cache"
+    st = os.stat(nofp_work)
+    fkey = f"f:{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino}:"
+    w = spawn(nofp_work, "cpu", 60)
+
+    def run(name, *extra):
+        out = tmp_path / name
+        a = start_agent("-o", out, "-i", 2, "-F", 99, "--listen", "127.0.0.1:0", "-vv",
+                        "--max-rss", "4G", "--unwind-cpu", "50", "--unwind-cache", cache, *extra)
+        url = listen_url(a)
+        assert wait_for(lambda: len(windows(out)) >= 3, timeout=60, step=0.2)
+        m = metrics(fetch(url + "/metrics"))
+        a.send_signal(signal.SIGTERM)
+        err = finish(a)
+        lines = [ln for ln in err.splitlines() if fkey in ln and "rows for" in ln]
+        traces = []
+        for f in windows(out)[1:]:
+            traces += [(v, fns) for v, fns in pprof_traces(f, extra=(f"-tagfocus=pid={w.pid}",))
+                       if fns and fns[0] in ("hot_a", "hot_b")]
+        share, n = trace_share(traces, lambda fns: fns[1:3] == ["run_cpu", "main"])
+        assert n > 0 and share >= 0.9, (name, share, n)
+        return m, lines
+
+    m1, lines1 = run("first")
+    assert lines1 and not any("from the cache" in ln for ln in lines1), lines1
+    assert m1["cprof_agent_unwind_cache_stores_total"] >= 2, m1
+    own = cache_file(cache, nofp_work)
+    assert own.is_file() and (own.stat().st_mode & 0o777) == 0o600, list(cache.iterdir())
+    assert (cache.stat().st_mode & 0o777) == 0o700
+
+    m2, lines2 = run("second")
+    assert lines2 and all("from the cache" in ln for ln in lines2), lines2
+    assert m2["cprof_agent_unwind_cache_loads_total"] >= 2, m2
+    assert m2["cprof_agent_unwind_cache_rejected_total"] == 0, m2
+
+    # One byte of the service's rows changed: refused, removed, built again and kept again.
+    data = bytearray(own.read_bytes())
+    data[-5] ^= 0xFF
+    own.write_bytes(bytes(data))
+    foreign = cache / "notes.txt"
+    foreign.write_text("not the cache's")
+    m3, lines3 = run("third", "--unwind-cache-size", "1M")
+    assert lines3 and not any("from the cache" in ln for ln in lines3), lines3
+    assert m3["cprof_agent_unwind_cache_rejected_total"] >= 1, m3
+    assert m3["cprof_agent_unwind_cache_bytes"] <= 1 << 20, m3
+    total = sum(p.stat().st_size for p in cache.glob("*.unw"))
+    assert total <= 1 << 20, total
+    assert foreign.read_text() == "not the cache's"
+
+
+def test_unwind_cache_refuses_an_unsafe_directory(tmp_path):
+    """A cache directory others may write is never read (its files become BPF maps)."""
+    cache = tmp_path / "open"
+    cache.mkdir()
+    os.chmod(cache, 0o777)
+    out = tmp_path / "store"
+    a = start_agent("-o", out, "-i", 1, "-d", 2, "--listen", "127.0.0.1:0",
+                    "--unwind-cache", cache)
+    err = finish(a)
+    assert "writable by others: tables are not kept across restarts" in err, err
+    assert not list(cache.iterdir())

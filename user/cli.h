@@ -88,6 +88,8 @@ struct cli_opts {
 	int unwind;		    /* --unwind: enum cprof_unwind_mode */
 	uint64_t unwind_mem;	    /* --unwind-mem: bytes of unwind tables at most; 0 = default */
 	double unwind_cpu;	    /* --unwind-cpu: percent of a core for building tables */
+	const char *unwind_cache;   /* --unwind-cache: tables kept across restarts; NULL: off */
+	uint64_t unwind_cache_size; /* --unwind-cache-size: bytes of it at most */
 	uint64_t heap_sample_bytes; /* --heap-sample-bytes: mean bytes between heap samples */
 	uint32_t heap_max_live;	    /* --heap-max-live: sampled blocks tracked until freed */
 	bool heap_alloc_only;	    /* --heap-alloc-only: no free probes, alloc_* only */

@@ -64,7 +64,7 @@ static const char *good_value(const struct cli_option *opt, char *buf, size_t le
 		{"format", "top"},	 {"label", "env=ci"},	    {"demangle", "none"},
 		{"debug-dir", "/tmp"},	 {"unwind", "fp"},	    {"min-free", "10%"},
 		{"push", "http://x:9"},	 {"trigger", "cpu>50"},	    {"listen", "127.0.0.1:0"},
-		{"basic-auth-file", ""}, {"bearer-token-file", ""},
+		{"basic-auth-file", ""}, {"bearer-token-file", ""}, {"unwind-cache", "/tmp/c"},
 	};
 
 	if (strcmp(opt->name, "basic-auth-file") == 0)

@@ -17,6 +17,13 @@ callers (`run_cpu <- main`) in the agent's windows, and the agent's CPU on the s
 no load started (10 s).
 
     tools/bench/bench_agent.py --churn [--seconds 30] [--rate 50]
+
+--restart measures what the on-disk table cache (--unwind-cache) saves at a restart: the same
+setting for --seconds with an empty cache, then again, a new agent with the cache the first
+one left. For each: the agent's CPU, its CPU time spent on unwind tables (built, or read from
+the cache) and the tables built and read, from its /metrics at the end.
+
+    tools/bench/bench_agent.py --restart [--seconds 20] [--rate 50]
 """
 import argparse
 import os
@@ -110,7 +117,9 @@ def run_churn(a, tmp):
                  stderr=subprocess.DEVNULL)
     time.sleep(10)
     idle_cpu, idle_rss, _, _ = reap(idle, signal.SIGTERM)
-    agent = start([CPROF, "agent", "-q", "-i", "5", "-o", store], stderr=subprocess.DEVNULL)
+    # A cold start, as a first run on a machine (no tables kept by an earlier run).
+    agent = start([CPROF, "agent", "-q", "-i", "5", "-o", store, "--unwind-cache",
+                   os.path.join(tmp, "cache")], stderr=subprocess.DEVNULL)
     perf = None
     if peer("perf"):
         perf = start(["perf", "record", "-q", "-a", "-g", "-F", "19", "-o",
@@ -138,13 +147,66 @@ def run_churn(a, tmp):
           f"peak RSS {idle_rss:.1f} MB (includes start-up)")
 
 
+def agent_metrics(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = {}
+    for line in text.splitlines():
+        if line.startswith("cprof_agent_"):
+            k, v = line.rsplit(" ", 1)
+            m[k[len("cprof_agent_"):]] = float(v)
+    return m
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_restart(a, tmp):
+    svc = build(tmp, os.path.join(ROOT, "tests", "fixtures", "workload.c"),
+                flags=("-fomit-frame-pointer",))
+    cache = os.path.join(tmp, "cache")
+    w = subprocess.Popen([svc, "cpu", str(2 * a.seconds + 10)], stdout=subprocess.DEVNULL)
+    t = Table("agent run", 26, [("CPU % of a core", 15, ".2f"), ("table CPU s", 11, ".3f"),
+                                ("built", 6, "d"), ("from cache", 10, "d"),
+                                ("read CPU s", 10, ".3f")])
+    print(f"no-fp service + about {a.rate:g} new processes/s, {a.seconds:g} s per run; "
+          f"the second agent starts with the cache the first left")
+    t.header()
+    for name in ("first (empty cache)", "restart (cache kept)"):
+        port = free_port()
+        agent = start([CPROF, "agent", "-q", "-i", "5", "-o", os.path.join(tmp, name[:5]),
+                       "--listen", f"127.0.0.1:{port}", "--unwind-cache", cache],
+                      stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        churn(a.rate, t0 + a.seconds)
+        m = agent_metrics(port)
+        wall = time.monotonic() - t0
+        cpu, _, _, _ = reap(agent, signal.SIGTERM)
+        t.row(name, cpu / wall * 100, m["unwind_build_seconds_total"],
+              int(m["unwind_tables_built_total"]), int(m["unwind_cache_loads_total"]),
+              m["unwind_cache_load_seconds_total"])
+    w.kill()
+    w.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--churn", action="store_true")
     ap.add_argument("--rate", type=float, default=50)
+    ap.add_argument("--restart", action="store_true")
     a = parse(ap, seconds=3, rounds=1)
+    if a.restart:
+        tmp = tempfile.mkdtemp(prefix="cprof-bench-agent-")
+        run_restart(a, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     if a.churn:
         tmp = tempfile.mkdtemp(prefix="cprof-bench-agent-")
         run_churn(a, tmp)

@@ -498,6 +498,8 @@ static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 		.unwind_mode = a->o->unwind,
 		.unwind_mem = a->o->unwind_mem,
 		.unwind_cpu = a->o->unwind_cpu,
+		.unwind_cache = a->o->unwind_cache,
+		.unwind_cache_size = a->o->unwind_cache_size,
 		.unwind_lazy = true,
 		.freq = a->o->freq,
 		.max_keys = a->o->max_keys,

@@ -68,7 +68,8 @@ static void metrics__unwind(struct strbuf *b, const struct agent_metrics *m)
 	put(b, "unwind_tables_built_total", "counter", "Unwind tables compiled and loaded.",
 	    u->builds);
 	put(b, "unwind_build_seconds_total", "counter",
-	    "Time spent compiling and loading unwind tables.", u->build_ns / 1e9);
+	    "CPU time spent compiling and loading unwind tables (and reading --unwind-cache).",
+	    u->build_ns / 1e9);
 	put(b, "unwind_procs_total", "counter",
 	    "Sampled processes whose mappings were given to the unwinder.", u->pids);
 	put(b, "unwind_execs_total", "counter",
@@ -109,6 +110,20 @@ static void metrics__unwind(struct strbuf *b, const struct agent_metrics *m)
 	    u->procs);
 	put(b, "unwind_processes_swept_total", "counter",
 	    "Processes forgotten without an exit notice (gone when checked).", u->swept);
+	put(b, "unwind_cache_loads_total", "counter",
+	    "Unwind tables read from --unwind-cache instead of built.", u->cache_loads);
+	put(b, "unwind_cache_load_seconds_total", "counter",
+	    "CPU time reading and checking tables from --unwind-cache.", u->cache_load_ns / 1e9);
+	put(b, "unwind_cache_stores_total", "counter", "Unwind tables written to --unwind-cache.",
+	    u->cache_stores);
+	put(b, "unwind_cache_rejected_total", "counter",
+	    "Files of --unwind-cache that failed their checks (removed, not loaded).",
+	    u->cache_rejected);
+	put(b, "unwind_cache_removed_total", "counter",
+	    "Files of --unwind-cache removed to stay within --unwind-cache-size.",
+	    u->cache_removed);
+	put(b, "unwind_cache_bytes", "gauge", "Bytes of the files in --unwind-cache.",
+	    u->cache_bytes);
 }
 
 void metrics__sym_retired(struct agent *a, const struct symbolizer *sym)

@@ -56,6 +56,8 @@ static void agent_defaults(struct cli_opts *o)
 	 * and --unwind-mem. */
 	o->unwind = CPROF_UNWIND_AUTO;
 	o->unwind_cpu = UNWINDER_DEFAULT_CPU_PCT;
+	o->unwind_cache = "/var/cache/cprof-bpf/unwind";
+	o->unwind_cache_size = 256ull << 20;
 	o->demangle = true;
 	o->min_wait_us = -1;
 	o->min_block_us = -1;

@@ -129,6 +129,20 @@ static int parse_debug_dir(const struct cli_option *opt, const char *arg, struct
 	return 0;
 }
 
+static int parse_unwind_cache(const struct cli_option *opt, const char *arg, struct cli_opts *o,
+			      char *msg, size_t len)
+{
+	(void)opt, (void)msg, (void)len;
+	if (strcmp(arg, "off") == 0) {
+		o->unwind_cache = NULL;
+		return 0;
+	}
+	if (arg[0] != '/')
+		return -EINVAL;
+	o->unwind_cache = arg;
+	return 0;
+}
+
 static int parse_label(const struct cli_option *opt, const char *arg, struct cli_opts *o, char *msg,
 		       size_t len)
 {
@@ -424,6 +438,14 @@ const struct cli_option cli__options[] = {
 	 .range = "0 to 100 (percent of one core)",
 	 .help = "CPU for building tables, percent of one core (default 1;\n"
 	 "0 = no limit); what waits is walked with frame pointers", .sec = CLI_SEC_CAPTURE},
+	{"unwind-cache", 0, CUSTOM(parse_unwind_cache), .cmds = CLI_A, .arg = "DIR",
+	 .range = "an absolute path, or off",
+	 .help = "keep unwind tables there across restarts (default\n"
+	 "/var/cache/cprof-bpf/unwind; off: never)", .sec = CLI_SEC_CAPTURE},
+	{"unwind-cache-size", 0, SIZE(unwind_cache_size, 1 << 20, 1 << 20, 1ull << 40), .cmds = CLI_A,
+	 .arg = "SIZE", .range = "1M to 1T (plain numbers are MiB)",
+	 .help = "bytes of --unwind-cache at most, the least recently\nused out (default 256M)",
+	 .sec = CLI_SEC_CAPTURE},
 	/* The agent's local store */
 	{"out-dir", 'o', .kind = CLI_STRING, FIELD(out_dir), .cmds = CLI_A | CLI_W, .arg = "DIR",
 	 .help = "where profiles go (default: agent /var/lib/cprof-bpf,\nwatch .)",

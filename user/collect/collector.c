@@ -251,7 +251,9 @@ static int collector__start_unwinder(struct collector *c)
 	struct bpf_map *pid_maps = bpf_object__find_map_by_name(c->obj, "unwind_pid_maps");
 	struct bpf_map *used = bpf_object__find_map_by_name(c->obj, "unwind_used");
 	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem,
-				   .cpu_pct = c->opts.unwind_cpu};
+				   .cpu_pct = c->opts.unwind_cpu,
+				   .cache_dir = c->opts.unwind_cache,
+				   .cache_bytes = c->opts.unwind_cache_size};
 
 	if (c->opts.unwind_mode == CPROF_UNWIND_FP || !tables || !(mappings || pid_maps) ||
 	    !c->ustacks)

@@ -62,6 +62,9 @@ struct collect_opts {
 	const char *exe_hint;
 	uint64_t unwind_mem; /* bytes of unwind tables at most; 0 = default */
 	double unwind_cpu;   /* percent of a core for building tables; 0 = no limit */
+	/* Tables kept on disk across runs (unwind/cache.h), or NULL; and its bound in bytes. */
+	const char *unwind_cache;
+	uint64_t unwind_cache_size;
 	/* Tables only for processes that are sampled: an exec notice reads nothing for the
 	 * unwinder, the first sample's notice (CPROF_PROC_NEW / _SAMPLED) does. */
 	bool unwind_lazy;

@@ -17,6 +17,7 @@
 #include <linux/bpf.h>
 
 #include "unwind/internal.h"
+#include "unwind/cache.h"
 #include "util/array.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -286,12 +287,9 @@ static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table
 					 sizeof(struct cprof_unwind_row), (__u32)t->n, t->rows);
 }
 
-/* Compiles e's table from fd, of size bytes, or from image of size bytes when fd < 0 (the
- * vDSO), and loads it, evicting the least recently used tables to make room. e keeps no table
- * (frame pointers) when that fails, which is counted. */
 /* e's table t is in BPF now: e is resident, just used, and counted. */
 static void exe_loaded(struct unwinder *u, struct unw_exe *e, const struct unwind_table *t,
-		       bool rebuild, const char *fkey)
+		       bool rebuild, bool cached, const char *fkey)
 {
 	e->resident = true;
 	e->used_ns = clock__ns(CLOCK_MONOTONIC);
@@ -301,18 +299,68 @@ static void exe_loaded(struct unwinder *u, struct unw_exe *e, const struct unwin
 	u->st.rows += t->n;
 	u->st.bytes += t->n * sizeof(struct cprof_unwind_row);
 	u->st.text_bytes += t->text_bytes;
-	u->st.builds++;
+	if (!cached)
+		u->st.builds++;
 	if (rebuild)
 		u->st.rebuilds++;
-	pr_debug("unwind: %s: %zu rows for %" PRIu64 " bytes of text%s\n", fkey, t->n,
-		 t->text_bytes, rebuild ? " (rebuilt)" : "");
+	pr_debug("unwind: %s: %zu rows for %" PRIu64 " bytes of text%s%s\n", fkey, t->n,
+		 t->text_bytes, rebuild ? " (rebuilt)" : "", cached ? " (from the cache)" : "");
+}
+
+/* The key of the file behind fd in the on-disk cache: its build-id, else its file key. */
+static void cache_key(int fd, const char *fkey, char *key, size_t len)
+{
+	char id[48];
+
+	if (unwind_table__build_id(fd, id, sizeof(id)) == 0 && id[0])
+		snprintf(key, len, "b:%s", id);
+	else
+		snprintf(key, len, "%s", fkey);
+}
+
+bool unwinder__cached(const struct unwinder *u, int fd, const char *fkey)
+{
+	char key[FKEY_LEN];
+
+	if (!u->cache)
+		return false;
+	cache_key(fd, fkey, key, sizeof(key));
+	return unwind_cache__key_ok(key) && unwind_cache__has(u->cache, key);
+}
+
+/* The table of the file behind fd: read from the on-disk cache when it is there (*cached),
+ * else compiled, and then written there. */
+static int exe_table(struct unwinder *u, int fd, const char *fkey, struct unwind_table *t,
+		     bool *cached)
+{
+	char key[FKEY_LEN];
+	int err;
+
+	*cached = false;
+	if (!u->cache)
+		return unwind_table__build(fd, t);
+	cache_key(fd, fkey, key, sizeof(key));
+	if (!unwind_cache__key_ok(key))
+		return unwind_table__build(fd, t);
+	if (unwind_cache__load(u->cache, key, t) == 0) {
+		*cached = true;
+		return 0;
+	}
+	err = unwind_table__build(fd, t);
+	if (err)
+		return err;
+	/* Not kept (a full disk): only the next run builds it again. */
+	err = unwind_cache__store(u->cache, key, t);
+	if (err)
+		pr_debug("unwind cache: cannot keep the table of %s: %s\n", fkey, strerror(-err));
+	return 0;
 }
 
 void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, size_t size,
 		    const char *fkey)
 {
 	struct unwind_table t = {};
-	bool was = unw_exe__idle(e), rebuild = e->id != 0;
+	bool was = unw_exe__idle(e), rebuild = e->id != 0, cached = false;
 	uint32_t id = e->id;
 	uint64_t bytes;
 	/* CPU time of this thread, not wall time: a busy machine does not eat the budget. */
@@ -324,7 +372,8 @@ void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, 
 		u->st.no_room++;
 		return;
 	}
-	err = fd >= 0 ? unwind_table__build(fd, &t) : unwind_table__build_mem(image, size, &t);
+	err = fd >= 0 ? exe_table(u, fd, fkey, &t, &cached)
+		      : unwind_table__build_mem(image, size, &t);
 	if (err == -ENOENT || err == -ENOTSUP || err == -ENOEXEC) {
 		u->st.no_cfi++;
 		goto done;
@@ -369,11 +418,13 @@ void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, 
 		pr_warn("unwind: cannot load the table of %s: %s\n", fkey, strerror(-err));
 		goto done;
 	}
-	exe_loaded(u, e, &t, rebuild, fkey);
+	exe_loaded(u, e, &t, rebuild, cached, fkey);
 done:
-	/* Failed builds cost time too: they count against the budget. */
+	/* Failed builds cost time too: they count against the budget (and the reads of the
+	 * cache, but their bytes do not make the estimate of a build per byte). */
 	u->st.build_ns += clock__ns(CLOCK_THREAD_CPUTIME_ID) - t0;
-	u->built_bytes += size;
+	if (!cached)
+		u->built_bytes += size;
 	unwind_table__free(&t);
 	unw_exe__changed(u, e, was);
 }

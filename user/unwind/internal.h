@@ -90,10 +90,11 @@ struct unwinder {
 	struct unw_deferred deferred[DEFER_MAX]; /* pending, in no order */
 	size_t ndeferred;
 	struct unwinder_stats st;
-	int64_t started_ns;	 /* CLOCK_MONOTONIC, for the CPU budget */
-	int64_t swept_ns;	 /* last sweep for processes gone without an exit notice */
-	uint64_t built_bytes;	 /* file bytes of the builds in build_ns */
-	struct unw_exe *rebuild; /* the evicted table unwinder__table_missed asks for */
+	int64_t started_ns;	    /* CLOCK_MONOTONIC, for the CPU budget */
+	int64_t swept_ns;	    /* last sweep for processes gone without an exit notice */
+	uint64_t built_bytes;	    /* file bytes of the builds in build_ns */
+	struct unw_exe *rebuild;    /* the evicted table unwinder__table_missed asks for */
+	struct unwind_cache *cache; /* tables kept on disk, or NULL */
 };
 
 /* exe.c */
@@ -115,6 +116,9 @@ int unwinder__put_inner_array(int outer_fd, __u32 key, const char *name, __u32 v
  * it, evicting the least recently used tables to make room; counted when it fails. */
 void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, size_t size,
 		    const char *fkey);
+/* Whether the table of the file behind fd (filed under fkey) is in the on-disk cache: read,
+ * not built, so the CPU budget does not hold it back. */
+bool unwinder__cached(const struct unwinder *u, int fd, const char *fkey);
 /* Whether e is a table that was evicted: rebuilt when a process mapping it is sampled. */
 bool unw_exe__evicted(const struct unw_exe *e);
 /* The executable behind fd (known by its build-id, else new, its table built), filed under

@@ -17,6 +17,7 @@
 #include "proc/mem.h"
 #include "proc/maps.h"
 #include "unwind/internal.h"
+#include "unwind/cache.h"
 #include "util/array.h"
 #include "util/hashmap.h"
 #include "util/log.h"
@@ -40,6 +41,8 @@ struct unwinder *unwinder__new(const struct unwinder_opts *o)
 		unwinder__free(u);
 		return NULL;
 	}
+	if (u->o.cache_dir)
+		u->cache = unwind_cache__open(u->o.cache_dir, u->o.cache_bytes);
 	if (u->o.used_fd >= 0) {
 		long page = sysconf(_SC_PAGESIZE);
 		size_t len = (CPROF_UNWIND_MAX_EXES + 1) * sizeof(uint64_t);
@@ -85,6 +88,7 @@ void unwinder__free(struct unwinder *u)
 	hashmap__free(u->pids);
 	if (u->used)
 		munmap((void *)u->used, u->used_len);
+	unwind_cache__free(u->cache);
 	free(u);
 }
 
@@ -95,6 +99,16 @@ void unwinder__stats(const struct unwinder *u, struct unwinder_stats *st)
 	st->records = u->nall;
 	st->procs = hashmap__size(u->pids);
 	st->budget_bytes = u->o.budget_bytes;
+	if (u->cache) {
+		const struct unwind_cache_stats *cs = unwind_cache__stats(u->cache);
+
+		st->cache_loads = cs->loads;
+		st->cache_stores = cs->stores;
+		st->cache_rejected = cs->rejected;
+		st->cache_removed = cs->removed;
+		st->cache_bytes = cs->bytes;
+		st->cache_load_ns = cs->load_ns;
+	}
 }
 
 /* A copy of the vDSO as pid maps it (the same image for every process of this kernel). */
@@ -624,7 +638,7 @@ bool unwinder__idle(struct unwinder *u)
 			pick = i;
 	}
 	d = u->deferred[pick];
-	if (!known && unwinder__over_cpu(u, d.size))
+	if (!known && unwinder__over_cpu(u, d.size) && !unwinder__cached(u, d.fd, d.fkey))
 		return false;
 	u->deferred[pick] = u->deferred[--u->ndeferred];
 	if (hashmap__find(u->exes, d.fkey, &found))

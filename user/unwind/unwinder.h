@@ -29,6 +29,9 @@ struct unwinder_opts {
 	/* The ARRAY `unwind_used` (mmapped): when each table was last used by a walk, for
 	 * evicting the least recently sampled first; or -1 (then by build time). */
 	int used_fd;
+	/* Tables kept on disk across runs (unwind/cache.h), or NULL; bounded to cache_bytes. */
+	const char *cache_dir;
+	uint64_t cache_bytes;
 };
 
 /* The agent's default --unwind-cpu: 1% of one core, plus a first allowance of
@@ -63,6 +66,10 @@ struct unwinder_stats {
 	uint64_t procs;	       /* processes whose mappings the unwinder holds now */
 	uint64_t forgotten;    /* idle records dropped (no process, no table) */
 	uint64_t swept;	       /* processes forgotten without an exit notice */
+	/* The tables kept on disk (--unwind-cache): read instead of built, written, files that
+	 * failed their checks, removed for the size bound, bytes now, CPU time of the reads. */
+	uint64_t cache_loads, cache_stores, cache_rejected, cache_removed, cache_bytes;
+	uint64_t cache_load_ns;
 };
 
 struct unwinder;
