@@ -10,6 +10,7 @@
 #ifndef CPROF_SYM_INTERNAL_H
 #define CPROF_SYM_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,6 +85,12 @@ struct symbolizer {
 	struct ptr_vec mappings; /* every struct sym_mapping handed out */
 	struct kallsyms *ksyms;	 /* the whole table, read when an address was not prepared */
 	bool ksyms_tried;
+	/* symbolizer__preload_kernel's thread reading the whole table, joined before any kernel
+	 * address is looked at (symbolizer__kernel_join). */
+	pthread_t ksyms_thread;
+	bool ksyms_loading;
+	struct kallsyms *ksyms_loaded; /* what the thread read (its own until joined) */
+	int ksyms_err;
 	struct hashmap *kaddrs; /* prepared kernel lookup address -> interned name, or NULL */
 	bool kernel_streamed;	/* kernel_mapping was set from a streamed pass */
 	struct sym_mapping kernel_mapping;
@@ -152,5 +159,7 @@ void symbolizer__mapping_flags(struct sym_mapping *mp, struct sym_module *m);
 /* The kernel addresses of reqs, resolved in one streamed pass over /proc/kallsyms. Returns 0
  * or -ENOMEM. */
 int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *reqs, size_t n);
+/* Waits for symbolizer__preload_kernel's thread, if one runs, and takes what it read. */
+void symbolizer__kernel_join(struct symbolizer *s);
 
 #endif

@@ -2,6 +2,7 @@
  * that keeps only the symbols of the addresses asked for (symbolizer__prepare), or from the whole
  * table, read on the first address that was not prepared. See sym/internal.h. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,12 +37,49 @@ static void symbolizer__load_kallsyms(struct symbolizer *s)
 	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
 }
 
+static void *preload(void *arg)
+{
+	struct symbolizer *s = arg;
+
+	s->ksyms_err = kallsyms__load(KALLSYMS_PATH, &s->ksyms_loaded);
+	return NULL;
+}
+
+void symbolizer__preload_kernel(struct symbolizer *s)
+{
+	if (s->opts.no_kernel || s->ksyms_tried || s->ksyms_loading)
+		return;
+	s->ksyms_loaded = NULL;
+	s->ksyms_loading = pthread_create(&s->ksyms_thread, NULL, preload, s) == 0;
+}
+
+void symbolizer__kernel_join(struct symbolizer *s)
+{
+	if (!s->ksyms_loading)
+		return;
+	pthread_join(s->ksyms_thread, NULL);
+	s->ksyms_loading = false;
+	s->ksyms_tried = true;
+	if (s->ksyms_err) {
+		pr_warn("cannot read %s: %s; kernel frames stay unsymbolized\n", KALLSYMS_PATH,
+			strerror(-s->ksyms_err));
+		return;
+	}
+	s->ksyms = s->ksyms_loaded;
+	s->ksyms_loaded = NULL;
+	if (kallsyms__restricted(s->ksyms))
+		warn_restricted();
+	s->kernel_mapping.start = kallsyms__min_addr(s->ksyms);
+	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
+}
+
 int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res)
 {
 	uint64_t look = sym_lookup_addr(addr, is_return);
 	const char *name = NULL;
 	void *found;
 
+	symbolizer__kernel_join(s);
 	if (s->kaddrs && hashmap__find(s->kaddrs, (void *)(uintptr_t)look, &found)) {
 		name = found;
 	} else {
@@ -108,6 +146,7 @@ int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *r
 	size_t nl, i;
 	int err = 0;
 
+	symbolizer__kernel_join(s);
 	/* Not read (--no-kernel), or found unreadable: kernel frames are stubs anyway. */
 	if (s->opts.no_kernel || (s->ksyms_tried && !s->ksyms) || !s->kaddrs)
 		return 0;

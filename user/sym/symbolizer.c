@@ -133,6 +133,7 @@ void symbolizer__free(struct symbolizer *s)
 
 	if (!s)
 		return;
+	symbolizer__kernel_join(s);
 	if (s->procs)
 		hashmap__for_each(s->procs, symbolizer__free_proc, NULL);
 	hashmap__free(s->procs);
