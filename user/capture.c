@@ -303,6 +303,8 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 		.exe_hint = o->exe_hint,
 		.unwind_mode = o->opts->unwind,
 		.unwind_mem = o->opts->unwind_mem,
+		.unwind_cache = o->opts->unwind_cache,
+		.unwind_cache_size = o->opts->unwind_cache_size,
 		.min_wait_ns = cli__min_wait_ns(o->opts, o->opts->type),
 		.mutex_fraction = is_type(o, "mutex") ? o->opts->mutex_fraction : 0,
 		.block_rate_ns = is_type(o, "offcpu") ? o->opts->block_rate_ns : 0,

@@ -15,6 +15,10 @@
 				  * BPF attachment for days */
 #define SERVE_MAX_CAPTURES 4 /* captures of one type and options share BPF programs */
 
+/* Where compiled unwind tables are kept across runs (unwind/cache.h), and its bound. */
+#define UNWIND_CACHE_DIR  "/var/cache/cprof-bpf/unwind"
+#define UNWIND_CACHE_SIZE (256ull << 20)
+
 static void record_defaults(struct cli_opts *o)
 {
 	o->type = "cpu";
@@ -22,6 +26,8 @@ static void record_defaults(struct cli_opts *o)
 	o->top_rows = 20;
 	o->demangle = true;
 	o->unwind = CPROF_UNWIND_AUTO;
+	o->unwind_cache = UNWIND_CACHE_DIR;
+	o->unwind_cache_size = UNWIND_CACHE_SIZE;
 	o->min_wait_us = -1;
 	o->min_block_us = -1;
 }
@@ -56,8 +62,8 @@ static void agent_defaults(struct cli_opts *o)
 	 * and --unwind-mem. */
 	o->unwind = CPROF_UNWIND_AUTO;
 	o->unwind_cpu = UNWINDER_DEFAULT_CPU_PCT;
-	o->unwind_cache = "/var/cache/cprof-bpf/unwind";
-	o->unwind_cache_size = 256ull << 20;
+	o->unwind_cache = UNWIND_CACHE_DIR;
+	o->unwind_cache_size = UNWIND_CACHE_SIZE;
 	o->demangle = true;
 	o->min_wait_us = -1;
 	o->min_block_us = -1;

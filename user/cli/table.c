@@ -438,11 +438,11 @@ const struct cli_option cli__options[] = {
 	 .range = "0 to 100 (percent of one core)",
 	 .help = "CPU for building tables, percent of one core (default 1;\n"
 	 "0 = no limit); what waits is walked with frame pointers", .sec = CLI_SEC_CAPTURE},
-	{"unwind-cache", 0, CUSTOM(parse_unwind_cache), .cmds = CLI_A, .arg = "DIR",
+	{"unwind-cache", 0, CUSTOM(parse_unwind_cache), .cmds = ALL, .arg = "DIR",
 	 .range = "an absolute path, or off",
-	 .help = "keep unwind tables there across restarts (default\n"
+	 .help = "keep compiled unwind tables there across runs (default\n"
 	 "/var/cache/cprof-bpf/unwind; off: never)", .sec = CLI_SEC_CAPTURE},
-	{"unwind-cache-size", 0, SIZE(unwind_cache_size, 1 << 20, 1 << 20, 1ull << 40), .cmds = CLI_A,
+	{"unwind-cache-size", 0, SIZE(unwind_cache_size, 1 << 20, 1 << 20, 1ull << 40), .cmds = ALL,
 	 .arg = "SIZE", .range = "1M to 1T (plain numbers are MiB)",
 	 .help = "bytes of --unwind-cache at most, the least recently\nused out (default 256M)",
 	 .sec = CLI_SEC_CAPTURE},
