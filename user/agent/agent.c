@@ -51,8 +51,9 @@ struct aproc {
 	uint64_t starttime;
 	char *exe, *cgroup;
 	char container[16];
-	bool dead;	  /* exited: forget it once its last window is drained */
-	uint64_t dead_at; /* the window being collected or drained when it was seen gone */
+	bool dead;	   /* exited: forget it once its last window is drained */
+	bool exec_pending; /* exec'd since it was read: its labels are read again when seen */
+	uint64_t dead_at;  /* the window being collected or drained when it was seen gone */
 };
 
 struct session {
@@ -179,8 +180,9 @@ static void procs__seen(struct session *s, pid_t pid, bool exec)
 		exec = true;
 	}
 	p->dead = false;
-	if (exec)
+	if (exec || p->exec_pending)
 		aproc__fill(p);
+	p->exec_pending = false;
 	err = symbolizer__add_pid(s->sym, pid);
 	s->sym_adds++;
 	s->procs_read++;
@@ -202,7 +204,14 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 		procs__seen(s, (pid_t)e->pid, false);
 		break;
 	case CPROF_PROC_EXEC:
-		procs__seen(s, (pid_t)e->pid, true);
+		/* Read at its first sample (CPROF_PROC_SAMPLED), not now: most of the processes a
+		 * busy machine starts are never sampled at 19 Hz, and reading each one's
+		 * mappings, stat and cgroup at its exec was most of the agent's CPU under process
+		 * churn. A known pid keeps its snapshot (the old program's samples of this window)
+		 * and gets its new labels and mappings at that sample. */
+		p = procs__get(s, (pid_t)e->pid);
+		if (p)
+			p->exec_pending = true;
 		break;
 	case CPROF_PROC_PYCODE:
 		/* Read while the process lives: its Python frames resolve after it exits. */

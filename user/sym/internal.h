@@ -83,7 +83,9 @@ struct symbolizer {
 	struct hashmap *strings; /* interned strings, key == value */
 	struct ptr_vec mods;	 /* every struct sym_module; they live until symbolizer__free */
 	struct ptr_vec mappings; /* every struct sym_mapping handed out */
-	struct kallsyms *ksyms;	 /* the whole table, read when an address was not prepared */
+	size_t own_vdso_size;	 /* our own [vdso]'s (0: none), read once */
+	bool own_vdso_tried;
+	struct kallsyms *ksyms; /* the whole table, read when an address was not prepared */
 	bool ksyms_tried;
 	/* symbolizer__preload_kernel's thread reading the whole table, joined before any kernel
 	 * address is looked at (symbolizer__kernel_join). */

@@ -185,29 +185,24 @@ int symbolizer__path_module(struct symbolizer *s, const char *path, struct sym_m
 	return symbolizer__adopt(s, ikey, m, out);
 }
 
-/* Our own vDSO, when it has the same size: the same kernel maps the same image. */
-static int symbolizer__own_vdso(void *buf, size_t size)
+/* Our own vDSO's address and size, read once (size 0: none): every 64-bit process of this
+ * kernel maps the same image, so one of the same size is taken from our memory instead of
+ * being read through each process's /proc/PID/mem. */
+static size_t symbolizer__own_vdso(struct symbolizer *s, uint64_t *base)
 {
-	const struct proc_map *map = NULL;
 	struct proc_maps *pm;
-	uint64_t base = getauxval(AT_SYSINFO_EHDR);
-	size_t i;
-	int err;
 
-	if (!base)
-		return -ENOENT;
-	err = proc_maps__read(getpid(), &pm);
-	if (err)
-		return err;
-	for (i = 0; i < pm->n; i++) {
-		if (pm->maps[i].start == base)
-			map = &pm->maps[i];
-	}
-	err = map && map->end - map->start == size ? 0 : -ENOENT;
-	if (!err)
-		memcpy(buf, (const void *)(uintptr_t)base, size);
+	*base = getauxval(AT_SYSINFO_EHDR);
+	if (s->own_vdso_tried)
+		return s->own_vdso_size;
+	s->own_vdso_tried = true;
+	if (!*base || proc_maps__read(getpid(), &pm))
+		return 0;
+	for (size_t i = 0; i < pm->n; i++)
+		if (pm->maps[i].start == *base)
+			s->own_vdso_size = pm->maps[i].end - pm->maps[i].start;
 	proc_maps__free(pm);
-	return err;
+	return s->own_vdso_size;
 }
 
 int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct proc_map *map,
@@ -216,6 +211,7 @@ int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	size_t size = map->end - map->start;
 	struct sym_module *m;
 	const char *ikey;
+	uint64_t base;
 	char key[64];
 	void *img;
 	int err, known;
@@ -226,7 +222,9 @@ int symbolizer__vdso_module(struct symbolizer *s, pid_t pid, const struct proc_m
 	img = malloc(size);
 	if (!img)
 		return -ENOMEM;
-	if (proc_mem__read(pid, map->start, img, size) && symbolizer__own_vdso(img, size)) {
+	if (size == symbolizer__own_vdso(s, &base)) {
+		memcpy(img, (const void *)(uintptr_t)base, size);
+	} else if (proc_mem__read(pid, map->start, img, size)) {
 		pr_debug("pid %d: cannot read its [vdso]\n", (int)pid);
 		free(img);
 		return 0;
