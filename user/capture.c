@@ -58,7 +58,7 @@ static void free_exe(const void *key, void *value, void *ctx)
 	free(value);
 }
 
-static void on_proc(void *ctx, const struct cprof_proc_event *e)
+static void on_proc(void *ctx, const struct cprof_proc_event *e, const struct proc_read *rd)
 {
 	struct capture *c = ctx;
 	int err;
@@ -69,7 +69,8 @@ static void on_proc(void *ctx, const struct cprof_proc_event *e)
 		symbolizer__python_prefetch(c->sym, e->pid, e->code);
 		return;
 	}
-	err = symbolizer__add_pid(c->sym, e->pid);
+	err = rd->pm ? symbolizer__add_pid_maps(c->sym, e->pid, rd->pm)
+		     : symbolizer__add_pid(c->sym, e->pid);
 	note_exe(c, e->pid);
 	/* Gone since an earlier notice (its exec) was read: that snapshot stands. */
 	if ((err == -ESRCH || err == -ENOENT) && !symbolizer__has_pid(c->sym, e->pid))

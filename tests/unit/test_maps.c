@@ -119,6 +119,33 @@ static void test_find(void **state)
 	proc_maps__free(NULL);
 }
 
+static void test_copy_code(void **state)
+{
+	struct proc_maps *m = parse_string(sample_maps), *c;
+
+	(void)state;
+	c = proc_maps__copy_code(m);
+	assert_non_null(c);
+	assert_int_equal(c->pid, 42);
+	/* The r-xp and --xp mappings only, in order, each with its own copy of the path. */
+	assert_int_equal(c->n, 5);
+	assert_int_equal(c->maps[0].start, 0x55d0c0a02000ULL);
+	assert_string_equal(c->maps[0].path, "/usr/bin/my app");
+	assert_ptr_not_equal(c->maps[0].path, m->maps[1].path);
+	assert_int_equal(c->maps[0].offset, 0x2000);
+	assert_int_equal(c->maps[0].inode, 1234);
+	assert_true(c->maps[1].deleted);
+	assert_string_equal(c->maps[1].path, "/tmp/lib gone.so");
+	assert_string_equal(c->maps[3].path, "[vdso]");
+	assert_string_equal(c->maps[4].perms, "--xp");
+	for (size_t i = 0; i < c->n; i++)
+		assert_int_equal(c->maps[i].perms[2], 'x');
+	proc_maps__free(m);
+	/* The copy outlives what it was copied from. */
+	assert_string_equal(c->maps[2].path, "/tmp/x (deleted)");
+	proc_maps__free(c);
+}
+
 static void test_read_self(void **state)
 {
 	struct proc_maps *m = NULL;
@@ -170,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_parse_special_paths),
 		cmocka_unit_test(test_parse_skips_garbage),
 		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_copy_code),
 		cmocka_unit_test(test_read_self),
 		cmocka_unit_test(test_proc_helpers),
 	};

@@ -11,12 +11,13 @@ throughput relative to no profiler.
 --churn runs the fleet setting instead: a service built without frame pointers plus about
 --rate new processes a second of a dozen distribution executables (shell tools, a compressor,
 an interpreter), for --seconds with 5 s windows, with `cprof-bpf agent` (its defaults) and
-`perf record -a -g -F 19` side by side in the same run. It reports each one's CPU and peak RSS,
-the ratio agent CPU / perf CPU, the share of the service's hot samples whose stack keeps its
-callers (`run_cpu <- main`) in the agent's windows, and the agent's CPU on the same machine with
-no load started (10 s).
+`perf record -a -g -F 19` side by side in the same run. It reports each one's CPU over the
+whole run and in steady state (after --warmup s: the agent's start-up, its first reading of
+every running process and building of their tables, left out), peak RSS, the ratios agent CPU /
+perf CPU, the share of the service's hot samples whose stack keeps its callers (`run_cpu <-
+main`) in the agent's windows, and the agent's CPU on the same machine with no load started.
 
-    tools/bench/bench_agent.py --churn [--seconds 30] [--rate 50]
+    tools/bench/bench_agent.py --churn [--seconds 30] [--rate 50] [--warmup 10]
 
 --restart measures what the on-disk table cache (--unwind-cache) saves at a restart: the same
 setting for --seconds with an empty cache, then again, a new agent with the cache the first
@@ -41,6 +42,21 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def cpu_ns(pid):
+    """CPU time of all of pid's threads (ns, /proc/PID/task/*/schedstat): finer than ticks."""
+    total = 0
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    except FileNotFoundError:
+        pass
+    return total
 
 
 def run_once(exe, secs, argv, stop_sig):
@@ -112,10 +128,14 @@ def run_churn(a, tmp):
     svc = build(tmp, os.path.join(ROOT, "tests", "fixtures", "workload.c"),
                 flags=("-fomit-frame-pointer",))
     store = os.path.join(tmp, "agent")
-    # The agent alone, no load started by us: its floor on this machine.
+    # The agent alone, no load started by us: its floor on this machine, over 15 s start-up
+    # included and once started (the 10 s after its first 5).
     idle = start([CPROF, "agent", "-q", "-i", "5", "-o", os.path.join(tmp, "idle")],
                  stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    i0 = cpu_ns(idle.pid)
     time.sleep(10)
+    idle_steady = (cpu_ns(idle.pid) - i0) / 1e9 / 10
     idle_cpu, idle_rss, _, _ = reap(idle, signal.SIGTERM)
     # A cold start, as a first run on a machine (no tables kept by an earlier run).
     agent = start([CPROF, "agent", "-q", "-i", "5", "-o", store, "--unwind-cache",
@@ -126,7 +146,14 @@ def run_churn(a, tmp):
                       os.path.join(tmp, "perf.data")], stderr=subprocess.DEVNULL)
     t0 = time.monotonic()
     w = subprocess.Popen([svc, "cpu", str(a.seconds + 2)], stdout=subprocess.DEVNULL)
-    nproc = churn(a.rate, t0 + a.seconds)
+    # Steady state: from --warmup s in (start-up done: BPF loaded, the running processes read
+    # and their tables built) to the end.
+    nproc = churn(a.rate, t0 + a.warmup)
+    tw, aw, pw = time.monotonic(), cpu_ns(agent.pid), cpu_ns(perf.pid) if perf else 0
+    nproc += churn(a.rate, t0 + a.seconds)
+    te = time.monotonic()
+    asteady = (cpu_ns(agent.pid) - aw) / 1e9 / (te - tw)
+    psteady = (cpu_ns(perf.pid) - pw) / 1e9 / (te - tw) if perf else 0.0
     wall = time.monotonic() - t0
     acpu, arss, _, _ = reap(agent, signal.SIGTERM)
     pcpu, prss = (reap(perf, signal.SIGINT)[:2]) if perf else (0.0, 0.0)
@@ -136,15 +163,17 @@ def run_churn(a, tmp):
     share = complete_share(files, w.pid)
     print(f"no-fp service + {nproc / wall:.0f} new processes/s of {len(CHURN)} executables, "
           f"{a.seconds:g} s, 5 s windows; agent and perf side by side")
-    t = Table("profiler", 28, [("CPU % of a core", 15, ".2f"), ("peak RSS MB", 12, ".1f"),
-                               ("complete", 9, ".3f")])
+    t = Table("profiler", 28, [("CPU % whole run", 15, ".2f"), ("CPU % steady", 12, ".2f"),
+                               ("peak RSS MB", 12, ".1f"), ("complete", 9, ".3f")])
     t.header()
-    t.row("cprof-bpf agent (defaults)", acpu / wall * 100, arss, share)
+    t.row("cprof-bpf agent (defaults)", acpu / wall * 100, asteady * 100, arss, share)
     if perf:
-        t.row("perf record -a -g -F 19", pcpu / wall * 100, prss, 0.0)
-        print(f"agent CPU / perf CPU: {acpu / pcpu if pcpu else float('nan'):.2f}")
-    print(f"agent with no load started, 10 s: {idle_cpu / 10 * 100:.2f}% of a core, "
-          f"peak RSS {idle_rss:.1f} MB (includes start-up)")
+        t.row("perf record -a -g -F 19", pcpu / wall * 100, psteady * 100, prss, 0.0)
+        print(f"agent CPU / perf CPU: whole run {acpu / pcpu if pcpu else float('nan'):.2f}, "
+              f"steady (after {a.warmup:g} s) {asteady / psteady if psteady else float('nan'):.2f}")
+    print(f"agent with no load started: {idle_cpu / 15 * 100:.2f}% of a core over its first 15 s "
+          f"(start-up included), {idle_steady * 100:.2f}% over the next 10 s; "
+          f"peak RSS {idle_rss:.1f} MB")
 
 
 def agent_metrics(port):
@@ -201,6 +230,8 @@ def main():
     ap.add_argument("--churn", action="store_true")
     ap.add_argument("--rate", type=float, default=50)
     ap.add_argument("--restart", action="store_true")
+    ap.add_argument("--warmup", type=float, default=10,
+                    help="--churn: seconds before the steady-state CPU is measured")
     a = parse(ap, seconds=3, rounds=1)
     if a.restart:
         tmp = tempfile.mkdtemp(prefix="cprof-bench-agent-")

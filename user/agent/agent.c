@@ -1,10 +1,10 @@
 /* The agent's window loop: one system-wide cpu collector stays attached; every --interval its
  * aggregation map is drained (lookup-and-delete, so nothing between windows is lost) into a
  * pprof profile labelled per process, which is stored and/or pushed. Processes are announced by
- * BPF when first sampled, on exec and on exit: mappings are read at once (short-lived processes
- * keep their symbols) and the state of exited processes is dropped after their last window. */
+ * BPF when first sampled, on exec and on exit; the collector's notice thread reads them at once
+ * (short-lived processes keep their symbols) and procs.c keeps what is known of each until its
+ * last window. */
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,22 +17,16 @@
 
 #include "agent/agent.h"
 #include "agent/internal.h"
+#include "agent/session.h"
 #include "collect/collector.h"
 #include "collect/drops.h"
 #include "proc/maps.h"
-#include "proc/stat.h"
 #include "sym/symbolizer.h"
 #include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/preflight.h"
 
-/* New processes a symbolizer takes before it is replaced by a fresh one (its caches of files
- * and mappings only grow while it lives). */
-#define SYM_MAX_PROCS 4096
-/* Windows between checks that the processes we hold are still alive (exit notices can be
- * lost when the ring buffer is full). */
-#define SWEEP_EVERY 6
 /* The symbolizer's cache bounds for the agent (see sym/symbolizer.h). */
 #define AGENT_SYM_CACHE_ADDRS (1 << 15)
 #define AGENT_SYM_DWARF_OPEN  8
@@ -45,40 +39,12 @@ static void on_signal(int sig)
 	agent_exiting = 1;
 }
 
-/* What the agent knows of one process, for its labels. */
-struct aproc {
-	pid_t pid;
-	uint64_t starttime;
-	char *exe, *cgroup;
-	char container[16];
-	bool dead;	   /* exited: forget it once its last window is drained */
-	bool exec_pending; /* exec'd since it was read: its labels are read again when seen */
-	uint64_t dead_at;  /* the window being collected or drained when it was seen gone */
-};
-
-struct session {
-	struct agent *a;
-	struct collector *col;
-	struct symbolizer *sym;
-	struct symbolizer_opts so;
-	struct hashmap *procs; /* pid -> struct aproc */
-	struct bpf_map *seen;
-	uint64_t sym_adds;   /* processes added to sym since it was created */
-	uint64_t procs_read; /* mappings snapshots taken (notices handled) */
-	uint64_t procs_missed, procs_missed_prev;
-	struct collect_stats prev;
-	double cpu_prev;
-	uint64_t nwindow;
-	int64_t next_t0, next_m0; /* when the last drain started */
-	int64_t last_poll;	  /* CLOCK_MONOTONIC ns of the last look at the notices */
-};
-
 /* Process notices are handled within a few ms even while a window is drained and written
  * (symbolizing a cold binary can take long): a process that lives 100 ms must not exit before
  * its mappings are read. Called between symbol lookups, when the symbolizer is not in use. */
 #define NOTICE_LATENCY_NS 5000000
 
-static void session_poll(struct session *s)
+void session__poll(struct session *s)
 {
 	int64_t now = clock__ns(CLOCK_MONOTONIC);
 
@@ -92,7 +58,7 @@ static int resolve_user(void *ctx, pid_t pid, uint64_t addr, bool is_return, str
 {
 	struct session *s = ctx;
 
-	session_poll(s);
+	session__poll(s);
 	return symbolizer__user(s->sym, pid, addr, is_return, r);
 }
 
@@ -100,157 +66,8 @@ static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_r
 {
 	struct session *s = ctx;
 
-	session_poll(s);
+	session__poll(s);
 	return symbolizer__kernel(s->sym, addr, is_return, r);
-}
-
-static void aproc__free(struct aproc *p)
-{
-	if (!p)
-		return;
-	free(p->exe);
-	free(p->cgroup);
-	free(p);
-}
-
-static void aproc__fill(struct aproc *p)
-{
-	char buf[4096];
-
-	free(p->exe);
-	free(p->cgroup);
-	p->exe = p->cgroup = NULL;
-	p->container[0] = 0;
-	if (proc__exe(p->pid, buf, sizeof(buf)) == 0)
-		p->exe = strdup(buf);
-	if (proc__cgroup(p->pid, buf, sizeof(buf)) == 0) {
-		p->cgroup = strdup(buf);
-		if (proc__container_id(buf, p->container, sizeof(p->container)))
-			p->container[0] = 0;
-	}
-}
-
-static struct aproc *procs__get(struct session *s, pid_t pid)
-{
-	void *found;
-
-	return hashmap__find(s->procs, (void *)(uintptr_t)pid, &found) ? found : NULL;
-}
-
-static void procs__drop(struct session *s, pid_t pid)
-{
-	void *old;
-	__u32 key = pid;
-
-	if (hashmap__delete(s->procs, (void *)(uintptr_t)pid, NULL, &old))
-		aproc__free(old);
-	symbolizer__remove_pid(s->sym, pid);
-	/* A reused pid must be announced again. */
-	if (s->seen)
-		bpf_map__delete_elem(s->seen, &key, sizeof(key), 0);
-}
-
-/* A process was seen (first sample, or exec): read what identifies and labels it, and its
- * mappings, now, while it is alive. */
-static void procs__seen(struct session *s, pid_t pid, bool exec)
-{
-	struct proc_stat st = {};
-	struct aproc *p = procs__get(s, pid);
-	int err;
-
-	if (proc_stat__read(pid, &st)) {
-		if (!p)
-			s->procs_missed++;
-		return;
-	}
-	if (p && p->starttime != st.starttime) {
-		/* Exit notice lost, pid reused: a new process under an old number. */
-		p->starttime = st.starttime;
-		p->dead = false;
-		exec = true;
-	}
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p || hashmap__insert(s->procs, (void *)(uintptr_t)pid, p)) {
-			free(p);
-			return;
-		}
-		p->pid = pid;
-		p->starttime = st.starttime;
-		exec = true;
-	}
-	p->dead = false;
-	if (exec || p->exec_pending)
-		aproc__fill(p);
-	p->exec_pending = false;
-	err = symbolizer__add_pid(s->sym, pid);
-	s->sym_adds++;
-	s->procs_read++;
-	if (err == -ESRCH || err == -ENOENT)
-		s->procs_missed++;
-	else if (err)
-		pr_debug("cannot read the mappings of pid %d: %s\n", pid, strerror(-err));
-}
-
-static void on_proc(void *ctx, const struct cprof_proc_event *e)
-{
-	struct session *s = ctx;
-	struct aproc *p;
-
-	switch (e->kind) {
-	case CPROF_PROC_NEW:
-	case CPROF_PROC_SAMPLED: /* refreshed: its libraries are mapped by now */
-	case CPROF_PROC_MMAP:	 /* a library mapped since: read the mappings again */
-		procs__seen(s, (pid_t)e->pid, false);
-		break;
-	case CPROF_PROC_EXEC:
-		/* Read at its first sample (CPROF_PROC_SAMPLED), not now: most of the processes a
-		 * busy machine starts are never sampled at 19 Hz, and reading each one's
-		 * mappings, stat and cgroup at its exec was most of the agent's CPU under process
-		 * churn. A known pid keeps its snapshot (the old program's samples of this window)
-		 * and gets its new labels and mappings at that sample. */
-		p = procs__get(s, (pid_t)e->pid);
-		if (p)
-			p->exec_pending = true;
-		break;
-	case CPROF_PROC_PYCODE:
-		/* Read while the process lives: its Python frames resolve after it exits. */
-		symbolizer__python_prefetch(s->sym, (pid_t)e->pid, e->code);
-		break;
-	case CPROF_PROC_EXIT:
-		p = procs__get(s, (pid_t)e->pid);
-		if (p && !p->dead) {
-			p->dead = true;
-			p->dead_at = s->nwindow;
-		}
-		break;
-	}
-}
-
-static int pid_labels(void *ctx, pid_t pid, struct pprof_label *l, int max)
-{
-	struct session *s = ctx;
-	const struct cli_opts *o = s->a->o;
-	struct aproc *p;
-	int n = 0;
-
-	session_poll(s);
-	p = procs__get(s, pid);
-	if (!p) { /* its notice was lost: read what we can now */
-		procs__seen(s, pid, true);
-		p = procs__get(s, pid);
-	}
-	if (p && p->exe && n < max)
-		l[n++] = (struct pprof_label){.key = "exe", .str = p->exe};
-	if (p && p->cgroup && n < max)
-		l[n++] = (struct pprof_label){.key = "cgroup", .str = p->cgroup};
-	if (p && p->container[0] && n < max)
-		l[n++] = (struct pprof_label){.key = "container_id", .str = p->container};
-	if (n < max)
-		l[n++] = (struct pprof_label){.key = "host", .str = s->a->host};
-	for (int i = 0; i < o->nlabels && n < max; i++)
-		l[n++] = (struct pprof_label){.key = o->labels[i].key, .str = o->labels[i].value};
-	return n;
 }
 
 /* A window's profile builder, its header comments written. */
@@ -305,12 +122,12 @@ static int window_encode(struct session *s, struct pprof_builder *b, uint8_t **r
 {
 	int err;
 
-	session_poll(s);
+	session__poll(s);
 	err = pprof_builder__encode(b, false, raw, rawlen);
 	if (!err)
 		err = pprof__gzip(*raw, *rawlen, gz, gzlen);
 	if (!err)
-		session_poll(s);
+		session__poll(s);
 	return err;
 }
 
@@ -393,101 +210,6 @@ out:
 	return err;
 }
 
-struct collect_pids {
-	pid_t *v;
-	size_t n, cap;
-	bool dead_only;
-};
-
-static void collect_pid(const void *key, void *value, void *ctx)
-{
-	struct collect_pids *c = ctx;
-	struct aproc *p = value;
-	pid_t *tmp;
-
-	(void)key;
-	if (c->dead_only && !p->dead)
-		return;
-	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 64;
-		tmp = realloc(c->v, c->cap * sizeof(*tmp));
-		if (!tmp)
-			return;
-		c->v = tmp;
-	}
-	c->v[c->n++] = p->pid;
-}
-
-/* After a window: forgets exited processes once the window after the one in which they were
- * seen gone is written (a process's samples all precede its exit notice, but a notice handled
- * during a drain can precede samples the drain left for the next window), marks those whose
- * exit notice was lost every SWEEP_EVERY windows, and replaces the symbolizer when it has taken
- * many processes or the agent is over --max-rss. */
-static void evict(struct session *s)
-{
-	struct collect_pids c = {.dead_only = s->nwindow % SWEEP_EVERY != 0};
-	struct proc_stat st;
-	uint64_t evicted = 0, rss;
-	struct aproc *p;
-	double cpu;
-
-	hashmap__for_each(s->procs, collect_pid, &c);
-	for (size_t i = 0; i < c.n; i++) {
-		p = procs__get(s, c.v[i]);
-		if (!p)
-			continue;
-		if (!p->dead) {
-			if (proc_stat__read(p->pid, &st) == 0 && st.state != 'Z' &&
-			    st.starttime == p->starttime)
-				continue;
-			p->dead = true;
-			p->dead_at = s->nwindow - 1; /* gone before this window's drain ended */
-		}
-		/* nwindow counts the windows written: dead_at + 1 is written too. */
-		if (p->dead_at + 2 > s->nwindow)
-			continue;
-		procs__drop(s, c.v[i]);
-		evicted++;
-	}
-	free(c.v);
-	metrics__self(&cpu, &rss);
-	if (s->sym_adds > SYM_MAX_PROCS || rss > s->a->o->max_rss) {
-		struct symbolizer *fresh = symbolizer__new(&s->so);
-
-		if (fresh) {
-			pr_info("dropping the symbol caches (%llu processes since the last time, "
-				"rss %.1f MB)\n",
-				(unsigned long long)s->sym_adds, rss / 1048576.0);
-			metrics__sym_retired(s->a, s->sym);
-			symbolizer__free(s->sym);
-			malloc_trim(
-				0); /* give the freed caches back to the system, not just to malloc */
-			s->sym = fresh;
-			s->sym_adds = 0;
-			c = (struct collect_pids){};
-			hashmap__for_each(s->procs, collect_pid, &c);
-			for (size_t i = 0; i < c.n; i++)
-				if (symbolizer__add_pid(s->sym, c.v[i]) == 0)
-					s->sym_adds++;
-			free(c.v);
-			pthread_mutex_lock(&s->a->lock);
-			s->a->m.sym_resets++;
-			pthread_mutex_unlock(&s->a->lock);
-		}
-	}
-	pthread_mutex_lock(&s->a->lock);
-	s->a->m.procs_evicted += evicted;
-	s->a->m.procs_tracked = hashmap__size(s->procs);
-	pthread_mutex_unlock(&s->a->lock);
-}
-
-static void free_aproc(const void *key, void *value, void *ctx)
-{
-	(void)key;
-	(void)ctx;
-	aproc__free(value);
-}
-
 static bool duration_over(const struct agent *a, int64_t start)
 {
 	return a->o->duration > 0 &&
@@ -514,8 +236,9 @@ static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 		.max_keys = a->o->max_keys,
 		.live = true,
 		.lifecycle = true,
-		.on_proc = on_proc,
-		.pid_labels = pid_labels,
+		.on_proc = procs__on_proc,
+		.notice_thread = true,
+		.pid_labels = procs__labels,
 		.ctx = s,
 	};
 	int err;
@@ -544,10 +267,7 @@ static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 static void session_stop(struct session *s)
 {
 	collector__free(s->col);
-	if (s->procs) {
-		hashmap__for_each(s->procs, free_aproc, NULL);
-		hashmap__free(s->procs);
-	}
+	procs__free(s);
 	symbolizer__free(s->sym);
 }
 
@@ -614,7 +334,7 @@ static int run_windows(struct agent *a)
 		 * one window or the other. */
 		t0 = s.next_t0;
 		m0 = s.next_m0;
-		evict(&s);
+		procs__evict(&s);
 	} while (!agent_exiting && !duration_over(a, start));
 cleanup:
 	session_stop(&s);

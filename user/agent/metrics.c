@@ -173,8 +173,7 @@ char *metrics__render(struct agent *a)
 	struct strbuf b = {};
 	struct agent_metrics m;
 	double cpu;
-	uint64_t rss;
-	uint64_t lost;
+	uint64_t rss, lost;
 
 	metrics__self(&cpu, &rss);
 	pthread_mutex_lock(&a->lock);
@@ -206,6 +205,9 @@ char *metrics__render(struct agent *a)
 	put(&b, "procs_tracked", "gauge", "Processes whose state the agent holds.",
 	    m.procs_tracked);
 	put(&b, "procs_evicted_total", "counter", "Exited processes forgotten.", m.procs_evicted);
+	put(&b, "procs_late_total", "counter",
+	    "Processes gone before their first sample was read, symbolized from their exec.",
+	    m.procs_late);
 	put(&b, "symbol_cache_resets_total", "counter",
 	    "Times the symbol caches were dropped (size or --max-rss).", m.sym_resets);
 	put(&b, "store_written_total", "counter", "Profiles written to the local store.",

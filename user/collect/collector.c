@@ -102,49 +102,58 @@ static struct proc_maps *collector__read_maps(pid_t pid)
 	return pm;
 }
 
-static int handle_proc_event(void *ctx, void *data, size_t size)
+/* Handles one notice; rd: what was read with it (the notice reader's), NULL: read what is needed
+ * now. */
+static void collector__handle_notice(void *ctx, const struct cprof_proc_event *e,
+				     const struct proc_read *rd)
 {
 	struct collector *c = ctx;
-	const struct cprof_proc_event *e = data;
-	struct proc_maps *pm;
+	struct proc_read own = {};
+	struct proc_maps *pm = NULL;
 	bool python, lazy;
 
-	if (size < sizeof(struct cprof_proc_event))
-		return 0;
 	/* The unwinder's alone: an evicted table met by a walk. */
 	if (e->kind == CPROF_PROC_UNWIND_MISS) {
 		if (c->unw && !collector__late(c))
 			unwinder__table_missed(c->unw, e->pid, (uint32_t)e->code);
-		return 0;
+		return;
 	}
-	/* Cleared before the mappings are read: a library mapped after this read is announced
-	 * again (bpf/common.bpf.h, mmap_exec_seen). */
-	if (e->kind == CPROF_PROC_MMAP && c->mmap_pending)
-		bpf_map__delete_elem(c->mmap_pending, &e->pid, sizeof(e->pid), 0);
-	/* The symbolizer's snapshot first: reading /proc/PID/maps is quick, building tables is
-	 * not, and a short-lived process may be gone by the time they are built. */
+	python = c->unw && c->py_procs && !c->no_python && e->kind != CPROF_PROC_MMAP;
+	lazy = c->unw && c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC;
+	if (!rd) {
+		/* Cleared before the mappings are read: a library mapped after this read is
+		 * announced again (bpf/common.bpf.h, mmap_exec_seen). */
+		if (e->kind == CPROF_PROC_MMAP && c->mmap_pending)
+			bpf_map__delete_elem(c->mmap_pending, &e->pid, sizeof(e->pid), 0);
+		/* Read once, for the unwinder, the Python probe and on_proc alike. */
+		if (c->unw && e->kind != CPROF_PROC_EXIT && e->kind != CPROF_PROC_PYCODE &&
+		    (python || lazy || !collector__late(c)))
+			own.pm = pm = collector__read_maps(e->pid);
+		rd = &own;
+	}
+	/* The symbolizer's snapshot first: building tables is slow, and a short-lived process
+	 * may be gone by the time they are built. */
 	if (c->opts.on_proc)
-		c->opts.on_proc(c->opts.ctx, data);
-	if (e->kind == CPROF_PROC_PYCODE)
-		return 0;
+		c->opts.on_proc(c->opts.ctx, e, rd);
 	if (c->unw && e->kind == CPROF_PROC_EXIT) {
 		unwinder__remove_pid(c->unw, e->pid);
 		if (c->py_procs)
 			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
-	} else if (c->unw) {
-		python = e->kind != CPROF_PROC_MMAP && c->py_procs && !c->no_python;
-		lazy = c->opts.unwind_lazy && e->kind == CPROF_PROC_EXEC;
-		if (!python && !lazy && collector__late(c))
-			return 0;
-		pm = collector__read_maps(e->pid);
+	} else if (c->unw && e->kind != CPROF_PROC_PYCODE) {
 		if (python)
-			collector__python(c, e->pid, pm);
+			collector__python(c, e->pid, rd->pm);
 		if (lazy) /* tables built if it is sampled */
-			unwinder__add_pid_known_maps(c->unw, e->pid, pm);
+			unwinder__add_pid_known_maps(c->unw, e->pid, rd->pm);
 		else if (!collector__late(c))
-			unwinder__add_pid_maps(c->unw, e->pid, pm, true);
-		proc_maps__free(pm);
+			unwinder__add_pid_maps(c->unw, e->pid, rd->pm, true);
 	}
+	proc_maps__free(pm);
+}
+
+static int handle_proc_event(void *ctx, void *data, size_t size)
+{
+	if (size >= sizeof(struct cprof_proc_event))
+		collector__handle_notice(ctx, data, NULL);
 	return 0;
 }
 
@@ -312,6 +321,15 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 	c->started_real_ns = clock__ns(CLOCK_REALTIME);
 	if (o->load_only)
 		goto done;
+	if (o->notice_thread) {
+		err = notice_reader__start(c->proc_events, c->mmap_pending,
+					   collector__handle_notice, c, &c->reader);
+		if (err) {
+			pr_err("cannot start reading process notices: %s\n", strerror(-err));
+			goto cleanup;
+		}
+		goto done;
+	}
 	c->rb = ring_buffer__new(bpf_map__fd(c->proc_events), handle_proc_event, c, NULL);
 	if (!c->rb) {
 		err = -errno;
@@ -330,6 +348,7 @@ void collector__free(struct collector *c)
 {
 	if (!c)
 		return;
+	notice_reader__free(c->reader); /* before what its notices feed */
 	ring_buffer__free(c->rb);
 	free(c->stack_refs);
 	hashmap__free(c->ustack_refs);
@@ -341,7 +360,8 @@ void collector__free(struct collector *c)
 
 int collector__poll(struct collector *c, int timeout_ms)
 {
-	int n = ring_buffer__poll(c->rb, timeout_ms);
+	int n = c->reader ? notice_reader__drain(c->reader, timeout_ms)
+			  : ring_buffer__poll(c->rb, timeout_ms);
 
 	/* Notices first, then queued tables (a few: within their CPU budget, see unwinder.h), each
 	 * followed by the notices that came while it was built: a loader maps a process's
@@ -350,7 +370,7 @@ int collector__poll(struct collector *c, int timeout_ms)
 	for (int i = 0; n >= 0 && c->unw && !collector__late(c) && i < 8; i++) {
 		if (!unwinder__idle(c->unw))
 			break;
-		n = ring_buffer__consume(c->rb);
+		n = c->reader ? notice_reader__drain(c->reader, 0) : ring_buffer__consume(c->rb);
 	}
 	if (n == -EINTR)
 		return 0;

@@ -13,6 +13,7 @@
 #include "cprof.h"
 #include "unwind.h"
 #include "pprof/builder.h"
+#include "collect/reader.h"
 #include "unwind/unwinder.h"
 
 struct bpf_object;
@@ -23,6 +24,7 @@ struct unwinder;
 struct symbolizer;
 struct threads_snapshot;
 struct collect_stats;
+struct proc_maps;
 
 /* A partial view of a collector's maps for a drain: set by whoever drains a collector on behalf
  * of one of several readers (collect/pool.c); drains honour it and know nothing else of the
@@ -79,8 +81,13 @@ struct collect_opts {
 	/* Adds labels of a process (e.g. its executable) to each sample of it: fills at most max
 	 * labels, returns how many. Strings must live until the drain ends. May be NULL. */
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
-	/* Called from collector__poll for each process notice (new process, exec). */
-	void (*on_proc)(void *ctx, const struct cprof_proc_event *e);
+	/* Called from collector__poll for each process notice (new process, exec). rd: what was
+	 * read of the process for this notice (rd->pm: its mappings, read for the unwinder; all of
+	 * it with notice_thread), valid during the call. */
+	void (*on_proc)(void *ctx, const struct cprof_proc_event *e, const struct proc_read *rd);
+	/* A thread of its own reads the notices, and what on_proc needs of each process, as they
+	 * come (collect/reader.h): for a poller that may be busy for long (the agent). */
+	bool notice_thread;
 	void *ctx;
 	/* threads: resolves the stacks of waiting threads while draining (which glibc function
 	 * waits tells a mutex from a condition variable); its processes are announced through
@@ -138,7 +145,8 @@ struct collector {
 	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
 	bool no_python;		  /* CPROF_BENCH_NO_PYTHON: py_procs left empty (benchmarks) */
 	struct ring_buffer *rb;
-	struct collect_stats ustats; /* user-side counts (truncated, lost reads) */
+	struct notice_reader *reader; /* instead of rb (opts.notice_thread) */
+	struct collect_stats ustats;  /* user-side counts (truncated, lost reads) */
 	void *priv;
 	/* Live drains: stack ids referenced by the keys drained since the last trim (a bitmap of
 	 * the stack map's buckets), and the maps drained, rescanned before trimming. */

@@ -31,7 +31,7 @@ struct collector_window {
 	struct hashmap *base;
 	struct collect_stats base_stats;
 	int64_t mono, real;
-	void (*on_proc)(void *ctx, const struct cprof_proc_event *e);
+	void (*on_proc)(void *ctx, const struct cprof_proc_event *e, const struct proc_read *rd);
 	int (*pid_labels)(void *ctx, pid_t pid, struct pprof_label *labels, int max);
 	void *ctx;
 	pthread_mutex_t qlock;

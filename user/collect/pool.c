@@ -125,11 +125,13 @@ static bool can_share(const struct pool_col *pc, const struct collector_ops *ops
 	       same_pids(pc->pids, a->npids, o->pids, o->npids);
 }
 
-/* The collector's on_proc: runs in whichever window's thread polls the ring buffer. */
-static void pool_on_proc(void *ctx, const struct cprof_proc_event *e)
+/* The collector's on_proc: runs in whichever window's thread polls the ring buffer. The
+ * notice is queued for each window's own thread, which reads the mappings it needs then. */
+static void pool_on_proc(void *ctx, const struct cprof_proc_event *e, const struct proc_read *rd)
 {
 	struct pool_col *pc = ctx;
 
+	(void)rd;
 	pthread_mutex_lock(&pc->pool->lock);
 	for (struct collector_window *w = pc->windows; w; w = w->next)
 		if (w->all || pool__has_pid(w->pids, w->npids, (pid_t)e->pid))

@@ -49,6 +49,7 @@ void pool_window__enqueue(struct collector_window *w, const struct cprof_proc_ev
 
 void pool_window__flush(struct collector_window *w)
 {
+	static const struct proc_read unread; /* each window reads what it needs */
 	struct cprof_proc_event *q;
 	size_t n;
 
@@ -59,7 +60,7 @@ void pool_window__flush(struct collector_window *w)
 	w->nq = w->qcap = 0;
 	pthread_mutex_unlock(&w->qlock);
 	for (size_t i = 0; w->on_proc && i < n; i++)
-		w->on_proc(w->ctx, &q[i]);
+		w->on_proc(w->ctx, &q[i], &unread);
 	free(q);
 }
 

@@ -191,6 +191,7 @@ static int take(struct collector *c, struct threads_snapshot *snap)
 static void announce(struct collector *c, const struct threads_snapshot *s)
 {
 	struct cprof_proc_event e = {.kind = CPROF_PROC_NEW};
+	static const struct proc_read unread;
 
 	if (!c->opts.on_proc || !c->opts.all)
 		return;
@@ -201,7 +202,7 @@ static void announce(struct collector *c, const struct threads_snapshot *s)
 			continue;
 		e.pid = s->t[i].rec.pid;
 		memcpy(e.comm, s->t[i].rec.pcomm, sizeof(e.comm));
-		c->opts.on_proc(c->opts.ctx, &e);
+		c->opts.on_proc(c->opts.ctx, &e, &unread);
 	}
 }
 

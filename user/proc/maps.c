@@ -152,6 +152,35 @@ void proc_maps__free(struct proc_maps *m)
 	free(m);
 }
 
+struct proc_maps *proc_maps__copy_code(const struct proc_maps *m)
+{
+	struct proc_maps *c = calloc(1, sizeof(*c));
+	size_t i, n = 0;
+
+	if (!c)
+		return NULL;
+	c->pid = m->pid;
+	for (i = 0; i < m->n; i++)
+		n += m->maps[i].perms[2] == 'x';
+	c->maps = calloc(n ? n : 1, sizeof(*c->maps));
+	if (!c->maps) {
+		free(c);
+		return NULL;
+	}
+	for (i = 0; i < m->n; i++) {
+		if (m->maps[i].perms[2] != 'x')
+			continue;
+		c->maps[c->n] = m->maps[i];
+		c->maps[c->n].path = NULL;
+		if (m->maps[i].path && !(c->maps[c->n].path = strdup(m->maps[i].path))) {
+			proc_maps__free(c);
+			return NULL;
+		}
+		c->n++;
+	}
+	return c;
+}
+
 int proc__comm(pid_t pid, char *buf, size_t len)
 {
 	char path[64];

@@ -32,6 +32,8 @@ int proc_maps__parse(FILE *f, pid_t pid, struct proc_maps **out);
 /* The mapping holding addr, or NULL. Binary search. */
 const struct proc_map *proc_maps__find(const struct proc_maps *m, uint64_t addr);
 void proc_maps__free(struct proc_maps *m);
+/* A copy of m's executable mappings (what a symbolizer needs of it), or NULL (no memory). */
+struct proc_maps *proc_maps__copy_code(const struct proc_maps *m);
 /* Opens (read-only) the file that map of pid maps: through /proc/PID/map_files, the mapped file
  * itself, else by its path as pid sees it (/proc/PID/root/PATH) unless the file was deleted or
  * replaced since. Returns an fd or -errno. */

@@ -135,40 +135,41 @@ static struct sym_proc *sym_proc__new(pid_t pid, size_t cap)
 	return p;
 }
 
-int symbolizer__add_pid(struct symbolizer *s, pid_t pid)
+int symbolizer__add_pid_maps(struct symbolizer *s, pid_t pid, const struct proc_maps *pm)
 {
-	struct sym_proc *p = NULL, *old = NULL;
-	struct proc_maps *pm = NULL;
+	struct sym_proc *p, *old = NULL;
 	bool same_root;
 	void *found;
 	size_t i;
 	int err;
 
+	if (!pm->n)
+		return -ESRCH; /* an exiting process has released its memory */
 	if (hashmap__find(s->procs, (void *)(uintptr_t)pid, &found))
 		old = found;
-	err = proc_maps__read(pid, &pm);
-	if (!err && pm->n == 0)
-		err = -ESRCH; /* an exiting process has released its memory */
-	if (err) {
-		/* Gone: what an earlier snapshot saw (at its exec, say) still stands. */
-		proc_maps__free(pm);
-		return err;
-	}
 	p = sym_proc__new(pid, pm->n);
-	if (!p) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
+	if (!p)
+		return -ENOMEM;
 	same_root = symbolizer__same_root(pid);
 	for (i = 0; i < pm->n; i++) {
 		err = symbolizer__add_entry(s, p, old, &pm->maps[i], same_root);
-		if (err)
-			goto cleanup;
+		if (err) {
+			sym_proc__free(p);
+			return err;
+		}
 	}
-	err = symbolizer__set_proc(s, p);
-	p = NULL;
-cleanup:
-	sym_proc__free(p);
+	return symbolizer__set_proc(s, p);
+}
+
+int symbolizer__add_pid(struct symbolizer *s, pid_t pid)
+{
+	struct proc_maps *pm = NULL;
+	int err;
+
+	/* Gone: what an earlier snapshot saw (at its exec, say) still stands. */
+	err = proc_maps__read(pid, &pm);
+	if (!err)
+		err = symbolizer__add_pid_maps(s, pid, pm);
 	proc_maps__free(pm);
 	return err;
 }

@@ -64,6 +64,7 @@ struct symbolizer_opts {
 #define SYM_MAX_DWARF_OPEN  64
 
 struct symbolizer;
+struct proc_maps;
 
 /* What the caches hold and how often they answer (the agent's /metrics). */
 struct symbolizer_stats {
@@ -83,6 +84,9 @@ void symbolizer__free(struct symbolizer *s);
  * snapshot (after exec or dlopen); a process gone since an earlier snapshot keeps that one.
  * Returns 0 or -errno (-ESRCH: process gone). */
 int symbolizer__add_pid(struct symbolizer *s, pid_t pid);
+/* The same from mappings already read (pm: pid's, as /proc/PID/maps listed them, now or at an
+ * earlier notice: a process gone since is snapshotted from what was read while it lived). */
+int symbolizer__add_pid_maps(struct symbolizer *s, pid_t pid, const struct proc_maps *pm);
 /* Whether pid has a snapshot. */
 bool symbolizer__has_pid(struct symbolizer *s, pid_t pid);
 /* Forgets pid's snapshot (pid reuse). */
