@@ -82,7 +82,12 @@ static void test_parse_skips_garbage(void **state)
 	struct proc_maps *m = parse_string("garbage\n"
 					   "1000-2000 r-xp 00000000 00:00 0\n"
 					   "\n"
-					   "3000-2000 r-xp 00000000 00:00 0 /bad/range\n");
+					   "3000-2000 r-xp 00000000 00:00 0 /bad/range\n"
+					   "4000-5000 r-xp zz 00:00 0 /bad/offset\n"
+					   "4000-5000 r-xp 0 00:00 12x /bad/inode\n"
+					   "4000-5000 r-x\n"
+					   "4000-10000000000000000 r-xp 0 00:00 0 /too/long\n"
+					   "4000-5000 r-xp 0 00-00 0 /bad/dev");
 
 	(void)state;
 	assert_int_equal(m->n, 1);

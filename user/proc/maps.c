@@ -18,33 +18,78 @@ static int proc__errno(int e)
 	return e == ENOENT ? -ESRCH : -e;
 }
 
-/* Parses one maps line into m. Returns 0, 1 for a line to skip (malformed), or -ENOMEM. */
+/* Reads the hex number at *p (at least one digit), moving *p past it. */
+static bool parse_hex(char **p, uint64_t *v)
+{
+	uint64_t x = 0;
+	char *s = *p;
+	int d;
+
+	for (;; s++) {
+		if (*s >= '0' && *s <= '9')
+			d = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			d = *s - 'a' + 10;
+		else if (*s >= 'A' && *s <= 'F')
+			d = *s - 'A' + 10;
+		else
+			break;
+		if (x >> 60)
+			return false; /* more than 64 bits */
+		x = x * 16 + (uint64_t)d;
+	}
+	if (s == *p)
+		return false;
+	*v = x;
+	*p = s;
+	return true;
+}
+
+/* Skips the character c at *p; false if it is not there. */
+static bool parse_char(char **p, char c)
+{
+	if (**p != c)
+		return false;
+	(*p)++;
+	return true;
+}
+
+/* Parses one maps line into m ("start-end perms offset major:minor inode   path"; by hand: this
+ * runs for every line of every process the agent reads, and sscanf was most of the parse).
+ * Returns 0, 1 for a line to skip (malformed), or -ENOMEM. */
 static int proc_maps__parse_line(char *line, struct proc_map *m)
 {
-	unsigned long long start, end, offset, inode;
-	unsigned int major, minor;
+	uint64_t start, end, offset, major, minor, inode = 0;
 	size_t len, slen = strlen(DELETED_SUFFIX);
-	char perms[5];
-	char *path;
-	int n = -1;
+	char *p = line, *path, *digits;
 
-	if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &offset, &major,
-		   &minor, &inode, &n) != 7 ||
-	    end < start)
+	if (!parse_hex(&p, &start) || !parse_char(&p, '-') || !parse_hex(&p, &end) ||
+	    !parse_char(&p, ' ') || end < start)
+		return 1;
+	if (strnlen(p, 5) < 5 || p[4] != ' ')
 		return 1;
 	memset(m, 0, sizeof(*m));
+	memcpy(m->perms, p, 4);
+	p += 5;
+	if (!parse_hex(&p, &offset) || !parse_char(&p, ' ') || !parse_hex(&p, &major) ||
+	    !parse_char(&p, ':') || !parse_hex(&p, &minor) || !parse_char(&p, ' ') ||
+	    major > UINT32_MAX || minor > UINT32_MAX)
+		return 1;
+	for (digits = p; *p >= '0' && *p <= '9'; p++)
+		inode = inode * 10 + (uint64_t)(*p - '0');
+	if (p == digits || (*p && *p != ' ' && *p != '\n'))
+		return 1;
 	m->start = start;
 	m->end = end;
 	m->offset = offset;
 	m->inode = inode;
-	m->dev_major = major;
-	m->dev_minor = minor;
-	memcpy(m->perms, perms, sizeof(m->perms));
+	m->dev_major = (uint32_t)major;
+	m->dev_minor = (uint32_t)minor;
 
-	/* The path is the rest of the line; it may contain spaces, so no %s. */
-	if (n < 0)
-		return 0;
-	path = line + n;
+	/* The path is the rest of the line after the padding; it may contain spaces. */
+	while (*p == ' ')
+		p++;
+	path = p;
 	len = strlen(path);
 	while (len && path[len - 1] == '\n')
 		path[--len] = '\0';
@@ -58,12 +103,13 @@ static int proc_maps__parse_line(char *line, struct proc_map *m)
 	return m->path ? 0 : -ENOMEM;
 }
 
-int proc_maps__parse(FILE *f, pid_t pid, struct proc_maps **out)
+/* Parses the lines of buf (len bytes, NUL-terminated; changed in place). */
+static int proc_maps__parse_buf(char *buf, size_t len, pid_t pid, struct proc_maps **out)
 {
 	struct proc_maps *pm;
 	struct proc_map *tmp;
-	size_t cap = 0, linecap = 0;
-	char *line = NULL;
+	char *line, *nl, *end = buf + len;
+	size_t cap = 0;
 	int err = 0;
 
 	*out = NULL;
@@ -71,7 +117,11 @@ int proc_maps__parse(FILE *f, pid_t pid, struct proc_maps **out)
 	if (!pm)
 		return -ENOMEM;
 	pm->pid = pid;
-	while (getline(&line, &linecap, f) >= 0) {
+	for (line = buf; line < end; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl)
+			nl = end;
+		*nl = '\0';
 		if (pm->n == cap) {
 			cap = cap ? cap * 2 : 64;
 			tmp = realloc(pm->maps, cap * sizeof(*tmp));
@@ -88,35 +138,101 @@ int proc_maps__parse(FILE *f, pid_t pid, struct proc_maps **out)
 			pm->n++;
 		err = 0;
 	}
-	if (ferror(f)) {
-		err = proc__errno(errno ? errno : EIO);
-		goto cleanup;
-	}
 	*out = pm;
 	pm = NULL;
 cleanup:
-	free(line);
 	proc_maps__free(pm);
+	return err;
+}
+
+/* Appends what read_some reads from src to *buf (grown as needed, NUL-terminated); *len is its
+ * length. Returns 0 or -errno. */
+static int read_all(void *src, ssize_t (*read_some)(void *src, char *to, size_t n), char **buf,
+		    size_t *len)
+{
+	size_t cap = 16384;
+	char *b = malloc(cap), *tmp;
+	ssize_t n;
+
+	*buf = NULL;
+	*len = 0;
+	if (!b)
+		return -ENOMEM;
+	for (;;) {
+		if (cap - *len < 4096) {
+			tmp = realloc(b, cap * 2);
+			if (!tmp) {
+				free(b);
+				return -ENOMEM;
+			}
+			b = tmp;
+			cap *= 2;
+		}
+		n = read_some(src, b + *len, cap - *len - 1);
+		if (n < 0) {
+			free(b);
+			return proc__errno(errno ? errno : EIO);
+		}
+		if (n == 0)
+			break;
+		*len += (size_t)n;
+	}
+	b[*len] = '\0';
+	*buf = b;
+	return 0;
+}
+
+static ssize_t read_file(void *src, char *to, size_t n)
+{
+	FILE *f = src;
+	size_t got = fread(to, 1, n, f);
+
+	return got == 0 && ferror(f) ? -1 : (ssize_t)got;
+}
+
+static ssize_t read_fd(void *src, char *to, size_t n)
+{
+	ssize_t got;
+
+	do
+		got = read(*(int *)src, to, n);
+	while (got < 0 && errno == EINTR);
+	return got;
+}
+
+int proc_maps__parse(FILE *f, pid_t pid, struct proc_maps **out)
+{
+	size_t len;
+	char *buf;
+	int err;
+
+	*out = NULL;
+	errno = 0;
+	err = read_all(f, read_file, &buf, &len);
+	if (!err)
+		err = proc_maps__parse_buf(buf, len, pid, out);
+	free(buf);
 	return err;
 }
 
 int proc_maps__read(pid_t pid, struct proc_maps **out)
 {
-	char path[64];
-	FILE *f;
-	int err;
+	char path[64], *buf;
+	size_t len;
+	int fd, err;
 
 	*out = NULL;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return proc__errno(errno);
-	/* Not the 1 KiB the file says: a process of many threads has thousands of mappings
-	 * (a stack and its guard page each), and each read takes the process's mmap lock. */
-	setvbuf(f, NULL, _IOFBF, 64 * 1024);
-	errno = 0;
-	err = proc_maps__parse(f, pid, out);
-	fclose(f);
+	/* Read whole, in reads of at least 12 KiB: a process of many threads has thousands of
+	 * mappings (a stack and its guard page each), and each read takes its mmap lock. */
+	err = read_all(&fd, read_fd, &buf, &len);
+	close(fd);
+	if (!err)
+		err = proc_maps__parse_buf(buf, len, pid, out);
+	free(buf);
 	return err;
 }
 
