@@ -80,6 +80,7 @@ static int reader_event(void *ctx, void *data, size_t size)
 	struct notice_reader *r = ctx;
 	struct notice_item it = {}, *q;
 	uint64_t one = 1;
+	bool was_empty;
 
 	if (size < sizeof(it.e))
 		return 0;
@@ -96,9 +97,12 @@ static int reader_event(void *ctx, void *data, size_t size)
 		r->q = q;
 		r->cap = r->cap ? r->cap * 2 : 64;
 	}
+	was_empty = r->n == 0;
 	r->q[r->n++] = it;
 	pthread_mutex_unlock(&r->lock);
-	if (write(r->efd, &one, sizeof(one)) < 0)
+	/* One wake-up per batch: a drain reads the eventfd before it takes the whole queue, so a
+	 * notice queued behind others is taken with them. */
+	if (was_empty && write(r->efd, &one, sizeof(one)) < 0)
 		pr_debug("notice reader: eventfd: %s\n", strerror(errno));
 	return 0;
 }
