@@ -333,6 +333,9 @@ static __always_inline const struct cprof_unwind_mapping *find_mapping(struct cp
 	lk.pid_be = __builtin_bswap32(s->pid);
 	lk.addr_be = __builtin_bswap64(at);
 	m = bpf_map_lookup_elem(&unwind_mappings, &lk);
+	/* An entry may cover more than its mapping (user/unwind/unwinder.c, covering_prefix). */
+	if (m && (at < m->start || at >= m->end))
+		return NULL;
 #endif
 	if (m)
 		s->last = *m;

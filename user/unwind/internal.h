@@ -95,6 +95,8 @@ struct unwinder {
 	uint64_t built_bytes;	    /* file bytes of the builds in build_ns */
 	struct unw_exe *rebuild;    /* the evicted table unwinder__table_missed asks for */
 	struct unwind_cache *cache; /* tables kept on disk, or NULL */
+	/* The reading of the process being added (add_pid_maps), for add_range: NULL otherwise. */
+	const struct proc_maps *reading;
 };
 
 /* exe.c */
