@@ -88,19 +88,27 @@ static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __
 	}
 	e->pid = pid;
 	e->kind = kind;
+	e->flags = 0;
+	e->reserved = 0;
 	return e;
 }
 
 /* Returns whether the notice was sent (a lost one is counted). */
-static __always_inline bool proc_notify(__u32 pid, __u32 kind)
+static __always_inline bool proc_notify_flags(__u32 pid, __u32 kind, __u32 flags)
 {
 	struct cprof_proc_event *e = proc_event_reserve(pid, kind);
 
 	if (!e)
 		return false;
+	e->flags = flags;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return true;
+}
+
+static __always_inline bool proc_notify(__u32 pid, __u32 kind)
+{
+	return proc_notify_flags(pid, kind, 0);
 }
 
 /* Tells user space the first time a process is sampled, so it can read the process's mappings
@@ -275,10 +283,11 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 	SEC("tp_btf/sched_process_exec")                                                           \
 	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)  \
 	{                                                                                          \
-		__u32 pid = bpf_get_current_pid_tgid() >> 32;                                      \
+		__u32 pid = bpf_get_current_pid_tgid() >> 32, flags;                               \
 		__u8 one = SEEN_EXEC;                                                              \
 		if (!is_target(pid))                                                               \
 			return 0;                                                                  \
+		flags = bpf_map_lookup_elem(&seen, &pid) ? CPROF_PROC_F_KNOWN : 0;                 \
 		/* The new image's executable is mapped now, its libraries only once ld.so has   \
 		 * run: notify now (a short-lived command may be gone before its first sample),  \
 		 * and again at its first sample (forgotten here), when they are mapped. */ \
@@ -286,7 +295,7 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 			bpf_map_update_elem(&seen, &pid, &one, BPF_ANY);                           \
 		else                                                                               \
 			bpf_map_delete_elem(&seen, &pid);                                          \
-		proc_notify(pid, CPROF_PROC_EXEC);                                                 \
+		proc_notify_flags(pid, CPROF_PROC_EXEC, flags);                                    \
 		return 0;                                                                          \
 	}                                                                                          \
 	SEC("tp_btf/sched_process_exit")                                                           \

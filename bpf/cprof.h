@@ -131,7 +131,13 @@ struct cprof_proc_event {
 		char comm[CPROF_COMM_LEN];
 		__u64 code; /* CPROF_PROC_PYCODE: the code object's address */
 	};
+	__u32 flags; /* CPROF_PROC_F_* */
+	__u32 reserved;
 };
+
+/* CPROF_PROC_EXEC: the process was announced before this exec (sampled, or an earlier exec),
+ * so user space may hold something of it. */
+#define CPROF_PROC_F_KNOWN 1u
 
 enum {
 	CPROF_PROC_NEW = 1,
@@ -154,7 +160,7 @@ enum {
 
 #ifndef __bpf__
 _Static_assert(sizeof(struct cprof_key) == 32, "cprof_key layout is shared with BPF");
-_Static_assert(sizeof(struct cprof_proc_event) == 24, "cprof_proc_event layout is shared");
+_Static_assert(sizeof(struct cprof_proc_event) == 32, "cprof_proc_event layout is shared");
 #endif
 
 #endif /* CPROF_H */

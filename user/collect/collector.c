@@ -66,6 +66,19 @@ static bool collector__late(const struct collector *c)
 	return c->deadline_ns && clock__ns(CLOCK_MONOTONIC) >= c->deadline_ns;
 }
 
+/* Takes pid out of the Python walker's processes: a bpf(2) call only for a pid put in (most
+ * notices are of processes that never were). A pid not remembered (no memory) is deleted
+ * anyway. */
+static void collector__forget_python(struct collector *c, pid_t pid)
+{
+	__u32 key = pid;
+
+	bool put = c->py_pids && hashmap__delete(c->py_pids, (void *)(uintptr_t)pid, NULL, NULL);
+
+	if (put || c->py_pids_lost)
+		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
+}
+
 /* Tells the Python walker about pid when it runs a CPython it can walk (user/python/). pm: pid's
  * mappings, NULL when they could not be read (the process is gone). */
 static void collector__python(struct collector *c, pid_t pid, const struct proc_maps *pm)
@@ -78,15 +91,21 @@ static void collector__python(struct collector *c, pid_t pid, const struct proc_
 		return;
 	if (!pm || python__probe_maps(pm, &p, why, sizeof(why))) {
 		/* An exec into something else, or a reused pid: no stale layout stays. */
-		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
+		collector__forget_python(c, pid);
 		if (why[0] && !c->opts.all)
 			pr_warn("pid %d: %s: native frames only\n", (int)pid, why);
 		return;
 	}
-	if (bpf_map__update_elem(c->py_procs, &key, sizeof(key), &p, sizeof(p), BPF_ANY))
+	if (bpf_map__update_elem(c->py_procs, &key, sizeof(key), &p, sizeof(p), BPF_ANY)) {
 		pr_warn("pid %d: Python frames not walked: %s\n", (int)pid, strerror(errno));
-	else
-		pr_debug("pid %d: CPython 3.%u\n", (int)pid, p.minor);
+		return;
+	}
+	pr_debug("pid %d: CPython 3.%u\n", (int)pid, p.minor);
+	if (!c->py_pids)
+		c->py_pids = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	if (!c->py_pids || (!hashmap__find(c->py_pids, (void *)(uintptr_t)pid, NULL) &&
+			    hashmap__insert(c->py_pids, (void *)(uintptr_t)pid, NULL)))
+		c->py_pids_lost = true;
 }
 
 /* pid's mappings for the Python probe and the unwinder, read once for both; NULL when the
@@ -138,7 +157,7 @@ static void collector__handle_notice(void *ctx, const struct cprof_proc_event *e
 	if (c->unw && e->kind == CPROF_PROC_EXIT) {
 		unwinder__remove_pid(c->unw, e->pid);
 		if (c->py_procs)
-			bpf_map__delete_elem(c->py_procs, &e->pid, sizeof(e->pid), 0);
+			collector__forget_python(c, (pid_t)e->pid);
 	} else if (c->unw && e->kind != CPROF_PROC_PYCODE) {
 		if (python)
 			collector__python(c, e->pid, rd->pm);
@@ -352,6 +371,7 @@ void collector__free(struct collector *c)
 	ring_buffer__free(c->rb);
 	free(c->stack_refs);
 	hashmap__free(c->ustack_refs);
+	hashmap__free(c->py_pids);
 	unwinder__free(c->unw);
 	if (c->ops && c->ops->close)
 		c->ops->close(c);

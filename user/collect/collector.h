@@ -144,6 +144,8 @@ struct collector {
 	struct unwinder *unw;	  /* feeds the unwinder's tables and mappings; NULL for fp */
 	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
 	bool no_python;		  /* CPROF_BENCH_NO_PYTHON: py_procs left empty (benchmarks) */
+	struct hashmap *py_pids;  /* the pids put in py_procs (NULL: none yet) */
+	bool py_pids_lost;	  /* one was put in py_procs but not in py_pids */
 	struct ring_buffer *rb;
 	struct notice_reader *reader; /* instead of rb (opts.notice_thread) */
 	struct collect_stats ustats;  /* user-side counts (truncated, lost reads) */

@@ -13,7 +13,13 @@
 
 #include "collect/reader.h"
 #include "proc/maps.h"
+#include "util/clock.h"
 #include "util/log.h"
+
+/* An exec is read this long after its notice, unless the process was sampled, exited or did
+ * something else worth a notice by then (see struct pending_exec). */
+#define EXEC_READ_DELAY_NS (10 * 1000000LL)
+#define PENDING_MAX	   256
 
 struct notice_item {
 	struct cprof_proc_event e;
@@ -22,8 +28,23 @@ struct notice_item {
 	char *exe, *cgroup;   /* rd.exe, rd.cgroup, owned */
 };
 
+/* An exec notice not read yet. Most processes a busy machine starts (shell tools, compilers'
+ * helpers) exit within milliseconds, unsampled: then nothing of them is ever needed, and
+ * reading their mappings at exec was most of the agent's cost per process. One still running
+ * after EXEC_READ_DELAY_NS is read then (what its first sample will need); one that is sampled
+ * first, or exits, sends its exec notice on unread (the handler still learns of the exec) ahead
+ * of that notice, which reads what it needs; one that exits unsampled, and was not announced
+ * before its exec, is forgotten with its exit. The cost: a sample in a process's first 10 ms
+ * walks without the tables that its exec's reading would have mapped. */
+struct pending_exec {
+	struct cprof_proc_event e;
+	int64_t due; /* CLOCK_MONOTONIC ns */
+};
+
 struct notice_reader {
 	struct bpf_map *mmap_pending;
+	struct pending_exec pending[PENDING_MAX]; /* the thread's own, in order of notice */
+	size_t npending;
 	notice_fn fn;
 	void *ctx;
 	struct ring_buffer *rb;
@@ -75,35 +96,107 @@ static void read_proc(struct notice_reader *r, struct notice_item *it)
 		it->rd.cgroup = it->cgroup = strdup(buf);
 }
 
-static int reader_event(void *ctx, void *data, size_t size)
+/* Queues it for the poller (which owns it from then on). */
+static void push(struct notice_reader *r, struct notice_item *it)
 {
-	struct notice_reader *r = ctx;
-	struct notice_item it = {}, *q;
+	struct notice_item *q;
 	uint64_t one = 1;
 	bool was_empty;
 
-	if (size < sizeof(it.e))
-		return 0;
-	memcpy(&it.e, data, sizeof(it.e));
-	read_proc(r, &it);
 	pthread_mutex_lock(&r->lock);
 	if (r->n == r->cap) {
 		q = realloc(r->q, (r->cap ? r->cap * 2 : 64) * sizeof(*q));
 		if (!q) {
 			pthread_mutex_unlock(&r->lock);
-			item__free(&it);
-			return 0; /* the process is read again at its next notice, or when drained */
+			item__free(it);
+			return; /* the process is read again at its next notice, or when drained */
 		}
 		r->q = q;
 		r->cap = r->cap ? r->cap * 2 : 64;
 	}
 	was_empty = r->n == 0;
-	r->q[r->n++] = it;
+	r->q[r->n++] = *it;
 	pthread_mutex_unlock(&r->lock);
 	/* One wake-up per batch: a drain reads the eventfd before it takes the whole queue, so a
 	 * notice queued behind others is taken with them. */
 	if (was_empty && write(r->efd, &one, sizeof(one)) < 0)
 		pr_debug("notice reader: eventfd: %s\n", strerror(errno));
+}
+
+/* Reads what e needs (read: now; else nothing, as for a process gone) and queues both. */
+static void push_event(struct notice_reader *r, const struct cprof_proc_event *e, bool read)
+{
+	struct notice_item it = {.e = *e};
+
+	if (read)
+		read_proc(r, &it);
+	else
+		it.rd = (struct proc_read){.read = true, .stat_err = -ESRCH};
+	push(r, &it);
+}
+
+/* Forgets the pending exec of pid when nothing was announced of the process before it (then
+ * no handler holds anything of it): it exits unread and unsampled, and neither notice is sent
+ * on. Returns whether it did. */
+static bool drop_pending(struct notice_reader *r, uint32_t pid)
+{
+	for (size_t i = 0; i < r->npending; i++) {
+		if (r->pending[i].e.pid != pid)
+			continue;
+		if (r->pending[i].e.flags & CPROF_PROC_F_KNOWN)
+			return false;
+		memmove(&r->pending[i], &r->pending[i + 1],
+			(r->npending - i - 1) * sizeof(r->pending[0]));
+		r->npending--;
+		return true;
+	}
+	return false;
+}
+
+/* Sends on the pending exec of pid, if any, unread. */
+static void flush_pending(struct notice_reader *r, uint32_t pid)
+{
+	for (size_t i = 0; i < r->npending; i++) {
+		if (r->pending[i].e.pid != pid)
+			continue;
+		push_event(r, &r->pending[i].e, false);
+		memmove(&r->pending[i], &r->pending[i + 1],
+			(r->npending - i - 1) * sizeof(r->pending[0]));
+		r->npending--;
+		return;
+	}
+}
+
+/* Reads the pending execs that are due (all of them with all), in order. */
+static void read_due(struct notice_reader *r, bool all)
+{
+	int64_t now = clock__ns(CLOCK_MONOTONIC);
+	size_t i = 0;
+
+	while (i < r->npending && (all || r->pending[i].due <= now))
+		push_event(r, &r->pending[i++].e, true);
+	memmove(r->pending, r->pending + i, (r->npending - i) * sizeof(r->pending[0]));
+	r->npending -= i;
+}
+
+static int reader_event(void *ctx, void *data, size_t size)
+{
+	struct notice_reader *r = ctx;
+	const struct cprof_proc_event *e = data;
+
+	if (size < sizeof(*e))
+		return 0;
+	if (e->kind == CPROF_PROC_EXIT && drop_pending(r, e->pid))
+		return 0;
+	flush_pending(r, e->pid);
+	if (e->kind == CPROF_PROC_EXEC) {
+		if (r->npending == PENDING_MAX)
+			read_due(r, true); /* a burst of execs: no more waiting */
+		r->pending[r->npending++] = (struct pending_exec){
+			.e = *e, .due = clock__ns(CLOCK_MONOTONIC) + EXEC_READ_DELAY_NS};
+		return 0;
+	}
+	push_event(r, e, true);
 	return 0;
 }
 
@@ -112,13 +205,22 @@ static void *reader_main(void *arg)
 	struct notice_reader *r = arg;
 	int err;
 
+	int64_t wait;
+
 	while (!atomic_load(&r->stop)) {
-		err = ring_buffer__poll(r->rb, 100);
+		wait = 100;
+		if (r->npending) {
+			wait = (r->pending[0].due - clock__ns(CLOCK_MONOTONIC)) / 1000000 + 1;
+			wait = wait < 1 ? 1 : wait > 100 ? 100 : wait;
+		}
+		err = ring_buffer__poll(r->rb, (int)wait);
 		if (err < 0 && err != -EINTR) {
 			pr_err("reading process notices: %s\n", strerror(-err));
 			break;
 		}
+		read_due(r, false);
 	}
+	read_due(r, true);
 	return NULL;
 }
 
