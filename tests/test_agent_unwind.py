@@ -102,7 +102,8 @@ def test_defaults_complete_stacks_beside_short_lived(nofp_work, nofp_load, spawn
 
 
 def test_tables_only_for_sampled_processes(nofp_load, tmp_path):
-    """Processes that exec and exit without a sample get no table (and cost no build)."""
+    """Processes that exec and exit without a sample get no table (and cost no build); those
+    that exit within 10 ms unsampled are not even read; one that lives on is read at its exec."""
     out = tmp_path / "store"
     a = start_agent("-o", out, "-i", 1, "-d", 8, "-F", 19, "--listen", "127.0.0.1:0", "-vv")
     url = listen_url(a)
@@ -110,13 +111,17 @@ def test_tables_only_for_sampled_processes(nofp_load, tmp_path):
     drain = threading.Thread(target=lambda: lines.extend(a.stderr), daemon=True)
     drain.start()
     time.sleep(1)
+    before = metrics(fetch(url + "/metrics"))
     pids = set()
     for _ in range(40):  # /bin/true: a few ms each, almost never sampled at 19 Hz
         t = subprocess.Popen(["/bin/true"])
         t.wait()
         pids.add(t.pid)
+    sleeper = subprocess.Popen(["sleep", "1.5"])  # never sampled, alive at 10 ms
     time.sleep(2.5)
+    sleeper.wait()
     assert fetch(url + "/healthz")[0] == 200
+    after = metrics(fetch(url + "/metrics"))
     assert a.wait(timeout=60) == 0
     drain.join(timeout=10)
     err = "".join(lines)
@@ -127,6 +132,13 @@ def test_tables_only_for_sampled_processes(nofp_load, tmp_path):
     assert setup, "no per-process table set-up in the agent's log"
     # A few of the 40 are sampled (19 Hz over a few ms each); a table for each would be 40.
     assert len(pids & setup) < 20, sorted(pids & setup)
+    # Most were not read at all (each reading, even of known executables only, is logged), and
+    # were counted so; the sleeper was read at its exec, its known tables mapped.
+    read = {int(x) for x in re.findall(r"unwind: pid (\d+): \d+ trie entries", err)}
+    assert len(pids & read) < 20, sorted(pids & read)
+    unread = after["cprof_agent_execs_unread_total"] - before["cprof_agent_execs_unread_total"]
+    assert unread >= 20, (unread, after["cprof_agent_execs_total"])
+    assert sleeper.pid in read, sleeper.pid
 
 
 def test_unwind_cpu_option(tmp_path):

@@ -158,6 +158,8 @@ static void window_account(struct session *s, struct pprof_builder *b,
 	a->m.last_window_mono = m1;
 	a->m.procs_tracked = hashmap__size(s->procs);
 	a->m.unwind = st->unwind;
+	a->m.execs = st->execs;
+	a->m.execs_unread = st->execs_unread;
 	symbolizer__stats(s->sym, &a->m.sym);
 	pthread_mutex_unlock(&a->lock);
 	pr_info("window %llu: %llu samples, %zu stacks, %zu bytes, %llu processes read; agent cpu "

@@ -22,6 +22,7 @@ struct agent_metrics {
 	uint64_t dropped[CPROF_DROP_NR]; /* what windows lost, by reason, summed over windows */
 	uint64_t trimmed_stacks;
 	uint64_t procs_tracked, procs_evicted, procs_late, sym_resets;
+	uint64_t execs, execs_unread;
 	uint64_t store_written, store_deleted, store_dropped, store_bytes, store_files;
 	bool store_full; /* the file system is below --min-free and deleting would not fix it */
 	uint64_t push_enqueued, push_ok, push_failed, push_dropped, push_rejected;

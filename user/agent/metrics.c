@@ -168,6 +168,24 @@ static void metrics__sym(struct strbuf *b, const struct agent_metrics *m)
 	    "Cap of the DWARF readers open (least recently used closed).", s->max_dwarf_open);
 }
 
+/* The processes: notices, what was read of them, what was held and forgotten. */
+static void metrics__procs(struct strbuf *b, const struct agent_metrics *m)
+{
+	put(b, "procs_missed_total", "counter",
+	    "Processes that exited before their mappings were read.",
+	    m->dropped[CPROF_DROP_PROCS_MISSED]);
+	put(b, "procs_tracked", "gauge", "Processes whose state the agent holds.",
+	    m->procs_tracked);
+	put(b, "procs_evicted_total", "counter", "Exited processes forgotten.", m->procs_evicted);
+	put(b, "execs_total", "counter", "Exec notices.", m->execs);
+	put(b, "execs_unread_total", "counter",
+	    "Exec'd processes that exited unsampled within 10 ms: forgotten, nothing of them read.",
+	    m->execs_unread);
+	put(b, "procs_late_total", "counter",
+	    "Processes gone before their first sample was read, symbolized from their exec.",
+	    m->procs_late);
+}
+
 char *metrics__render(struct agent *a)
 {
 	struct strbuf b = {};
@@ -195,19 +213,11 @@ char *metrics__render(struct agent *a)
 	    m.dropped[CPROF_DROP_STACK_TRUNCATED]);
 	put(&b, "stacks_trimmed_total", "counter", "Unused stacks deleted from the stack map.",
 	    m.trimmed_stacks);
-	put(&b, "procs_missed_total", "counter",
-	    "Processes that exited before their mappings were read.",
-	    m.dropped[CPROF_DROP_PROCS_MISSED]);
 	strbuf__puts(&b, "# HELP cprof_agent_dropped_total What windows lost, by reason (see the "
 			 "profile comments).\n"
 			 "# TYPE cprof_agent_dropped_total counter\n");
 	drops__prometheus(&b, "cprof_agent_dropped_total", "", m.dropped);
-	put(&b, "procs_tracked", "gauge", "Processes whose state the agent holds.",
-	    m.procs_tracked);
-	put(&b, "procs_evicted_total", "counter", "Exited processes forgotten.", m.procs_evicted);
-	put(&b, "procs_late_total", "counter",
-	    "Processes gone before their first sample was read, symbolized from their exec.",
-	    m.procs_late);
+	metrics__procs(&b, &m);
 	put(&b, "symbol_cache_resets_total", "counter",
 	    "Times the symbol caches were dropped (size or --max-rss).", m.sym_resets);
 	put(&b, "store_written_total", "counter", "Profiles written to the local store.",

@@ -439,6 +439,8 @@ int collector__stats(struct collector *c, struct collect_stats *st)
 	}
 	free(vals);
 	st->prog_misses = prog_misses(c);
+	if (c->reader)
+		notice_reader__counts(c->reader, &st->execs, &st->execs_unread);
 	if (c->view && c->view->stats)
 		c->view->stats(c->view->ctx, st);
 	return 0;

@@ -107,6 +107,8 @@ struct collect_stats {
 	struct unwinder_stats unwind;
 	uint64_t prog_misses;  /* runs of our programs the kernel skipped (recursion) */
 	uint64_t procs_missed; /* processes gone before their mappings were read (the session's) */
+	uint64_t execs;	       /* exec notices (notice_thread) */
+	uint64_t execs_unread; /* of which forgotten unread: exited unsampled within 10 ms */
 };
 
 struct collector;

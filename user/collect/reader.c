@@ -45,6 +45,7 @@ struct notice_reader {
 	struct bpf_map *mmap_pending;
 	struct pending_exec pending[PENDING_MAX]; /* the thread's own, in order of notice */
 	size_t npending;
+	atomic_uint_fast64_t execs, unread;
 	notice_fn fn;
 	void *ctx;
 	struct ring_buffer *rb;
@@ -148,6 +149,7 @@ static bool drop_pending(struct notice_reader *r, uint32_t pid)
 		memmove(&r->pending[i], &r->pending[i + 1],
 			(r->npending - i - 1) * sizeof(r->pending[0]));
 		r->npending--;
+		atomic_fetch_add(&r->unread, 1);
 		return true;
 	}
 	return false;
@@ -190,6 +192,7 @@ static int reader_event(void *ctx, void *data, size_t size)
 		return 0;
 	flush_pending(r, e->pid);
 	if (e->kind == CPROF_PROC_EXEC) {
+		atomic_fetch_add(&r->execs, 1);
 		if (r->npending == PENDING_MAX)
 			read_due(r, true); /* a burst of execs: no more waiting */
 		r->pending[r->npending++] = (struct pending_exec){
@@ -298,4 +301,10 @@ int notice_reader__drain(struct notice_reader *r, int timeout_ms)
 	}
 	free(q);
 	return (int)n;
+}
+
+void notice_reader__counts(const struct notice_reader *r, uint64_t *execs, uint64_t *unread)
+{
+	*execs = atomic_load(&r->execs);
+	*unread = atomic_load(&r->unread);
 }

@@ -38,5 +38,7 @@ void notice_reader__free(struct notice_reader *r);
 /* Waits up to timeout_ms for queued notices, then hands each queued to fn. Returns how many,
  * or -errno. */
 int notice_reader__drain(struct notice_reader *r, int timeout_ms);
+/* Exec notices read so far, and those forgotten unread (the process exited unsampled). */
+void notice_reader__counts(const struct notice_reader *r, uint64_t *execs, uint64_t *unread);
 
 #endif

@@ -99,6 +99,11 @@ struct unwinder {
 	const struct proc_maps *reading;
 };
 
+/* trie.c */
+/* Puts the mapping val of p (pid), [start, end), in the trie, each entry remembered in p. */
+int unwinder__add_range(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start,
+			uint64_t end, const struct cprof_unwind_mapping *val);
+
 /* exe.c */
 /* Whether building the table of a file of `size` bytes now would exceed the CPU budget
  * (--unwind-cpu), counting this build's estimate. */

@@ -133,14 +133,6 @@ static int read_vdso(pid_t pid, const struct proc_map *m, void **image, size_t *
 	return 0;
 }
 
-static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
-{
-	if (array__reserve((void **)&p->keys, &p->cap, p->n + 1, sizeof(*p->keys)))
-		return -ENOMEM;
-	p->keys[p->n++] = *k;
-	return 0;
-}
-
 static int pid_push_map(struct unw_pid *p, const struct cprof_unwind_mapping *m)
 {
 	if (array__reserve((void **)&p->maps, &p->capmaps, p->nmaps + 1, sizeof(*p->maps)))
@@ -203,81 +195,6 @@ static int publish_pid_maps(struct unwinder *u, pid_t pid, struct unw_pid *p)
 	if (err)
 		u->st.failed++;
 	return err;
-}
-
-/* Whether the aligned block [lo, hi] holds no code of the process being read but the mapping
- * [start, end): then one trie entry may cover it. Its other addresses (the file's data, gaps)
- * find the entry but not the code (the walk checks the mapping's bounds: bpf/unwind.bpf.h,
- * find_mapping), and no address of other code is inside it, so the longest match of any code
- * address stays its own mapping's. */
-static bool block_clean(const struct proc_maps *r, uint64_t lo, uint64_t hi, uint64_t start,
-			uint64_t end)
-{
-	for (size_t i = 0; i < r->n; i++) {
-		const struct proc_map *m = &r->maps[i];
-
-		if (m->perms[2] != 'x' || (m->start == start && m->end == end))
-			continue;
-		if (m->start <= hi && m->end - 1 >= lo)
-			return false;
-	}
-	return true;
-}
-
-static int add_block(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t lo, int bits,
-		     const struct cprof_unwind_mapping *val)
-{
-	struct cprof_unwind_lpm_key k = {.prefixlen = (uint32_t)(32 + 64 - bits),
-					 .pid_be = __builtin_bswap32((uint32_t)pid),
-					 .addr_be = __builtin_bswap64(lo)};
-
-	if (bpf_map_update_elem(u->o.mappings_fd, &k, val, BPF_ANY)) {
-		u->st.failed++;
-		return -errno;
-	}
-	return pid_push(p, &k);
-}
-
-/* Covers [from, to), part of the mapping val, with few aligned power-of-two blocks: the
- * smallest block holding it where block_clean allows, else its two halves in turn. */
-static int cover(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t from, uint64_t to,
-		 const struct cprof_unwind_mapping *val)
-{
-	uint64_t diff = from ^ (to - 1), lo, mid;
-	int bits = diff ? 64 - __builtin_clzll(diff) : 0, err;
-
-	if (bits >= 64)
-		return -ERANGE; /* not user addresses */
-	lo = from & ~((1ull << bits) - 1);
-	if (block_clean(u->reading, lo, lo | ((1ull << bits) - 1), val->start, val->end))
-		return add_block(u, p, pid, lo, bits, val);
-	mid = lo | (1ull << (bits - 1)); /* from < mid <= to - 1: both halves smaller */
-	err = cover(u, p, pid, from, mid, val);
-	return err ? err : cover(u, p, pid, mid, to, val);
-}
-
-/* Puts the mapping val, [start, end), in the trie. While its process's mappings are being read,
- * with few entries (cover: a trie update is a system call); otherwise (a table built later)
- * with the aligned power-of-two blocks that make up the range exactly. */
-static int add_range(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
-		     const struct cprof_unwind_mapping *val)
-{
-	int err;
-
-	if (u->reading && start < end)
-		return cover(u, p, pid, start, end, val);
-	while (start < end) {
-		int bits = start ? __builtin_ctzll(start) : 63;
-
-		while (bits > 0 && (bits >= 64 || start + (1ull << bits) > end ||
-				    start + (1ull << bits) < start))
-			bits--;
-		err = add_block(u, p, pid, start, bits, val);
-		if (err)
-			return err;
-		start += 1ull << bits;
-	}
-	return 0;
 }
 
 static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t start, uint64_t end,
@@ -440,7 +357,7 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 			return -ENOMEM;
 		if (u->o.mappings_fd < 0)
 			return 0;
-		return add_range(u, p, pid, start, end, &val);
+		return unwinder__add_range(u, p, pid, start, end, &val);
 	}
 	return 0;
 }
