@@ -6,7 +6,8 @@
  *
  * The thread state of the sampled thread: the interpreter's list of thread states, searched
  * for the one whose thread_id (pthread_self(), which on x86-64 glibc is the thread's fs base)
- * is the current task's fs base; cached per thread. Its frame chain: 3.10 PyFrameObjects, one
+ * is the current task's fs base (in a snapshot, threads.bpf.c, the iterated thread's, read
+ * from its memory with bpf_copy_from_user_task); cached per thread. Its frame chain: 3.10 PyFrameObjects, one
  * per C call of the evaluation function; 3.11+ _PyInterpreterFrames, several per C call: 3.11
  * marks the first frame of a call (is_entry), 3.12+ put an entry frame owned by the C stack
  * below them. */
@@ -86,35 +87,38 @@ static __always_inline void py_code_seen(__u32 pid, __u64 code)
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline int py_read_u64(__u64 addr, __u64 *v)
+/* Reads go through the walk's struct unwind_ctx (unwind.bpf.h): the current task's memory, or
+ * with CPROF_UNWIND_REMOTE the iterated task's (threads.bpf.c). */
+static __always_inline int py_read_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
 {
-	if (addr < 4096 || addr > 0x00007fffffffffffull - 8)
+	if (addr < 4096)
 		return -1;
-	return bpf_probe_read_user(v, sizeof(*v), (const void *)addr);
+	return read_user(uc, v, sizeof(*v), addr);
 }
 
-static __always_inline int py_read_u8(__u64 addr, __u8 *v)
+static __always_inline int py_read_u8(struct unwind_ctx *uc, __u64 addr, __u8 *v)
 {
-	if (addr < 4096 || addr > 0x00007fffffffffffull - 8)
+	if (addr < 4096)
 		return -1;
-	return bpf_probe_read_user(v, sizeof(*v), (const void *)addr);
+	return read_user(uc, v, sizeof(*v), addr);
 }
 
 /* Searches the interpreter's thread states for the one of the thread whose fs base is fsbase;
  * 0 if there is none (or it cannot be read). */
-static __always_inline __u64 py_tstate_search(const struct cprof_py_proc *p, __u64 fsbase)
+static __always_inline __u64 py_tstate_search(const struct cprof_py_proc *p, __u64 fsbase,
+					      struct unwind_ctx *uc)
 {
 	__u64 ts, v, interp;
 
-	if (py_read_u64(p->runtime + p->l.runtime_interp_head, &interp) ||
-	    py_read_u64(interp + p->l.interp_threads_head, &ts))
+	if (py_read_u64(uc, p->runtime + p->l.runtime_interp_head, &interp) ||
+	    py_read_u64(uc, interp + p->l.interp_threads_head, &ts))
 		return 0;
 	for (int i = 0; i < CPROF_PY_MAX_THREADS; i++) {
-		if (!ts || py_read_u64(ts + p->l.tstate_thread_id, &v))
+		if (!ts || py_read_u64(uc, ts + p->l.tstate_thread_id, &v))
 			return 0;
 		if (v == fsbase)
 			return ts;
-		if (py_read_u64(ts + p->l.tstate_next, &ts))
+		if (py_read_u64(uc, ts + p->l.tstate_next, &ts))
 			return 0;
 	}
 	return 0;
@@ -123,26 +127,29 @@ static __always_inline __u64 py_tstate_search(const struct cprof_py_proc *p, __u
 /* The thread state of the current thread, or 0. A found one is cached until it no longer
  * matches; a miss for PY_MISS_RETRY_NS, so that the native threads of a Python process do not
  * search the list at every sample. */
-static __always_inline __u64 py_tstate(const struct cprof_py_proc *p, __u32 tid, __u64 fsbase)
+static __always_inline __u64 py_tstate(const struct cprof_py_proc *p, __u32 tid, __u64 fsbase,
+				       struct unwind_ctx *uc)
 {
 	struct py_thread *cached = bpf_map_lookup_elem(&py_threads, &tid);
 	struct py_thread t = {};
 	__u64 v, now = bpf_ktime_get_ns();
 
-	if (cached && cached->tstate && !py_read_u64(cached->tstate + p->l.tstate_thread_id, &v) &&
-	    v == fsbase)
+	if (cached && cached->tstate &&
+	    !py_read_u64(uc, cached->tstate + p->l.tstate_thread_id, &v) && v == fsbase)
 		return cached->tstate;
 	if (cached && !cached->tstate && now - cached->miss_ns < PY_MISS_RETRY_NS)
 		return 0;
-	t.tstate = py_tstate_search(p, fsbase);
+	t.tstate = py_tstate_search(p, fsbase, uc);
 	if (!t.tstate)
 		t.miss_ns = now;
 	bpf_map_update_elem(&py_threads, &tid, &t, BPF_ANY);
 	return t.tstate;
 }
 
-/* Prepares the walk of pid's Python frames for the current thread. */
-static __always_inline void py_begin(struct cprof_py_walk *w, struct task_struct *task, __u32 pid)
+/* Prepares the walk of pid's Python frames for its thread task (the current one, or with
+ * CPROF_UNWIND_REMOTE the iterated one, whose fs base was saved when it last left a CPU). */
+static __always_inline void py_begin(struct cprof_py_walk *w, struct task_struct *task, __u32 pid,
+				     struct unwind_ctx *uc)
 {
 	const struct cprof_py_proc *p = bpf_map_lookup_elem(&py_procs, &pid);
 	__u64 ts, frame = 0;
@@ -154,15 +161,15 @@ static __always_inline void py_begin(struct cprof_py_walk *w, struct task_struct
 	if (!p)
 		return;
 	w->p = *p;
-	ts = py_tstate(p, BPF_CORE_READ(task, pid), BPF_CORE_READ(task, thread.fsbase));
+	ts = py_tstate(p, BPF_CORE_READ(task, pid), BPF_CORE_READ(task, thread.fsbase), uc);
 	if (!ts) {
 		stat_inc(CPROF_STAT_PY_NO_THREAD);
 		return;
 	}
-	if (py_read_u64(ts + p->l.tstate_frame, &frame))
+	if (py_read_u64(uc, ts + p->l.tstate_frame, &frame))
 		return;
 	if (frame && p->l.cframe_current != CPROF_PY_NONE_OFF &&
-	    py_read_u64(frame + p->l.cframe_current, &frame))
+	    py_read_u64(uc, frame + p->l.cframe_current, &frame))
 		return;
 	w->frame = frame;
 	w->walked = frame != 0;
@@ -175,19 +182,19 @@ static __always_inline bool py_in_eval(const struct cprof_py_walk *w, __u64 at)
 }
 
 /* The instruction index (code units) of frame f running code, or CPROF_PY_IDX_UNKNOWN. */
-static __always_inline __u64 py_instr_index(const struct cprof_py_walk *w, __u64 f, __u64 code)
+static __always_inline __u64 py_instr_index(const struct cprof_py_walk *w, __u64 f, __u64 code,
+					    struct unwind_ctx *uc)
 {
 	__u64 instr, base;
 	__s32 lasti;
 
 	if (w->p.minor == 10) {
-		if (bpf_probe_read_user(&lasti, sizeof(lasti),
-					(const void *)(f + w->p.l.frame_instr)))
+		if (f < 4096 || read_user(uc, &lasti, sizeof(lasti), f + w->p.l.frame_instr))
 			return CPROF_PY_IDX_UNKNOWN;
 		return lasti >= 0 && lasti < CPROF_PY_IDX_MASK ? (__u64)lasti
 							       : CPROF_PY_IDX_UNKNOWN;
 	}
-	if (py_read_u64(f + w->p.l.frame_instr, &instr))
+	if (py_read_u64(uc, f + w->p.l.frame_instr, &instr))
 		return CPROF_PY_IDX_UNKNOWN;
 	base = code + w->p.l.code_adaptive;
 	if (instr < base || (instr - base) / 2 >= CPROF_PY_IDX_MASK)
@@ -204,18 +211,18 @@ enum py_step_result {
 };
 
 /* One step of the Python frames of the evaluation frame being replaced. */
-static __always_inline int py_next(struct cprof_py_walk *w, __u64 *ip)
+static __always_inline int py_next(struct cprof_py_walk *w, __u64 *ip, struct unwind_ctx *uc)
 {
 	__u64 f = w->frame, code, prev;
 	__u8 flag;
 
 	if (!f)
 		return PY_GROUP_END;
-	if (py_read_u64(f + w->p.l.frame_code, &code) ||
-	    py_read_u64(f + w->p.l.frame_previous, &prev))
+	if (py_read_u64(uc, f + w->p.l.frame_code, &code) ||
+	    py_read_u64(uc, f + w->p.l.frame_previous, &prev))
 		goto fail;
 	if (w->p.minor >= 12) {
-		if (py_read_u8(f + w->p.l.frame_owner, &flag))
+		if (py_read_u8(uc, f + w->p.l.frame_owner, &flag))
 			goto fail;
 		if (flag == CPROF_PY_FRAME_OWNED_CSTACK) {
 			w->frame = prev;
@@ -229,14 +236,17 @@ static __always_inline int py_next(struct cprof_py_walk *w, __u64 *ip)
 	}
 	if (!code)
 		goto fail;
-	*ip = CPROF_PY_FRAME(code, py_instr_index(w, f, code));
+	*ip = CPROF_PY_FRAME(code, py_instr_index(w, f, code, uc));
 	w->frame = prev;
 	stat_inc(CPROF_STAT_PY_FRAMES);
+#ifndef CPROF_UNWIND_REMOTE
+	/* (A snapshot's target lives on: its code objects are read when symbolized.) */
 	py_code_seen(w->pid, code);
+#endif
 	if (w->p.minor == 10)
 		return PY_EMIT_LAST;
 	if (w->p.minor == 11) {
-		if (py_read_u8(f + w->p.l.frame_is_entry, &flag))
+		if (py_read_u8(uc, f + w->p.l.frame_is_entry, &flag))
 			goto fail;
 		return flag ? PY_EMIT_LAST : PY_EMIT;
 	}

@@ -21,6 +21,33 @@
 
 #include "cprof.h"
 #include "unwind.h"
+
+#define USER_ADDR_MAX 0x00007fffffffffffull
+
+/* What a walk reads memory through: the task whose stack it is (remote walks only). */
+struct unwind_ctx {
+	struct task_struct *task;
+};
+
+/* Reads size bytes at addr of the walk's task: its own with bpf_probe_read_user, or a remote
+ * one's with bpf_copy_from_user_task (sleepable programs). */
+static __always_inline int read_user(struct unwind_ctx *uc, void *dst, __u32 size, __u64 addr)
+{
+	if (addr > USER_ADDR_MAX - 8)
+		return -1;
+#ifdef CPROF_UNWIND_REMOTE
+	return bpf_copy_from_user_task(dst, size, (const void *)addr, uc->task, 0);
+#else
+	(void)uc;
+	return bpf_probe_read_user(dst, size, (const void *)addr);
+#endif
+}
+
+static __always_inline int read_user_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
+{
+	return read_user(uc, v, sizeof(*v), addr);
+}
+
 #include "python.bpf.h"
 
 _Static_assert((1ull << CPROF_UNWIND_SEARCH_STEPS) >= CPROF_UNWIND_MAX_ROWS,
@@ -38,6 +65,9 @@ extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
 
 /* --unwind: CPROF_UNWIND_FP, _AUTO or _DWARF. */
 const volatile __u32 unwind_mode = CPROF_UNWIND_AUTO;
+/* Whether Python frames are walked at all: a loader clears it where no target runs CPython (a
+ * snapshot of native processes), and the verifier then drops the Python code unexplored. */
+const volatile bool unwind_python = true;
 
 /* The template of every table: ARRAYs of rows, each created by user space at its exact size
  * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
@@ -134,36 +164,10 @@ struct {
  * ones end lower still): no user return address is at or above it. */
 #define CPROF_USER_ADDR_END (1ull << 56)
 
-#define UC_MCONTEXT   40
-#define SIGCTX_RBP    80
-#define SIGCTX_RSP    120
-#define SIGCTX_RIP    128
-#define USER_ADDR_MAX 0x00007fffffffffffull
-
-/* Python frames are read from the current task's memory only: a remote walk is native, and
- * its program carries no Python code (less to verify, no Python map to fill). */
-#ifdef CPROF_UNWIND_REMOTE
-#define UNWIND_PYTHON 0
-#else
-#define UNWIND_PYTHON 1
-#endif
-
-/* What a walk reads memory through: the task whose stack it is (remote walks only). */
-struct unwind_ctx {
-	struct task_struct *task;
-};
-
-static __always_inline int read_user_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
-{
-	if (addr > USER_ADDR_MAX - 8)
-		return -1;
-#ifdef CPROF_UNWIND_REMOTE
-	return bpf_copy_from_user_task(v, sizeof(*v), (const void *)addr, uc->task, 0);
-#else
-	(void)uc;
-	return bpf_probe_read_user(v, sizeof(*v), (const void *)addr);
-#endif
-}
+#define UC_MCONTEXT 40
+#define SIGCTX_RBP  80
+#define SIGCTX_RSP  120
+#define SIGCTX_RIP  128
 
 /* The row of the largest pc <= vaddr in table, or NULL. */
 static __always_inline const struct cprof_unwind_row *find_row(void *table, __u32 nrows,
@@ -433,7 +437,7 @@ static __always_inline int py_step(struct cprof_walk *s, __u32 n, struct unwind_
 {
 	__u64 ip = 0;
 
-	switch (py_next(&s->py, &ip)) {
+	switch (py_next(&s->py, &ip, uc)) {
 	case PY_EMIT:
 		record(s, n, ip);
 		return 0;
@@ -473,7 +477,7 @@ static int unwind_step(__u32 i, void *ctx)
 		s->st.truncated = 1;
 		return 1;
 	}
-	if (UNWIND_PYTHON && s->py.emitting)
+	if (unwind_python && s->py.emitting)
 		return py_step(s, n, uc);
 	if (s->pc == 0)
 		return 1;
@@ -484,30 +488,29 @@ static int unwind_step(__u32 i, void *ctx)
 		return 1;
 	}
 	at = lookup_pc(s);
-	if (UNWIND_PYTHON && s->py.frame && py_in_eval(&s->py, at)) {
+	if (unwind_python && s->py.frame && py_in_eval(&s->py, at)) {
 		s->py.emitting = 1;
 		return py_step(s, n, uc);
 	}
 	m = find_mapping(s, at);
 	/* In a process whose Python frames are walked, code in anonymous memory is the
 	 * trampolines of `-X perf` (3.12+): the Python frames say it already. */
-	if (m || !UNWIND_PYTHON || !s->py.walked)
+	if (m || !unwind_python || !s->py.walked)
 		record(s, n, s->pc);
 	return native_step_in(s, m, at, uc);
 }
 
-#if UNWIND_PYTHON
 /* bpf_loop step after the native walk ended: the Python frames not placed yet (the native
  * walk stopped early, e.g. at a `-X perf` trampoline it cannot unwind) follow in order, so no
  * Python caller is lost. 1 ends the walk. */
 static int py_rest_step(__u32 i, void *ctx)
 {
+	struct unwind_ctx *uc = ctx;
 	struct cprof_walk *s;
 	__u32 zero = 0, n;
 	__u64 ip = 0;
 
 	(void)i;
-	(void)ctx;
 	s = bpf_map_lookup_elem(&unwind_scratch, &zero);
 	if (!s || !s->py.frame)
 		return 1;
@@ -516,7 +519,7 @@ static int py_rest_step(__u32 i, void *ctx)
 		s->st.truncated = 1;
 		return 1;
 	}
-	switch (py_next(&s->py, &ip)) {
+	switch (py_next(&s->py, &ip, uc)) {
 	case PY_EMIT:
 	case PY_EMIT_LAST:
 		record(s, n, ip);
@@ -527,7 +530,6 @@ static int py_rest_step(__u32 i, void *ctx)
 		return 0;
 	}
 }
-#endif
 
 /* Whether a stored stack is the one just walked (else two stacks share a hash). */
 static __always_inline bool same_stack(const struct cprof_ustack *a, const struct cprof_ustack *b)
@@ -569,21 +571,20 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
-#ifdef CPROF_UNWIND_REMOTE
-	/* Python frames are read from the current task only: a remote walk is native. */
 	s->py.frame = 0;
 	s->py.emitting = 0;
 	s->py.walked = 0;
+	if (unwind_python)
+#ifdef CPROF_UNWIND_REMOTE
+		py_begin(&s->py, uc->task, s->pid, uc);
 #else
-	py_begin(&s->py, bpf_get_current_task_btf(), s->pid);
+		py_begin(&s->py, bpf_get_current_task_btf(), s->pid, uc);
 #endif
 	/* Python frames of an evaluation frame take a step each and the move to its caller one
 	 * more: at most twice as many steps as frames recorded. */
 	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, uc, 0);
-#if UNWIND_PYTHON
-	if (s->py.frame && s->st.n < CPROF_MAX_STACK)
-		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, NULL, 0);
-#endif
+	if (unwind_python && s->py.frame && s->st.n < CPROF_MAX_STACK)
+		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, uc, 0);
 	if (s->stop)
 		stat_inc(s->stop);
 	if (s->evicted)

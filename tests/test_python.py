@@ -206,6 +206,32 @@ def test_threads_own_stacks(workdir, pyproc, exe):
         assert "main" not in fns, fns
 
 
+@pytest.mark.parametrize("exe", params(PYTHONS, every_version=True))
+def test_threads_snapshot_python_frames(workdir, pyproc, exe):
+    """A threads snapshot of a CPython process: every thread's Python frames, at their lines,
+    in place of the interpreter's, read from the running process's memory by the task
+    iterator; the native frames below stay."""
+    p = pyproc(exe, "parked")
+    out = os.path.join(workdir, "threads.pb.gz")
+    r = run_cprof("-t", "threads", "-p", p.pid, "-o", out)
+    traces = pprof_lines(out)
+    want = {"parked_sleep": "# PARKED-SLEEP", "parked_lock": "# PARKED-LOCK",
+            "parked_main": "# PARKED-MAIN"}
+    for fn, marker in want.items():
+        stacks = [frames for _, frames in traces if any(f[0] == fn for f in frames)]
+        assert len(stacks) == 1, (fn, traces, r.stderr.decode())
+        names = [f[0] for f in stacks[0]]
+        # the function at its line, below the C function it waits in
+        assert [f[2] for f in stacks[0] if f[0] == fn] == [line_of(marker)], stacks[0]
+        assert names.index(fn) > 0, names
+        if fn == "parked_main":
+            assert "main" in names[names.index(fn):], names
+        else:  # a thread of threading: its Python callers down to the thread's entry
+            assert any(n.endswith("_bootstrap_inner") for n in names), names
+    text = run_cprof("-t", "threads", "-p", p.pid, "-f", "text").stdout.decode()
+    assert text.count("parked_") >= 3, text
+
+
 @pytest.mark.parametrize("exe", params(FEATURE_PYTHONS))
 def test_heap_python_line(workdir, pyproc, exe):
     p = pyproc(exe, "alloc")

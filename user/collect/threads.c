@@ -14,6 +14,8 @@
 #include <bpf/libbpf.h>
 
 #include "collect/collector.h"
+#include "proc/maps.h"
+#include "python/cpython.h"
 #include "sym/symbolizer.h"
 #include "threads.skel.h"
 #include "threads/snapshot.h"
@@ -32,11 +34,28 @@ struct threads_priv {
 	uint64_t targets_gone; /* target processes gone before their threads were read */
 };
 
+/* How many of the target processes run a CPython whose frames can be walked (0 for the whole
+ * system: its snapshot is native). */
+static int python_targets(const struct collect_opts *o)
+{
+	struct cprof_py_proc py;
+	struct proc_maps *pm;
+	int n = 0;
+
+	for (size_t i = 0; !o->all && i < o->npids; i++) {
+		if (proc_maps__read(o->pids[i], &pm) == 0 &&
+		    python__probe_maps(pm, &py, NULL, 0) == 0)
+			n++;
+		proc_maps__free(pm);
+	}
+	return n;
+}
+
 static int threads_open(struct collector *c)
 {
 	const struct collect_opts *o = &c->opts;
 	struct threads_priv *p;
-	int err;
+	int err, python;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -53,15 +72,19 @@ static int threads_open(struct collector *c)
 		return err;
 	COLLECTOR_SET_COMMON_RODATA(p->skel, o);
 	/* Maps of the shared headers this type never fills (stacks go into the records, nothing
-	 * is announced from BPF, no Python frames are walked): the smallest sizes, since creating
-	 * the preallocated ones (LRU hashes) costs more than the snapshot's read itself. */
+	 * is announced from BPF, each thread's state searched once): the smallest sizes, since
+	 * creating the preallocated ones (LRU hashes) costs more than the snapshot's read itself. */
 	bpf_map__set_max_entries(p->skel->maps.stacks, 1);
 	bpf_map__set_max_entries(p->skel->maps.ustacks, 1);
 	bpf_map__set_max_entries(p->skel->maps.seen, 1);
 	bpf_map__set_max_entries(p->skel->maps.mmap_pending, 1);
-	bpf_map__set_max_entries(p->skel->maps.py_procs, 1);
 	bpf_map__set_max_entries(p->skel->maps.py_threads, 1);
 	bpf_map__set_max_entries(p->skel->maps.py_codes_seen, 1);
+	/* Python frames for the targets that run CPython; with none (or the whole system), the
+	 * program carries no Python code: less to verify. */
+	python = python_targets(o);
+	p->skel->rodata->unwind_python = python > 0;
+	bpf_map__set_max_entries(p->skel->maps.py_procs, python > 0 ? (uint32_t)python : 1);
 	bpf_map__set_max_entries(p->skel->maps.proc_events, getpagesize());
 	/* One table of mappings per target process. */
 	if (!o->all && o->npids)
@@ -74,8 +97,8 @@ static int threads_open(struct collector *c)
 	}
 	/* Nothing to attach now: the iterator runs when the snapshot is taken (drain). */
 	err = collector__bind(c, p->skel->obj);
-	/* A snapshot walks no Python frames (bpf/unwind.bpf.h): no process is probed for them. */
-	c->py_procs = NULL;
+	if (!python)
+		c->py_procs = NULL; /* no process is probed for Python frames */
 	return err;
 }
 
