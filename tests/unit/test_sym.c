@@ -770,6 +770,44 @@ static void test_no_kernel(void **state)
 	symbolizer__free(s);
 }
 
+/* kallsyms__load: the core kernel in order, then modules and a core symbol out of order; ties
+ * at one address keep the most global type. */
+static void test_kallsyms_load_unsorted_tail(void **state)
+{
+	char path[] = "/tmp/cprof-test-kallsyms-XXXXXX";
+	const char text[] = "ffffffff81000000 T _stext\n"
+			    "ffffffff81000000 t alias_local\n"
+			    "ffffffff81000080 d some_data\n"
+			    "ffffffff81000100 T fn_a\n"
+			    "ffffffff81000200 W fn_w\n"
+			    "ffffffff81000200 T fn_t\n"
+			    "ffffffffc0001000 t mod_b\t[modx]\n"
+			    "ffffffffc0000000 t mod_a\t[modx]\n"
+			    "ffffffff81000150 t late_core\n"
+			    "ffffffff81000300 T fn_last\n";
+	struct kallsyms *k = NULL;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	assert_int_equal(kallsyms__load(path, &k), 0);
+	unlink(path);
+	assert_int_equal(kallsyms__count(k), 7); /* text symbols, one per address */
+	assert_string_equal(kallsyms__lookup(k, 0xffffffff81000000ull), "_stext");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffff81000120ull), "fn_a");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffff81000150ull), "late_core");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffff810001ffull), "late_core");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffff81000210ull), "fn_t");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffff81000310ull), "fn_last");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffffc0000010ull), "mod_a [modx]");
+	assert_string_equal(kallsyms__lookup(k, 0xffffffffc0001010ull), "mod_b [modx]");
+	assert_null(kallsyms__lookup(k, 0xffffffff80000000ull));
+	assert_int_equal(kallsyms__min_addr(k), 0xffffffff81000000ull);
+	kallsyms__free(k);
+}
+
 /* kallsyms__range: a core kernel text symbol up to the next one; data symbols, modules and
  * hidden addresses do not count. */
 static void test_kallsyms_range(void **state)
@@ -821,6 +859,7 @@ int main(void)
 		cmocka_unit_test(test_kernel),
 		cmocka_unit_test(test_kernel_prepared),
 		cmocka_unit_test(test_no_kernel),
+		cmocka_unit_test(test_kallsyms_load_unsorted_tail),
 		cmocka_unit_test(test_kallsyms_range),
 	};
 
