@@ -14,10 +14,14 @@
 #include "threads/snapshot.h"
 #include "proc/maps.h"
 #include "record.h"
+#include "util/gentle.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/out_file.h"
 #include "util/preflight.h"
+
+/* How long a snapshot waits for a free CPU at the idle scheduling class (util/gentle.h). */
+#define GENTLE_MS 250
 
 static volatile sig_atomic_t exiting;
 
@@ -235,6 +239,7 @@ static int run(struct session *s)
 	struct cli_opts cmd_opts; /* -- CMD: the options, with the child as the one target */
 	struct threads_snapshot *snap = NULL;
 	struct pprof_builder *b = NULL;
+	struct gentle *g = NULL;
 	struct symbolizer *sym;
 	char desc[256];
 	int err;
@@ -260,7 +265,12 @@ static int run(struct session *s)
 	}
 	if (o->format == FORMAT_TEXT || o->format == FORMAT_GROUPED)
 		co.threads_out = &snap;
+	/* A snapshot takes no CPU from the target's threads while a CPU is free (a spinning thread
+	 * kept waiting 4-5 ms otherwise on two cores), and waits at most GENTLE_MS for one. */
+	if (!o->cmd && collector__find(o->type) && collector__find(o->type)->snapshot)
+		g = gentle__start(GENTLE_MS);
 	err = capture__run(&co, sym, &b);
+	gentle__stop(g);
 	if (s->exec_errno) {
 		err = -ECHILD; /* no profile: nothing ran (should_stop said why) */
 		goto cleanup;
