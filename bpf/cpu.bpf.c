@@ -9,8 +9,12 @@
 
 #include "common.bpf.h"
 
+/* Not preallocated: a few hundred keys a window fill a map sized for the worst case, whose
+ * preallocation was a tenth of the agent's start-up CPU (the kernel's allocator serves a new key
+ * from a per-CPU cache, in any context, since 6.1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, CPROF_DEFAULT_MAX_KEYS);
 	__type(key, struct cprof_key);
 	__type(value, __u64);

@@ -130,6 +130,7 @@ struct {
 /* Unwound user stacks by id (hash of the frames | CPROF_USTACK_ID_TABLE). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* 16 MiB preallocated otherwise, mostly unused */
 	__uint(max_entries, CPROF_DEFAULT_MAX_USTACKS);
 	__type(key, __u32);
 	__type(value, struct cprof_ustack);
