@@ -31,21 +31,29 @@ static void aproc__free(struct aproc *p)
 	free(p);
 }
 
-static void aproc__fill(struct aproc *p)
+/* p's labels: its executable and cgroup (either may be NULL), and the container the cgroup
+ * names. */
+static void aproc__set_labels(struct aproc *p, const char *exe, const char *cgroup)
 {
-	char buf[4096];
-
 	free(p->exe);
 	free(p->cgroup);
-	p->exe = p->cgroup = NULL;
-	p->container[0] = 0;
-	if (proc__exe(p->pid, buf, sizeof(buf)) == 0)
-		p->exe = strdup(buf);
-	if (proc__cgroup(p->pid, buf, sizeof(buf)) == 0) {
-		p->cgroup = strdup(buf);
-		if (proc__container_id(buf, p->container, sizeof(p->container)))
-			p->container[0] = 0;
+	p->exe = exe ? strdup(exe) : NULL;
+	p->cgroup = cgroup ? strdup(cgroup) : NULL;
+	if (!p->cgroup || proc__container_id(p->cgroup, p->container, sizeof(p->container)))
+		p->container[0] = 0;
+}
+
+/* Labels p from rd when the notice reader read them, else from /proc now. */
+static void aproc__label(struct aproc *p, const struct proc_read *rd)
+{
+	char exe[4096], cgroup[4096];
+
+	if (rd && rd->labels) {
+		aproc__set_labels(p, rd->exe, rd->cgroup);
+		return;
 	}
+	aproc__set_labels(p, proc__exe(p->pid, exe, sizeof(exe)) ? NULL : exe,
+			  proc__cgroup(p->pid, cgroup, sizeof(cgroup)) ? NULL : cgroup);
 }
 
 static struct aproc *procs__get(struct session *s, pid_t pid)
@@ -53,6 +61,19 @@ static struct aproc *procs__get(struct session *s, pid_t pid)
 	void *found;
 
 	return hashmap__find(s->procs, (void *)(uintptr_t)pid, &found) ? found : NULL;
+}
+
+/* A new entry for pid, in the table (NULL: no memory). */
+static struct aproc *procs__new(struct session *s, pid_t pid)
+{
+	struct aproc *p = calloc(1, sizeof(*p));
+
+	if (!p || hashmap__insert(s->procs, (void *)(uintptr_t)pid, p)) {
+		free(p);
+		return NULL;
+	}
+	p->pid = pid;
+	return p;
 }
 
 static void procs__drop(struct session *s, pid_t pid)
@@ -86,32 +107,13 @@ static void procs__late(struct session *s, struct aproc *p)
 /* Gone before anything of it was read: remembered as gone, so that it is counted once. */
 static void procs__missed(struct session *s, pid_t pid)
 {
-	struct aproc *p = calloc(1, sizeof(*p));
+	struct aproc *p = procs__new(s, pid);
 
 	s->procs_missed++;
-	if (!p || hashmap__insert(s->procs, (void *)(uintptr_t)pid, p)) {
-		free(p);
+	if (!p)
 		return;
-	}
-	p->pid = pid;
 	p->dead = true;
 	p->dead_at = s->nwindow;
-}
-
-/* Labels p from rd (what the notice reader read), else from /proc now. */
-static void aproc__label(struct aproc *p, const struct proc_read *rd)
-{
-	if (!rd || !rd->read) {
-		aproc__fill(p);
-		return;
-	}
-	free(p->exe);
-	free(p->cgroup);
-	p->exe = rd->exe ? strdup(rd->exe) : NULL;
-	p->cgroup = rd->cgroup ? strdup(rd->cgroup) : NULL;
-	p->container[0] = 0;
-	if (p->cgroup && proc__container_id(p->cgroup, p->container, sizeof(p->container)))
-		p->container[0] = 0;
 }
 
 /* A process was seen (first sample, or a library mapped): what identifies and labels it, and
@@ -142,12 +144,9 @@ static void procs__seen(struct session *s, pid_t pid, bool exec, const struct pr
 		exec = true;
 	}
 	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p || hashmap__insert(s->procs, (void *)(uintptr_t)pid, p)) {
-			free(p);
+		p = procs__new(s, pid);
+		if (!p)
 			return;
-		}
-		p->pid = pid;
 		p->starttime = st.starttime;
 		exec = true;
 	}
@@ -182,12 +181,9 @@ static void procs__exec(struct session *s, pid_t pid, const struct proc_read *rd
 	char buf[4096];
 
 	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p || hashmap__insert(s->procs, (void *)(uintptr_t)pid, p)) {
-			free(p);
+		p = procs__new(s, pid); /* starttime 0: read in full when seen */
+		if (!p)
 			return;
-		}
-		p->pid = pid; /* starttime 0: read in full when seen */
 	} else if (p->dead) { /* a pid reused */
 		p->dead = false;
 		p->starttime = 0;

@@ -66,8 +66,9 @@ static void item__free(struct notice_item *it)
 }
 
 /* What a notice of this kind needs read now: the mappings of a process that is new, was
- * sampled or mapped code (for the symbolizer and the unwinder), its identity and labels; at its
- * exec, its mappings and executable only (kept in case it is gone before its first sample). */
+ * sampled or mapped code (for the symbolizer and the unwinder) and its identity (stat); the
+ * labels of a new or sampled one; at its exec, its mappings and executable only (kept in case
+ * it is gone before its first sample). */
 static void read_proc(struct notice_reader *r, struct notice_item *it)
 {
 	char buf[PATH_MAX];
@@ -87,13 +88,15 @@ static void read_proc(struct notice_reader *r, struct notice_item *it)
 	}
 	it->rd.pm = it->pm;
 	it->rd.read = true;
+	it->rd.stat_err = kind == CPROF_PROC_EXEC ? -ENODATA : proc_stat__read(pid, &it->rd.st);
+	if (kind == CPROF_PROC_MMAP || (kind != CPROF_PROC_EXEC && it->rd.stat_err))
+		return; /* labelled already, or gone */
 	if (proc__exe(pid, buf, sizeof(buf)) == 0)
 		it->rd.exe = it->exe = strdup(buf);
-	it->rd.stat_err = -ENODATA;
 	if (kind == CPROF_PROC_EXEC)
 		return;
-	it->rd.stat_err = proc_stat__read(pid, &it->rd.st);
-	if (!it->rd.stat_err && proc__cgroup(pid, buf, sizeof(buf)) == 0)
+	it->rd.labels = true;
+	if (proc__cgroup(pid, buf, sizeof(buf)) == 0)
 		it->rd.cgroup = it->cgroup = strdup(buf);
 }
 

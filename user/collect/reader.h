@@ -21,9 +21,10 @@ struct proc_read {
 	const struct proc_maps *pm; /* its mappings; NULL: not read, or it was gone */
 	/* Read with the notice by the notice reader; else unset. */
 	bool read;
+	bool labels;  /* exe and cgroup were read (new, sampled) */
 	int stat_err; /* 0: st was read; -errno: gone, or an exec (not read) */
 	struct proc_stat st;
-	const char *exe, *cgroup; /* NULL: unreadable (or an exec's cgroup: not read) */
+	const char *exe, *cgroup; /* NULL: unreadable, or not read (exe: read at exec too) */
 };
 
 typedef void (*notice_fn)(void *ctx, const struct cprof_proc_event *e, const struct proc_read *rd);

@@ -23,12 +23,21 @@ static int pid_push(struct unw_pid *p, const struct cprof_unwind_lpm_key *k)
 static bool block_clean(const struct proc_maps *r, uint64_t lo, uint64_t hi, uint64_t start,
 			uint64_t end)
 {
-	for (size_t i = 0; i < r->n; i++) {
-		const struct proc_map *m = &r->maps[i];
+	size_t a = 0, b = r->n, mid;
 
-		if (m->perms[2] != 'x' || (m->start == start && m->end == end))
-			continue;
-		if (m->start <= hi && m->end - 1 >= lo)
+	/* The mappings are sorted and do not overlap: the first ending above lo, then those
+	 * starting in the block (a few: the search is per block of every mapping of a reading). */
+	while (a < b) {
+		mid = a + (b - a) / 2;
+		if (r->maps[mid].end - 1 < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	for (; a < r->n && r->maps[a].start <= hi; a++) {
+		const struct proc_map *m = &r->maps[a];
+
+		if (m->perms[2] == 'x' && !(m->start == start && m->end == end))
 			return false;
 	}
 	return true;
