@@ -89,18 +89,16 @@ static __always_inline void py_code_seen(__u32 pid, __u64 code)
 
 /* Reads go through the walk's struct unwind_ctx (unwind.bpf.h): the current task's memory, or
  * with CPROF_UNWIND_REMOTE the iterated task's (threads.bpf.c). */
-static __always_inline int py_read_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
+static __always_inline int py_read(struct unwind_ctx *uc, __u64 addr, void *dst, __u32 size)
 {
 	if (addr < 4096)
 		return -1;
-	return read_user(uc, v, sizeof(*v), addr);
+	return read_user(uc, dst, size, addr);
 }
 
-static __always_inline int py_read_u8(struct unwind_ctx *uc, __u64 addr, __u8 *v)
+static __always_inline int py_read_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
 {
-	if (addr < 4096)
-		return -1;
-	return read_user(uc, v, sizeof(*v), addr);
+	return py_read(uc, addr, v, sizeof(*v));
 }
 
 /* Searches the interpreter's thread states for the one of the thread whose fs base is fsbase;
@@ -189,7 +187,7 @@ static __always_inline __u64 py_instr_index(const struct cprof_py_walk *w, __u64
 	__s32 lasti;
 
 	if (w->p.minor == 10) {
-		if (f < 4096 || read_user(uc, &lasti, sizeof(lasti), f + w->p.l.frame_instr))
+		if (py_read(uc, f + w->p.l.frame_instr, &lasti, sizeof(lasti)))
 			return CPROF_PY_IDX_UNKNOWN;
 		return lasti >= 0 && lasti < CPROF_PY_IDX_MASK ? (__u64)lasti
 							       : CPROF_PY_IDX_UNKNOWN;
@@ -222,7 +220,7 @@ static __always_inline int py_next(struct cprof_py_walk *w, __u64 *ip, struct un
 	    py_read_u64(uc, f + w->p.l.frame_previous, &prev))
 		goto fail;
 	if (w->p.minor >= 12) {
-		if (py_read_u8(uc, f + w->p.l.frame_owner, &flag))
+		if (py_read(uc, f + w->p.l.frame_owner, &flag, sizeof(flag)))
 			goto fail;
 		if (flag == CPROF_PY_FRAME_OWNED_CSTACK) {
 			w->frame = prev;
@@ -246,7 +244,7 @@ static __always_inline int py_next(struct cprof_py_walk *w, __u64 *ip, struct un
 	if (w->p.minor == 10)
 		return PY_EMIT_LAST;
 	if (w->p.minor == 11) {
-		if (py_read_u8(uc, f + w->p.l.frame_is_entry, &flag))
+		if (py_read(uc, f + w->p.l.frame_is_entry, &flag, sizeof(flag)))
 			goto fail;
 		return flag ? PY_EMIT_LAST : PY_EMIT;
 	}

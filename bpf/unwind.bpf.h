@@ -572,10 +572,9 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
-	s->py.frame = 0;
-	s->py.emitting = 0;
-	s->py.walked = 0;
-	if (unwind_python)
+	if (!unwind_python)
+		s->py.frame = s->py.emitting = s->py.walked = 0;
+	else
 #ifdef CPROF_UNWIND_REMOTE
 		py_begin(&s->py, uc->task, s->pid, uc);
 #else

@@ -71,9 +71,8 @@ static bool collector__late(const struct collector *c)
  * anyway. */
 static void collector__forget_python(struct collector *c, pid_t pid)
 {
-	__u32 key = pid;
-
 	bool put = c->py_pids && hashmap__delete(c->py_pids, (void *)(uintptr_t)pid, NULL, NULL);
+	__u32 key = pid;
 
 	if (put || c->py_pids_lost)
 		bpf_map__delete_elem(c->py_procs, &key, sizeof(key), 0);
@@ -295,8 +294,12 @@ static int collector__start_unwinder(struct collector *c)
 		return -ENOMEM;
 	/* A `-- CMD` target (follow_children) has not exec'd yet: its exec notice builds them. */
 	for (size_t i = 0; !c->opts.all && !c->opts.follow_children && i < c->opts.npids; i++) {
-		struct proc_maps *pm = collector__read_maps(c->opts.pids[i]);
+		struct proc_maps *pm = c->target_maps ? c->target_maps[i] : NULL;
 
+		if (pm)
+			c->target_maps[i] = NULL; /* read by the type's open already: ours now */
+		else
+			pm = collector__read_maps(c->opts.pids[i]);
 		collector__python(c, c->opts.pids[i], pm);
 		unwinder__add_pid_maps(c->unw, c->opts.pids[i], pm, false);
 		proc_maps__free(pm);
@@ -372,6 +375,9 @@ void collector__free(struct collector *c)
 	free(c->stack_refs);
 	hashmap__free(c->ustack_refs);
 	hashmap__free(c->py_pids);
+	for (size_t i = 0; c->target_maps && i < c->opts.npids; i++)
+		proc_maps__free(c->target_maps[i]);
+	free(c->target_maps);
 	unwinder__free(c->unw);
 	if (c->ops && c->ops->close)
 		c->ops->close(c);

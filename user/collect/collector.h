@@ -24,7 +24,6 @@ struct unwinder;
 struct symbolizer;
 struct threads_snapshot;
 struct collect_stats;
-struct proc_maps;
 
 /* A partial view of a collector's maps for a drain: set by whoever drains a collector on behalf
  * of one of several readers (collect/pool.c); drains honour it and know nothing else of the
@@ -147,7 +146,10 @@ struct collector {
 	struct bpf_map *py_procs; /* CPython processes for the Python walker (bpf/python.bpf.h) */
 	bool no_python;		  /* CPROF_BENCH_NO_PYTHON: py_procs left empty (benchmarks) */
 	struct hashmap *py_pids;  /* the pids put in py_procs (NULL: none yet) */
-	bool py_pids_lost;	  /* one was put in py_procs but not in py_pids */
+	/* The targets' mappings (entry i: opts.pids[i]'s, NULL when not read) when the type's open
+	 * read them before loading (threads); the unwinder's start takes them. May be NULL. */
+	struct proc_maps **target_maps;
+	bool py_pids_lost; /* one was put in py_procs but not in py_pids */
 	struct ring_buffer *rb;
 	struct notice_reader *reader; /* instead of rb (opts.notice_thread) */
 	struct collect_stats ustats;  /* user-side counts (truncated, lost reads) */

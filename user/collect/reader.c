@@ -139,37 +139,37 @@ static void push_event(struct notice_reader *r, const struct cprof_proc_event *e
 	push(r, &it);
 }
 
-/* Forgets the pending exec of pid when nothing was announced of the process before it (then
- * no handler holds anything of it): it exits unread and unsampled, and neither notice is sent
- * on. Returns whether it did. */
-static bool drop_pending(struct notice_reader *r, uint32_t pid)
+/* Takes the pending exec of pid out of the list into *e; false when there is none. */
+static bool take_pending(struct notice_reader *r, uint32_t pid, struct cprof_proc_event *e)
 {
 	for (size_t i = 0; i < r->npending; i++) {
 		if (r->pending[i].e.pid != pid)
 			continue;
-		if (r->pending[i].e.flags & CPROF_PROC_F_KNOWN)
-			return false;
+		*e = r->pending[i].e;
 		memmove(&r->pending[i], &r->pending[i + 1],
 			(r->npending - i - 1) * sizeof(r->pending[0]));
 		r->npending--;
-		atomic_fetch_add(&r->unread, 1);
 		return true;
 	}
 	return false;
 }
 
-/* Sends on the pending exec of pid, if any, unread. */
-static void flush_pending(struct notice_reader *r, uint32_t pid)
+/* Before any other notice of pid, its pending exec: sent on unread; or forgotten, with the
+ * notice, when the notice is its exit and nothing was announced of the process before its exec
+ * (then no handler holds anything of it: it exited unread and unsampled). Returns whether the
+ * notice is forgotten too. */
+static bool settle_pending(struct notice_reader *r, const struct cprof_proc_event *e)
 {
-	for (size_t i = 0; i < r->npending; i++) {
-		if (r->pending[i].e.pid != pid)
-			continue;
-		push_event(r, &r->pending[i].e, false);
-		memmove(&r->pending[i], &r->pending[i + 1],
-			(r->npending - i - 1) * sizeof(r->pending[0]));
-		r->npending--;
-		return;
+	struct cprof_proc_event exec;
+
+	if (!take_pending(r, e->pid, &exec))
+		return false;
+	if (e->kind == CPROF_PROC_EXIT && !(exec.flags & CPROF_PROC_F_KNOWN)) {
+		atomic_fetch_add(&r->unread, 1);
+		return true;
 	}
+	push_event(r, &exec, false);
+	return false;
 }
 
 /* Reads the pending execs that are due (all of them with all), in order. */
@@ -191,9 +191,8 @@ static int reader_event(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*e))
 		return 0;
-	if (e->kind == CPROF_PROC_EXIT && drop_pending(r, e->pid))
+	if (settle_pending(r, e))
 		return 0;
-	flush_pending(r, e->pid);
 	if (e->kind == CPROF_PROC_EXEC) {
 		atomic_fetch_add(&r->execs, 1);
 		if (r->npending == PENDING_MAX)

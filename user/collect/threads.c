@@ -35,18 +35,20 @@ struct threads_priv {
 };
 
 /* How many of the target processes run a CPython whose frames can be walked (0 for the whole
- * system: its snapshot is native). */
-static int python_targets(const struct collect_opts *o)
+ * system: its snapshot is native). Their mappings are kept for the unwinder's start. */
+static int python_targets(struct collector *c)
 {
+	const struct collect_opts *o = &c->opts;
 	struct cprof_py_proc py;
-	struct proc_maps *pm;
 	int n = 0;
 
-	for (size_t i = 0; !o->all && i < o->npids; i++) {
-		if (proc_maps__read(o->pids[i], &pm) == 0 &&
-		    python__probe_maps(pm, &py, NULL, 0) == 0)
+	if (o->all || !o->npids)
+		return 0;
+	c->target_maps = calloc(o->npids, sizeof(*c->target_maps));
+	for (size_t i = 0; c->target_maps && i < o->npids; i++) {
+		if (proc_maps__read(o->pids[i], &c->target_maps[i]) == 0 &&
+		    python__probe_maps(c->target_maps[i], &py, NULL, 0) == 0)
 			n++;
-		proc_maps__free(pm);
 	}
 	return n;
 }
@@ -82,7 +84,7 @@ static int threads_open(struct collector *c)
 	bpf_map__set_max_entries(p->skel->maps.py_codes_seen, 1);
 	/* Python frames for the targets that run CPython; with none (or the whole system), the
 	 * program carries no Python code: less to verify. */
-	python = python_targets(o);
+	python = python_targets(c);
 	p->skel->rodata->unwind_python = python > 0;
 	bpf_map__set_max_entries(p->skel->maps.py_procs, python > 0 ? (uint32_t)python : 1);
 	bpf_map__set_max_entries(p->skel->maps.proc_events, getpagesize());
