@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "collect/collector.h"
+#include "sym/ksym_resolver.h"
 #include "util/log.h"
 #include "util/preflight.h"
 
@@ -47,6 +48,25 @@ static int check_one(const char *type, bool all)
 	return err;
 }
 
+/* The symbolizer's program that names kernel addresses (sym/ksym_resolver.h). */
+static int check_ksym(void)
+{
+	struct bpf_prog_info info = {};
+	struct ksym_resolver *k;
+	__u32 len = sizeof(info);
+	int err = ksym_resolver__open(&k);
+
+	if (!err && bpf_obj_get_info_by_fd(ksym_resolver__prog_fd(k), &info, &len))
+		err = -errno;
+	if (err)
+		printf("%-8s %-8s %-24s FAIL %s\n", "symbols", "-", "ksym_resolve", strerror(-err));
+	else
+		printf("%-8s %-8s %-24s ok   %u verified insns\n", "symbols", "-", "ksym_resolve",
+		       info.verified_insns);
+	ksym_resolver__free(k);
+	return err;
+}
+
 int check__run(int argc, char **argv)
 {
 	int failed = 0;
@@ -60,5 +80,6 @@ int check__run(int argc, char **argv)
 		failed |= check_one(collector__nth(i)->name, false) != 0;
 		failed |= check_one(collector__nth(i)->name, true) != 0;
 	}
+	failed |= check_ksym() != 0;
 	return failed ? 1 : 0;
 }

@@ -6,7 +6,8 @@
  *                  and shared by every process; vDSO images, parsed once per kernel
  *   resolve.c      a file's link-time address to frames (DWARF, symbol table), the address
  *                  cache, the open DWARF readers, and the batch step (symbolizer__prepare)
- *   kernel.c       kernel addresses: /proc/kallsyms, whole or in one streamed pass */
+ *   kernel.c       kernel addresses: the kernel's own lookup through BPF, else
+ *                  /proc/kallsyms, whole or in one streamed pass */
 #ifndef CPROF_SYM_INTERNAL_H
 #define CPROF_SYM_INTERNAL_H
 
@@ -20,6 +21,7 @@
 
 struct hashmap;
 struct kallsyms;
+struct ksym_resolver;
 struct perfmap;
 struct proc_map;
 struct python_syms;
@@ -93,7 +95,11 @@ struct symbolizer {
 	bool ksyms_loading;
 	struct kallsyms *ksyms_loaded; /* what the thread read (its own until joined) */
 	int ksyms_err;
-	struct hashmap *kaddrs; /* prepared kernel lookup address -> interned name, or NULL */
+	/* The kernel's own lookup (sym/ksym_resolver.h), opened at the first kernel address;
+	 * /proc/kallsyms is read only where it cannot load or names nothing. */
+	struct ksym_resolver *kres;
+	bool kres_tried;
+	struct hashmap *kaddrs; /* known kernel lookup address -> interned name, or NULL */
 	bool kernel_streamed;	/* kernel_mapping was set from a streamed pass */
 	struct sym_mapping kernel_mapping;
 	struct python_syms *py;	       /* code objects of CPython processes (bpf/python.h) */

@@ -1,6 +1,9 @@
-/* The symbolizer's kernel addresses: named from /proc/kallsyms, either in one streamed pass
- * that keeps only the symbols of the addresses asked for (symbolizer__prepare), or from the whole
- * table, read on the first address that was not prepared. See sym/internal.h. */
+/* The symbolizer's kernel addresses, named by the kernel's own lookup through a BPF program
+ * (sym/ksym_resolver.h: microseconds for a batch), each address once, the names kept in kaddrs.
+ * Where that program cannot load, or names nothing at an address, from /proc/kallsyms: in one
+ * streamed pass that keeps only the symbols of the addresses asked for (symbolizer__prepare),
+ * or from the whole table, read on the first address that was not prepared. See
+ * sym/internal.h. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -8,6 +11,7 @@
 
 #include "sym/internal.h"
 #include "sym/kallsyms.h"
+#include "sym/ksym_resolver.h"
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -45,9 +49,26 @@ static void *preload(void *arg)
 	return NULL;
 }
 
+/* The kernel's own lookup, opened on first use; NULL where it cannot load. */
+static struct ksym_resolver *symbolizer__kres(struct symbolizer *s)
+{
+	int err;
+
+	if (s->kres_tried)
+		return s->kres;
+	s->kres_tried = true;
+	if (s->opts.no_kernel || s->opts.kallsyms_only)
+		return NULL;
+	err = ksym_resolver__open(&s->kres);
+	if (err)
+		pr_debug("naming kernel addresses through BPF: %s; reading %s instead\n",
+			 strerror(-err), KALLSYMS_PATH);
+	return s->kres;
+}
+
 void symbolizer__preload_kernel(struct symbolizer *s)
 {
-	if (s->opts.no_kernel || s->ksyms_tried || s->ksyms_loading)
+	if (s->opts.no_kernel || s->ksyms_tried || s->ksyms_loading || symbolizer__kres(s))
 		return;
 	s->ksyms_loaded = NULL;
 	s->ksyms_loading = pthread_create(&s->ksyms_thread, NULL, preload, s) == 0;
@@ -73,6 +94,72 @@ void symbolizer__kernel_join(struct symbolizer *s)
 	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
 }
 
+/* Room in kaddrs for n more names: emptied when it would hold more than the address cache's
+ * bound, as that cache is, which bounds its memory. */
+static int symbolizer__kaddrs_room(struct symbolizer *s, size_t n)
+{
+	if (hashmap__size(s->kaddrs) + n <= s->opts.max_cached_addrs)
+		return 0;
+	hashmap__free(s->kaddrs);
+	s->kaddrs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
+	return s->kaddrs ? 0 : -ENOMEM;
+}
+
+/* Names looks[0..n) (lookup addresses, none 0) through the kernel's lookup into kaddrs. Those
+ * it names nothing at are moved to the front of looks, their count left in *left, for
+ * /proc/kallsyms. */
+static int symbolizer__kernel_lookup(struct symbolizer *s, uint64_t *looks, size_t n, size_t *left)
+{
+	char **names = calloc(n ? n : 1, sizeof(*names));
+	const char *name;
+	size_t i, k = 0;
+	int err;
+
+	*left = n;
+	if (!names)
+		return -ENOMEM;
+	err = ksym_resolver__resolve(s->kres, looks, n, names);
+	if (err) {
+		pr_debug("naming kernel addresses through BPF: %s\n", strerror(-err));
+		free(names);
+		return err == -ENOMEM ? err : 0;
+	}
+	if (!s->kernel_streamed) {
+		s->kernel_streamed = true;
+		s->kernel_mapping.start = ksym_resolver__text(s->kres);
+		s->kernel_mapping.has_functions = true;
+	}
+	for (i = 0; i < n; i++) {
+		if (!names[i]) {
+			looks[k++] = looks[i];
+			continue;
+		}
+		name = err ? NULL : symbolizer__intern(s, names[i]);
+		if (!err)
+			err = name ? hashmap__insert(s->kaddrs, (void *)(uintptr_t)looks[i],
+						     (void *)name)
+				   : -ENOMEM;
+		free(names[i]);
+	}
+	free(names);
+	*left = k;
+	return err;
+}
+
+/* One address not prepared, through the kernel's lookup: true when it named it (*name). */
+static bool symbolizer__kernel_one(struct symbolizer *s, uint64_t look, const char **name)
+{
+	size_t left;
+	void *found;
+
+	if (!look || s->ksyms || !s->kaddrs || !symbolizer__kres(s) ||
+	    symbolizer__kaddrs_room(s, 1) || symbolizer__kernel_lookup(s, &look, 1, &left) ||
+	    left || !hashmap__find(s->kaddrs, (void *)(uintptr_t)look, &found))
+		return false;
+	*name = found;
+	return true;
+}
+
 int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res)
 {
 	uint64_t look = sym_lookup_addr(addr, is_return);
@@ -82,7 +169,7 @@ int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, stru
 	symbolizer__kernel_join(s);
 	if (s->kaddrs && hashmap__find(s->kaddrs, (void *)(uintptr_t)look, &found)) {
 		name = found;
-	} else {
+	} else if (!symbolizer__kernel_one(s, look, &name)) {
 		if (!s->opts.no_kernel && !s->ksyms_tried)
 			symbolizer__load_kallsyms(s);
 		if (s->ksyms)
@@ -155,15 +242,11 @@ int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *r
 		return -ENOMEM;
 	if (!nl || s->ksyms) /* nothing new, or the whole table is already read */
 		goto cleanup;
-	if (hashmap__size(s->kaddrs) + nl > s->opts.max_cached_addrs) {
-		/* Emptied when full, as the address cache is: that bounds its memory. */
-		hashmap__free(s->kaddrs);
-		s->kaddrs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
-		if (!s->kaddrs) {
-			err = -ENOMEM;
-			goto cleanup;
-		}
-	}
+	err = symbolizer__kaddrs_room(s, nl);
+	if (!err && symbolizer__kres(s))
+		err = symbolizer__kernel_lookup(s, looks, nl, &nl);
+	if (err || !nl)
+		goto cleanup;
 	names = calloc(nl, sizeof(*names));
 	if (!names) {
 		err = -ENOMEM;

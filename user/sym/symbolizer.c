@@ -11,6 +11,7 @@
 #include "sym/demangle.h"
 #include "sym/internal.h"
 #include "sym/kallsyms.h"
+#include "sym/ksym_resolver.h"
 #include "sym/module.h"
 #include "sym/perfmap.h"
 #include "sym/symbolizer.h"
@@ -152,6 +153,7 @@ void symbolizer__free(struct symbolizer *s)
 		hashmap__for_each(s->strings, symbolizer__free_string, NULL);
 	hashmap__free(s->strings);
 	kallsyms__free(s->ksyms);
+	ksym_resolver__free(s->kres);
 	python_syms__free(s->py);
 	free(s);
 }

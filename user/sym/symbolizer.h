@@ -46,7 +46,10 @@ enum sym_demangle {
 
 struct symbolizer_opts {
 	enum sym_demangle demangle;
-	bool no_kernel;	       /* do not read /proc/kallsyms */
+	bool no_kernel; /* do not name kernel addresses */
+	/* Name kernel addresses from /proc/kallsyms only, never through the kernel's own lookup
+	 * (sym/ksym_resolver.h): the tests of the /proc/kallsyms paths. */
+	bool kallsyms_only;
 	const char *debug_dir; /* root of separate debug files; NULL: /usr/lib/debug (copied) */
 	/* Bounds of the caches; 0 for the defaults below (tests set small ones). */
 	size_t max_cached_addrs;
