@@ -347,9 +347,11 @@ int capture__run(const struct capture_opts *o, struct symbolizer *sym, struct pp
 	err = drain(&c, t0, clock__ns(CLOCK_MONOTONIC) - m0, out);
 	/* The samples hold raw addresses now: the BPF side goes before symbolization, and what it
 	 * freed goes back to the system, so that the symbols are read on as little as possible.
-	 * A shared collector goes when its last capture leaves. */
+	 * A shared collector goes when its last capture leaves. (A snapshot's frames were resolved
+	 * in its drain: it has nothing left to read, and its heap is kept whole, util/bigpages.h.) */
 	capture_release(&c);
-	malloc_trim(0);
+	if (!ops->snapshot)
+		malloc_trim(0);
 	mem__checkpoint("BPF freed");
 	if (!err)
 		err = symbolize(sym, out);

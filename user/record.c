@@ -14,6 +14,7 @@
 #include "threads/snapshot.h"
 #include "proc/maps.h"
 #include "record.h"
+#include "util/bigpages.h"
 #include "util/gentle.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -22,6 +23,8 @@
 
 /* How long a snapshot waits for a free CPU at the idle scheduling class (util/gentle.h). */
 #define GENTLE_MS 250
+/* The heap a snapshot fills on huge pages (util/bigpages.h): 1,000 threads take about 13 MB. */
+#define BIGPAGES_HEAP (24u << 20)
 
 static volatile sig_atomic_t exiting;
 
@@ -267,8 +270,12 @@ static int run(struct session *s)
 		co.threads_out = &snap;
 	/* A snapshot takes no CPU from the target's threads while a CPU is free (a spinning thread
 	 * kept waiting 4-5 ms otherwise on two cores), and waits at most GENTLE_MS for one. */
-	if (!o->cmd && collector__find(o->type) && collector__find(o->type)->snapshot)
+	if (!o->cmd && collector__find(o->type) && collector__find(o->type)->snapshot) {
 		g = gentle__start(GENTLE_MS);
+		/* (CPROF_BIGPAGES=0: without, to measure what it saves.) */
+		if (!getenv("CPROF_BIGPAGES") || strcmp(getenv("CPROF_BIGPAGES"), "0"))
+			bigpages__heap(BIGPAGES_HEAP);
+	}
 	err = capture__run(&co, sym, &b);
 	gentle__stop(g);
 	if (s->exec_errno) {
