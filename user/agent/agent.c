@@ -249,12 +249,10 @@ static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 	s->procs = hashmap__new(hashmap__int_hash, hashmap__int_equal, NULL);
 	if (!s->sym || !s->procs)
 		return -ENOMEM;
-	/* Reading kallsyms takes a while: do it before sampling starts, not in the first drain. */
-	if (!a->o->no_kernel) {
-		struct sym_result r;
-
-		symbolizer__kernel(s->sym, 0, false, &r);
-	}
+	/* Kernel names: the kernel's own lookup, opened now (or /proc/kallsyms, read meanwhile on
+	 * a thread of its own where that cannot load), not in the first drain. */
+	if (!a->o->no_kernel)
+		symbolizer__preload_kernel(s->sym);
 	/* The first window starts as sampling does, before the programs are attached. */
 	*t0 = clock__ns(CLOCK_REALTIME);
 	*m0 = clock__ns(CLOCK_MONOTONIC);
@@ -384,7 +382,9 @@ int agent__run(const struct cli_opts *o)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	log__route_libbpf();
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* libcurl is loaded only to push (util/lazy_libs.c: 14 ms of start-up otherwise). */
+	if (o->push_url)
+		curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	if (!o->no_store)
 		err = store__open(&a, &a.store);
@@ -402,7 +402,8 @@ int agent__run(const struct cli_opts *o)
 	agent_http__stop(a.http);
 	pusher__stop(a.push, o->push_timeout);
 	store__close(a.store);
-	curl_global_cleanup();
+	if (o->push_url)
+		curl_global_cleanup();
 	pthread_mutex_destroy(&a.lock);
 	if (!err)
 		pr_info("agent: stopped\n");

@@ -132,11 +132,12 @@ int symbolizer__file(struct symbolizer *s, const char *path, uint64_t vaddr,
 		     struct sym_result *res);
 /* Resolves a kernel address ("[kernel.kallsyms]" mapping; module functions read "fn [mod]"). */
 int symbolizer__kernel(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_result *res);
-/* Starts reading the whole of /proc/kallsyms on a thread of its own, so that a caller with
- * other work to do first (loading BPF) finds kernel names ready: a one-shot capture whose
- * latency counts (the threads snapshot). Costs the whole table's memory, where
- * symbolizer__prepare's streamed pass keeps only the names asked for. Nothing when kernel
- * frames are not named (--no-kernel) or the table was read already. */
+/* Gets kernel names ready before the first kernel address: loads the program through which the
+ * kernel names them (sym/ksym_resolver.h, a few ms), or where it cannot load, starts reading
+ * the whole of /proc/kallsyms on a thread of its own, so that a caller with other work to do
+ * first (loading BPF) finds the names ready (that costs the whole table's memory, where
+ * symbolizer__prepare's streamed pass keeps only the names asked for). Nothing when kernel
+ * frames are not named (--no-kernel) or this was done already. */
 void symbolizer__preload_kernel(struct symbolizer *s);
 
 #endif
