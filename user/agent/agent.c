@@ -70,13 +70,20 @@ static int resolve_kernel(void *ctx, uint64_t addr, bool is_return, struct sym_r
 	return symbolizer__kernel(s->sym, addr, is_return, r);
 }
 
+/* The window's new kernel addresses, named in runs rather than one by one. */
+static int prepare_kernel(void *ctx, struct sym_request *reqs, size_t n)
+{
+	struct session *s = ctx;
+
+	return symbolizer__prepare_kernel(s->sym, reqs, n);
+}
+
 /* A window's profile builder, its header comments written. */
 static struct pprof_builder *window_builder(struct session *s, int64_t t0, int64_t duration)
 {
-	/* No prepare hook: resolved one by one, polling notices in between (a short-lived process
-	 * must be snapshotted while it lives), and kallsyms read once for good rather than
-	 * streamed again in every window. */
-	struct pprof_resolver res = {resolve_user, resolve_kernel, s, NULL};
+	/* User addresses are resolved one by one, polling notices in between (a short-lived
+	 * process must be snapshotted while it lives); kernel ones in runs first. */
+	struct pprof_resolver res = {resolve_user, resolve_kernel, s, prepare_kernel};
 	struct pprof_config cfg = {.time_nanos = t0, .duration_nanos = duration};
 	struct agent *a = s->a;
 	struct pprof_builder *b;

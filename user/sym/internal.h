@@ -164,9 +164,6 @@ int symbolizer__frames(struct symbolizer *s, struct sym_module *m, uint64_t vadd
 void symbolizer__mapping_flags(struct sym_mapping *mp, struct sym_module *m);
 
 /* kernel.c */
-/* The kernel addresses of reqs, resolved in one streamed pass over /proc/kallsyms. Returns 0
- * or -ENOMEM. */
-int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *reqs, size_t n);
 /* Waits for symbolizer__preload_kernel's thread, if one runs, and takes what it read. */
 void symbolizer__kernel_join(struct symbolizer *s);
 

@@ -105,13 +105,15 @@ struct sym_request {
 };
 
 /* Resolves a batch of addresses into the symbolizer's caches, in the order that costs least:
- * kernel addresses in one streamed pass over /proc/kallsyms that keeps only the symbols that
- * name them (the whole table is never held), user addresses file by file and in address order
- * within a file (with release_dwarf, each file's DWARF is closed before the next is read).
- * The calls that follow for these addresses are cache hits. Optional: without it every call
- * resolves on its own (and the first kernel address reads the whole of /proc/kallsyms).
- * Sorts reqs. Returns 0 or -ENOMEM. */
+ * kernel addresses as symbolizer__prepare_kernel does, user addresses file by file and in
+ * address order within a file (with release_dwarf, each file's DWARF is closed before the next
+ * is read). The calls that follow for these addresses are cache hits. Optional: without it
+ * every call resolves on its own. Sorts reqs. Returns 0 or -ENOMEM. */
 int symbolizer__prepare(struct symbolizer *s, struct sym_request *reqs, size_t n);
+/* The kernel addresses of reqs (the others are skipped) into the cache, each named once: in
+ * runs of 64 through the kernel's own lookup, or in one streamed pass over /proc/kallsyms that
+ * keeps only the symbols that name them. Returns 0 or -ENOMEM. */
+int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *reqs, size_t n);
 
 /* Resolves a user-space address of pid. is_return: addr is a return address (every frame but
  * the leaf), so look up addr - 1. Unknown pid: the pid is added first. Never fails: an address
