@@ -6,54 +6,88 @@
 #include <dwarf.h>
 
 #include "unwind/cfi_check.h"
+#include "unwind/cfi_read.h"
 
-struct cur {
-	const uint8_t *p, *end;
-	bool bad;
-};
-
-static uint64_t uleb(struct cur *c)
+/* Walks a CFA program; fails on an unknown opcode or a register beyond the limit. */
+static int check_program(struct cur *c, int addr_size)
 {
-	uint64_t v = 0;
+	while (c->p < c->end && !c->bad) {
+		uint8_t op = *c->p++;
+		uint64_t reg = 0;
 
-	for (unsigned shift = 0; c->p < c->end; shift += 7) {
-		uint8_t b = *c->p++;
+		switch (op & 0xc0) {
+		case DW_CFA_advance_loc:
+		case DW_CFA_restore:
+			continue; /* register, if any, in the low 6 bits */
+		case DW_CFA_offset:
+			cur_uleb(c);
+			continue;
+		}
+		switch (op) {
+		case DW_CFA_nop:
+		case DW_CFA_remember_state:
+		case DW_CFA_restore_state:
+			break;
+		case DW_CFA_set_loc:
+			cur_skip(c, (uint64_t)addr_size);
+			break;
+		case DW_CFA_advance_loc1:
+			cur_skip(c, 1);
+			break;
+		case DW_CFA_advance_loc2:
+			cur_skip(c, 2);
+			break;
+		case DW_CFA_advance_loc4:
+			cur_skip(c, 4);
+			break;
+		case DW_CFA_def_cfa_offset:
+		case DW_CFA_def_cfa_offset_sf:
+		case DW_CFA_GNU_args_size:
+			cur_uleb(c); /* an sleb has the same length */
+			break;
+		case DW_CFA_def_cfa_expression:
+			cur_skip(c, cur_uleb(c));
+			break;
+		case DW_CFA_restore_extended:
+		case DW_CFA_undefined:
+		case DW_CFA_same_value:
+		case DW_CFA_def_cfa_register:
+			reg = cur_uleb(c);
+			break;
+		case DW_CFA_offset_extended:
+		case DW_CFA_def_cfa:
+		case DW_CFA_offset_extended_sf:
+		case DW_CFA_def_cfa_sf:
+		case DW_CFA_val_offset:
+		case DW_CFA_val_offset_sf:
+		case DW_CFA_GNU_negative_offset_extended:
+			reg = cur_uleb(c);
+			cur_uleb(c);
+			break;
+		case DW_CFA_register: {
+			uint64_t to;
 
-		if (shift < 64)
-			v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return v;
+			reg = cur_uleb(c);
+			to = cur_uleb(c);
+			if (to > reg)
+				reg = to;
+			break;
+		}
+		case DW_CFA_expression:
+		case DW_CFA_val_expression:
+			reg = cur_uleb(c);
+			cur_skip(c, cur_uleb(c));
+			break;
+		default:
+			return -EINVAL;
+		}
+		if (reg > CFI_CHECK_MAX_REG)
+			return -E2BIG;
 	}
-	c->bad = true;
-	return 0;
+	return c->bad ? -EINVAL : 0;
 }
 
-static void skip(struct cur *c, uint64_t n)
-{
-	if (n > (uint64_t)(c->end - c->p)) {
-		c->bad = true;
-		c->p = c->end;
-		return;
-	}
-	c->p += n;
-}
-
-static uint32_t u32(struct cur *c)
-{
-	uint32_t v = 0;
-
-	if (c->end - c->p < 4) {
-		c->bad = true;
-		c->p = c->end;
-		return 0;
-	}
-	memcpy(&v, c->p, 4);
-	c->p += 4;
-	return v;
-}
-
-/* Size of a pointer of encoding enc (DW_EH_PE_*), -1 if unknown. */
-static int enc_size(uint8_t enc)
+int cfi_read__enc_size(uint8_t enc)
 {
 	if (enc == DW_EH_PE_omit)
 		return 0;
@@ -73,87 +107,7 @@ static int enc_size(uint8_t enc)
 	}
 }
 
-/* Walks a CFA program; fails on an unknown opcode or a register beyond the limit. */
-static int check_program(struct cur *c, int addr_size)
-{
-	while (c->p < c->end && !c->bad) {
-		uint8_t op = *c->p++;
-		uint64_t reg = 0;
-
-		switch (op & 0xc0) {
-		case DW_CFA_advance_loc:
-		case DW_CFA_restore:
-			continue; /* register, if any, in the low 6 bits */
-		case DW_CFA_offset:
-			uleb(c);
-			continue;
-		}
-		switch (op) {
-		case DW_CFA_nop:
-		case DW_CFA_remember_state:
-		case DW_CFA_restore_state:
-			break;
-		case DW_CFA_set_loc:
-			skip(c, (uint64_t)addr_size);
-			break;
-		case DW_CFA_advance_loc1:
-			skip(c, 1);
-			break;
-		case DW_CFA_advance_loc2:
-			skip(c, 2);
-			break;
-		case DW_CFA_advance_loc4:
-			skip(c, 4);
-			break;
-		case DW_CFA_def_cfa_offset:
-		case DW_CFA_def_cfa_offset_sf:
-		case DW_CFA_GNU_args_size:
-			uleb(c); /* an sleb has the same length */
-			break;
-		case DW_CFA_def_cfa_expression:
-			skip(c, uleb(c));
-			break;
-		case DW_CFA_restore_extended:
-		case DW_CFA_undefined:
-		case DW_CFA_same_value:
-		case DW_CFA_def_cfa_register:
-			reg = uleb(c);
-			break;
-		case DW_CFA_offset_extended:
-		case DW_CFA_def_cfa:
-		case DW_CFA_offset_extended_sf:
-		case DW_CFA_def_cfa_sf:
-		case DW_CFA_val_offset:
-		case DW_CFA_val_offset_sf:
-		case DW_CFA_GNU_negative_offset_extended:
-			reg = uleb(c);
-			uleb(c);
-			break;
-		case DW_CFA_register: {
-			uint64_t to;
-
-			reg = uleb(c);
-			to = uleb(c);
-			if (to > reg)
-				reg = to;
-			break;
-		}
-		case DW_CFA_expression:
-		case DW_CFA_val_expression:
-			reg = uleb(c);
-			skip(c, uleb(c));
-			break;
-		default:
-			return -EINVAL;
-		}
-		if (reg > CFI_CHECK_MAX_REG)
-			return -E2BIG;
-	}
-	return c->bad ? -EINVAL : 0;
-}
-
-/* One CIE or FDE record at off: its content in *body (after the length), or an error. */
-static int record(const uint8_t *image, size_t size, uint64_t off, struct cur *body)
+int cfi_read__record(const uint8_t *image, size_t size, uint64_t off, struct cur *body)
 {
 	struct cur c = {.p = image, .end = image + size};
 	uint32_t len;
@@ -161,7 +115,7 @@ static int record(const uint8_t *image, size_t size, uint64_t off, struct cur *b
 	if (off > size)
 		return -EINVAL;
 	c.p += off;
-	len = u32(&c);
+	len = (uint32_t)cur_un(&c, 4);
 	if (c.bad || len == 0 || len == 0xffffffff) /* 64-bit records: never in .eh_frame */
 		return -EINVAL;
 	if (len > (uint64_t)(c.end - c.p))
@@ -170,79 +124,79 @@ static int record(const uint8_t *image, size_t size, uint64_t off, struct cur *b
 	return 0;
 }
 
-/* Reads the CIE at cie_off up to its program, left in *cie; *z and *addr_size as in struct
- * cfi_check_cie. */
-static int read_cie(const uint8_t *image, size_t size, uint64_t cie_off, struct cur *cie, bool *z,
-		    int *addr_size)
+int cfi_read__cie(const uint8_t *image, size_t size, uint64_t off, struct cfi_cie *out)
 {
-	struct cur aug_data;
+	struct cur cie, aug_data;
 	const char *aug;
 	uint64_t aug_len;
-	uint8_t version, ptr_enc = DW_EH_PE_absptr;
+	uint8_t version;
 
-	if (record(image, size, cie_off, cie) || u32(cie) != 0)
+	memset(out, 0, sizeof(*out));
+	out->ptr_enc = DW_EH_PE_absptr;
+	if (cfi_read__record(image, size, off, &cie) || cur_un(&cie, 4) != 0)
 		return -EINVAL;
-	if (cie->p >= cie->end)
+	if (cie.p >= cie.end)
 		return -EINVAL;
-	version = *cie->p++;
+	version = *cie.p++;
 	if (version != 1 && version != 3)
 		return -EINVAL;
-	aug = (const char *)cie->p;
-	if (!memchr(aug, 0, (size_t)(cie->end - cie->p)))
+	aug = (const char *)cie.p;
+	if (!memchr(aug, 0, (size_t)(cie.end - cie.p)))
 		return -EINVAL;
-	cie->p += strlen(aug) + 1;
-	uleb(cie); /* code alignment */
-	uleb(cie); /* data alignment (an sleb has the same length) */
-	if (version == 1)
-		skip(cie, 1);
-	else if (uleb(cie) > CFI_CHECK_MAX_REG) /* return address column */
-		return -E2BIG;
+	cie.p += strlen(aug) + 1;
+	out->caf = cur_uleb(&cie);
+	out->daf = cur_sleb(&cie);
+	out->ra = version == 1 ? cur_un(&cie, 1) : cur_uleb(&cie);
 	if (aug[0] == 'z') {
-		aug_len = uleb(cie);
-		aug_data = (struct cur){.p = cie->p, .end = cie->p};
-		skip(cie, aug_len);
-		aug_data.end = cie->p;
+		aug_len = cur_uleb(&cie);
+		aug_data = (struct cur){.p = cie.p, .end = cie.p};
+		cur_skip(&cie, aug_len);
+		aug_data.end = cie.p;
 		for (const char *a = aug + 1; *a && !aug_data.bad; a++) {
 			if (*a == 'R' || *a == 'L') {
 				uint8_t e = aug_data.p < aug_data.end ? *aug_data.p : 0;
 
-				skip(&aug_data, 1);
+				cur_skip(&aug_data, 1);
 				if (*a == 'R')
-					ptr_enc = e;
+					out->ptr_enc = e;
 			} else if (*a == 'P') {
 				uint8_t e = aug_data.p < aug_data.end ? *aug_data.p : 0;
 
-				skip(&aug_data, 1);
-				if (enc_size(e) < 0)
+				cur_skip(&aug_data, 1);
+				if (cfi_read__enc_size(e) < 0)
 					return -EINVAL;
-				skip(&aug_data, (uint64_t)enc_size(e));
-			} else if (*a != 'S') {
+				cur_skip(&aug_data, (uint64_t)cfi_read__enc_size(e));
+			} else if (*a == 'S') {
+				out->signal = true;
+			} else {
 				break; /* unknown: the data length above still holds */
 			}
 		}
 	} else if (aug[0]) {
 		return -EINVAL; /* no 'z': the rest cannot be found */
 	}
-	if (cie->bad)
+	if (cie.bad)
 		return -EINVAL;
-	*z = aug[0] == 'z';
-	*addr_size = enc_size(ptr_enc);
-	return *addr_size <= 0 ? -EINVAL : 0;
+	out->z = aug[0] == 'z';
+	out->addr_size = cfi_read__enc_size(out->ptr_enc);
+	out->program = cie;
+	return out->addr_size <= 0 ? -EINVAL : 0;
 }
 
 int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde, struct cfi_check_cie *last)
 {
+	struct cfi_cie c;
 	struct cur f, cie = {};
 	uint64_t cie_off;
 	bool z, known;
 	int addr_size, err;
 	size_t program;
 
-	if (record(image, size, fde, &f))
+	if (cfi_read__record(image, size, fde, &f))
 		return -EINVAL;
 	/* The CIE pointer counts back from its own position. */
 	cie_off = (uint64_t)(f.p - image);
-	cie_off -= u32(&f);
+	cie_off -= cur_un(&f, 4);
 	if (f.bad || cie_off >= fde)
 		return -EINVAL;
 	known = last->valid && last->off == cie_off;
@@ -251,14 +205,19 @@ int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde, struct cfi_c
 		addr_size = last->addr_size;
 		program = last->program;
 	} else {
-		err = read_cie(image, size, cie_off, &cie, &z, &addr_size);
+		err = cfi_read__cie(image, size, cie_off, &c);
 		if (err)
 			return err;
+		if (c.ra > CFI_CHECK_MAX_REG)
+			return -E2BIG;
+		cie = c.program;
+		z = c.z;
+		addr_size = c.addr_size;
 		program = (size_t)(cie.end - cie.p);
 	}
-	skip(&f, 2 * (uint64_t)addr_size); /* pc_begin, pc_range */
+	cur_skip(&f, 2 * (uint64_t)addr_size); /* pc_begin, pc_range */
 	if (z)
-		skip(&f, uleb(&f));
+		cur_skip(&f, cur_uleb(&f));
 	if (f.bad)
 		return -EINVAL;
 	if (program + (size_t)(f.end - f.p) > CFI_CHECK_MAX_PROGRAM)

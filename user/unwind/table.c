@@ -1,6 +1,8 @@
-/* libdw has no row iterator: rows are enumerated by asking for the frame at an address
- * (dwarf_cfi_addrframe), taking the end of the range it covers (dwarf_frame_info) and asking
- * again there, FDE after FDE. FDE starts come from .eh_frame_hdr's sorted table. */
+/* Rows are read FDE by FDE, in the order of .eh_frame_hdr's sorted table, each in one pass
+ * over its CFA program (unwind/cfi_rows.c). Where that reader meets a form it does not read,
+ * the file's rows come from libdw instead, which has no row iterator: rows are enumerated by
+ * asking for the frame at an address (dwarf_cfi_addrframe), taking the end of the range it
+ * covers (dwarf_frame_info) and asking again there, FDE after FDE. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <elfutils/libdw.h>
 
 #include "unwind/cfi_check.h"
+#include "unwind/cfi_rows.h"
 #include "unwind/table.h"
 
 #define REG_RBP 6
@@ -167,9 +170,14 @@ static int read_encoded(const uint8_t **p, const uint8_t *end, uint8_t enc, uint
 
 static int elf_build_id(Elf *elf, char *buf, size_t len);
 
-static int cmp_u64(const void *a, const void *b)
+/* An entry of .eh_frame_hdr's table: an FDE's first address and the FDE's own address. */
+struct fde_ent {
+	uint64_t start, fde;
+};
+
+static int fde_ent__cmp(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t x = ((const struct fde_ent *)a)->start, y = ((const struct fde_ent *)b)->start;
 
 	return x < y ? -1 : x > y;
 }
@@ -234,12 +242,14 @@ static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
 	return frame && !hdr ? -EINVAL : 0;
 }
 
-/* The sorted FDE start addresses from .eh_frame_hdr (PT_GNU_EH_FRAME). */
-static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
+/* The FDEs of .eh_frame_hdr's table (PT_GNU_EH_FRAME), sorted by first address; with check,
+ * each checked as libdw needs it (cfi_check.h). */
+static int fde_table(Elf *elf, struct fde_ent **out, size_t *n, bool check)
 {
 	struct cfi_check_cie cie = {};
 	const uint8_t *p, *end;
-	uint64_t count, ign, *v;
+	uint64_t count, ign;
+	struct fde_ent *v;
 	Elf_Data *d = NULL;
 	GElf_Phdr ph;
 	size_t nph;
@@ -278,20 +288,20 @@ static int fde_starts(Elf *elf, uint64_t **out, size_t *n)
 		return -ENOMEM;
 	err = 0;
 	for (uint64_t i = 0; i < count && !err; i++) {
-		uint64_t fde = 0;
-
-		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i]);
-		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &fde);
+		v[i] = (struct fde_ent){0, 0};
+		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i].start);
+		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i].fde);
 		/* libdw reads this FDE for lookups in its range: check it first (cfi_check.h). */
-		err = check_fde(elf, fde, &cie);
+		if (check)
+			err = check_fde(elf, v[i].fde, &cie);
 	}
-	if (!err)
+	if (!err && check)
 		err = check_sections(elf, &ph);
 	if (err) {
 		free(v);
 		return err;
 	}
-	qsort(v, count, sizeof(*v), cmp_u64);
+	qsort(v, count, sizeof(*v), fde_ent__cmp);
 	*out = v;
 	*n = count;
 	return 0;
@@ -351,13 +361,110 @@ static int walk_from(Dwarf_CFI *cfi, uint64_t start, struct rows *r, struct unwi
 	return 0;
 }
 
-static int build_elf(Elf *elf, struct unwind_table *t)
+/* The rows of fdes through libdw (see the top of this file). */
+static int rows_libdw(Elf *elf, const struct fde_ent *fdes, size_t n, struct rows *r,
+		      struct unwind_table *t)
 {
 	struct cprof_unwind_row gap = {.kind = CPROF_UNW_INVALID};
+	Dwarf_CFI *cfi = dwarf_getcfi_elf(elf);
+	uint64_t covered = 0;
+	int err = 0;
+
+	if (!cfi)
+		return -ENOENT;
+	for (size_t i = 0; i < n && !err; i++) {
+		if (fdes[i].start < covered)
+			continue; /* walked already, as the continuation of an earlier FDE */
+		if (fdes[i].start > UINT32_MAX) {
+			err = -E2BIG;
+			break;
+		}
+		err = walk_from(cfi, fdes[i].start, r, t, &covered);
+		if (!err && covered > fdes[i].start) {
+			gap.pc = (uint32_t)covered;
+			err = rows__push(r, &gap);
+		}
+	}
+	dwarf_cfi_end(cfi);
+	return err;
+}
+
+/* The file offset of vaddr through the PT_LOAD segments read_loads kept; -1 if none maps it. */
+static int64_t load_offset(const struct unwind_table *t, uint64_t vaddr)
+{
+	for (int i = 0; i < t->nloads; i++)
+		if (vaddr >= t->loads[i].vaddr && vaddr - t->loads[i].vaddr < t->loads[i].filesz)
+			return (int64_t)(t->loads[i].offset + (vaddr - t->loads[i].vaddr));
+	return -1;
+}
+
+struct own_ctx {
+	struct rows *r;
+	struct unwind_table *t;
+};
+
+static int own_row(void *ctx, const struct cprof_unwind_row *row)
+{
+	struct own_ctx *o = ctx;
+
+	o->t->kinds[row->kind]++;
+	return rows__push(o->r, row);
+}
+
+/* The rows of fdes read by unwind/cfi_rows.c, as rows_libdw gives them: an FDE that starts
+ * where the one before ended continues it, an INVALID row after the end of each run of them.
+ * -ENOTSUP: a form it does not read. */
+static int rows_own(Elf *elf, struct unwind_table *t, const struct fde_ent *fdes, size_t n,
+		    struct rows *r)
+{
+	struct cprof_unwind_row gap = {.kind = CPROF_UNW_INVALID};
+	struct cfi_rows_cie cache = {};
+	struct own_ctx ctx = {r, t};
+	uint64_t covered = 0, run_start = 0, start, end;
+	const uint8_t *raw;
+	size_t size, i;
+	int64_t off;
+	int err = 0;
+
+	raw = (const uint8_t *)elf_rawfile(elf, &size);
+	if (!raw)
+		return -ENOTSUP;
+	for (i = 0; i < n && !err; i++) {
+		if (fdes[i].start < covered)
+			continue;
+		if (fdes[i].start > covered && covered > run_start) {
+			gap.pc = (uint32_t)covered;
+			err = rows__push(r, &gap);
+		}
+		if (fdes[i].start != covered)
+			run_start = fdes[i].start;
+		if (fdes[i].start > UINT32_MAX)
+			err = -E2BIG;
+		off = load_offset(t, fdes[i].fde);
+		if (!err && off < 0)
+			err = -ENOTSUP;
+		if (!err)
+			err = cfi_rows__fde(raw, size, (uint64_t)off, fdes[i].fde, &cache, own_row,
+					    &ctx, &start, &end);
+		if (!err && start != fdes[i].start)
+			err = -ENOTSUP; /* the table and the FDE disagree: libdw's reading counts */
+		if (!err && end > UINT32_MAX)
+			err = -E2BIG;
+		if (!err)
+			covered = end > start ? end : start;
+	}
+	if (!err && covered > run_start) {
+		gap.pc = (uint32_t)covered;
+		err = rows__push(r, &gap);
+	}
+	return err;
+}
+
+static int build_elf(Elf *elf, struct unwind_table *t, bool libdw)
+{
+	struct fde_ent *fdes = NULL;
 	struct rows r = {};
-	uint64_t *starts = NULL, covered = 0;
-	size_t nstarts = 0;
-	Dwarf_CFI *cfi = NULL;
+	size_t nfdes = 0;
 	int err;
 
 	memset(t, 0, sizeof(*t));
@@ -365,40 +472,32 @@ static int build_elf(Elf *elf, struct unwind_table *t)
 		return -ENOEXEC;
 	read_loads(elf, t);
 	elf_build_id(elf, t->build_id, sizeof(t->build_id));
-	err = fde_starts(elf, &starts, &nstarts);
+	/* Our reader bounds every read by itself; libdw's route needs the FDEs checked. */
+	err = fde_table(elf, &fdes, &nfdes, libdw);
+	if (!err && !nfdes)
+		err = -ENOENT;
+	if (!err)
+		err = libdw ? -ENOTSUP : rows_own(elf, t, fdes, nfdes, &r);
+	if (err == -ENOTSUP) {
+		free(r.v);
+		r = (struct rows){};
+		memset(t->kinds, 0, sizeof(t->kinds));
+		free(fdes);
+		fdes = NULL;
+		err = fde_table(elf, &fdes, &nfdes, true);
+		if (!err)
+			err = rows_libdw(elf, fdes, nfdes, &r, t);
+	}
+	if (!err && !r.n)
+		err = -ENOENT;
 	if (err)
 		goto cleanup;
-	cfi = dwarf_getcfi_elf(elf);
-	if (!cfi || !nstarts) {
-		err = -ENOENT;
-		goto cleanup;
-	}
-	for (size_t i = 0; i < nstarts; i++) {
-		if (starts[i] < covered)
-			continue; /* walked already, as the continuation of an earlier FDE */
-		if (starts[i] > UINT32_MAX) {
-			err = -E2BIG;
-			goto cleanup;
-		}
-		err = walk_from(cfi, starts[i], &r, t, &covered);
-		if (err)
-			goto cleanup;
-		if (covered > starts[i]) {
-			gap.pc = (uint32_t)covered;
-			err = rows__push(&r, &gap);
-			if (err)
-				goto cleanup;
-		}
-	}
 	t->rows = r.v;
 	t->n = r.n;
 	r.v = NULL;
-	err = t->n ? 0 : -ENOENT;
 cleanup:
-	if (cfi)
-		dwarf_cfi_end(cfi);
 	free(r.v);
-	free(starts);
+	free(fdes);
 	return err;
 }
 
@@ -409,7 +508,20 @@ int unwind_table__build(int fd, struct unwind_table *t)
 
 	elf_version(EV_CURRENT);
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	err = build_elf(elf, t);
+	err = build_elf(elf, t, false);
+	if (elf)
+		elf_end(elf);
+	return err;
+}
+
+int unwind_table__build_libdw(int fd, struct unwind_table *t)
+{
+	Elf *elf;
+	int err;
+
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	err = build_elf(elf, t, true);
 	if (elf)
 		elf_end(elf);
 	return err;
@@ -422,7 +534,7 @@ int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t)
 
 	elf_version(EV_CURRENT);
 	elf = elf_memory(image, size);
-	err = build_elf(elf, t);
+	err = build_elf(elf, t, false);
 	if (elf)
 		elf_end(elf);
 	return err;

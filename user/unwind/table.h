@@ -1,4 +1,4 @@
-/* Compiles an ELF file's call-frame information (.eh_frame, through elfutils' libdw) into the
+/* Compiles an ELF file's call-frame information (.eh_frame) into the
  * row table the BPF unwinder searches (struct cprof_unwind_row, bpf/unwind.h): one row wherever
  * the rule changes, sorted by pc, identical neighbours merged, an INVALID row after every gap
  * between FDEs. */
@@ -32,6 +32,9 @@ struct unwind_table {
  * not ELF, -ENOENT when it has no usable CFI (.eh_frame_hdr), -E2BIG when addresses do not fit
  * 32 bits or rows exceed CPROF_UNWIND_MAX_ROWS, -ENOMEM. */
 int unwind_table__build(int fd, struct unwind_table *t);
+/* The same through libdw alone, the route the default one falls back to (the tests hold the
+ * two against each other). */
+int unwind_table__build_libdw(int fd, struct unwind_table *t);
 /* The same for an ELF image in memory (a vDSO copied from a process). */
 int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t);
 /* Only reads the build-id (cheap: for deduplication before building). */
