@@ -182,6 +182,51 @@ def test_sigterm_flushes_the_window(load, tmp_path):
     assert not [f for f in os.listdir(out) if f.startswith(".")], os.listdir(out)
 
 
+def stack_map_entries(pid):
+    """max_entries of the STACK_TRACE maps (map_type 7) the process holds, from its fds."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        except OSError:
+            continue
+        if info.get("map_type", "").strip() == "7":
+            found.append(int(info["max_entries"]))
+    return found
+
+
+def test_stack_map_sized_by_the_sample_rate(tmp_path):
+    """The kernel preallocates every entry of the stack map at start: the agent asks for 32 per
+    sample a window can take (CPUs x Hz x seconds, user stacks too with --unwind fp), between
+    4096 and 32768."""
+    ncpu = possible_cpus()
+    for args, fp in ((("-i", 5), True), (("-i", 5, "--unwind", "auto"), False),
+                     (("-i", 600, "-F", 99), True)):
+        a = start_agent("-o", tmp_path / "s", *args)
+        deadline = time.time() + 30
+        while not stack_map_entries(a.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        got = stack_map_entries(a.pid)
+        a.send_signal(signal.SIGTERM)
+        finish(a)
+        hz = 99 if "-F" in args else 19
+        want = ncpu * hz * args[1] * 32 * (2 if fp else 1)
+        n = 4096
+        while n < want and n < 32768:
+            n *= 2
+        assert got == [n], (args, got, n)
+
+
+def possible_cpus():
+    with open("/sys/devices/system/cpu/possible") as f:
+        n = 0
+        for part in f.read().strip().split(","):
+            lo, _, hi = part.partition("-")
+            n = max(n, int(hi or lo) + 1)
+        return n
+
+
 def test_retention_by_size_and_age(load, tmp_path):
     out = tmp_path / "store"
     out.mkdir()

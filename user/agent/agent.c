@@ -30,6 +30,8 @@
 /* The symbolizer's cache bounds for the agent (see sym/symbolizer.h). */
 #define AGENT_SYM_CACHE_ADDRS (1 << 15)
 #define AGENT_SYM_DWARF_OPEN  8
+/* The fewest entries of the stack map (stack_map_entries). */
+#define AGENT_STACKS_MIN 4096
 
 volatile sig_atomic_t agent_exiting;
 
@@ -225,7 +227,24 @@ static bool duration_over(const struct agent *a, int64_t start)
 	       clock__ns(CLOCK_MONOTONIC) - start >= (int64_t)(a->o->duration * 1e9);
 }
 
-/* Sets up what the session's windows share: the symbolizer (kallsyms read already), the
+/* The entries of the agent's stack map. A window's distinct kernel stacks (and user ones with
+ * --unwind fp) are at most its samples, CPUs x Hz x seconds; with 32 entries a sample, a new
+ * stack's chance of landing on a taken bucket (lost, counted) stays under 1/32 while its
+ * window is read, and the kernel, which preallocates every entry (1 KiB each) when the agent
+ * starts, does not fill 32 MiB on a machine that takes a few hundred samples a window. */
+static uint32_t stack_map_entries(const struct agent *a)
+{
+	double want = (double)libbpf_num_possible_cpus() * a->o->freq * a->o->interval * 32;
+	uint32_t n = AGENT_STACKS_MIN;
+
+	if (a->o->unwind == CPROF_UNWIND_FP)
+		want *= 2;
+	while (n < want && n < CPROF_DEFAULT_MAX_STACKS)
+		n *= 2;
+	return n;
+}
+
+/* Sets up what the session's windows share: the symbolizer (its kernel names ready), the
  * process table and the cpu collector, whose opening starts sampling; *t0 and *m0 get the
  * start of the first window (wall clock and monotonic). On failure, session_stop frees what
  * was set up. */
@@ -243,6 +262,7 @@ static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 		.unwind_lazy = true,
 		.freq = a->o->freq,
 		.max_keys = a->o->max_keys,
+		.max_stacks = stack_map_entries(a),
 		.live = true,
 		.lifecycle = true,
 		.on_proc = procs__on_proc,
