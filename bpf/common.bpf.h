@@ -93,8 +93,9 @@ static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __
 	return e;
 }
 
-/* Returns whether the notice was sent (a lost one is counted). */
-static __always_inline bool proc_notify_flags(__u32 pid, __u32 kind, __u32 flags)
+/* Returns whether the notice was sent (a lost one is counted). wake: BPF_RB_NO_WAKEUP for a
+ * notice that can wait for the reader's next wake-up (it polls at least every 100 ms), else 0. */
+static __always_inline bool proc_notify_wake(__u32 pid, __u32 kind, __u32 flags, __u64 wake)
 {
 	struct cprof_proc_event *e = proc_event_reserve(pid, kind);
 
@@ -102,8 +103,13 @@ static __always_inline bool proc_notify_flags(__u32 pid, __u32 kind, __u32 flags
 		return false;
 	e->flags = flags;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wake);
 	return true;
+}
+
+static __always_inline bool proc_notify_flags(__u32 pid, __u32 kind, __u32 flags)
+{
+	return proc_notify_wake(pid, kind, flags, 0);
 }
 
 static __always_inline bool proc_notify(__u32 pid, __u32 kind)
@@ -302,10 +308,12 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 	int BPF_PROG(cprof_exit, struct task_struct *p)                                            \
 	{                                                                                          \
 		__u32 pid = BPF_CORE_READ(p, tgid);                                                \
-		/* signal->live reaches 0 when the last thread of the process exits. */            \
+		/* signal->live reaches 0 when the last thread of the process exits. Nothing of \
+		 * an exit must be read at once: it wakes no one (a thread wake-up is a good part \
+		 * of the agent's cost per process), and is read with the next notice. */  \
 		if (notify_lifecycle && BPF_CORE_READ(p, signal, live.counter) == 0 &&             \
 		    bpf_map_delete_elem(&seen, &pid) == 0)                                         \
-			proc_notify(pid, CPROF_PROC_EXIT);                                         \
+			proc_notify_wake(pid, CPROF_PROC_EXIT, 0, BPF_RB_NO_WAKEUP);               \
 		return 0;                                                                          \
 	}                                                                                          \
 	/* Every syscall of every process passes here: the number is tested first. The user \

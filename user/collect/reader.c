@@ -219,6 +219,9 @@ static void *reader_main(void *arg)
 			wait = wait < 1 ? 1 : wait > 100 ? 100 : wait;
 		}
 		err = ring_buffer__poll(r->rb, (int)wait);
+		/* A timeout: notices that wake no one (exits, bpf/common.bpf.h) are read now. */
+		if (err == 0)
+			err = ring_buffer__consume(r->rb);
 		if (err < 0 && err != -EINTR) {
 			pr_err("reading process notices: %s\n", strerror(-err));
 			break;
