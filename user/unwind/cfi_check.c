@@ -1,4 +1,5 @@
-/* CIE/FDE reader just deep enough to see every register number a program names (cfi_check.h).
+/* CIE/FDE reader just deep enough to see every register number a program names (cfi_check.h),
+ * and the record readers the row builder shares (cfi_read.h).
  * Bounds-checked everywhere: the input is any file a profiled process maps. */
 #include <errno.h>
 #include <stdbool.h>
@@ -124,6 +125,17 @@ int cfi_read__record(const uint8_t *image, size_t size, uint64_t off, struct cur
 	return 0;
 }
 
+int cfi_read__fde(const uint8_t *image, size_t size, uint64_t fde, struct cur *body,
+		  uint64_t *cie_off)
+{
+	if (cfi_read__record(image, size, fde, body))
+		return -EINVAL;
+	/* The CIE pointer counts back from its own position. */
+	*cie_off = (uint64_t)(body->p - image);
+	*cie_off -= cur_un(body, 4);
+	return body->bad || *cie_off >= fde ? -EINVAL : 0;
+}
+
 int cfi_read__cie(const uint8_t *image, size_t size, uint64_t off, struct cfi_cie *out)
 {
 	struct cur cie, aug_data;
@@ -192,12 +204,7 @@ int cfi_check__fde(const uint8_t *image, size_t size, uint64_t fde, struct cfi_c
 	int addr_size, err;
 	size_t program;
 
-	if (cfi_read__record(image, size, fde, &f))
-		return -EINVAL;
-	/* The CIE pointer counts back from its own position. */
-	cie_off = (uint64_t)(f.p - image);
-	cie_off -= cur_un(&f, 4);
-	if (f.bad || cie_off >= fde)
+	if (cfi_read__fde(image, size, fde, &f, &cie_off))
 		return -EINVAL;
 	known = last->valid && last->off == cie_off;
 	if (known) {

@@ -92,6 +92,10 @@ struct cfi_cie {
 /* One CIE or FDE record of .eh_frame at file offset off: its content (after the length) in
  * *body. Returns 0 or -EINVAL. */
 int cfi_read__record(const uint8_t *image, size_t size, uint64_t off, struct cur *body);
+/* The FDE record at file offset fde: its content after the CIE pointer in *body, the file
+ * offset of its CIE in *cie_off. Returns 0 or -EINVAL. */
+int cfi_read__fde(const uint8_t *image, size_t size, uint64_t fde, struct cur *body,
+		  uint64_t *cie_off);
 /* The CIE at file offset off. Returns 0 or -EINVAL (malformed, or a form not read here). */
 int cfi_read__cie(const uint8_t *image, size_t size, uint64_t off, struct cfi_cie *cie);
 /* Size of a pointer of encoding enc (DW_EH_PE_*), -1 if unknown. */

@@ -370,11 +370,7 @@ int cfi_rows__fde(const uint8_t *image, size_t size, uint64_t fde, uint64_t fde_
 	uint64_t cie_off, range;
 	int err;
 
-	if (cfi_read__record(image, size, fde, &f))
-		return -EINVAL;
-	cie_off = (uint64_t)(f.p - image);
-	cie_off -= cur_un(&f, 4);
-	if (f.bad || cie_off >= fde)
+	if (cfi_read__fde(image, size, fde, &f, &cie_off))
 		return -EINVAL;
 	if (cache->off != cie_off || !cache->off) {
 		err = cfi_read__cie(image, size, cie_off, &cache->cie);

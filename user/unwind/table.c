@@ -501,30 +501,27 @@ cleanup:
 	return err;
 }
 
-int unwind_table__build(int fd, struct unwind_table *t)
+static int build_fd(int fd, struct unwind_table *t, bool libdw)
 {
 	Elf *elf;
 	int err;
 
 	elf_version(EV_CURRENT);
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	err = build_elf(elf, t, false);
+	err = build_elf(elf, t, libdw);
 	if (elf)
 		elf_end(elf);
 	return err;
 }
 
+int unwind_table__build(int fd, struct unwind_table *t)
+{
+	return build_fd(fd, t, false);
+}
+
 int unwind_table__build_libdw(int fd, struct unwind_table *t)
 {
-	Elf *elf;
-	int err;
-
-	elf_version(EV_CURRENT);
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	err = build_elf(elf, t, true);
-	if (elf)
-		elf_end(elf);
-	return err;
+	return build_fd(fd, t, true);
 }
 
 int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t)
