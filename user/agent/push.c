@@ -350,18 +350,14 @@ static void *pusher_main(void *arg)
 			wake = p->stop_deadline - clock__ns(CLOCK_MONOTONIC);
 			if (wake > (int64_t)(backoff * 1e9))
 				wake = (int64_t)(backoff * 1e9);
-			wake += clock__ns(CLOCK_REALTIME);
-			until.tv_sec = wake / 1000000000ll;
-			until.tv_nsec = wake % 1000000000ll;
+			until = clock__realtime_in(wake);
 			pthread_cond_timedwait(&p->cond, &p->lock, &until);
 			pthread_mutex_unlock(&p->lock);
 			continue;
 		}
 		/* After a failure wait out the backoff (new pushes only queue up meanwhile); when
 		 * all is sent, sleep until a push is queued. */
-		wake = clock__ns(CLOCK_REALTIME) + (int64_t)((backoff ? backoff : 3600) * 1e9);
-		until.tv_sec = wake / 1000000000ll;
-		until.tv_nsec = wake % 1000000000ll;
+		until = clock__realtime_in((int64_t)((backoff ? backoff : 3600) * 1e9));
 		while (!p->stop && (err || !p->kick) &&
 		       pthread_cond_timedwait(&p->cond, &p->lock, &until) == 0)
 			;

@@ -355,16 +355,13 @@ static void *triggers_main(void *arg)
 {
 	struct triggers *t = arg;
 	struct timespec until;
-	int64_t wake;
 
 	pthread_mutex_lock(&t->lock);
 	while (!t->stop) {
 		pthread_mutex_unlock(&t->lock);
 		scan(t);
 		pthread_mutex_lock(&t->lock);
-		wake = clock__ns(CLOCK_REALTIME) + (int64_t)(t->a->o->trigger_check * 1e9);
-		until.tv_sec = wake / 1000000000ll;
-		until.tv_nsec = wake % 1000000000ll;
+		until = clock__realtime_in((int64_t)(t->a->o->trigger_check * 1e9));
 		while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &until) == 0)
 			;
 	}

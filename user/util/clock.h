@@ -14,6 +14,14 @@ static inline int64_t clock__ns(clockid_t clk)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
+/* The CLOCK_REALTIME instant in_ns from now, as pthread_cond_timedwait takes it. */
+static inline struct timespec clock__realtime_in(int64_t in_ns)
+{
+	int64_t at = clock__ns(CLOCK_REALTIME) + in_ns;
+
+	return (struct timespec){.tv_sec = at / 1000000000ll, .tv_nsec = at % 1000000000ll};
+}
+
 /* CLOCK_MONOTONIC now, in seconds. */
 static inline double clock__mono_s(void)
 {

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "util/clock.h"
 #include "util/gentle.h"
 #include "util/log.h"
 
@@ -38,16 +38,9 @@ static void all_restore(const struct gentle *g)
 static void *watchdog(void *arg)
 {
 	struct gentle *g = arg;
-	struct timespec until;
+	struct timespec until = clock__realtime_in((int64_t)g->deadline_ms * 1000000);
 	int err = 0;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += g->deadline_ms / 1000;
-	until.tv_nsec += (long)(g->deadline_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&g->lock);
 	while (!g->done && err != ETIMEDOUT)
 		err = pthread_cond_timedwait(&g->cond, &g->lock, &until);
