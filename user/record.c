@@ -242,6 +242,8 @@ static int run(struct session *s)
 	struct cli_opts cmd_opts; /* -- CMD: the options, with the child as the one target */
 	struct threads_snapshot *snap = NULL;
 	struct pprof_builder *b = NULL;
+	const struct collector_ops *ops = collector__find(o->type);
+	const char *big = getenv("CPROF_BIGPAGES");
 	struct gentle *g = NULL;
 	struct symbolizer *sym;
 	char desc[256];
@@ -270,10 +272,10 @@ static int run(struct session *s)
 		co.threads_out = &snap;
 	/* A snapshot takes no CPU from the target's threads while a CPU is free (a spinning thread
 	 * kept waiting 4-5 ms otherwise on two cores), and waits at most GENTLE_MS for one. */
-	if (!o->cmd && collector__find(o->type) && collector__find(o->type)->snapshot) {
+	if (!o->cmd && ops && ops->snapshot) {
 		g = gentle__start(GENTLE_MS);
 		/* (CPROF_BIGPAGES=0: without, to measure what it saves.) */
-		if (!getenv("CPROF_BIGPAGES") || strcmp(getenv("CPROF_BIGPAGES"), "0"))
+		if (!big || strcmp(big, "0"))
 			bigpages__heap(BIGPAGES_HEAP);
 	}
 	err = capture__run(&co, sym, &b);
