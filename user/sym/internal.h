@@ -100,7 +100,7 @@ struct symbolizer {
 	struct ksym_resolver *kres;
 	bool kres_tried;
 	struct hashmap *kaddrs; /* known kernel lookup address -> interned name, or NULL */
-	bool kernel_streamed;	/* kernel_mapping was set from a streamed pass */
+	bool kernel_mapped;	/* kernel_mapping was set (from any source of kernel names) */
 	struct sym_mapping kernel_mapping;
 	struct python_syms *py;	       /* code objects of CPython processes (bpf/python.h) */
 	struct sym_mapping py_mapping; /* every Python frame's */

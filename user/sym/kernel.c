@@ -22,6 +22,25 @@ static void warn_restricted(void)
 		KALLSYMS_PATH);
 }
 
+/* The kernel mapping's start and whether its frames have names, from a source of kernel names
+ * (restricted: /proc/kallsyms hides the addresses). */
+static void symbolizer__kernel_mapping(struct symbolizer *s, bool restricted, uint64_t start,
+				       bool named)
+{
+	if (restricted)
+		warn_restricted();
+	s->kernel_mapping.start = restricted ? 0 : start;
+	s->kernel_mapping.has_functions = !restricted && named;
+	s->kernel_mapped = true;
+}
+
+/* The kernel mapping from the whole table, once read. */
+static void symbolizer__kernel_table(struct symbolizer *s)
+{
+	symbolizer__kernel_mapping(s, kallsyms__restricted(s->ksyms), kallsyms__min_addr(s->ksyms),
+				   kallsyms__count(s->ksyms) > 0);
+}
+
 static void symbolizer__load_kallsyms(struct symbolizer *s)
 {
 	int err;
@@ -35,10 +54,7 @@ static void symbolizer__load_kallsyms(struct symbolizer *s)
 			strerror(-err));
 		return;
 	}
-	if (kallsyms__restricted(s->ksyms))
-		warn_restricted();
-	s->kernel_mapping.start = kallsyms__min_addr(s->ksyms);
-	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
+	symbolizer__kernel_table(s);
 }
 
 static void *preload(void *arg)
@@ -88,10 +104,7 @@ void symbolizer__kernel_join(struct symbolizer *s)
 	}
 	s->ksyms = s->ksyms_loaded;
 	s->ksyms_loaded = NULL;
-	if (kallsyms__restricted(s->ksyms))
-		warn_restricted();
-	s->kernel_mapping.start = kallsyms__min_addr(s->ksyms);
-	s->kernel_mapping.has_functions = kallsyms__count(s->ksyms) > 0;
+	symbolizer__kernel_table(s);
 }
 
 /* Room in kaddrs for n more names: emptied when it would hold more than the address cache's
@@ -124,21 +137,19 @@ static int symbolizer__kernel_lookup(struct symbolizer *s, uint64_t *looks, size
 		free(names);
 		return err == -ENOMEM ? err : 0;
 	}
-	if (!s->kernel_streamed) {
-		s->kernel_streamed = true;
-		s->kernel_mapping.start = ksym_resolver__text(s->kres);
-		s->kernel_mapping.has_functions = true;
-	}
+	if (!s->kernel_mapped)
+		symbolizer__kernel_mapping(s, false, ksym_resolver__text(s->kres), true);
 	for (i = 0; i < n; i++) {
 		if (!names[i]) {
 			looks[k++] = looks[i];
 			continue;
 		}
-		name = err ? NULL : symbolizer__intern(s, names[i]);
-		if (!err)
+		if (!err) {
+			name = symbolizer__intern(s, names[i]);
 			err = name ? hashmap__insert(s->kaddrs, (void *)(uintptr_t)looks[i],
 						     (void *)name)
 				   : -ENOMEM;
+		}
 		free(names[i]);
 	}
 	free(names);
@@ -185,17 +196,6 @@ static int u64_cmp(const void *pa, const void *pb)
 	uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
 
 	return a < b ? -1 : a > b;
-}
-
-static void symbolizer__kernel_info(struct symbolizer *s, const struct kallsyms_info *info)
-{
-	if (s->kernel_streamed)
-		return;
-	s->kernel_streamed = true;
-	if (info->restricted)
-		warn_restricted();
-	s->kernel_mapping.start = info->restricted ? 0 : info->min_addr;
-	s->kernel_mapping.has_functions = !info->restricted && info->count > 0;
 }
 
 /* The kernel addresses of reqs that are not known yet, as lookup addresses, sorted, distinct. */
@@ -262,7 +262,8 @@ int symbolizer__prepare_kernel(struct symbolizer *s, const struct sym_request *r
 		err = 0;
 		goto cleanup;
 	}
-	symbolizer__kernel_info(s, &info);
+	if (!s->kernel_mapped)
+		symbolizer__kernel_mapping(s, info.restricted, info.min_addr, info.count > 0);
 	for (i = 0; i < nl && !err; i++) {
 		name = names[i] ? symbolizer__intern(s, names[i]) : NULL;
 		if (names[i] && !name)
