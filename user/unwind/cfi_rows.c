@@ -129,6 +129,18 @@ static void set_rule(struct state *s, uint64_t reg, enum rule kind, int64_t off)
 		*r = (struct reg_rule){kind, off};
 }
 
+/* DW_CFA_restore: reg's rule back to what the CIE left it (not read in a CIE's own program). */
+static int restore_rule(struct walk *w, uint64_t reg, bool in_cie)
+{
+	struct reg_rule *r = reg_of(&w->cur, reg);
+
+	if (in_cie)
+		return -ENOTSUP;
+	if (r)
+		*r = *reg_of(&w->init, reg);
+	return 0;
+}
+
 /* Emits the row for [w->loc, to) and moves to to. */
 static int advance(struct walk *w, uint64_t to)
 {
@@ -216,12 +228,7 @@ static int run_reg(struct walk *w, struct cur *c, uint8_t op, bool in_cie)
 			 (int64_t)(0 - (uint64_t)scale((int64_t)cur_uleb(c), w->cie->daf)));
 		return 0;
 	case DW_CFA_restore_extended:
-		reg = cur_uleb(c);
-		if (in_cie)
-			return -ENOTSUP;
-		if (reg_of(s, reg))
-			*reg_of(s, reg) = *reg_of(&w->init, reg);
-		return 0;
+		return restore_rule(w, cur_uleb(c), in_cie);
 	case DW_CFA_undefined:
 		set_rule(s, cur_uleb(c), RULE_UNDEF, 0);
 		return 0;
@@ -323,10 +330,7 @@ static int run(struct walk *w, struct cur *c, uint64_t end, bool in_cie)
 				 scale((int64_t)cur_uleb(c), w->cie->daf));
 			break;
 		case DW_CFA_restore:
-			if (in_cie)
-				err = -ENOTSUP;
-			else if (reg_of(&w->cur, op & 0x3f))
-				*reg_of(&w->cur, op & 0x3f) = *reg_of(&w->init, op & 0x3f);
+			err = restore_rule(w, op & 0x3f, in_cie);
 			break;
 		default:
 			err = run_extended(w, c, op, in_cie);
