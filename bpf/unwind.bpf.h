@@ -43,6 +43,17 @@ static __always_inline int read_user(struct unwind_ctx *uc, void *dst, __u32 siz
 #endif
 }
 
+/* The task whose stack is walked: the current one, or with CPROF_UNWIND_REMOTE uc's. */
+static __always_inline struct task_struct *walk_task(struct unwind_ctx *uc)
+{
+#ifdef CPROF_UNWIND_REMOTE
+	return uc->task;
+#else
+	(void)uc;
+	return bpf_get_current_task_btf();
+#endif
+}
+
 static __always_inline int read_user_u64(struct unwind_ctx *uc, __u64 addr, __u64 *v)
 {
 	return read_user(uc, v, sizeof(*v), addr);
@@ -572,14 +583,10 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
 	s->st.truncated = 0;
-	if (!unwind_python)
-		s->py.frame = s->py.emitting = s->py.walked = 0;
+	if (unwind_python)
+		py_begin(&s->py, walk_task(uc), s->pid, uc);
 	else
-#ifdef CPROF_UNWIND_REMOTE
-		py_begin(&s->py, uc->task, s->pid, uc);
-#else
-		py_begin(&s->py, bpf_get_current_task_btf(), s->pid, uc);
-#endif
+		s->py.frame = s->py.emitting = s->py.walked = 0;
 	/* Python frames of an evaluation frame take a step each and the move to its caller one
 	 * more: at most twice as many steps as frames recorded. */
 	bpf_loop(2 * CPROF_MAX_STACK + 2, unwind_step, uc, 0);
