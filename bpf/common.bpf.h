@@ -76,6 +76,10 @@ static __always_inline bool is_target(__u32 pid)
 	return bpf_map_lookup_elem(&targets, &pid) != NULL;
 }
 
+/* Lazy notices (see proc_event_submit) waiting past this much of the ring buffer wake the
+ * reader anyway: a burst is read before the ring fills. */
+#define CPROF_NOTICE_BACKLOG (64 * 1024)
+
 /* A notice of kind about pid reserved on the ring buffer, for the caller to fill and submit; NULL
  * when the ring buffer is full (counted as lost). */
 static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __u32 kind)
@@ -90,12 +94,26 @@ static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __
 	e->kind = kind;
 	e->flags = 0;
 	e->reserved = 0;
+	e->time_ns = bpf_ktime_get_ns();
 	return e;
 }
 
-/* Returns whether the notice was sent (a lost one is counted). wake: BPF_RB_NO_WAKEUP for a
- * notice that can wait for the reader's next wake-up (it polls at least every 100 ms), else 0. */
-static __always_inline bool proc_notify_wake(__u32 pid, __u32 kind, __u32 flags, __u64 wake)
+/* Submits a reserved notice. One that must be read while the process lives (lazy false) wakes
+ * the reader at once; the kernel's default would not when older notices wait unread, as lazy
+ * ones do. A lazy one (an exit; an exec under the agent, read 10 ms later at the soonest) waits
+ * for the reader's next wake-up, which comes at least every 100 ms: a wake-up of a thread is a
+ * good part of the agent's cost per process. */
+static __always_inline void proc_event_submit(struct cprof_proc_event *e, bool lazy)
+{
+	__u64 wake = BPF_RB_FORCE_WAKEUP;
+
+	if (lazy && bpf_ringbuf_query(&proc_events, BPF_RB_AVAIL_DATA) < CPROF_NOTICE_BACKLOG)
+		wake = BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, wake);
+}
+
+/* Returns whether the notice was sent (a lost one is counted). */
+static __always_inline bool proc_notify_lazy(__u32 pid, __u32 kind, __u32 flags, bool lazy)
 {
 	struct cprof_proc_event *e = proc_event_reserve(pid, kind);
 
@@ -103,18 +121,13 @@ static __always_inline bool proc_notify_wake(__u32 pid, __u32 kind, __u32 flags,
 		return false;
 	e->flags = flags;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, wake);
+	proc_event_submit(e, lazy);
 	return true;
-}
-
-static __always_inline bool proc_notify_flags(__u32 pid, __u32 kind, __u32 flags)
-{
-	return proc_notify_wake(pid, kind, flags, 0);
 }
 
 static __always_inline bool proc_notify(__u32 pid, __u32 kind)
 {
-	return proc_notify_flags(pid, kind, 0);
+	return proc_notify_lazy(pid, kind, 0, false);
 }
 
 /* Tells user space the first time a process is sampled, so it can read the process's mappings
@@ -279,51 +292,51 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 		bpf_map_update_elem(&targets, &cpid, &one, BPF_ANY);
 }
 
-#define CPROF_COMMON_PROGS                                                                         \
-	SEC("tp_btf/sched_process_fork")                                                           \
-	int BPF_PROG(cprof_fork, struct task_struct *parent, struct task_struct *child)            \
-	{                                                                                          \
-		follow_fork(parent, child);                                                        \
-		return 0;                                                                          \
-	}                                                                                          \
-	SEC("tp_btf/sched_process_exec")                                                           \
-	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)  \
-	{                                                                                          \
-		__u32 pid = bpf_get_current_pid_tgid() >> 32, flags;                               \
-		__u8 one = SEEN_EXEC;                                                              \
-		if (!is_target(pid))                                                               \
-			return 0;                                                                  \
-		flags = bpf_map_lookup_elem(&seen, &pid) ? CPROF_PROC_F_KNOWN : 0;                 \
-		/* The new image's executable is mapped now, its libraries only once ld.so has   \
-		 * run: notify now (a short-lived command may be gone before its first sample),  \
-		 * and again at its first sample (forgotten here), when they are mapped. */ \
-		if (notify_lifecycle)                                                              \
-			bpf_map_update_elem(&seen, &pid, &one, BPF_ANY);                           \
-		else                                                                               \
-			bpf_map_delete_elem(&seen, &pid);                                          \
-		proc_notify_flags(pid, CPROF_PROC_EXEC, flags);                                    \
-		return 0;                                                                          \
-	}                                                                                          \
-	SEC("tp_btf/sched_process_exit")                                                           \
-	int BPF_PROG(cprof_exit, struct task_struct *p)                                            \
-	{                                                                                          \
-		__u32 pid = BPF_CORE_READ(p, tgid);                                                \
-		/* signal->live reaches 0 when the last thread of the process exits. Nothing of \
-		 * an exit must be read at once: it wakes no one (a thread wake-up is a good part \
-		 * of the agent's cost per process), and is read with the next notice. */  \
-		if (notify_lifecycle && BPF_CORE_READ(p, signal, live.counter) == 0 &&             \
-		    bpf_map_delete_elem(&seen, &pid) == 0)                                         \
-			proc_notify_wake(pid, CPROF_PROC_EXIT, 0, BPF_RB_NO_WAKEUP);               \
-		return 0;                                                                          \
-	}                                                                                          \
+#define CPROF_COMMON_PROGS                                                                           \
+	SEC("tp_btf/sched_process_fork")                                                             \
+	int BPF_PROG(cprof_fork, struct task_struct *parent, struct task_struct *child)              \
+	{                                                                                            \
+		follow_fork(parent, child);                                                          \
+		return 0;                                                                            \
+	}                                                                                            \
+	SEC("tp_btf/sched_process_exec")                                                             \
+	int BPF_PROG(cprof_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)    \
+	{                                                                                            \
+		__u32 pid = bpf_get_current_pid_tgid() >> 32, flags;                                 \
+		__u8 one = SEEN_EXEC;                                                                \
+		if (!is_target(pid))                                                                 \
+			return 0;                                                                    \
+		flags = bpf_map_lookup_elem(&seen, &pid) ? CPROF_PROC_F_KNOWN : 0;                   \
+		/* The new image's executable is mapped now, its libraries only once ld.so has     \
+		 * run: notify now (a short-lived command may be gone before its first sample;     \
+		 * lazily under the agent, which reads it 10 ms on at the soonest), and again at   \
+		 * its first sample (forgotten here), when they are mapped. */ \
+		if (notify_lifecycle)                                                                \
+			bpf_map_update_elem(&seen, &pid, &one, BPF_ANY);                             \
+		else                                                                                 \
+			bpf_map_delete_elem(&seen, &pid);                                            \
+		proc_notify_lazy(pid, CPROF_PROC_EXEC, flags, notify_lifecycle);                     \
+		return 0;                                                                            \
+	}                                                                                            \
+	SEC("tp_btf/sched_process_exit")                                                             \
+	int BPF_PROG(cprof_exit, struct task_struct *p)                                              \
+	{                                                                                            \
+		__u32 pid = BPF_CORE_READ(p, tgid);                                                  \
+		/* signal->live reaches 0 when the last thread of the process exits. Nothing of    \
+		 * an exit must be read at once: a lazy notice. */ \
+		if (notify_lifecycle && BPF_CORE_READ(p, signal, live.counter) == 0 &&               \
+		    bpf_map_delete_elem(&seen, &pid) == 0)                                           \
+			proc_notify_lazy(pid, CPROF_PROC_EXIT, 0, true);                             \
+		return 0;                                                                            \
+	}                                                                                            \
 	/* Every syscall of every process passes here: the number is tested first. The user \
-	 * registers are read through the BTF pointer, without a helper call. */      \
-	SEC("tp_btf/sys_exit")                                                                     \
-	int BPF_PROG(cprof_mmap, struct pt_regs *regs, long ret)                                   \
-	{                                                                                          \
-		if (regs->orig_ax == CPROF_NR_MMAP)                                                \
-			mmap_exec_seen(regs->dx, ret);                                             \
-		return 0;                                                                          \
+	 * registers are read through the BTF pointer, without a helper call. */        \
+	SEC("tp_btf/sys_exit")                                                                       \
+	int BPF_PROG(cprof_mmap, struct pt_regs *regs, long ret)                                     \
+	{                                                                                            \
+		if (regs->orig_ax == CPROF_NR_MMAP)                                                  \
+			mmap_exec_seen(regs->dx, ret);                                               \
+		return 0;                                                                            \
 	}
 
 #endif

@@ -133,6 +133,7 @@ struct cprof_proc_event {
 	};
 	__u32 flags; /* CPROF_PROC_F_* */
 	__u32 reserved;
+	__u64 time_ns; /* when it was sent: CLOCK_MONOTONIC (bpf_ktime_get_ns) */
 };
 
 /* CPROF_PROC_EXEC: the process was announced before this exec (sampled, or an earlier exec),
@@ -160,7 +161,7 @@ enum {
 
 #ifndef __bpf__
 _Static_assert(sizeof(struct cprof_key) == 32, "cprof_key layout is shared with BPF");
-_Static_assert(sizeof(struct cprof_proc_event) == 32, "cprof_proc_event layout is shared");
+_Static_assert(sizeof(struct cprof_proc_event) == 40, "cprof_proc_event layout is shared");
 #endif
 
 #endif /* CPROF_H */

@@ -84,7 +84,7 @@ static __always_inline void py_code_seen(__u32 pid, __u64 code)
 		return;
 	}
 	e->code = code;
-	bpf_ringbuf_submit(e, 0);
+	proc_event_submit(e, false); /* read while the process lives */
 }
 
 /* Reads go through the walk's struct unwind_ctx (unwind.bpf.h): the current task's memory, or

@@ -391,7 +391,7 @@ static __always_inline void table_missing(struct cprof_walk *s, __u32 exe_id)
 	if (!e)
 		return;
 	e->code = exe_id;
-	bpf_ringbuf_submit(e, 0);
+	proc_event_submit(e, true);
 }
 
 /* Moves from the current native frame (at lookup_pc, in mapping m) to its caller. 1 ends the

@@ -94,8 +94,9 @@ def test_defaults_complete_stacks_beside_short_lived(nofp_work, nofp_load, spawn
     # Tables are per file: the short-lived processes share one executable's table.
     assert m["cprof_agent_unwind_tables"] >= 2, m
     assert m["cprof_agent_unwind_tables_built_total"] >= 2, m
-    assert m["cprof_agent_unwind_execs_total"] >= len(shorts) // 2, m
-    assert m["cprof_agent_unwind_exe_hits_total"] >= m["cprof_agent_unwind_execs_total"], m
+    # Each short-lived process read while it lived (at its first sample, or at the reader's
+    # wake-up after its exec) found its executable's and libraries' tables built already.
+    assert m["cprof_agent_unwind_exe_hits_total"] >= len(shorts), m
     # (the machine's other processes are sampled and get tables too, one per file: how many
     # depends on what else runs, so the sharing is checked through the hits above)
     assert m["cprof_agent_unwind_build_seconds_total"] > 0, m

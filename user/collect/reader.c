@@ -16,10 +16,12 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* An exec is read this long after its notice, unless the process was sampled, exited or did
- * something else worth a notice by then (see struct pending_exec). */
+/* An exec is read at the first of the reader's wake-ups this long after it, unless the process
+ * was sampled, exited or did something else worth a notice by then (see struct pending_exec). */
 #define EXEC_READ_DELAY_NS (10 * 1000000LL)
-#define PENDING_MAX	   256
+/* The longest the reader sleeps: how late a lazy notice (an exit, an exec) may be read. */
+#define READER_PERIOD_MS 100
+#define PENDING_MAX	 256
 
 struct notice_item {
 	struct cprof_proc_event e;
@@ -31,11 +33,11 @@ struct notice_item {
 /* An exec notice not read yet. Most processes a busy machine starts (shell tools, compilers'
  * helpers) exit within milliseconds, unsampled: then nothing of them is ever needed, and
  * reading their mappings at exec was most of the agent's cost per process. One still running
- * after EXEC_READ_DELAY_NS is read then (what its first sample will need); one that is sampled
- * first, or exits, sends its exec notice on unread (the handler still learns of the exec) ahead
+ * EXEC_READ_DELAY_NS after its exec is read at the reader's next wake-up (what its first
+ * sample will need); one that is sampled first, or exits, sends its exec notice on unread (the handler still learns of the exec) ahead
  * of that notice, which reads what it needs; one that exits unsampled, and was not announced
- * before its exec, is forgotten with its exit. The cost: a sample in a process's first 10 ms
- * walks without the tables that its exec's reading would have mapped. */
+ * before its exec, is forgotten with its exit. The cost: a sample in a process's first 10 to
+ * 110 ms walks without the tables that its exec's reading would have mapped. */
 struct pending_exec {
 	struct cprof_proc_event e;
 	int64_t due; /* CLOCK_MONOTONIC ns */
@@ -198,28 +200,22 @@ static int reader_event(void *ctx, void *data, size_t size)
 		if (r->npending == PENDING_MAX)
 			read_due(r, true); /* a burst of execs: no more waiting */
 		r->pending[r->npending++] = (struct pending_exec){
-			.e = *e, .due = clock__ns(CLOCK_MONOTONIC) + EXEC_READ_DELAY_NS};
+			.e = *e, .due = (int64_t)e->time_ns + EXEC_READ_DELAY_NS};
 		return 0;
 	}
 	push_event(r, e, true);
 	return 0;
 }
 
+/* Wakes for a notice that must be read at once (bpf/common.bpf.h, proc_event_submit) and every
+ * READER_PERIOD_MS for the lazy ones (exits, execs), whose due execs it reads then. */
 static void *reader_main(void *arg)
 {
 	struct notice_reader *r = arg;
 	int err;
 
-	int64_t wait;
-
 	while (!atomic_load(&r->stop)) {
-		wait = 100;
-		if (r->npending) {
-			wait = (r->pending[0].due - clock__ns(CLOCK_MONOTONIC)) / 1000000 + 1;
-			wait = wait < 1 ? 1 : wait > 100 ? 100 : wait;
-		}
-		err = ring_buffer__poll(r->rb, (int)wait);
-		/* A timeout: notices that wake no one (exits, bpf/common.bpf.h) are read now. */
+		err = ring_buffer__poll(r->rb, READER_PERIOD_MS);
 		if (err == 0)
 			err = ring_buffer__consume(r->rb);
 		if (err < 0 && err != -EINTR) {
