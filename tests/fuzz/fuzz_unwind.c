@@ -1,7 +1,8 @@
-/* libFuzzer target for the unwind table compiler (user/unwind/table.c), which reads the
- * .eh_frame_hdr and .eh_frame of every executable a profiled process maps, the way cprof-bpf
- * reads them: from a file descriptor, from a memory image (a vDSO), and for the build-id alone.
- * A table it returns must be what the BPF unwinder can binary-search: pcs strictly ascending,
+/* libFuzzer target for the unwind table compiler (user/unwind/table.c, with util/build_id.c),
+ * which reads the .eh_frame_hdr and .eh_frame of every executable a profiled process maps, the
+ * way cprof-bpf reads them: from a file descriptor, from a memory image (a vDSO), and for the
+ * build-id alone. A table it returns must be what the BPF unwinder can binary-search: pcs
+ * strictly ascending,
  * every kind known; the search itself is run at a few addresses. Any crash, leak, sanitizer
  * report or broken invariant (abort) is a bug. Run by `make fuzz` and, briefly, `make test`.
  *

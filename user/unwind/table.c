@@ -17,6 +17,7 @@
 #include "unwind/cfi_check.h"
 #include "unwind/cfi_rows.h"
 #include "unwind/table.h"
+#include "util/build_id.h"
 
 #define REG_RBP 6
 #define REG_RSP 7
@@ -580,8 +581,9 @@ int unwind_table__build_id(int fd, char *buf, size_t len)
 	Elf *elf;
 	int err;
 
-	if (len)
-		buf[0] = '\0';
+	err = build_id__read(fd, buf, len);
+	if (err != -ENOEXEC)
+		return err;
 	elf_version(EV_CURRENT);
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!elf)
