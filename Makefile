@@ -149,10 +149,10 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser -Ibp
 FUZZ_SRCS_fuzz_elf := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c \
 	      user/sym/gopclntab.c user/util/dir.c user/util/hashmap.c user/util/log.c
 FUZZ_SRCS_fuzz_unwind := user/unwind/table.c user/unwind/cfi_check.c user/unwind/cfi_rows.c \
-	      user/util/build_id.c
+	      user/util/elf_head.c
 build/fuzz/fuzz_elf: $(FUZZ_SRCS_fuzz_elf) $(wildcard user/sym/*.h)
 build/fuzz/fuzz_unwind: $(FUZZ_SRCS_fuzz_unwind) $(wildcard user/unwind/*.h) $(wildcard bpf/*.h) \
-			 user/util/build_id.h
+			 user/util/elf_head.h
 build/fuzz/%: tests/fuzz/%.c | $(DEPS_STAMP)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)

@@ -1,4 +1,4 @@
-/* libFuzzer target for the unwind table compiler (user/unwind/table.c, with util/build_id.c),
+/* libFuzzer target for the unwind table compiler (user/unwind/table.c, with util/elf_head.c),
  * which reads the .eh_frame_hdr and .eh_frame of every executable a profiled process maps, the
  * way cprof-bpf reads them: from a file descriptor, from a memory image (a vDSO), and for the
  * build-id alone. A table it returns must be what the BPF unwinder can binary-search: pcs

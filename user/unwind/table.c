@@ -17,7 +17,7 @@
 #include "unwind/cfi_check.h"
 #include "unwind/cfi_rows.h"
 #include "unwind/table.h"
-#include "util/build_id.h"
+#include "util/elf_head.h"
 
 #define REG_RBP 6
 #define REG_RSP 7
@@ -581,7 +581,7 @@ int unwind_table__build_id(int fd, char *buf, size_t len)
 	Elf *elf;
 	int err;
 
-	err = build_id__read(fd, buf, len);
+	err = elf_head__build_id(fd, buf, len);
 	if (err != -ENOEXEC)
 		return err;
 	elf_version(EV_CURRENT);

@@ -37,7 +37,7 @@ int unwind_table__build(int fd, struct unwind_table *t);
 int unwind_table__build_libdw(int fd, struct unwind_table *t);
 /* The same for an ELF image in memory (a vDSO copied from a process). */
 int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t);
-/* Only reads the build-id (cheap: pread, util/build_id.h; libelf for a file it leaves; for
+/* Only reads the build-id (cheap: pread, util/elf_head.h; libelf for a file it leaves; for
  * deduplication before building). */
 int unwind_table__build_id(int fd, char *buf, size_t len);
 void unwind_table__free(struct unwind_table *t);

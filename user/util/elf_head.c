@@ -1,4 +1,4 @@
-/* The build-id read: see build_id.h. */
+/* The ELF headers read: see elf_head.h. */
 #include <elf.h>
 #include <errno.h>
 #include <stdint.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/build_id.h"
+#include "util/elf_head.h"
 
 /* Bounds of what is read on the stack; a file past them is left to another reader (-ENOEXEC). */
 #define PHDRS_MAX 64
@@ -95,31 +95,70 @@ static int sections_build_id(int fd, const Elf64_Ehdr *eh, char *buf, size_t len
 	return err;
 }
 
-int build_id__read(int fd, char *buf, size_t len)
+/* Reads the ELF header and the program headers (ph: PHDRS_MAX). */
+static int read_headers(int fd, Elf64_Ehdr *eh, Elf64_Phdr *ph)
 {
-	Elf64_Phdr ph[PHDRS_MAX];
-	Elf64_Ehdr eh;
+	int err = read_at(fd, eh, sizeof(*eh), 0);
+
+	if (err)
+		return err;
+	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh->e_phnum == PN_XNUM || eh->e_phnum > PHDRS_MAX)
+		return -ENOEXEC;
+	return read_at(fd, ph, eh->e_phnum * sizeof(ph[0]), eh->e_phoff);
+}
+
+/* The build-id in the PT_NOTE segments, else in the SHT_NOTE sections. */
+static int find_build_id(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *ph, char *buf, size_t len)
+{
 	int err;
 
 	if (!len)
 		return -ERANGE;
 	buf[0] = '\0';
-	err = read_at(fd, &eh, sizeof(eh), 0);
-	if (err)
-		return err;
-	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh.e_phnum == PN_XNUM || eh.e_phnum > PHDRS_MAX)
-		return -ENOEXEC;
-	err = read_at(fd, ph, eh.e_phnum * sizeof(ph[0]), eh.e_phoff);
-	if (err)
-		return err;
-	for (int i = 0; i < eh.e_phnum; i++) {
+	for (int i = 0; i < eh->e_phnum; i++) {
 		if (ph[i].p_type != PT_NOTE || !ph[i].p_filesz)
 			continue;
 		err = read_notes(fd, ph[i].p_offset, ph[i].p_filesz, ph[i].p_align, buf, len);
 		if (err != -ENOENT)
 			return err;
 	}
-	return sections_build_id(fd, &eh, buf, len);
+	return sections_build_id(fd, eh, buf, len);
+}
+
+int elf_head__build_id(int fd, char *buf, size_t len)
+{
+	Elf64_Phdr ph[PHDRS_MAX];
+	Elf64_Ehdr eh;
+	int err;
+
+	if (len)
+		buf[0] = '\0';
+	err = read_headers(fd, &eh, ph);
+	return err ? err : find_build_id(fd, &eh, ph, buf, len);
+}
+
+int elf_head__read(int fd, struct elf_head *h)
+{
+	Elf64_Phdr ph[PHDRS_MAX];
+	Elf64_Ehdr eh;
+	int err;
+
+	memset(h, 0, sizeof(*h));
+	err = read_headers(fd, &eh, ph);
+	if (err)
+		return err;
+	for (int i = 0; i < eh.e_phnum; i++) {
+		if (ph[i].p_type != PT_LOAD)
+			continue;
+		if (ph[i].p_flags & PF_X)
+			h->text_bytes += ph[i].p_filesz;
+		if (h->nloads < ELF_HEAD_MAX_LOADS)
+			h->loads[h->nloads++] = (struct elf_load){.offset = ph[i].p_offset,
+								  .vaddr = ph[i].p_vaddr,
+								  .filesz = ph[i].p_filesz};
+	}
+	err = find_build_id(fd, &eh, ph, h->build_id, sizeof(h->build_id));
+	return err == -ENOENT ? 0 : err;
 }

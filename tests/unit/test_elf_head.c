@@ -1,6 +1,7 @@
-/* Unit tests of util/build_id: the build-id read with pread equals elfutils' (dwelf) for every
- * ELF file of the system's library and binary directories; a file without one, a non-ELF file,
- * a truncated one and a short buffer get their errors. */
+/* Unit tests of util/elf_head: the build-id and the PT_LOAD segments read with pread equal
+ * elfutils' (dwelf, gelf) for every ELF file of the system's library and binary directories; a
+ * file without a build-id, a non-ELF file, a truncated one and a short buffer get their
+ * errors. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,18 +20,22 @@
 
 #include <cmocka.h>
 
-#include "util/build_id.h"
+#include "util/elf_head.h"
 
 static const char *const DIRS[] = {"/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/sbin"};
 
-/* elfutils' answer for fd, as hex; "" when it finds none. Returns whether fd is an ELF file. */
-static bool dwelf_hex(int fd, char *buf, size_t len)
+/* elfutils' answer for fd: the build-id as hex ("" when it finds none) and the segments.
+ * Returns whether fd is an ELF file. */
+static bool elfutils_head(int fd, char *buf, size_t len, struct elf_head *h)
 {
 	const uint8_t *id;
+	GElf_Phdr ph;
+	size_t nph;
 	ssize_t n;
 	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 
 	buf[0] = '\0';
+	memset(h, 0, sizeof(*h));
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		if (elf)
 			elf_end(elf);
@@ -39,6 +44,17 @@ static bool dwelf_hex(int fd, char *buf, size_t len)
 	n = dwelf_elf_gnu_build_id(elf, (const void **)&id);
 	for (ssize_t i = 0; i < n && (size_t)(2 * i + 2) < len; i++)
 		snprintf(buf + 2 * i, 3, "%02x", id[i]);
+	if (elf_getphdrnum(elf, &nph))
+		nph = 0;
+	for (size_t i = 0; i < nph; i++) {
+		if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (ph.p_flags & PF_X)
+			h->text_bytes += ph.p_filesz;
+		if (h->nloads < ELF_HEAD_MAX_LOADS)
+			h->loads[h->nloads++] =
+				(struct elf_load){ph.p_offset, ph.p_vaddr, ph.p_filesz};
+	}
 	elf_end(elf);
 	return true;
 }
@@ -46,6 +62,7 @@ static bool dwelf_hex(int fd, char *buf, size_t len)
 static void test_same_as_elfutils(void **state)
 {
 	char ours[160], theirs[160], path[4096];
+	struct elf_head got, want;
 	size_t compared = 0, with_id = 0;
 	struct dirent *de;
 	struct stat st;
@@ -65,13 +82,20 @@ static void test_same_as_elfutils(void **state)
 			fd = open(path, O_RDONLY | O_CLOEXEC);
 			if (fd < 0)
 				continue;
-			if (dwelf_hex(fd, theirs, sizeof(theirs))) {
-				err = build_id__read(fd, ours, sizeof(ours));
+			if (elfutils_head(fd, theirs, sizeof(theirs), &want)) {
+				err = elf_head__build_id(fd, ours, sizeof(ours));
 				/* A file past the reader's bounds is left to libelf, never misread. */
 				if (err != -ENOEXEC) {
 					if (strcmp(ours, theirs))
 						fail_msg("%s: %s, elfutils %s", path, ours, theirs);
 					assert_int_equal(err, theirs[0] ? 0 : -ENOENT);
+					assert_int_equal(elf_head__read(fd, &got), 0);
+					assert_string_equal(got.build_id, theirs);
+					assert_int_equal(got.nloads, want.nloads);
+					assert_memory_equal(got.loads, want.loads,
+							    sizeof(got.loads[0]) *
+								    (size_t)got.nloads);
+					assert_int_equal(got.text_bytes, want.text_bytes);
 					compared++;
 					with_id += theirs[0] != '\0';
 				}
@@ -100,7 +124,7 @@ static int copy_changed(const char *path, bool retype, size_t cut)
 	data = malloc((size_t)st.st_size);
 	assert_non_null(data);
 	assert_int_equal(pread(fd, data, (size_t)st.st_size, 0), st.st_size);
-	assert_int_equal(build_id__read(fd, id, sizeof(id)), 0);
+	assert_int_equal(elf_head__build_id(fd, id, sizeof(id)), 0);
 	close(fd);
 	n = (size_t)st.st_size;
 	if (retype) {
@@ -134,26 +158,26 @@ static void test_errors(void **state)
 	(void)state;
 	/* No build-id note. */
 	fd = copy_changed(exe, true, 0);
-	assert_int_equal(build_id__read(fd, buf, sizeof(buf)), -ENOENT);
+	assert_int_equal(elf_head__build_id(fd, buf, sizeof(buf)), -ENOENT);
 	assert_string_equal(buf, "");
 	close(fd);
 	/* Cut inside the ELF header; then inside the program headers. */
 	fd = copy_changed(exe, false, 20);
-	assert_int_equal(build_id__read(fd, buf, sizeof(buf)), -ENOEXEC);
+	assert_int_equal(elf_head__build_id(fd, buf, sizeof(buf)), -ENOEXEC);
 	close(fd);
 	fd = copy_changed(exe, false, sizeof(Elf64_Ehdr) + 8);
-	assert_int_equal(build_id__read(fd, buf, sizeof(buf)), -ENOEXEC);
+	assert_int_equal(elf_head__build_id(fd, buf, sizeof(buf)), -ENOEXEC);
 	close(fd);
 	/* Not ELF. */
 	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_int_equal(build_id__read(fd, buf, sizeof(buf)), -ENOEXEC);
+	assert_int_equal(elf_head__build_id(fd, buf, sizeof(buf)), -ENOEXEC);
 	close(fd);
 	/* A buffer too small for 40 hex digits and the NUL. */
 	fd = open(exe, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_int_equal(build_id__read(fd, buf, 40), -ERANGE);
-	assert_int_equal(build_id__read(fd, buf, 41), 0);
+	assert_int_equal(elf_head__build_id(fd, buf, 40), -ERANGE);
+	assert_int_equal(elf_head__build_id(fd, buf, 41), 0);
 	assert_int_equal(strlen(buf), 40);
 	close(fd);
 }
