@@ -181,17 +181,20 @@ struct {
 #define SIGCTX_RSP  120
 #define SIGCTX_RIP  128
 
-/* The row of the largest pc <= vaddr in table, or NULL. */
-static __always_inline const struct cprof_unwind_row *find_row(void *table, __u32 nrows,
-							       __u64 vaddr)
+/* The row of the largest pc <= vaddr in table, or NULL. Entry 0 of a table is its header: its
+ * pc is how many rows follow (a table loaded after its processes' mappings were written, as
+ * the agent does, is searched to its end all the same). */
+static __always_inline const struct cprof_unwind_row *find_row(void *table, __u64 vaddr)
 {
 	const struct cprof_unwind_row *row;
-	__u32 lo = 0, hi = nrows, mid;
+	__u32 zero = 0, lo = 1, hi, mid;
 	struct bpf_iter_num it;
 	bool lost = false;
 
-	if (nrows == 0 || vaddr > 0xffffffffull)
+	row = bpf_map_lookup_elem(table, &zero);
+	if (!row || row->pc == 0 || vaddr > 0xffffffffull)
 		return NULL;
+	hi = row->pc + 1;
 	bpf_iter_num_new(&it, 0, CPROF_UNWIND_SEARCH_STEPS);
 	while (bpf_iter_num_next(&it)) {
 		if (lo + 1 >= hi)
@@ -410,7 +413,7 @@ static __always_inline int native_step_in(struct cprof_walk *s,
 			goto no_table;
 		}
 		table_used(s, m->exe_id);
-		row = find_row(table, m->nrows, at - m->bias);
+		row = find_row(table, at - m->bias);
 		if ((!row || row->kind == CPROF_UNW_INVALID) && s->exact && s->st.n <= 1)
 			return row_step(s, &leaf_row, uc);
 		if (!row) {

@@ -73,10 +73,12 @@ struct cprof_unwind_lpm_key {
 };
 
 /* What the trie gives for an address: which table, and how to get from a runtime address to the
- * table's link-time pcs (pc - bias). exe_id 0: no table for this mapping (frame pointers). */
+ * table's link-time pcs (pc - bias). exe_id 0: no table for this mapping (frame pointers). A
+ * table (an ARRAY of struct cprof_unwind_row) says its own size: its entry 0 is a header whose
+ * pc is how many rows follow, so a mapping can name a table before it is built. */
 struct cprof_unwind_mapping {
 	__u32 exe_id;
-	__u32 nrows;
+	__u32 nrows; /* only in the header of a pid's mapping array (below): how many follow */
 	__u64 bias;
 	__u64 start, end; /* the whole mapping: the walk reuses the entry while pcs stay inside */
 };

@@ -81,6 +81,9 @@ static void metrics__unwind(struct strbuf *b, const struct agent_metrics *m)
 	    "Executable mappings whose table was already known (shared, no work).", u->exe_hits);
 	put(b, "unwind_deferred_total", "counter",
 	    "Mappings queued for a later build (large file or over --unwind-cpu).", u->deferred);
+	put(b, "unwind_on_demand_total", "counter",
+	    "Executables named for the unwinder, their table built when a walk first needs it.",
+	    u->on_demand);
 	put(b, "unwind_pending", "gauge", "Mappings waiting for a table now.", u->pending);
 	put(b, "unwind_over_budget_total", "counter",
 	    "Executables left to frame pointers: --unwind-mem or table slots full.",

@@ -279,6 +279,7 @@ static int collector__start_unwinder(struct collector *c)
 	struct bpf_map *used = bpf_object__find_map_by_name(c->obj, "unwind_used");
 	struct unwinder_opts uo = {.budget_bytes = c->opts.unwind_mem,
 				   .cpu_pct = c->opts.unwind_cpu,
+				   .on_demand = c->opts.unwind_lazy,
 				   .cache_dir = c->opts.unwind_cache,
 				   .cache_bytes = c->opts.unwind_cache_size};
 

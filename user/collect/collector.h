@@ -67,7 +67,8 @@ struct collect_opts {
 	const char *unwind_cache;
 	uint64_t unwind_cache_size;
 	/* Tables only for processes that are sampled: an exec notice reads nothing for the
-	 * unwinder, the first sample's notice (CPROF_PROC_NEW / _SAMPLED) does. */
+	 * unwinder, the first sample's notice (CPROF_PROC_NEW / _SAMPLED) does; and only for
+	 * their files that a walk needs (unwinder_opts.on_demand). */
 	bool unwind_lazy;
 
 	/* mutex, offcpu: shorter waits are not counted */

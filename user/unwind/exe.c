@@ -22,6 +22,7 @@
 #include "util/hashmap.h"
 #include "util/log.h"
 #include "util/clock.h"
+#include "util/elf_head.h"
 
 /* Whether building the table of a file of `size` bytes now would exceed the CPU budget: the
  * CPU time spent building so far plus this build's estimate (the mean time per byte of the
@@ -280,11 +281,20 @@ cleanup:
 	return err;
 }
 
-/* Puts the table's rows in the HASH_OF_MAPS under id. */
+/* Puts the table's rows in the HASH_OF_MAPS under id, after their header (bpf/unwind.h). */
 static int load_table(struct unwinder *u, uint32_t id, const struct unwind_table *t)
 {
-	return unwinder__put_inner_array(u->o.tables_fd, id, "cprof_unw_rows",
-					 sizeof(struct cprof_unwind_row), (__u32)t->n, t->rows);
+	struct cprof_unwind_row *all = malloc((t->n + 1) * sizeof(*all));
+	int err;
+
+	if (!all)
+		return -ENOMEM;
+	all[0] = (struct cprof_unwind_row){.pc = (uint32_t)t->n, .kind = CPROF_UNW_INVALID};
+	memcpy(&all[1], t->rows, t->n * sizeof(*all));
+	err = unwinder__put_inner_array(u->o.tables_fd, id, "cprof_unw_rows", sizeof(*all),
+					(__u32)t->n + 1, all);
+	free(all);
+	return err;
 }
 
 /* e's table t is in BPF now: e is resident, just used, and counted. */
@@ -356,11 +366,24 @@ static int exe_table(struct unwinder *u, int fd, const char *fkey, struct unwind
 	return 0;
 }
 
+/* e, named by its processes' trie entries (e->id), will have no table: not tried again, and its
+ * walks stop asking for it (BPF asks at most once a CPROF_UNWIND_MISS_NS after the time in its
+ * unwind_used slot: a time far ahead). Frame pointers there. */
+static void exe_give_up(struct unwinder *u, struct unw_exe *e)
+{
+	if (!e->id)
+		return;
+	e->stale = true;
+	if (u->used)
+		u->used[e->id] = UINT64_MAX / 2;
+}
+
 void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, size_t size,
 		    const char *fkey)
 {
 	struct unwind_table t = {};
-	bool was = unw_exe__idle(e), rebuild = e->id != 0, cached = false;
+	/* A table named before it was built (unwinder__waiting_exe) knows no rows yet. */
+	bool was = unw_exe__idle(e), rebuild = e->id && e->nrows, cached = false;
 	uint32_t id = e->id;
 	uint64_t bytes;
 	/* CPU time of this thread, not wall time: a busy machine does not eat the budget. */
@@ -376,19 +399,22 @@ void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, 
 		      : unwind_table__build_mem(image, size, &t);
 	if (err == -ENOENT || err == -ENOTSUP || err == -ENOEXEC) {
 		u->st.no_cfi++;
+		exe_give_up(u, e);
 		goto done;
 	}
 	if (err) {
 		u->st.failed++;
 		pr_debug("unwind: cannot build the table of %s: %s\n", fkey, strerror(-err));
+		exe_give_up(u, e);
 		goto done;
 	}
-	/* The processes holding e have trie entries that say how many rows its table has: a
-	 * rebuild must give the same (it does, for the same file). */
-	if (rebuild && (t.n != e->nrows || t.nloads != e->nloads)) {
+	/* The processes holding e have trie entries whose bias comes from its segments: a table
+	 * named before it was built, or rebuilt, must have the same (it does, for the same file). */
+	if (e->id && (t.nloads != e->nloads ||
+		      memcmp(t.loads, e->loads, sizeof(t.loads[0]) * (size_t)t.nloads))) {
 		u->st.failed++;
-		e->stale = true;
-		pr_debug("unwind: %s changed since its table was built\n", fkey);
+		exe_give_up(u, e);
+		pr_debug("unwind: %s changed since its table was named\n", fkey);
 		goto done;
 	}
 	bytes = t.n * sizeof(struct cprof_unwind_row);
@@ -463,6 +489,60 @@ struct unw_exe *unwinder__get_exe(struct unwinder *u, int fd, void *image, size_
 		unw_exe__build(u, e, fd, image, size, fkey);
 	} else if (unw_exe__evicted(e)) {
 		unw_exe__build(u, e, fd, image, size, fkey);
+	}
+	if (exe_key(u, e, fkey)) {
+		if (unw_exe__idle(e))
+			exe_forget(u, e);
+		return NULL;
+	}
+	return e;
+}
+
+/* e's segments from the file's headers (util/elf_head.h): what its processes' trie entries need
+ * before its table is built. 0, or -ENOEXEC. */
+static int exe_segments(struct unw_exe *e, const struct elf_head *h)
+{
+	if (!h->nloads || h->nloads > UNWIND_TABLE_MAX_LOADS)
+		return -ENOEXEC;
+	for (int i = 0; i < h->nloads; i++) {
+		e->loads[i].offset = h->loads[i].offset;
+		e->loads[i].vaddr = h->loads[i].vaddr;
+		e->loads[i].filesz = h->loads[i].filesz;
+	}
+	e->nloads = h->nloads;
+	e->text_bytes = h->text_bytes;
+	return 0;
+}
+
+struct unw_exe *unwinder__waiting_exe(struct unwinder *u, int fd, const char *fkey)
+{
+	struct unw_exe *e = NULL;
+	struct elf_head h;
+	char bkey[sizeof(h.build_id) + 2];
+	void *found;
+
+	if (elf_head__read(fd, &h))
+		return NULL;
+	snprintf(bkey, sizeof(bkey), "b:%s", h.build_id);
+	if (h.build_id[0] && hashmap__find(u->exes, bkey, &found)) {
+		e = found; /* another path to a known file */
+	} else {
+		e = exe_new(u);
+		if (!e)
+			return NULL;
+		if (exe_segments(e, &h) || (h.build_id[0] && exe_key(u, e, bkey))) {
+			exe_forget(u, e);
+			return NULL;
+		}
+		e->id = exe_slot(u, e);
+		if (!e->id) {
+			exe_forget(u, e);
+			return NULL;
+		}
+		/* Its first walk asks for it at once (bpf/unwind.bpf.h, table_missing). */
+		if (u->used)
+			u->used[e->id] = 0;
+		u->st.on_demand++;
 	}
 	if (exe_key(u, e, fkey)) {
 		if (unw_exe__idle(e))

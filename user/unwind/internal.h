@@ -18,11 +18,11 @@
  * --unwind-mem through eviction); records with neither are kept up to IDLE_MAX, oldest
  * dropped first. */
 struct unw_exe {
-	size_t idx;    /* in unwinder.all */
-	uint32_t id;   /* table id (slot of unwind_used), 0: none (frame pointers) */
-	bool resident; /* its table is in BPF; false with an id: evicted, rebuilt when sampled */
-	bool stale;    /* its table could not be loaded, or changed: not tried again */
-	uint32_t nrows;
+	size_t idx;	/* in unwinder.all */
+	uint32_t id;	/* table id (slot of unwind_used), 0: none (frame pointers) */
+	bool resident;	/* its table is in BPF; false with an id: evicted, rebuilt when sampled */
+	bool stale;	/* its table could not be loaded, or changed: not tried again */
+	uint32_t nrows; /* 0: not built yet (named on demand, unwinder__waiting_exe) */
 	uint64_t text_bytes;
 	uint32_t refs;	 /* readings of processes (struct unw_pid) that map it */
 	int64_t idle_ns; /* CLOCK_MONOTONIC when it became idle (no refs, no table) */
@@ -128,6 +128,11 @@ void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, 
 bool unwinder__cached(const struct unwinder *u, int fd, const char *fkey);
 /* Whether e is a table that was evicted: rebuilt when a process mapping it is sampled. */
 bool unw_exe__evicted(const struct unw_exe *e);
+/* The executable behind fd, filed under fkey, with a table id but no table yet (unwinder_opts
+ * .on_demand): the first walk that needs it asks for it (CPROF_PROC_UNWIND_MISS), as for an
+ * evicted one. Known already by its build-id: that record. NULL: out of memory or of table
+ * ids, or a file whose headers this cannot read (then built as before). */
+struct unw_exe *unwinder__waiting_exe(struct unwinder *u, int fd, const char *fkey);
 /* The executable behind fd (known by its build-id, else new, its table built), filed under
  * fkey; fd < 0: the vDSO image of size bytes. NULL when out of memory. */
 struct unw_exe *unwinder__get_exe(struct unwinder *u, int fd, void *image, size_t size,

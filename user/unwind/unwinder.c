@@ -315,6 +315,14 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 			return e ? map_exe(u, p, pid, m->start, m->end, m->offset, e) : fd;
 		if (fstat(fd, &st))
 			st.st_size = 0;
+		/* On demand: named now, built when a walk first needs it. */
+		if (mode == ADD_DEFER && !e && u->o.on_demand) {
+			e = unwinder__waiting_exe(u, fd, fkey);
+			if (e) {
+				close(fd);
+				return map_exe(u, p, pid, m->start, m->end, m->offset, e);
+			}
+		}
 		if (mode == ADD_DEFER) {
 			err = defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
 			/* An evicted table's entries stay meanwhile (frame pointers until then). */
@@ -349,7 +357,6 @@ static int map_exe(struct unwinder *u, struct unw_pid *p, pid_t pid, uint64_t st
 		if (offset < lo || offset >= e->loads[i].offset + e->loads[i].filesz)
 			continue;
 		val.exe_id = e->id;
-		val.nrows = e->nrows;
 		val.bias = start - offset + e->loads[i].offset - e->loads[i].vaddr;
 		val.start = start;
 		val.end = end;

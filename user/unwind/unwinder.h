@@ -29,6 +29,10 @@ struct unwinder_opts {
 	/* The ARRAY `unwind_used` (mmapped): when each table was last used by a walk, for
 	 * evicting the least recently sampled first; or -1 (then by build time). */
 	int used_fd;
+	/* With defer, a new executable gets a table id but no table: its table is built (within
+	 * cpu_pct) when a walk first needs it, as an evicted one is. Most files a sampled process
+	 * maps are never in one of its sampled stacks. */
+	bool on_demand;
 	/* Tables kept on disk across runs (unwind/cache.h), or NULL; bounded to cache_bytes. */
 	const char *cache_dir;
 	uint64_t cache_bytes;
@@ -52,6 +56,7 @@ struct unwinder_stats {
 	uint64_t execs;		   /* more processes, at exec: known tables only, no builds */
 	uint64_t exe_hits;	   /* mappings of an executable already known: no work */
 	uint64_t deferred;	   /* mappings queued (large file, or over the CPU budget) */
+	uint64_t on_demand;	   /* executables named, their table built when a walk needs it */
 	uint64_t queue_full;	   /* mappings not queued: the queue was full (frame pointers) */
 	uint64_t pending;	   /* mappings waiting in the queue now */
 	/* The memory budget: past --unwind-mem the least recently sampled tables are evicted;
