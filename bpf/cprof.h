@@ -84,9 +84,9 @@ struct cprof_key {
 	  "executables without unwind table: --unwind-mem or table slots full (frame pointers)")   \
 	X(UNWIND_FAILED, USER_DROP, "unwind_table_failed",                                         \
 	  "executables or mappings whose unwind table could not be loaded")                        \
-	X(UNWIND_EVICTED_FP, BPF_DROP, "unwind_table_evicted",                                     \
+	X(UNWIND_NOT_LOADED_FP, BPF_DROP, "unwind_table_not_loaded",                               \
 	  "user stacks walked in part with frame pointers: their unwind table is not loaded "      \
-	  "(evicted, or no room in --unwind-mem yet); built at a later sample")                    \
+	  "(not built yet, evicted, or no room in --unwind-mem yet); built for later samples")     \
 	X(UNWIND_EVICTIONS, USER_DROP, "unwind_table_evictions",                                   \
 	  "unwind tables evicted to stay within --unwind-mem (least recently sampled first)")      \
 	X(UNWIND_TABLE_FRAMES, BPF_COUNT, "unwind_table_frames", "frames unwound with a table")    \
@@ -154,8 +154,9 @@ enum {
 	/* A process of interest mapped executable memory (a library loaded by ld.so or dlopen):
 	 * user space re-reads its mappings. At most one pending per process (mmap_pending). */
 	CPROF_PROC_MMAP = 6,
-	/* A walk of pid met a mapping whose unwind table was evicted (--unwind-mem): user space
-	 * rebuilds it (code: the table id). At most once a second per table. */
+	/* A walk of pid met a mapping whose unwind table is not loaded (not built yet: the agent
+	 * builds tables on demand; or evicted, --unwind-mem): user space builds it (code: the
+	 * table id). At most once a second per table. */
 	CPROF_PROC_UNWIND_MISS = 7,
 };
 

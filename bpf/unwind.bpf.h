@@ -126,9 +126,9 @@ struct {
 
 /* When each table was last used by a walk (bpf_ktime_get_ns), by table id: user space evicts
  * the least recently sampled tables when --unwind-mem is full (user/unwind/unwinder.c) and
- * reads this array through mmap. A walk that meets the id of an evicted table (its processes
- * still map it) walks that frame with frame pointers, counts it, and sends a
- * CPROF_PROC_UNWIND_MISS notice so the table is rebuilt, at most once per
+ * reads this array through mmap. A walk that meets the id of a table not loaded (not built yet,
+ * or evicted: its processes still map it) walks that frame with frame pointers, counts it, and
+ * sends a CPROF_PROC_UNWIND_MISS notice so the table is built, at most once per
  * CPROF_UNWIND_MISS_NS per table. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -152,10 +152,10 @@ struct cprof_walk {
 	__u64 pc, sp, bp;
 	__u64 hash;
 	__u32 pid;
-	__u32 exact;   /* pc is where the frame is, not a return address (leaf, signal frame) */
-	__u32 stop;    /* CPROF_STAT_* that ended the walk early, or 0 */
-	__u32 evicted; /* frames walked with frame pointers: their table was evicted */
-	__u64 now;     /* bpf_ktime_get_ns() at the start of the walk */
+	__u32 exact;	  /* pc is where the frame is, not a return address (leaf, signal frame) */
+	__u32 stop;	  /* CPROF_STAT_* that ended the walk early, or 0 */
+	__u32 not_loaded; /* frames walked with frame pointers: their table is not loaded */
+	__u64 now;	  /* bpf_ktime_get_ns() at the start of the walk */
 	/* The last trie entry found: consecutive frames are mostly in one mapping, and a trie
 	 * lookup costs more than the rest of a frame. */
 	struct cprof_unwind_mapping last;
@@ -378,15 +378,15 @@ static __always_inline void table_used(struct cprof_walk *s, __u32 exe_id)
 		*v = s->now;
 }
 
-/* A mapping names exe_id, whose table is not in unwind_tables: it was evicted. Asks user space
- * to rebuild it (rate-limited per table through its unwind_used slot; a lost notice is only
+/* A mapping names exe_id, whose table is not in unwind_tables: not built yet, or evicted. Asks
+ * user space to build it (rate-limited per table through its unwind_used slot; a lost notice is only
  * sent again later). */
 static __always_inline void table_missing(struct cprof_walk *s, __u32 exe_id)
 {
 	struct cprof_proc_event *e;
 	__u64 *v = bpf_map_lookup_elem(&unwind_used, &exe_id);
 
-	s->evicted++;
+	s->not_loaded++;
 	if (!v || *v + CPROF_UNWIND_MISS_NS > s->now)
 		return;
 	*v = s->now;
@@ -581,7 +581,7 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 	 * `syscall`, in the same function: exact either way. */
 	s->exact = 1;
 	s->stop = 0;
-	s->evicted = 0;
+	s->not_loaded = 0;
 	s->now = bpf_ktime_get_ns();
 	s->last.start = s->last.end = 0;
 	s->st.n = 0;
@@ -597,8 +597,8 @@ static __always_inline struct cprof_walk *unwind_walk(struct pt_regs *regs, __u3
 		bpf_loop(2 * CPROF_MAX_STACK, py_rest_step, uc, 0);
 	if (s->stop)
 		stat_inc(s->stop);
-	if (s->evicted)
-		stat_inc(CPROF_STAT_UNWIND_EVICTED_FP);
+	if (s->not_loaded)
+		stat_inc(CPROF_STAT_UNWIND_NOT_LOADED_FP);
 	return s;
 }
 

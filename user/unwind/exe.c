@@ -455,7 +455,8 @@ done:
 	unw_exe__changed(u, e, was);
 }
 
-/* Whether e is a table that was evicted: rebuilt when a process mapping it is sampled. */
+/* Whether e has a table id but no table (evicted, or named on demand): built when a walk of a
+ * process mapping it asks for it. */
 bool unw_exe__evicted(const struct unw_exe *e)
 {
 	return e->id && !e->resident && !e->stale;

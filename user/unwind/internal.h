@@ -126,7 +126,8 @@ void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, 
 /* Whether the table of the file behind fd (filed under fkey) is in the on-disk cache: read,
  * not built, so the CPU budget does not hold it back. */
 bool unwinder__cached(const struct unwinder *u, int fd, const char *fkey);
-/* Whether e is a table that was evicted: rebuilt when a process mapping it is sampled. */
+/* Whether e has a table id but no table (evicted, or named on demand): built when a walk of a
+ * process mapping it asks for it. */
 bool unw_exe__evicted(const struct unw_exe *e);
 /* The executable behind fd, filed under fkey, with a table id but no table yet (unwinder_opts
  * .on_demand): the first walk that needs it asks for it (CPROF_PROC_UNWIND_MISS), as for an

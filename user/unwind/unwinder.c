@@ -572,12 +572,12 @@ int unwinder__table_missed(struct unwinder *u, pid_t pid, uint32_t id)
 	int err;
 
 	u->st.misses++;
-	pr_debug("unwind: pid %d met table %u evicted%s\n", (int)pid, id,
+	pr_debug("unwind: pid %d met table %u not loaded%s\n", (int)pid, id,
 		 e && unw_exe__evicted(e) ? "" : " (no longer)");
-	/* Rebuilt since (or forgotten: its processes are gone). */
+	/* Built since (or forgotten: its processes are gone). */
 	if (!e || !unw_exe__evicted(e))
 		return 0;
-	/* Read again as a sampled process: that table is rebuilt (or queued, within
+	/* Read again as a sampled process: that table is built (or queued, within
 	 * --unwind-cpu), the others it maps stay as they are. */
 	u->rebuild = e;
 	err = add_pid(u, pid, ADD_DEFER);
