@@ -3,7 +3,8 @@
  * shared key_stacks() path (bpf/unwind_probe.bpf.c) on a target built without frame pointers;
  * each must see main -> level1 -> level2 (-> probe_me for the uprobe). The tracepoint program
  * needs tracefs to attach (its id is read there): without tracefs it is loaded (the verifier
- * still checks it) but not attached, and says so. Also the table compiler on its own. */
+ * still checks it) but not attached, and says so. Also the table compiler on its own, the
+ * per-file table cache and tables built on demand. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -288,6 +289,109 @@ static void test_table_cache(void **state)
 	waitpid(p2, NULL, 0);
 }
 
+/* The notices of walks that met a table not loaded, handed to the unwinder. */
+static int on_notice(void *ctx, void *data, size_t size)
+{
+	const struct cprof_proc_event *e = data;
+
+	if (size >= sizeof(*e) && e->kind == CPROF_PROC_UNWIND_MISS)
+		unwinder__table_missed(ctx, (pid_t)e->pid, (uint32_t)e->code);
+	return 0;
+}
+
+/* Empties a map of counts (between two phases). */
+static void clear_counts(struct bpf_map *counts)
+{
+	struct cprof_key key;
+	int fd = bpf_map__fd(counts);
+
+	while (bpf_map_get_next_key(fd, NULL, &key) == 0)
+		bpf_map_delete_elem(fd, &key);
+}
+
+/* Tables on demand (the agent's way): the target's files get table ids and no tables; its
+ * walks ask for the tables they meet (CPROF_PROC_UNWIND_MISS), which are built then; after that
+ * the walks keep their callers. ld.so, mapped but in none of its sampled stacks, never gets a
+ * table. */
+static void test_tables_on_demand(void **state)
+{
+	static const char *const up[] = {"probe_me", "level2", "level1", "main"};
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "probe_me");
+	struct symbolizer_opts so = {.no_kernel = true};
+	struct unwinder_opts wo = {.pid_maps_fd = -1, .on_demand = true};
+	struct unwinder_stats st0, st;
+	struct collector c = {};
+	struct unwind_probe_bpf *skel;
+	struct ring_buffer *rb;
+	struct symbolizer *sym;
+	struct bpf_link *link;
+	struct unwinder *u;
+	uint64_t total;
+	__u32 key;
+	__u8 one = 1;
+	double s;
+	pid_t pid;
+
+	(void)state;
+	pid = spawn_target();
+	skel = unwind_probe_bpf__open_and_load();
+	assert_non_null(skel);
+	key = pid;
+	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
+	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
+	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
+	wo.used_fd = bpf_map__fd(skel->maps.unwind_used);
+	u = unwinder__new(&wo);
+	assert_non_null(u);
+	assert_int_equal(unwinder__add_pid(u, pid, true), 0);
+	unwinder__stats(u, &st0);
+	assert_true(st0.on_demand >= 3); /* the target, libc, ld.so */
+	assert_int_equal(st0.deferred, 0);
+	assert_true(st0.builds <= 1); /* the vDSO's, read from the process at once */
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.proc_events), on_notice, u, NULL);
+	assert_non_null(rb);
+
+	/* A walk stops at the first table it misses: the next table is asked for by the walks
+	 * after that one is built, a round later. */
+	for (int round = 0, n = 1; round < 5 && n > 0; round++) {
+		link = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0,
+						       &uo);
+		assert_non_null(link);
+		usleep(300000);
+		bpf_link__destroy(link);
+		n = ring_buffer__consume(rb);
+		assert_true(n >= 0);
+		while (unwinder__idle(u))
+			;
+	}
+	unwinder__stats(u, &st);
+	assert_true(st.misses >= 2); /* the target's table and libc's */
+	assert_true(st.builds - st0.builds >= 2);
+	assert_true(st.builds - st0.builds < st.on_demand);
+
+	clear_counts(skel->maps.uprobe_counts);
+	link = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0, &uo);
+	assert_non_null(link);
+	usleep(1000000);
+	bpf_link__destroy(link);
+	assert_int_equal(collector__bind(&c, skel->obj), 0);
+	sym = symbolizer__new(&so);
+	assert_non_null(sym);
+	assert_int_equal(symbolizer__add_pid(sym, pid), 0);
+	s = chain_share(&c, sym, skel->maps.uprobe_counts, pid, up, 4, &total);
+	fprintf(stderr, "on demand: %.3f of %llu; %llu of %llu files built\n", s,
+		(unsigned long long)total, (unsigned long long)(st.builds - st0.builds),
+		(unsigned long long)st.on_demand);
+	assert_true(total > 50 && s >= 0.95);
+
+	symbolizer__free(sym);
+	ring_buffer__free(rb);
+	unwinder__free(u);
+	unwind_probe_bpf__destroy(skel);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
 /* The compiled table of the target: sorted, and at main's first instruction CFA = rsp + 8. */
 static void test_table_of_target(void **state)
 {
@@ -322,10 +426,9 @@ static void test_table_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_table_of_target),
-		cmocka_unit_test(test_table_errors),
-		cmocka_unit_test(test_program_types),
-		cmocka_unit_test(test_table_cache),
+		cmocka_unit_test(test_table_of_target),	 cmocka_unit_test(test_table_errors),
+		cmocka_unit_test(test_program_types),	 cmocka_unit_test(test_table_cache),
+		cmocka_unit_test(test_tables_on_demand),
 	};
 
 	return cmocka_run_group_tests(tests, build_fixture, remove_fixture);
