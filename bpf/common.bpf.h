@@ -101,7 +101,7 @@ static __always_inline struct cprof_proc_event *proc_event_reserve(__u32 pid, __
 /* Submits a reserved notice. One that must be read while the process lives (lazy false) wakes
  * the reader at once; the kernel's default would not when older notices wait unread, as lazy
  * ones do. A lazy one (an exit; an exec under the agent, read 10 ms later at the soonest) waits
- * for the reader's next wake-up, which comes at least every 100 ms: a wake-up of a thread is a
+ * for the reader's next wake-up, which comes at least every 200 ms: a wake-up of a thread is a
  * good part of the agent's cost per process. */
 static __always_inline void proc_event_submit(struct cprof_proc_event *e, bool lazy)
 {

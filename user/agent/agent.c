@@ -5,7 +5,9 @@
  * (short-lived processes keep their symbols) and procs.c keeps what is known of each until its
  * last window. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +36,21 @@
 #define AGENT_STACKS_MIN 4096
 
 volatile sig_atomic_t agent_exiting;
+/* Written by a stop signal to end the main thread's wait for notices (collector__wake_fd),
+ * whichever thread the signal is delivered to; -1 outside a session. */
+static volatile sig_atomic_t wake_fd = -1;
 
 static void on_signal(int sig)
 {
+	uint64_t one = 1;
+	int fd = wake_fd, saved = errno;
+
 	(void)sig;
 	agent_exiting = 1;
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: a wake-up is pending anyway */
+	}
+	errno = saved;
 }
 
 /* Process notices are handled within a few ms even while a window is drained and written
@@ -309,14 +321,18 @@ static int64_t window_end(const struct agent *a, int64_t start, int64_t m0)
 	return end;
 }
 
-/* Handles process notices as they come until end (CLOCK_MONOTONIC ns) or a stop. */
+/* Handles process notices as they come until end (CLOCK_MONOTONIC ns) or a stop. Sleeps until
+ * a notice, a stop signal (wake_fd) or the end, but 100 ms at most while tables wait for the
+ * CPU budget: a wake-up of a thread is a good part of the agent's cost on a quiet machine. */
 static int window_wait(struct session *s, int64_t end)
 {
-	int64_t left;
+	int64_t left, cap;
 	int err;
 
 	while (!agent_exiting && (left = end - clock__ns(CLOCK_MONOTONIC)) > 0) {
-		err = collector__poll(s->col, left < 100000000 ? (int)(left / 1000000) + 1 : 100);
+		cap = collector__has_work(s->col) ? 100 : INT_MAX / 2;
+		err = collector__poll(s->col, left / 1000000 + 1 < cap ? (int)(left / 1000000) + 1
+								       : (int)cap);
 		if (err) {
 			pr_err("polling process notices: %s\n", strerror(-err));
 			return err;
@@ -342,6 +358,7 @@ static int run_windows(struct agent *a)
 	err = session_start(&s, &t0, &m0);
 	if (err)
 		goto cleanup;
+	wake_fd = collector__wake_fd(s.col);
 	pr_info("agent: profiling the whole system at %d Hz, %g s windows\n", a->o->freq,
 		a->o->interval);
 	/* --duration counts from when sampling starts; a stop during the set-up still writes the
@@ -364,6 +381,7 @@ static int run_windows(struct agent *a)
 		procs__evict(&s);
 	} while (!agent_exiting && !duration_over(a, start));
 cleanup:
+	wake_fd = -1;
 	session_stop(&s);
 	return err;
 }

@@ -404,6 +404,16 @@ int collector__poll(struct collector *c, int timeout_ms)
 	return n < 0 ? n : 0;
 }
 
+bool collector__has_work(const struct collector *c)
+{
+	return c->unw && unwinder__pending(c->unw);
+}
+
+int collector__wake_fd(const struct collector *c)
+{
+	return c->reader ? notice_reader__wake_fd(c->reader) : -1;
+}
+
 /* Runs of the collector's programs that the kernel skipped because a BPF program was already
  * running on that CPU (a tracepoint hit from inside another program, e.g. under a high switch
  * rate): they are lost events. */

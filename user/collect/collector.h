@@ -185,6 +185,12 @@ int collector__open(const struct collector_ops *ops, const struct collect_opts *
 void collector__free(struct collector *c);
 /* Waits up to timeout_ms for process notices and handles them. Returns 0 or -errno. */
 int collector__poll(struct collector *c, int timeout_ms);
+/* Whether collector__poll has work of its own waiting (unwind tables queued for the CPU
+ * budget): then its caller should not wait long between calls. */
+bool collector__has_work(const struct collector *c);
+/* An eventfd whose write ends a collector__poll wait (the notice reader's, opts.notice_thread:
+ * written from a signal handler to stop a long wait); -1 without one. */
+int collector__wake_fd(const struct collector *c);
 /* Adds a target process at run time. */
 int collector__add_target(struct collector *c, pid_t pid);
 /* Removes a target process at run time (shared collectors: its last window ended). */

@@ -20,7 +20,7 @@
  * was sampled, exited or did something else worth a notice by then (see struct pending_exec). */
 #define EXEC_READ_DELAY_NS (10 * 1000000LL)
 /* The longest the reader sleeps: how late a lazy notice (an exit, an exec) may be read. */
-#define READER_PERIOD_MS 100
+#define READER_PERIOD_MS 200
 #define PENDING_MAX	 256
 
 struct notice_item {
@@ -37,7 +37,7 @@ struct notice_item {
  * sample will need); one that is sampled first, or exits, sends its exec notice on unread (the handler still learns of the exec) ahead
  * of that notice, which reads what it needs; one that exits unsampled, and was not announced
  * before its exec, is forgotten with its exit. The cost: a sample in a process's first 10 to
- * 110 ms walks without the tables that its exec's reading would have mapped. */
+ * 210 ms walks without the tables that its exec's reading would have mapped. */
 struct pending_exec {
 	struct cprof_proc_event e;
 	int64_t due; /* CLOCK_MONOTONIC ns */
@@ -302,6 +302,11 @@ int notice_reader__drain(struct notice_reader *r, int timeout_ms)
 	}
 	free(q);
 	return (int)n;
+}
+
+int notice_reader__wake_fd(const struct notice_reader *r)
+{
+	return r->efd;
 }
 
 void notice_reader__counts(const struct notice_reader *r, uint64_t *execs, uint64_t *unread)

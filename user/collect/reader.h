@@ -39,6 +39,8 @@ void notice_reader__free(struct notice_reader *r);
 /* Waits up to timeout_ms for queued notices, then hands each queued to fn. Returns how many,
  * or -errno. */
 int notice_reader__drain(struct notice_reader *r, int timeout_ms);
+/* The eventfd a drain waits on: a write to it ends the wait (safe from a signal handler). */
+int notice_reader__wake_fd(const struct notice_reader *r);
 /* Exec notices read so far, and those forgotten unread (the process exited unsampled). */
 void notice_reader__counts(const struct notice_reader *r, uint64_t *execs, uint64_t *unread);
 

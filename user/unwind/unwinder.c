@@ -585,6 +585,11 @@ int unwinder__table_missed(struct unwinder *u, pid_t pid, uint32_t id)
 	return err;
 }
 
+bool unwinder__pending(const struct unwinder *u)
+{
+	return u->ndeferred > 0;
+}
+
 bool unwinder__idle(struct unwinder *u)
 {
 	struct unw_deferred d;

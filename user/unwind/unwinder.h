@@ -101,6 +101,8 @@ int unwinder__add_pid_known_maps(struct unwinder *u, pid_t pid, const struct pro
 /* Builds one deferred executable and maps it where it is still mapped. Returns whether more
  * are waiting. */
 bool unwinder__idle(struct unwinder *u);
+/* Whether executables are queued for unwinder__idle(). */
+bool unwinder__pending(const struct unwinder *u);
 /* A walk of pid met table id not loaded (CPROF_PROC_UNWIND_MISS): builds it (or queues it
  * within the CPU budget) from pid's mappings. Returns 0 or -errno. */
 int unwinder__table_missed(struct unwinder *u, pid_t pid, uint32_t id);
