@@ -32,6 +32,9 @@
 /* The symbolizer's cache bounds for the agent (see sym/symbolizer.h). */
 #define AGENT_SYM_CACHE_ADDRS (1 << 15)
 #define AGENT_SYM_DWARF_OPEN  8
+/* Python code objects announced, per (pid, code), kept at most: the hot ones of the machine's
+ * Python processes stay; one evicted is announced again when sampled (one more notice). */
+#define AGENT_PY_CODES 16384
 /* The fewest entries of the stack map (stack_map_entries). */
 #define AGENT_STACKS_MIN 4096
 
@@ -272,6 +275,7 @@ static int session_start(struct session *s, int64_t *t0, int64_t *m0)
 		.unwind_cache = a->o->unwind_cache,
 		.unwind_cache_size = a->o->unwind_cache_size,
 		.unwind_lazy = true,
+		.py_codes_max = AGENT_PY_CODES,
 		.freq = a->o->freq,
 		.max_keys = a->o->max_keys,
 		.max_stacks = stack_map_entries(a),

@@ -209,12 +209,15 @@ void collector__size_maps(struct collector *c, struct bpf_object *obj)
 	struct bpf_map *agg =
 		c->ops->agg_map ? bpf_object__find_map_by_name(obj, c->ops->agg_map) : NULL;
 	struct bpf_map *stacks = bpf_object__find_map_by_name(obj, "stacks");
+	struct bpf_map *codes = bpf_object__find_map_by_name(obj, "py_codes_seen");
 	struct bpf_program *fork = bpf_object__find_program_by_name(obj, "cprof_fork");
 
 	if (o->max_keys && agg)
 		bpf_map__set_max_entries(agg, o->max_keys);
 	if (o->max_stacks && stacks)
 		bpf_map__set_max_entries(stacks, o->max_stacks);
+	if (o->py_codes_max && codes)
+		bpf_map__set_max_entries(codes, o->py_codes_max);
 	if (fork)
 		bpf_program__set_autoload(fork, o->follow_children);
 }

@@ -70,6 +70,10 @@ struct collect_opts {
 	 * unwinder, the first sample's notice (CPROF_PROC_NEW / _SAMPLED) does; and only for
 	 * their files that a walk needs (unwinder_opts.on_demand). */
 	bool unwind_lazy;
+	/* Entries of the LRU of Python code objects announced (py_codes_seen); 0 = its default.
+	 * An LRU map is preallocated whole at load: 65536 entries are 5.7 MB of kernel memory
+	 * and 9 ms of CPU here. */
+	uint32_t py_codes_max;
 
 	/* mutex, offcpu: shorter waits are not counted */
 	uint64_t min_wait_ns;
