@@ -307,10 +307,10 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 		if (!is_target(pid))                                                                 \
 			return 0;                                                                    \
 		flags = bpf_map_lookup_elem(&seen, &pid) ? CPROF_PROC_F_KNOWN : 0;                   \
-		/* The new image's executable is mapped now, its libraries only once ld.so has     \
-		 * run: notify now (a short-lived command may be gone before its first sample;     \
-		 * lazily under the agent, which reads it 10 ms on at the soonest), and again at   \
-		 * its first sample (forgotten here), when they are mapped. */ \
+		/* The new image's executable is mapped now, its libraries only once ld.so \
+		 * has run: notify now (a short-lived command may be gone before its first \
+		 * sample; lazily under the agent, which reads it 10 ms on at the soonest), \
+		 * and again at its first sample (forgotten here), when they are mapped. */         \
 		if (notify_lifecycle)                                                                \
 			bpf_map_update_elem(&seen, &pid, &one, BPF_ANY);                             \
 		else                                                                                 \

@@ -379,8 +379,8 @@ static __always_inline void table_used(struct cprof_walk *s, __u32 exe_id)
 }
 
 /* A mapping names exe_id, whose table is not in unwind_tables: not built yet, or evicted. Asks
- * user space to build it (rate-limited per table through its unwind_used slot; a lost notice is only
- * sent again later). */
+ * user space to build it (rate-limited per table through its unwind_used slot; a lost notice is
+ * only sent again later). */
 static __always_inline void table_missing(struct cprof_walk *s, __u32 exe_id)
 {
 	struct cprof_proc_event *e;

@@ -148,6 +148,24 @@ static double chain_share(struct collector *c, struct symbolizer *sym, struct bp
 	return *total ? (double)ok / *total : 0;
 }
 
+/* An unwinder on skel's maps with opts *wo (its map fds filled in), pid made a target. */
+static struct unwinder *probe_unwinder(struct unwind_probe_bpf *skel, pid_t pid,
+				       struct unwinder_opts *wo)
+{
+	struct unwinder *u;
+	__u32 key = (__u32)pid;
+	__u8 one = 1;
+
+	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
+	wo->tables_fd = bpf_map__fd(skel->maps.unwind_tables);
+	wo->mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
+	wo->pid_maps_fd = -1;
+	wo->used_fd = bpf_map__fd(skel->maps.unwind_used);
+	u = unwinder__new(wo);
+	assert_non_null(u);
+	return u;
+}
+
 static void test_program_types(void **state)
 {
 	static const char *const up[] = {"probe_me", "level2", "level1", "main"};
@@ -163,8 +181,6 @@ static void test_program_types(void **state)
 	struct symbolizer *sym;
 	struct unwinder *u;
 	uint64_t total;
-	__u32 key;
-	__u8 one = 1;
 	double s;
 	pid_t pid;
 
@@ -174,14 +190,7 @@ static void test_program_types(void **state)
 	assert_non_null(skel);
 	/* Loaded in any case: the verifier checks it even where it cannot be attached. */
 	assert_int_equal(unwind_probe_bpf__load(skel), 0);
-	key = pid;
-	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
-	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
-	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
-	wo.pid_maps_fd = -1;
-	wo.used_fd = bpf_map__fd(skel->maps.unwind_used);
-	u = unwinder__new(&wo);
-	assert_non_null(u);
+	u = probe_unwinder(skel, pid, &wo);
 	assert_int_equal(unwinder__add_pid(u, pid, false), 0);
 	links[0] = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0, &uo);
 	links[1] = bpf_program__attach(skel->progs.probe_switch);
@@ -318,7 +327,7 @@ static void test_tables_on_demand(void **state)
 	static const char *const up[] = {"probe_me", "level2", "level1", "main"};
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "probe_me");
 	struct symbolizer_opts so = {.no_kernel = true};
-	struct unwinder_opts wo = {.pid_maps_fd = -1, .on_demand = true};
+	struct unwinder_opts wo = {.on_demand = true};
 	struct unwinder_stats st0, st;
 	struct collector c = {};
 	struct unwind_probe_bpf *skel;
@@ -327,8 +336,6 @@ static void test_tables_on_demand(void **state)
 	struct bpf_link *link;
 	struct unwinder *u;
 	uint64_t total;
-	__u32 key;
-	__u8 one = 1;
 	double s;
 	pid_t pid;
 
@@ -336,13 +343,7 @@ static void test_tables_on_demand(void **state)
 	pid = spawn_target();
 	skel = unwind_probe_bpf__open_and_load();
 	assert_non_null(skel);
-	key = pid;
-	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
-	wo.tables_fd = bpf_map__fd(skel->maps.unwind_tables);
-	wo.mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
-	wo.used_fd = bpf_map__fd(skel->maps.unwind_used);
-	u = unwinder__new(&wo);
-	assert_non_null(u);
+	u = probe_unwinder(skel, pid, &wo);
 	assert_int_equal(unwinder__add_pid(u, pid, true), 0);
 	unwinder__stats(u, &st0);
 	assert_true(st0.on_demand >= 3); /* the target, libc, ld.so */

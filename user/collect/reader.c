@@ -34,10 +34,11 @@ struct notice_item {
  * helpers) exit within milliseconds, unsampled: then nothing of them is ever needed, and
  * reading their mappings at exec was most of the agent's cost per process. One still running
  * EXEC_READ_DELAY_NS after its exec is read at the reader's next wake-up (what its first
- * sample will need); one that is sampled first, or exits, sends its exec notice on unread (the handler still learns of the exec) ahead
- * of that notice, which reads what it needs; one that exits unsampled, and was not announced
- * before its exec, is forgotten with its exit. The cost: a sample in a process's first 10 to
- * 210 ms walks without the tables that its exec's reading would have mapped. */
+ * sample will need); one that is sampled first, or exits, sends its exec notice on unread
+ * (the handler still learns of the exec) ahead of that notice, which reads what it needs; one
+ * that exits unsampled, and was not announced before its exec, is forgotten with its exit. The
+ * cost: a sample in a process's first 10 to 210 ms walks without the tables that its exec's
+ * reading would have mapped. */
 struct pending_exec {
 	struct cprof_proc_event e;
 	int64_t due; /* CLOCK_MONOTONIC ns */
