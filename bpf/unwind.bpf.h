@@ -181,20 +181,18 @@ struct {
 #define SIGCTX_RSP  120
 #define SIGCTX_RIP  128
 
-/* The row of the largest pc <= vaddr in table, or NULL. Entry 0 of a table is its header: its
- * pc is how many rows follow (a table loaded after its processes' mappings were written, as
- * the agent does, is searched to its end all the same). */
-static __always_inline const struct cprof_unwind_row *find_row(void *table, __u64 vaddr)
+/* The row of the largest pc <= vaddr among the nrows rows of table (entries 1..nrows; entry 0
+ * is its header, table_rows), or NULL. */
+static __always_inline const struct cprof_unwind_row *find_row(void *table, __u32 nrows,
+							       __u64 vaddr)
 {
 	const struct cprof_unwind_row *row;
-	__u32 zero = 0, lo = 1, hi, mid;
+	__u32 lo = 1, hi = nrows + 1, mid;
 	struct bpf_iter_num it;
 	bool lost = false;
 
-	row = bpf_map_lookup_elem(table, &zero);
-	if (!row || row->pc == 0 || vaddr > 0xffffffffull)
+	if (nrows == 0 || vaddr > 0xffffffffull)
 		return NULL;
-	hi = row->pc + 1;
 	bpf_iter_num_new(&it, 0, CPROF_UNWIND_SEARCH_STEPS);
 	while (bpf_iter_num_next(&it)) {
 		if (lo + 1 >= hi)
@@ -397,8 +395,24 @@ static __always_inline void table_missing(struct cprof_walk *s, __u32 exe_id)
 	proc_event_submit(e, true);
 }
 
-/* Moves from the current native frame (at lookup_pc, in mapping m) to its caller. 1 ends the
- * walk. */
+/* The rows of table, the one the walk's current mapping (s->last, find_mapping) names: read from
+ * the table's header (its entry 0: a table says its own size, so that a mapping can name it
+ * before it is built) once per run of frames in that mapping, and kept in s->last, whose
+ * nrows user space leaves 0. */
+static __always_inline __u32 table_rows(struct cprof_walk *s, void *table)
+{
+	const struct cprof_unwind_row *hdr;
+	__u32 zero = 0;
+
+	if (!s->last.nrows) {
+		hdr = bpf_map_lookup_elem(table, &zero);
+		s->last.nrows = hdr ? hdr->pc : 0;
+	}
+	return s->last.nrows;
+}
+
+/* Moves from the current native frame (at lookup_pc, in mapping m, which find_mapping also
+ * left in s->last) to its caller. 1 ends the walk. */
 static __always_inline int native_step_in(struct cprof_walk *s,
 					  const struct cprof_unwind_mapping *m, __u64 at,
 					  struct unwind_ctx *uc)
@@ -413,7 +427,7 @@ static __always_inline int native_step_in(struct cprof_walk *s,
 			goto no_table;
 		}
 		table_used(s, m->exe_id);
-		row = find_row(table, at - m->bias);
+		row = find_row(table, table_rows(s, table), at - m->bias);
 		if ((!row || row->kind == CPROF_UNW_INVALID) && s->exact && s->st.n <= 1)
 			return row_step(s, &leaf_row, uc);
 		if (!row) {

@@ -78,7 +78,9 @@ struct cprof_unwind_lpm_key {
  * pc is how many rows follow, so a mapping can name a table before it is built. */
 struct cprof_unwind_mapping {
 	__u32 exe_id;
-	__u32 nrows; /* only in the header of a pid's mapping array (below): how many follow */
+	/* In the header of a pid's mapping array (below): how many follow. Else 0 as user space
+	 * writes it; the walk's copy holds its table's rows once read (unwind.bpf.h, table_rows). */
+	__u32 nrows;
 	__u64 bias;
 	__u64 start, end; /* the whole mapping: the walk reuses the entry while pcs stay inside */
 };
