@@ -108,6 +108,26 @@ int cfi_read__enc_size(uint8_t enc)
 	}
 }
 
+int cfi_read__ptr(struct cur *c, uint8_t enc, uint8_t rel, uint64_t base, bool range, uint64_t *out)
+{
+	uint64_t v;
+	int size = cfi_read__enc_size(enc);
+
+	if (size <= 0 || (enc & 0x80)) /* indirect: never in .eh_frame */
+		return -ENOTSUP;
+	v = cur_un(c, size);
+	if ((enc & 0x0f) == DW_EH_PE_sdata4)
+		v = (uint64_t)(int64_t)(int32_t)v;
+	else if ((enc & 0x0f) == DW_EH_PE_sdata2)
+		v = (uint64_t)(int64_t)(int16_t)v;
+	if (!range && (enc & 0x70) == rel)
+		v += base;
+	else if (!range && (enc & 0x70) != DW_EH_PE_absptr)
+		return -ENOTSUP; /* a range is a plain size whatever the encoding's base */
+	*out = v;
+	return c->bad ? -EINVAL : 0;
+}
+
 int cfi_read__record(const uint8_t *image, size_t size, uint64_t off, struct cur *body)
 {
 	struct cur c = {.p = image, .end = image + size};

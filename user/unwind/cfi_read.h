@@ -100,5 +100,11 @@ int cfi_read__fde(const uint8_t *image, size_t size, uint64_t fde, struct cur *b
 int cfi_read__cie(const uint8_t *image, size_t size, uint64_t off, struct cfi_cie *cie);
 /* Size of a pointer of encoding enc (DW_EH_PE_*), -1 if unknown. */
 int cfi_read__enc_size(uint8_t enc);
+/* A pointer of encoding enc at c: an absolute one as it is, one relative to rel (DW_EH_PE_pcrel
+ * or DW_EH_PE_datarel: the base the caller's format uses) plus base; with range, the plain size
+ * that follows an address (no base). Returns 0, -EINVAL (past the end) or -ENOTSUP (another
+ * form: indirect, another base, LEB128). */
+int cfi_read__ptr(struct cur *c, uint8_t enc, uint8_t rel, uint64_t base, bool range,
+		  uint64_t *out);
 
 #endif

@@ -343,28 +343,6 @@ static int run(struct walk *w, struct cur *c, uint64_t end, bool in_cie)
 	return err;
 }
 
-/* Reads an FDE address of encoding enc at c (pc-relative ones from where, their vaddr), or
- * with range the size that follows it. */
-static int read_addr(struct cur *c, uint8_t enc, uint64_t where, bool range, uint64_t *out)
-{
-	uint64_t v;
-	int size = cfi_read__enc_size(enc);
-
-	if (size <= 0 || (enc & 0x80)) /* indirect: never in .eh_frame's FDEs */
-		return -ENOTSUP;
-	v = cur_un(c, size);
-	if ((enc & 0x0f) == DW_EH_PE_sdata4)
-		v = (uint64_t)(int64_t)(int32_t)v;
-	else if ((enc & 0x0f) == DW_EH_PE_sdata2)
-		v = (uint64_t)(int64_t)(int16_t)v;
-	if (!range && (enc & 0x70) == DW_EH_PE_pcrel)
-		v += where;
-	else if (!range && (enc & 0x70) != DW_EH_PE_absptr)
-		return -ENOTSUP; /* a range is a plain size whatever the encoding's base */
-	*out = v;
-	return c->bad ? -EINVAL : 0;
-}
-
 int cfi_rows__fde(const uint8_t *image, size_t size, uint64_t fde, uint64_t fde_vaddr,
 		  struct cfi_rows_cie *cache, cfi_row_fn fn, void *ctx, uint64_t *start,
 		  uint64_t *end)
@@ -386,9 +364,9 @@ int cfi_rows__fde(const uint8_t *image, size_t size, uint64_t fde, uint64_t fde_
 	if (w.cie->ra != REG_RA)
 		return -ENOTSUP;
 	/* The address field's vaddr: the FDE's, plus the 8 bytes of length and CIE pointer. */
-	err = read_addr(&f, w.cie->ptr_enc, fde_vaddr + 8, false, start);
+	err = cfi_read__ptr(&f, w.cie->ptr_enc, DW_EH_PE_pcrel, fde_vaddr + 8, false, start);
 	if (!err)
-		err = read_addr(&f, w.cie->ptr_enc, 0, true, &range);
+		err = cfi_read__ptr(&f, w.cie->ptr_enc, DW_EH_PE_pcrel, 0, true, &range);
 	if (err)
 		return err;
 	if (w.cie->z)

@@ -15,6 +15,7 @@
 #include <elfutils/libdw.h>
 
 #include "unwind/cfi_check.h"
+#include "unwind/cfi_read.h"
 #include "unwind/cfi_rows.h"
 #include "unwind/table.h"
 #include "util/elf_head.h"
@@ -127,48 +128,6 @@ static void frame_to_row(Dwarf_Frame *f, bool signal, struct cprof_unwind_row *r
 	row->rbp_off = (int16_t)off;
 }
 
-/* Reads an .eh_frame_hdr pointer of encoding enc at *p (only the forms linkers emit). */
-static int read_encoded(const uint8_t **p, const uint8_t *end, uint8_t enc, uint64_t base,
-			uint64_t *out)
-{
-	int64_t v;
-
-	switch (enc & 0x0f) {
-	case DW_EH_PE_udata4:
-	case DW_EH_PE_sdata4:
-		if (end - *p < 4)
-			return -EINVAL;
-		if ((enc & 0x0f) == DW_EH_PE_sdata4) {
-			int32_t s;
-
-			memcpy(&s, *p, 4);
-			v = s;
-		} else {
-			uint32_t u;
-
-			memcpy(&u, *p, 4);
-			v = u;
-		}
-		*p += 4;
-		break;
-	case DW_EH_PE_udata8:
-	case DW_EH_PE_sdata8:
-		if (end - *p < 8)
-			return -EINVAL;
-		memcpy(&v, *p, 8);
-		*p += 8;
-		break;
-	default:
-		return -ENOTSUP;
-	}
-	if ((enc & 0x70) == DW_EH_PE_datarel)
-		v += base;
-	else if ((enc & 0x70) != DW_EH_PE_absptr)
-		return -ENOTSUP;
-	*out = (uint64_t)v;
-	return 0;
-}
-
 static int elf_build_id(Elf *elf, char *buf, size_t len);
 
 /* An entry of .eh_frame_hdr's table: an FDE's first address and the FDE's own address. */
@@ -183,26 +142,21 @@ static int fde_ent__cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The file offset of vaddr through the PT_LOAD segments; -1 if none maps it. */
-static int64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
+/* The file offset of vaddr through the PT_LOAD segments read_loads kept (those a mapping of
+ * the file can name: unwinder.c); -1 if none maps it. */
+static int64_t load_offset(const struct unwind_table *t, uint64_t vaddr)
 {
-	GElf_Phdr ph;
-	size_t nph;
-
-	if (elf_getphdrnum(elf, &nph))
-		return -1;
-	for (size_t i = 0; i < nph; i++) {
-		if (gelf_getphdr(elf, i, &ph) && ph.p_type == PT_LOAD && vaddr >= ph.p_vaddr &&
-		    vaddr - ph.p_vaddr < ph.p_filesz &&
-		    ph.p_offset + (vaddr - ph.p_vaddr) < INT64_MAX)
-			return (int64_t)(ph.p_offset + (vaddr - ph.p_vaddr));
-	}
+	for (int i = 0; i < t->nloads; i++)
+		if (vaddr >= t->loads[i].vaddr && vaddr - t->loads[i].vaddr < t->loads[i].filesz &&
+		    t->loads[i].offset + (vaddr - t->loads[i].vaddr) < INT64_MAX)
+			return (int64_t)(t->loads[i].offset + (vaddr - t->loads[i].vaddr));
 	return -1;
 }
 
-static int check_fde(Elf *elf, uint64_t vaddr, struct cfi_check_cie *cie)
+static int check_fde(Elf *elf, const struct unwind_table *t, uint64_t vaddr,
+		     struct cfi_check_cie *cie)
 {
-	int64_t off = vaddr_to_offset(elf, vaddr);
+	int64_t off = load_offset(t, vaddr);
 	size_t size;
 	const char *raw = elf_rawfile(elf, &size);
 
@@ -213,7 +167,7 @@ static int check_fde(Elf *elf, uint64_t vaddr, struct cfi_check_cie *cie)
 
 /* libdw prefers the .eh_frame_hdr and .eh_frame sections to the segments: they must be where
  * the segments checked above say, or libdw would read something else than was checked. */
-static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
+static int check_sections(Elf *elf, const struct unwind_table *t, const GElf_Phdr *eh_frame_hdr)
 {
 	bool hdr = false, frame = false;
 	Elf_Scn *scn = NULL;
@@ -234,7 +188,7 @@ static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
 		}
 		if (strcmp(name, ".eh_frame") == 0) {
 			if (sh.sh_type != SHT_NOBITS &&
-			    vaddr_to_offset(elf, sh.sh_addr) != (int64_t)sh.sh_offset)
+			    load_offset(t, sh.sh_addr) != (int64_t)sh.sh_offset)
 				return -EINVAL;
 			frame = true;
 		}
@@ -245,10 +199,12 @@ static int check_sections(Elf *elf, const GElf_Phdr *eh_frame_hdr)
 
 /* The FDEs of .eh_frame_hdr's table (PT_GNU_EH_FRAME), sorted by first address; with check,
  * each checked as libdw needs it (cfi_check.h). */
-static int fde_table(Elf *elf, struct fde_ent **out, size_t *n, bool check)
+static int fde_table(Elf *elf, const struct unwind_table *t, struct fde_ent **out, size_t *n,
+		     bool check)
 {
 	struct cfi_check_cie cie = {};
-	const uint8_t *p, *end;
+	const uint8_t *p;
+	struct cur c;
 	uint64_t count, ign;
 	struct fde_ent *v;
 	Elf_Data *d = NULL;
@@ -268,36 +224,29 @@ static int fde_table(Elf *elf, struct fde_ent **out, size_t *n, bool check)
 	if (!d || d->d_size < 4)
 		return -ENOENT;
 	p = d->d_buf;
-	end = p + d->d_size;
+	c = (struct cur){p + 4, p + d->d_size, false};
 	if (p[0] != 1 || p[3] != (DW_EH_PE_datarel | DW_EH_PE_sdata4))
 		return -ENOTSUP;
-	{
-		uint8_t ptr_enc = p[1], count_enc = p[2];
-
-		p += 4;
-		/* eh_frame_ptr is pc-relative: its value is not needed, only its size. */
-		err = read_encoded(&p, end, ptr_enc & 0x0f, 0, &ign);
-		if (!err)
-			err = read_encoded(&p, end, count_enc, hdr_vaddr, &count);
-		if (err)
-			return err;
-	}
-	if (count > (uint64_t)(end - p) / 8)
+	/* eh_frame_ptr is pc-relative: its value is not needed, only its size. */
+	err = cfi_read__ptr(&c, p[1], DW_EH_PE_pcrel, 0, true, &ign);
+	if (!err)
+		err = cfi_read__ptr(&c, p[2], DW_EH_PE_datarel, hdr_vaddr, false, &count);
+	if (err)
+		return err;
+	if (count > (uint64_t)(c.end - c.p) / 8)
 		return -EINVAL;
 	v = malloc((count ? count : 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	err = 0;
 	for (uint64_t i = 0; i < count && !err; i++) {
-		v[i] = (struct fde_ent){0, 0};
-		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i].start);
-		read_encoded(&p, end, DW_EH_PE_datarel | DW_EH_PE_sdata4, hdr_vaddr, &v[i].fde);
+		cfi_read__ptr(&c, p[3], DW_EH_PE_datarel, hdr_vaddr, false, &v[i].start);
+		cfi_read__ptr(&c, p[3], DW_EH_PE_datarel, hdr_vaddr, false, &v[i].fde);
 		/* libdw reads this FDE for lookups in its range: check it first (cfi_check.h). */
 		if (check)
-			err = check_fde(elf, v[i].fde, &cie);
+			err = check_fde(elf, t, v[i].fde, &cie);
 	}
 	if (!err && check)
-		err = check_sections(elf, &ph);
+		err = check_sections(elf, t, &ph);
 	if (err) {
 		free(v);
 		return err;
@@ -390,15 +339,6 @@ static int rows_libdw(Elf *elf, const struct fde_ent *fdes, size_t n, struct row
 	return err;
 }
 
-/* The file offset of vaddr through the PT_LOAD segments read_loads kept; -1 if none maps it. */
-static int64_t load_offset(const struct unwind_table *t, uint64_t vaddr)
-{
-	for (int i = 0; i < t->nloads; i++)
-		if (vaddr >= t->loads[i].vaddr && vaddr - t->loads[i].vaddr < t->loads[i].filesz)
-			return (int64_t)(t->loads[i].offset + (vaddr - t->loads[i].vaddr));
-	return -1;
-}
-
 struct own_ctx {
 	struct rows *r;
 	struct unwind_table *t;
@@ -474,7 +414,7 @@ static int build_elf(Elf *elf, struct unwind_table *t, bool libdw)
 	read_loads(elf, t);
 	elf_build_id(elf, t->build_id, sizeof(t->build_id));
 	/* Our reader bounds every read by itself; libdw's route needs the FDEs checked. */
-	err = fde_table(elf, &fdes, &nfdes, libdw);
+	err = fde_table(elf, t, &fdes, &nfdes, libdw);
 	if (!err && !nfdes)
 		err = -ENOENT;
 	if (!err)
@@ -485,7 +425,7 @@ static int build_elf(Elf *elf, struct unwind_table *t, bool libdw)
 		memset(t->kinds, 0, sizeof(t->kinds));
 		free(fdes);
 		fdes = NULL;
-		err = fde_table(elf, &fdes, &nfdes, true);
+		err = fde_table(elf, t, &fdes, &nfdes, true);
 		if (!err)
 			err = rows_libdw(elf, fdes, nfdes, &r, t);
 	}
