@@ -147,10 +147,11 @@ FUZZ_BINS  := $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iuser -Ibpf \
 	       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRCS_fuzz_elf := user/sym/elf_module.c user/sym/dwarf.c user/sym/debug_cache.c \
-	      user/sym/gopclntab.c user/util/dir.c user/util/hashmap.c user/util/log.c
+	      user/sym/gopclntab.c user/util/dir.c user/util/hashmap.c user/util/log.c \
+	      user/util/elf_head.c
 FUZZ_SRCS_fuzz_unwind := user/unwind/table.c user/unwind/cfi_check.c user/unwind/cfi_rows.c \
 	      user/util/elf_head.c
-build/fuzz/fuzz_elf: $(FUZZ_SRCS_fuzz_elf) $(wildcard user/sym/*.h)
+build/fuzz/fuzz_elf: $(FUZZ_SRCS_fuzz_elf) $(wildcard user/sym/*.h) user/util/elf_head.h
 build/fuzz/fuzz_unwind: $(FUZZ_SRCS_fuzz_unwind) $(wildcard user/unwind/*.h) $(wildcard bpf/*.h) \
 			 user/util/elf_head.h
 build/fuzz/%: tests/fuzz/%.c | $(DEPS_STAMP)

@@ -11,6 +11,7 @@
 
 #include "sym/debug_cache.h"
 #include "sym/dwarf.h"
+#include "util/elf_head.h"
 #include "util/hashmap.h"
 
 /* Deepest nesting of scopes (functions, inlined instances, blocks) followed at one address. */
@@ -67,20 +68,14 @@ static int sym_dwarf__find_debuginfo(Dwfl_Module *mod, void **userdata, const ch
 				     const char *debuglink_file, GElf_Word debuglink_crc,
 				     char **debuginfo_file_name)
 {
-	static const char hex[] = "0123456789abcdef";
 	const struct sym_dwarf *d = *userdata;
 	const unsigned char *bits;
 	char id[2 * 64 + 1], *path;
 	GElf_Addr vaddr;
-	int fd, len, i;
+	int fd, len;
 
 	len = d ? dwfl_module_build_id(mod, &bits, &vaddr) : 0;
-	if (len >= 2 && len <= 64) {
-		for (i = 0; i < len; i++) {
-			id[2 * i] = hex[bits[i] >> 4];
-			id[2 * i + 1] = hex[bits[i] & 0xf];
-		}
-		id[2 * len] = '\0';
+	if (len >= 2 && elf_head__hex(bits, (size_t)len, id, sizeof(id)) == 0) {
 		fd = sym_dwarf__cached(d, id, &path);
 		if (fd >= 0) {
 			free(*debuginfo_file_name);

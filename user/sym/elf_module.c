@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "sym/dwarf.h"
+#include "util/elf_head.h"
 #include "sym/gopclntab.h"
 #include "sym/module.h"
 #include "sym/names.h"
@@ -48,29 +49,13 @@ struct sym_module {
 	bool dwarf_seen;   /* the file has DWARF (its reader may be closed now) */
 };
 
-static bool sym_module__note_build_id(struct sym_module *m, Elf_Data *data)
+/* The build-id among the notes of data (a PT_NOTE segment or SHT_NOTE section, aligned to
+ * align), if any, into m. */
+static void sym_module__note_build_id(struct sym_module *m, Elf_Data *data, size_t align)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t off = 0, name_off, desc_off, i, n;
-	const unsigned char *desc;
-	GElf_Nhdr nh;
-
-	if (!data || !data->d_buf)
-		return false;
-	while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-		if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 || !nh.n_descsz ||
-		    memcmp((const char *)data->d_buf + name_off, "GNU", 4))
-			continue;
-		desc = (const unsigned char *)data->d_buf + desc_off;
-		n = nh.n_descsz < BUILD_ID_MAX ? nh.n_descsz : BUILD_ID_MAX;
-		for (i = 0; i < n; i++) {
-			m->build_id[2 * i] = hex[desc[i] >> 4];
-			m->build_id[2 * i + 1] = hex[desc[i] & 0xf];
-		}
-		m->build_id[2 * n] = '\0';
-		return true;
-	}
-	return false;
+	if (data && data->d_buf)
+		elf_head__notes_build_id(data->d_buf, data->d_size, align, m->build_id,
+					 sizeof(m->build_id));
 }
 
 static int sym_module__read_phdrs(struct sym_module *m)
@@ -96,7 +81,7 @@ static int sym_module__read_phdrs(struct sym_module *m)
 		} else if (ph.p_type == PT_NOTE && !m->build_id[0]) {
 			data = elf_getdata_rawchunk(m->elf, ph.p_offset, ph.p_filesz,
 						    ph.p_align == 8 ? ELF_T_NHDR8 : ELF_T_NHDR);
-			sym_module__note_build_id(m, data);
+			sym_module__note_build_id(m, data, ph.p_align);
 		}
 	}
 	return 0;
@@ -114,7 +99,7 @@ static void sym_module__scan_sections(struct sym_module *m)
 			m->has_symtab = true;
 		/* Files without PT_NOTE (rare) may still carry the note in a section. */
 		if (sh.sh_type == SHT_NOTE && !m->build_id[0])
-			sym_module__note_build_id(m, elf_getdata(scn, NULL));
+			sym_module__note_build_id(m, elf_getdata(scn, NULL), sh.sh_addralign);
 	}
 }
 

@@ -480,10 +480,8 @@ int unwind_table__build_mem(void *image, size_t size, struct unwind_table *t)
 
 static int elf_build_id(Elf *elf, char *buf, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
 	GElf_Phdr ph;
-	GElf_Nhdr nh;
-	size_t nph, off, noff, doff;
+	size_t nph;
 	Elf_Data *d;
 	int err = -ENOENT;
 
@@ -491,27 +489,12 @@ static int elf_build_id(Elf *elf, char *buf, size_t len)
 		buf[0] = '\0';
 	if (elf_getphdrnum(elf, &nph))
 		nph = 0;
-	for (size_t i = 0; i < nph && err; i++) {
+	for (size_t i = 0; i < nph && err == -ENOENT; i++) {
 		if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_NOTE)
 			continue;
-		d = elf_getdata_rawchunk(elf, ph.p_offset, ph.p_filesz, ELF_T_NHDR);
-		if (!d)
-			continue;
-		for (off = 0; (off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0;) {
-			const uint8_t *desc = (const uint8_t *)d->d_buf + doff;
-
-			if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
-			    memcmp((const char *)d->d_buf + noff, "GNU", 4) ||
-			    nh.n_descsz * 2 + 1 > len)
-				continue;
-			for (size_t j = 0; j < nh.n_descsz; j++) {
-				buf[2 * j] = hex[desc[j] >> 4];
-				buf[2 * j + 1] = hex[desc[j] & 15];
-			}
-			buf[2 * nh.n_descsz] = '\0';
-			err = 0;
-			break;
-		}
+		d = elf_getdata_rawchunk(elf, ph.p_offset, ph.p_filesz, ELF_T_BYTE);
+		if (d)
+			err = elf_head__notes_build_id(d->d_buf, d->d_size, ph.p_align, buf, len);
 	}
 	return err;
 }

@@ -28,12 +28,27 @@ static size_t align_up(size_t v, size_t a)
 	return (v + a - 1) & ~(a - 1);
 }
 
-/* The build-id among the notes of one segment (align: the segment's, 4 or 8). */
-static int notes_build_id(const uint8_t *p, size_t size, size_t align, char *buf, size_t len)
+int elf_head__hex(const uint8_t *bits, size_t n, char *buf, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
+
+	if (n * 2 + 1 > len)
+		return -ERANGE;
+	for (size_t i = 0; i < n; i++) {
+		buf[2 * i] = hex[bits[i] >> 4];
+		buf[2 * i + 1] = hex[bits[i] & 15];
+	}
+	buf[2 * n] = '\0';
+	return 0;
+}
+
+int elf_head__notes_build_id(const void *notes, size_t size, size_t align, char *buf, size_t len)
+{
+	const uint8_t *p = notes;
 	Elf64_Nhdr nh;
 	size_t off = 0, name, desc;
+
+	align = align == 8 ? 8 : 4;
 
 	while (size - off >= sizeof(nh)) {
 		memcpy(&nh, p + off, sizeof(nh));
@@ -44,16 +59,8 @@ static int notes_build_id(const uint8_t *p, size_t size, size_t align, char *buf
 		if (desc > size || nh.n_descsz > size - desc)
 			break;
 		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-		    !memcmp(p + name, "GNU", 4) && nh.n_descsz) {
-			if (nh.n_descsz * 2 + 1 > len)
-				return -ERANGE;
-			for (size_t i = 0; i < nh.n_descsz; i++) {
-				buf[2 * i] = hex[p[desc + i] >> 4];
-				buf[2 * i + 1] = hex[p[desc + i] & 15];
-			}
-			buf[2 * nh.n_descsz] = '\0';
-			return 0;
-		}
+		    !memcmp(p + name, "GNU", 4) && nh.n_descsz)
+			return elf_head__hex(p + desc, nh.n_descsz, buf, len);
 		off = align_up(desc + nh.n_descsz, align);
 	}
 	return -ENOENT;
@@ -68,7 +75,7 @@ static int read_notes(int fd, uint64_t off, uint64_t size, uint64_t align, char 
 	if (size > NOTES_MAX)
 		return -ENOEXEC;
 	err = read_at(fd, notes, size, off);
-	return err ? err : notes_build_id(notes, size, align == 8 ? 8 : 4, buf, len);
+	return err ? err : elf_head__notes_build_id(notes, size, align, buf, len);
 }
 
 /* The build-id in the SHT_NOTE sections: a Go binary's is not in a PT_NOTE segment. */

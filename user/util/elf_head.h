@@ -27,6 +27,11 @@ struct elf_head {
  * -ENOENT: the file has none; -ENOEXEC: not a 64-bit little-endian ELF file, or one past this
  * reader's bounds; -ERANGE: len too small; else -errno. */
 int elf_head__build_id(int fd, char *buf, size_t len);
+/* The GNU build-id among notes (size bytes of a PT_NOTE segment or SHT_NOTE section, align its
+ * alignment: 8, else 4), as lowercase hex in buf. Returns 0, -ENOENT (none) or -ERANGE. */
+int elf_head__notes_build_id(const void *notes, size_t size, size_t align, char *buf, size_t len);
+/* bits (n bytes) as lowercase hex in buf. Returns 0, or -ERANGE when it does not fit. */
+int elf_head__hex(const uint8_t *bits, size_t n, char *buf, size_t len);
 /* Reads the segments and the build-id (h->build_id "" when none) of the file open at fd.
  * Returns 0, -ENOEXEC as above, or -errno. */
 int elf_head__read(int fd, struct elf_head *h);
