@@ -5,7 +5,6 @@
  * (short-lived processes keep their symbols) and procs.c keeps what is known of each until its
  * last window. */
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -330,13 +329,14 @@ static int64_t window_end(const struct agent *a, int64_t start, int64_t m0)
  * CPU budget: a wake-up of a thread is a good part of the agent's cost on a quiet machine. */
 static int window_wait(struct session *s, int64_t end)
 {
-	int64_t left, cap;
-	int err;
+	int64_t left;
+	int err, ms;
 
 	while (!agent_exiting && (left = end - clock__ns(CLOCK_MONOTONIC)) > 0) {
-		cap = collector__has_work(s->col) ? 100 : INT_MAX / 2;
-		err = collector__poll(s->col, left / 1000000 + 1 < cap ? (int)(left / 1000000) + 1
-								       : (int)cap);
+		ms = (int)(left / 1000000) + 1; /* a window lasts a day at most (--interval) */
+		if (ms > 100 && collector__has_work(s->col))
+			ms = 100;
+		err = collector__poll(s->col, ms);
 		if (err) {
 			pr_err("polling process notices: %s\n", strerror(-err));
 			return err;

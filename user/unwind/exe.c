@@ -317,11 +317,17 @@ static void exe_loaded(struct unwinder *u, struct unw_exe *e, const struct unwin
 		 t->text_bytes, rebuild ? " (rebuilt)" : "", cached ? " (from the cache)" : "");
 }
 
-/* The key of the file behind fd in the on-disk cache: its build-id, else its file key. */
-static void cache_key(int fd, const char *fkey, char *key, size_t len)
+/* The key of the file behind fd in the on-disk cache: its build-id (e's "b:" key when e, its
+ * record, has one: read already), else its file key. */
+static void cache_key(const struct unw_exe *e, int fd, const char *fkey, char *key, size_t len)
 {
 	char id[48];
 
+	for (size_t i = 0; e && i < e->nkeys; i++)
+		if (!strncmp(e->keys[i], "b:", 2)) {
+			snprintf(key, len, "%s", e->keys[i]);
+			return;
+		}
 	if (unwind_table__build_id(fd, id, sizeof(id)) == 0 && id[0])
 		snprintf(key, len, "b:%s", id);
 	else
@@ -334,14 +340,14 @@ bool unwinder__cached(const struct unwinder *u, int fd, const char *fkey)
 
 	if (!u->cache)
 		return false;
-	cache_key(fd, fkey, key, sizeof(key));
+	cache_key(NULL, fd, fkey, key, sizeof(key));
 	return unwind_cache__key_ok(key) && unwind_cache__has(u->cache, key);
 }
 
 /* The table of the file behind fd: read from the on-disk cache when it is there (*cached),
  * else compiled, and then written there. */
-static int exe_table(struct unwinder *u, int fd, const char *fkey, struct unwind_table *t,
-		     bool *cached)
+static int exe_table(struct unwinder *u, const struct unw_exe *e, int fd, const char *fkey,
+		     struct unwind_table *t, bool *cached)
 {
 	char key[FKEY_LEN];
 	int err;
@@ -349,7 +355,7 @@ static int exe_table(struct unwinder *u, int fd, const char *fkey, struct unwind
 	*cached = false;
 	if (!u->cache)
 		return unwind_table__build(fd, t);
-	cache_key(fd, fkey, key, sizeof(key));
+	cache_key(e, fd, fkey, key, sizeof(key));
 	if (!unwind_cache__key_ok(key))
 		return unwind_table__build(fd, t);
 	if (unwind_cache__load(u->cache, key, t) == 0) {
@@ -395,7 +401,7 @@ void unw_exe__build(struct unwinder *u, struct unw_exe *e, int fd, void *image, 
 		u->st.no_room++;
 		return;
 	}
-	err = fd >= 0 ? exe_table(u, fd, fkey, &t, &cached)
+	err = fd >= 0 ? exe_table(u, e, fd, fkey, &t, &cached)
 		      : unwind_table__build_mem(image, size, &t);
 	if (err == -ENOENT || err == -ENOTSUP || err == -ENOEXEC) {
 		u->st.no_cfi++;

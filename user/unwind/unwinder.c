@@ -313,8 +313,6 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 		fd = proc_map__open(pid, m);
 		if (fd < 0)
 			return e ? map_exe(u, p, pid, m->start, m->end, m->offset, e) : fd;
-		if (fstat(fd, &st))
-			st.st_size = 0;
 		/* On demand: named now, built when a walk first needs it. */
 		if (mode == ADD_DEFER && !e && u->o.on_demand) {
 			e = unwinder__waiting_exe(u, fd, fkey);
@@ -323,6 +321,8 @@ static int add_mapping(struct unwinder *u, struct unw_pid *p, pid_t pid, const s
 				return map_exe(u, p, pid, m->start, m->end, m->offset, e);
 			}
 		}
+		if (fstat(fd, &st))
+			st.st_size = 0;
 		if (mode == ADD_DEFER) {
 			err = defer_mapping(u, p, pid, m, fd, fkey, (uint64_t)st.st_size);
 			/* An evicted table's entries stay meanwhile (frame pointers until then). */
