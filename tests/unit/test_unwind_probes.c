@@ -148,88 +148,99 @@ static double chain_share(struct collector *c, struct symbolizer *sym, struct bp
 	return *total ? (double)ok / *total : 0;
 }
 
-/* An unwinder on skel's maps with opts *wo (its map fds filled in), pid made a target. */
-static struct unwinder *probe_unwinder(struct unwind_probe_bpf *skel, pid_t pid,
-				       struct unwinder_opts *wo)
-{
+/* A target, the probe's programs loaded (the verifier checks them even where one cannot be
+ * attached) and an unwinder on their maps; the symbolizer and collector that read the stacks
+ * are set up on the first check. */
+struct probe {
+	pid_t pid;
+	struct unwind_probe_bpf *skel;
 	struct unwinder *u;
-	__u32 key = (__u32)pid;
-	__u8 one = 1;
+	struct collector c;
+	struct symbolizer *sym;
+};
 
-	assert_int_equal(bpf_map__update_elem(skel->maps.targets, &key, 4, &one, 1, 0), 0);
-	wo->tables_fd = bpf_map__fd(skel->maps.unwind_tables);
-	wo->mappings_fd = bpf_map__fd(skel->maps.unwind_mappings);
+static void probe_start(struct probe *p, struct unwinder_opts *wo)
+{
+	__u8 one = 1;
+	__u32 key;
+
+	*p = (struct probe){.pid = spawn_target()};
+	p->skel = unwind_probe_bpf__open_and_load();
+	assert_non_null(p->skel);
+	key = (__u32)p->pid;
+	assert_int_equal(bpf_map__update_elem(p->skel->maps.targets, &key, 4, &one, 1, 0), 0);
+	wo->tables_fd = bpf_map__fd(p->skel->maps.unwind_tables);
+	wo->mappings_fd = bpf_map__fd(p->skel->maps.unwind_mappings);
 	wo->pid_maps_fd = -1;
-	wo->used_fd = bpf_map__fd(skel->maps.unwind_used);
-	u = unwinder__new(wo);
-	assert_non_null(u);
-	return u;
+	wo->used_fd = bpf_map__fd(p->skel->maps.unwind_used);
+	p->u = unwinder__new(wo);
+	assert_non_null(p->u);
 }
+
+/* At least 95% of the (more than 50) samples in counts hold the chain want[0..4). */
+static void probe_expect(struct probe *p, struct bpf_map *counts, const char *const *want,
+			 const char *what)
+{
+	struct symbolizer_opts so = {.no_kernel = true};
+	uint64_t total;
+	double s;
+
+	if (!p->sym) {
+		assert_int_equal(collector__bind(&p->c, p->skel->obj), 0);
+		p->sym = symbolizer__new(&so);
+		assert_non_null(p->sym);
+		assert_int_equal(symbolizer__add_pid(p->sym, p->pid), 0);
+	}
+	s = chain_share(&p->c, p->sym, counts, p->pid, want, 4, &total);
+	fprintf(stderr, "%s: %.3f of %llu\n", what, s, (unsigned long long)total);
+	assert_true(total > 50 && s >= 0.95);
+}
+
+static void probe_stop(struct probe *p)
+{
+	symbolizer__free(p->sym);
+	unwinder__free(p->u);
+	unwind_probe_bpf__destroy(p->skel);
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, NULL, 0);
+}
+
+static const char *const UPROBE_CHAIN[] = {"probe_me", "level2", "level1", "main"};
+/* In the kernel, the user stack starts in libc's clock_nanosleep, called by nap. */
+static const char *const NAP_CHAIN[] = {"nap", "level2", "level1", "main"};
 
 static void test_program_types(void **state)
 {
-	static const char *const up[] = {"probe_me", "level2", "level1", "main"};
-	static const char *const sw[] = {"nap", "level2", "level1", "main"};
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "probe_me");
-	struct symbolizer_opts so = {.no_kernel = true};
-	struct collector c = {};
-	struct unwind_probe_bpf *skel;
 	struct unwinder_opts wo = {};
 	struct bpf_link *links[4] = {};
 	bool tp = have_tracefs_event("syscalls/sys_enter_clock_nanosleep");
 	int nlinks = tp ? 4 : 3;
-	struct symbolizer *sym;
-	struct unwinder *u;
-	uint64_t total;
-	double s;
-	pid_t pid;
+	struct probe p;
 
 	(void)state;
-	pid = spawn_target();
-	skel = unwind_probe_bpf__open();
-	assert_non_null(skel);
-	/* Loaded in any case: the verifier checks it even where it cannot be attached. */
-	assert_int_equal(unwind_probe_bpf__load(skel), 0);
-	u = probe_unwinder(skel, pid, &wo);
-	assert_int_equal(unwinder__add_pid(u, pid, false), 0);
-	links[0] = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0, &uo);
-	links[1] = bpf_program__attach(skel->progs.probe_switch);
-	links[2] = bpf_program__attach(skel->progs.probe_sys_enter);
+	probe_start(&p, &wo);
+	assert_int_equal(unwinder__add_pid(p.u, p.pid, false), 0);
+	links[0] =
+		bpf_program__attach_uprobe_opts(p.skel->progs.probe_uprobe, p.pid, target, 0, &uo);
+	links[1] = bpf_program__attach(p.skel->progs.probe_switch);
+	links[2] = bpf_program__attach(p.skel->progs.probe_sys_enter);
 	if (tp)
-		links[3] = bpf_program__attach(skel->progs.probe_tracepoint);
+		links[3] = bpf_program__attach(p.skel->progs.probe_tracepoint);
 	for (int i = 0; i < nlinks; i++)
 		assert_non_null(links[i]);
 	usleep(1500000);
 	for (int i = 0; i < nlinks; i++)
 		bpf_link__destroy(links[i]);
 
-	assert_int_equal(collector__bind(&c, skel->obj), 0);
-	sym = symbolizer__new(&so);
-	assert_non_null(sym);
-	assert_int_equal(symbolizer__add_pid(sym, pid), 0);
-	s = chain_share(&c, sym, skel->maps.uprobe_counts, pid, up, 4, &total);
-	fprintf(stderr, "uprobe: %.3f of %llu\n", s, (unsigned long long)total);
-	assert_true(total > 50 && s >= 0.95);
-	/* In the kernel, the user stack starts in libc's clock_nanosleep, called by nap. */
-	s = chain_share(&c, sym, skel->maps.switch_counts, pid, sw, 4, &total);
-	fprintf(stderr, "tp_btf: %.3f of %llu\n", s, (unsigned long long)total);
-	assert_true(total > 50 && s >= 0.95);
-	s = chain_share(&c, sym, skel->maps.sys_counts, pid, sw, 4, &total);
-	fprintf(stderr, "tp_btf sys_enter: %.3f of %llu\n", s, (unsigned long long)total);
-	assert_true(total > 50 && s >= 0.95);
-	if (tp) {
-		s = chain_share(&c, sym, skel->maps.tp_counts, pid, sw, 4, &total);
-		fprintf(stderr, "tracepoint: %.3f of %llu\n", s, (unsigned long long)total);
-		assert_true(total > 50 && s >= 0.95);
-	} else {
+	probe_expect(&p, p.skel->maps.uprobe_counts, UPROBE_CHAIN, "uprobe");
+	probe_expect(&p, p.skel->maps.switch_counts, NAP_CHAIN, "tp_btf");
+	probe_expect(&p, p.skel->maps.sys_counts, NAP_CHAIN, "tp_btf sys_enter");
+	if (tp)
+		probe_expect(&p, p.skel->maps.tp_counts, NAP_CHAIN, "tracepoint");
+	else
 		fprintf(stderr, "tracepoint: loaded, not attached (no tracefs)\n");
-	}
-
-	symbolizer__free(sym);
-	unwinder__free(u);
-	unwind_probe_bpf__destroy(skel);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	probe_stop(&p);
 }
 
 /* The per-file table cache: a second process of the same files builds nothing; under a budget
@@ -324,73 +335,51 @@ static void clear_counts(struct bpf_map *counts)
  * table. */
 static void test_tables_on_demand(void **state)
 {
-	static const char *const up[] = {"probe_me", "level2", "level1", "main"};
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "probe_me");
-	struct symbolizer_opts so = {.no_kernel = true};
 	struct unwinder_opts wo = {.on_demand = true};
 	struct unwinder_stats st0, st;
-	struct collector c = {};
-	struct unwind_probe_bpf *skel;
 	struct ring_buffer *rb;
-	struct symbolizer *sym;
 	struct bpf_link *link;
-	struct unwinder *u;
-	uint64_t total;
-	double s;
-	pid_t pid;
+	struct probe p;
 
 	(void)state;
-	pid = spawn_target();
-	skel = unwind_probe_bpf__open_and_load();
-	assert_non_null(skel);
-	u = probe_unwinder(skel, pid, &wo);
-	assert_int_equal(unwinder__add_pid(u, pid, true), 0);
-	unwinder__stats(u, &st0);
+	probe_start(&p, &wo);
+	assert_int_equal(unwinder__add_pid(p.u, p.pid, true), 0);
+	unwinder__stats(p.u, &st0);
 	assert_true(st0.on_demand >= 3); /* the target, libc, ld.so */
 	assert_int_equal(st0.deferred, 0);
 	assert_true(st0.builds <= 1); /* the vDSO's, read from the process at once */
-	rb = ring_buffer__new(bpf_map__fd(skel->maps.proc_events), on_notice, u, NULL);
+	rb = ring_buffer__new(bpf_map__fd(p.skel->maps.proc_events), on_notice, p.u, NULL);
 	assert_non_null(rb);
 
 	/* A walk stops at the first table it misses: the next table is asked for by the walks
 	 * after that one is built, a round later. */
 	for (int round = 0, n = 1; round < 5 && n > 0; round++) {
-		link = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0,
+		link = bpf_program__attach_uprobe_opts(p.skel->progs.probe_uprobe, p.pid, target, 0,
 						       &uo);
 		assert_non_null(link);
 		usleep(300000);
 		bpf_link__destroy(link);
 		n = ring_buffer__consume(rb);
 		assert_true(n >= 0);
-		while (unwinder__idle(u))
+		while (unwinder__idle(p.u))
 			;
 	}
-	unwinder__stats(u, &st);
+	unwinder__stats(p.u, &st);
+	fprintf(stderr, "on demand: %llu of %llu files built\n",
+		(unsigned long long)(st.builds - st0.builds), (unsigned long long)st.on_demand);
 	assert_true(st.misses >= 2); /* the target's table and libc's */
 	assert_true(st.builds - st0.builds >= 2);
 	assert_true(st.builds - st0.builds < st.on_demand);
 
-	clear_counts(skel->maps.uprobe_counts);
-	link = bpf_program__attach_uprobe_opts(skel->progs.probe_uprobe, pid, target, 0, &uo);
+	clear_counts(p.skel->maps.uprobe_counts);
+	link = bpf_program__attach_uprobe_opts(p.skel->progs.probe_uprobe, p.pid, target, 0, &uo);
 	assert_non_null(link);
 	usleep(1000000);
 	bpf_link__destroy(link);
-	assert_int_equal(collector__bind(&c, skel->obj), 0);
-	sym = symbolizer__new(&so);
-	assert_non_null(sym);
-	assert_int_equal(symbolizer__add_pid(sym, pid), 0);
-	s = chain_share(&c, sym, skel->maps.uprobe_counts, pid, up, 4, &total);
-	fprintf(stderr, "on demand: %.3f of %llu; %llu of %llu files built\n", s,
-		(unsigned long long)total, (unsigned long long)(st.builds - st0.builds),
-		(unsigned long long)st.on_demand);
-	assert_true(total > 50 && s >= 0.95);
-
-	symbolizer__free(sym);
+	probe_expect(&p, p.skel->maps.uprobe_counts, UPROBE_CHAIN, "uprobe, tables built");
 	ring_buffer__free(rb);
-	unwinder__free(u);
-	unwind_probe_bpf__destroy(skel);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	probe_stop(&p);
 }
 
 /* The compiled table of the target: sorted, and at main's first instruction CFA = rsp + 8. */
